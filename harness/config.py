@@ -1,0 +1,230 @@
+"""The bake-off config: frozen dataclasses loaded from YAML and validated on construction.
+
+YAML holds strings and numbers; all logic lives in Python. `key=value` overrides from the command line
+are applied to the raw mapping before validation (`recipe.epochs=1`, `name=nightly`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+DEMO_CONFIG = BUNDLED_DIR / "demo.yaml"
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The one training recipe applied unchanged to every candidate."""
+
+    tuner: str = "lora"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str | list[str] = "auto"
+    learning_rate: float = 2e-4
+    epochs: int = 2
+    batch_size: int = 8
+    max_length: int = 256
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    seed: int = 0
+    bf16: str = "auto"  # auto | on | off
+    group_by_length: bool = True
+    freeze_keep_last: int = 2  # used by the freeze tuner only
+
+    def __post_init__(self) -> None:
+        _check(self.r > 0, "recipe.r must be positive")
+        _check(self.alpha > 0, "recipe.alpha must be positive")
+        _check(0.0 <= self.dropout < 1.0, "recipe.dropout must be in [0, 1)")
+        _check(self.learning_rate >= 0, "recipe.learning_rate must be >= 0")
+        _check(self.epochs >= 0, "recipe.epochs must be >= 0")
+        _check(self.batch_size > 0, "recipe.batch_size must be positive")
+        _check(self.max_length >= 8, "recipe.max_length must be at least 8")
+        _check(0.0 <= self.warmup_ratio < 1.0, "recipe.warmup_ratio must be in [0, 1)")
+        _check(self.bf16 in ("auto", "on", "off"), "recipe.bf16 must be auto, on or off")
+        _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """One base model in the bake-off: a bundled alias, a local folder or a Hugging Face id."""
+
+    model: str
+    name: str = ""
+    revision: str | None = None
+    trust_remote_code: bool = False
+    learning_rate: float | None = None  # overrides recipe.learning_rate for this candidate only
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model.strip()), "candidate.model must not be empty")
+        if not self.name:
+            object.__setattr__(self, "name", self.model.rstrip("/").split("/")[-1])
+
+
+@dataclass(frozen=True)
+class SuiteRef:
+    """A benchmark or probe suite: a bundled name or a path to its YAML spec, with optional row caps."""
+
+    spec: str
+    max_train: int | None = None
+    max_validation: int | None = None
+    max_test: int | None = None
+    max_items: int | None = None  # probes
+
+    def __post_init__(self) -> None:
+        for cap in ("max_train", "max_validation", "max_test", "max_items"):
+            value = getattr(self, cap)
+            _check(value is None or value > 0, f"{cap} must be positive")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """`metric` is `benchmark.metric[.split]`, e.g. `support_intents.accuracy`; see harness/gate.py."""
+
+    metric: str
+    op: str = ">="
+    value: float = 0.0
+    on: str = "value"  # value | ci_low | ci_high
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.op in (">=", ">", "<=", "<"), f"gate op must be one of >=, >, <=, < (got {self.op!r})")
+        _check(self.on in ("value", "ci_low", "ci_high"), "gate 'on' must be value, ci_low or ci_high")
+        _check(self.metric.count(".") in (1, 2), f"gate metric must be benchmark.metric[.split] (got {self.metric!r})")
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.metric} {self.op} {self.value:g}" + ("" if self.on == "value" else f" on {self.on}"))
+
+
+@dataclass(frozen=True)
+class BakeoffConfig:
+    name: str
+    candidates: list[CandidateConfig]
+    benchmarks: list[SuiteRef]
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    probes: list[SuiteRef] = field(default_factory=list)
+    gates: list[GateConfig] = field(default_factory=list)
+    bootstrap_resamples: int = 1000
+    source: str = ""  # the file this config was read from; specs resolve relative to it
+
+    def __post_init__(self) -> None:
+        _check(bool(self.candidates), "config names no candidates")
+        _check(bool(self.benchmarks), "config names no benchmarks")
+        names = [c.name for c in self.candidates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        _check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")
+        _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).resolve().parent if self.source else Path.cwd()
+
+    def hash(self) -> str:
+        payload = dataclasses.asdict(self)
+        payload.pop("source")
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BakeoffConfig:
+    """Read a bake-off YAML (the bundled demo when `path` is None), apply overrides, validate."""
+    path = Path(path) if path else DEMO_CONFIG
+    raw = read_yaml(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    try:
+        return build(BakeoffConfig, {**raw, "source": str(path)}, "")
+    except ConfigError as err:
+        raise ConfigError(err.message, path) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("file not found", path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"invalid YAML: {problem}", path, line) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping at the top level", path)
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """`recipe.epochs=1` sets raw['recipe']['epochs'] = 1 (the value is parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override must look like key=value (got {item!r})")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
+    node[leaf] = yaml.safe_load(value)
+
+
+def build(cls: type, raw: Any, where: str) -> Any:
+    """Construct dataclass `cls` from a raw mapping, rejecting unknown keys and wrong types."""
+    label = where or "config"
+    if isinstance(raw, str) and cls in (SuiteRef, CandidateConfig):
+        raw = {"spec": raw} if cls is SuiteRef else {"model": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {'/'.join(unknown)!r} in {label}; known: {', '.join(sorted(known - {'source'}))}")
+    kwargs = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as err:
+                errors.append(err.message)
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where} has the wrong type ({type(value).__name__})")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 5e-3 as a string
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value

@@ -1,0 +1,54 @@
+"""Errors that end a run, each mapped to one documented exit code.
+
+0 all gates pass, 1 a gate failed, 2 usage/config/data error, 3 runtime failure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+
+
+class SftbenchError(Exception):
+    """An error with a one-line message for the user and the exit code it maps to."""
+
+    exit_code = EXIT_RUNTIME
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        return f"{where}{self.message}"
+
+
+class ConfigError(SftbenchError):
+    """A malformed bake-off config, benchmark spec or probe suite."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataError(SftbenchError):
+    """A data file that is missing, unreadable, empty or lacking a column."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelError(SftbenchError):
+    """A candidate that cannot be resolved or loaded."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunFailure(SftbenchError):
+    """Something broke while running (NaN loss, out of memory, a crash inside a library)."""
+
+    exit_code = EXIT_RUNTIME

