@@ -1,0 +1,30 @@
+"""Tuning methods, one folder each. A tuner turns a loaded model into one whose trainable parameters
+are exactly what the method trains; the shared loop in harness/train.py does the rest."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import RecipeConfig
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class Tuner:
+    name: str
+    prepare: Callable[[Any, RecipeConfig, str], Any]  # (model, recipe, kind "causal"|"encoder") -> model
+    description: str
+
+
+TUNERS: Registry[Tuner] = Registry("tuner")
+
+
+def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], description: str) -> None:
+    TUNERS.add(name, Tuner(name, prepare, description))
+
+
+def load_all() -> Registry[Tuner]:
+    from tuners import freeze, full, lora  # noqa: F401  (each ends in one register_tuner call)
+
+    return TUNERS

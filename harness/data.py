@@ -1,0 +1,229 @@
+"""Benchmark and probe specs (`benchmark.yaml`, `probe.yaml`) and the data files they name.
+
+A spec names its data files relative to itself, maps file columns to fields, and declares its task
+kind, labels or references, prompt template, metrics and `version`. Every loaded split carries the
+sha256 of the bytes it was read from, so stored results can say exactly what they were scored on.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import BUNDLED_DIR, SuiteRef, read_yaml
+from harness.errors import ConfigError, DataError
+
+TASK_KINDS = ("classification", "generation")
+SPLITS = ("train", "validation", "test", "shifted")
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str  # the input, already rendered through the prompt template
+    target: str  # label key (classification) or the first reference (generation)
+    references: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    examples: list[Example]
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    version: str
+    task: str
+    path: str
+    prompt: str
+    input_field: str
+    target_field: str | None
+    reference_fields: tuple[str, ...]
+    labels: dict[str, str]  # label key -> verbalised label text a causal LM is tuned to produce
+    metrics: tuple[str, ...]
+    main_metric: str
+    splits: dict[str, str]  # split name -> data file (resolved)
+    columns: tuple[str, ...] | None = None  # for header-less CSV/TSV
+    max_new_tokens: int = 64
+    description: str = ""
+
+
+def find_spec(ref: str, base: Path, filename: str) -> Path:
+    """A bundled name (`support_intents`) or a path to a YAML spec (or to its folder)."""
+    candidates = [base / ref, Path(ref), BUNDLED_DIR / ref]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+        if c.is_dir() and (c / filename).is_file():
+            return (c / filename).resolve()
+    bundled = sorted(p.parent.name for p in BUNDLED_DIR.glob(f"*/{filename}"))
+    raise ConfigError(f"no {filename} found for '{ref}'; bundled: {', '.join(bundled)}")
+
+
+def load_benchmark_spec(ref: str, base: Path) -> BenchmarkSpec:
+    path = find_spec(ref, base, "benchmark.yaml")
+    raw = read_yaml(path)
+    try:
+        return _parse_benchmark(raw, path)
+    except ConfigError as err:
+        raise ConfigError(err.message, path) from None
+
+
+def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in raw:
+        raise ConfigError(f"missing required key '{key}'")
+    if not isinstance(raw[key], kind):
+        raise ConfigError(f"'{key}' has the wrong type ({type(raw[key]).__name__})")
+    return raw[key]
+
+
+BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "fields", "labels", "metrics",
+                  "main_metric", "splits", "columns", "max_new_tokens"}
+
+
+def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
+    unknown = sorted(set(raw) - BENCHMARK_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}'; known: {', '.join(sorted(BENCHMARK_KEYS))}")
+    task = _require(raw, "task", str)
+    if task not in TASK_KINDS:
+        raise ConfigError(f"unknown task kind '{task}'; known: {', '.join(TASK_KINDS)}")
+    fields = _require(raw, "fields", dict)
+    input_field = fields.get("input")
+    if not isinstance(input_field, str):
+        raise ConfigError("fields.input must name the input column")
+    refs = fields.get("references") or ([fields["target"]] if isinstance(fields.get("target"), str) else [])
+    if isinstance(refs, str):
+        refs = [refs]
+    if not refs:
+        raise ConfigError("fields.target (or fields.references) must name the target column")
+    labels: dict[str, str] = {}
+    if task == "classification":
+        raw_labels = _require(raw, "labels", (dict, list))
+        labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {str(x): str(x) for x in raw_labels}
+        if len(labels) < 2:
+            raise ConfigError("a classification benchmark needs at least two labels")
+        if len(set(labels.values())) != len(labels):
+            raise ConfigError("label texts must be distinct")
+    splits_raw = _require(raw, "splits", dict)
+    for s in splits_raw:
+        if s not in SPLITS:
+            raise ConfigError(f"unknown split '{s}'; known: {', '.join(SPLITS)}")
+    for s in ("train", "test"):
+        if s not in splits_raw:
+            raise ConfigError(f"missing split '{s}'")
+    splits = {s: str((path.parent / str(f)).resolve()) for s, f in splits_raw.items()}
+    prompt = _require(raw, "prompt", str)
+    if "{input}" not in prompt:
+        raise ConfigError("prompt must contain {input}")
+    metrics = tuple(_require(raw, "metrics", list))
+    from harness.score import METRICS
+
+    for m in metrics:
+        METRICS.get(m)
+    main = raw.get("main_metric", metrics[0] if metrics else "")
+    if main not in metrics:
+        raise ConfigError(f"main_metric '{main}' is not among metrics")
+    columns = raw.get("columns")
+    return BenchmarkSpec(
+        name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
+        task=task, path=str(path), prompt=prompt, input_field=input_field,
+        target_field=refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
+        splits=splits, columns=tuple(columns) if columns else None,
+        max_new_tokens=int(raw.get("max_new_tokens", 64)), description=str(raw.get("description", "")),
+    )
+
+
+def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL, JSON (list), CSV, TSV or Parquet file as dicts. Errors name file and line."""
+    if not path.is_file():
+        raise DataError("data file not found", path)
+    suffix = "".join(path.suffixes[-1:]).lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError("reading Parquet needs pyarrow: pip install pyarrow", path) from None
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:
+            raise DataError(f"cannot read Parquet: {err}", path) from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError("not UTF-8 text", path, line) from None
+    if suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"invalid JSON: {err.msg}", path, number) from None
+            if not isinstance(row, dict):
+                raise DataError("each JSON line must be an object", path, number)
+            rows.append(row)
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise DataError("a .json data file must hold a list of objects", path)
+        return data
+    if suffix in (".tsv", ".csv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        lines = text.splitlines()
+        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        rows_raw = list(reader)
+        header = list(columns) if columns else (rows_raw.pop(0) if rows_raw else [])
+        rows = []
+        for number, cells in enumerate(rows_raw, 1 if columns else 2):
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise DataError(f"expected {len(header)} columns, found {len(cells)}", path, number)
+            rows.append(dict(zip(header, cells)))
+        return rows
+    raise DataError(f"unsupported data format '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)", path)
+
+
+def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Split:
+    """Read one split, render inputs through the prompt template, check every field is present."""
+    path = Path(spec.splits[split])
+    rows = read_rows(path, spec.columns)
+    if not rows:
+        raise DataError(f"split '{split}' is empty", path)
+    examples = []
+    for number, row in enumerate(rows, 1):
+        for key in (spec.input_field, *spec.reference_fields):
+            if key not in row:
+                raise DataError(f"row {number} has no column '{key}' (columns: {', '.join(row)})", path)
+        refs = tuple(str(row[k]) for k in spec.reference_fields)
+        target = refs[0]
+        if spec.task == "classification" and target not in spec.labels:
+            raise DataError(f"row {number}: label '{target}' is not among the declared labels "
+                            f"({', '.join(spec.labels)})", path)
+        text = spec.prompt.replace("{input}", str(row[spec.input_field]))
+        examples.append(Example(text=text, target=target, references=refs, raw=row))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if limit is not None and limit < len(examples):
+        examples = examples[:limit]
+        digest = hashlib.sha256(f"{digest}:first{limit}".encode()).hexdigest()
+    return Split(name=split, examples=examples, sha256=digest, path=str(path))
+
+
+def load_benchmark(ref: SuiteRef, base: Path) -> tuple[BenchmarkSpec, dict[str, Split]]:
+    spec = load_benchmark_spec(ref.spec, base)
+    caps = {"train": ref.max_train, "validation": ref.max_validation, "test": ref.max_test, "shifted": ref.max_test}
+    return spec, {s: load_split(spec, s, caps[s]) for s in spec.splits}

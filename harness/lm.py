@@ -1,0 +1,106 @@
+"""Forward passes shared by training and scoring: answer-token log-likelihoods, greedy generation,
+sentence embeddings. The LM head is applied only at the positions that are scored, never to the whole
+sequence, which saves a (batch, seq, vocab) logits tensor per step."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def unwrap(model: Any) -> Any:
+    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def body_and_head(model: Any) -> tuple[Any, Any]:
+    base = unwrap(model)
+    return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+
+
+def pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if left:
+            ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+        else:
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+    return ids, mask
+
+
+def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict a target token (targets != -100), and those targets.
+
+    ids, mask, targets: (batch, seq). Returns (n_answer_tokens, vocab) and (n_answer_tokens,).
+    """
+    body, head = body_and_head(model)
+    hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, seq, hidden)
+    shifted = targets[:, 1:]  # position t predicts token t+1
+    keep = shifted != -100
+    return head(hidden[:, :-1][keep]).float(), shifted[keep]
+
+
+@torch.no_grad()
+def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
+                          continuations: Sequence[Sequence[int]], batch_size: int = 16) -> list[tuple[float, int]]:
+    """Sum of log p(continuation | context) and its token count, for each pair. Batched by length."""
+    order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(continuations[i]))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        seqs = [list(contexts[i]) + list(continuations[i]) for i in chunk]
+        targets_list = [[-100] * len(contexts[i]) + list(continuations[i]) for i in chunk]
+        ids, mask = pad(seqs, pad_id)
+        targets, _ = pad(targets_list, -100)
+        logits, gold = answer_logits(model, ids, mask, targets)
+        token_lp = torch.log_softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
+        counts = [len(continuations[i]) for i in chunk]
+        for i, part in zip(chunk, torch.split(token_lp, counts)):
+            out[i] = (float(part.sum()), len(part))
+    return out
+
+
+def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    logits, gold = answer_logits(model, ids, mask, targets)
+    return F.cross_entropy(logits, gold, reduction="sum"), int(gold.numel())
+
+
+@torch.no_grad()
+def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+             batch_size: int = 8, stop: Sequence[str] = ()) -> list[str]:
+    """Batched greedy decoding with left padding and the KV cache."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = [""] * len(prompts)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        ids, mask = pad([prompts[i] for i in chunk], pad_id, left=True)
+        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        for i, row in zip(chunk, gen[:, ids.shape[1]:]):
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            for s in stop:
+                text = text.split(s)[0]
+            out[i] = text.strip()
+    return out
+
+
+@torch.no_grad()
+def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 128) -> torch.Tensor:
+    """Mean-pooled, L2-normalised sentence embeddings from an encoder's last hidden state. (n, hidden)"""
+    base = unwrap(model)
+    encoder = getattr(base, base.base_model_prefix, base)
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        m = batch["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
+        chunks.append(F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1))
+    return torch.cat(chunks)

@@ -1,0 +1,170 @@
+"""Probe suites: what a base model knew before tuning, scored item by item on the base model and
+again on the tuned model, so forgetting is a paired drop.
+
+Kinds:
+- `multiple_choice` (causal LMs): log-likelihood of " " + option after the plain-text prompt (no chat
+  template: these are pre-training facts). `acc` uses the summed log-probability, `acc_norm` divides it
+  by the option's length in characters (lm-eval's acc_norm). An item is correct when the answer beats
+  all three distractors; `acc` decides forgetting.
+- `paraphrase_ranking` (encoders): the anchor's mean-pooled embedding must be closer (cosine) to the
+  paraphrase than to every hard distractor.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.config import SuiteRef, read_yaml
+from harness.data import find_spec, read_rows
+from harness.errors import ConfigError, DataError
+from harness.stats import mcnemar_exact, paired_diff_ci, wilson
+
+PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder"}
+PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    version: str
+    kind: str
+    path: str
+    data: str
+    description: str = ""
+
+    @property
+    def model_kind(self) -> str:
+        return PROBE_KINDS[self.kind]
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    prompt: str  # prompt (multiple choice) or anchor (paraphrase)
+    answer: str
+    distractors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    correct: list[int]  # per item, 1 if the answer ranked first
+    margin: list[float]  # per item, answer score minus best distractor score
+    correct_norm: list[int] = field(default_factory=list)  # multiple choice, length-normalised
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correct)) if self.correct else float("nan")
+
+
+def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], str]:
+    path = find_spec(ref.spec, base, "probe.yaml")
+    raw = read_yaml(path)
+    unknown = sorted(set(raw) - PROBE_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}'; known: {', '.join(sorted(PROBE_KEYS))}", path)
+    for key in ("version", "kind", "data"):
+        if key not in raw:
+            raise ConfigError(f"missing required key '{key}'", path)
+    if raw["kind"] not in PROBE_KINDS:
+        raise ConfigError(f"unknown probe kind '{raw['kind']}'; known: {', '.join(PROBE_KINDS)}", path)
+    spec = ProbeSpec(name=str(raw.get("name") or path.parent.name), version=str(raw["version"]), kind=raw["kind"],
+                     path=str(path), data=str((path.parent / raw["data"]).resolve()),
+                     description=str(raw.get("description", "")))
+    rows = read_rows(Path(spec.data))
+    if not rows:
+        raise DataError("probe suite is empty", spec.data)
+    keys = ("prompt", "answer") if spec.kind == "multiple_choice" else ("anchor", "positive")
+    items = []
+    for number, row in enumerate(rows, 1):
+        missing = [k for k in (*keys, "distractors") if k not in row]
+        if missing:
+            raise DataError(f"item {number} has no '{missing[0]}'", spec.data, number)
+        if not isinstance(row["distractors"], list) or not row["distractors"]:
+            raise DataError(f"item {number}: 'distractors' must be a non-empty list", spec.data, number)
+        items.append(ProbeItem(str(row[keys[0]]), str(row[keys[1]]), tuple(str(d) for d in row["distractors"])))
+    if ref.max_items:
+        items = items[: ref.max_items]
+    digest = hashlib.sha256(Path(spec.data).read_bytes() + f":{ref.max_items}".encode()).hexdigest()
+    return spec, items, digest
+
+
+def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+    if spec.kind == "multiple_choice":
+        return _multiple_choice(items, model, tokenizer)
+    return _paraphrase(items, model, tokenizer)
+
+
+def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+    from harness.lm import continuation_logprobs
+
+    contexts, conts, owners = [], [], []
+    for i, item in enumerate(items):
+        ctx = tokenizer(item.prompt)["input_ids"]
+        for option in (item.answer, *item.distractors):
+            contexts.append(ctx)
+            conts.append(tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+            owners.append(i)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = continuation_logprobs(model, pad_id, contexts, conts)
+    correct, margin, correct_norm = [], [], []
+    pos = 0
+    for item in items:
+        k = 1 + len(item.distractors)
+        raw = np.array([s for s, _ in scores[pos:pos + k]])
+        lengths = np.array([len(" " + o) for o in (item.answer, *item.distractors)])
+        norm = raw / lengths
+        pos += k
+        correct.append(int(raw[0] > raw[1:].max()))
+        correct_norm.append(int(norm[0] > norm[1:].max()))
+        margin.append(float(raw[0] - raw[1:].max()))
+    return ProbeScore(correct, margin, correct_norm)
+
+
+def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+    from harness.lm import embed
+
+    texts = []
+    for item in items:
+        texts += [item.prompt, item.answer, *item.distractors]
+    vectors = embed(model, tokenizer, texts)
+    correct, margin, pos = [], [], 0
+    for item in items:
+        k = 2 + len(item.distractors)
+        block = vectors[pos:pos + k]
+        sims = (block[1:] @ block[0]).tolist()  # cosine: embeddings are normalised
+        pos += k
+        correct.append(int(sims[0] > max(sims[1:])))
+        margin.append(float(sims[0] - max(sims[1:])))
+    return ProbeScore(correct, margin)
+
+
+def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScore, after: ProbeScore,
+                      data_hash: str, resamples: int, seed: int) -> dict[str, Any]:
+    """Before/after accuracy, forgetting = before - after with a paired interval, transitions, McNemar."""
+    n = len(items)
+    low, high = paired_diff_ci(before.correct, after.correct, resamples, seed)
+    lost, gained, p = mcnemar_exact(before.correct, after.correct)
+    drops = sorted((i for i in range(n) if before.correct[i] and not after.correct[i]),
+                   key=lambda i: after.margin[i] - before.margin[i])
+    report = {
+        "probe": spec.name, "version": spec.version, "kind": spec.kind, "n": n, "data_sha256": data_hash,
+        "before": _acc(before.correct), "after": _acc(after.correct),
+        "forgetting": {"value": before.accuracy - after.accuracy, "ci_low": low, "ci_high": high,
+                       "ci_method": f"paired bootstrap(resamples={resamples},seed={seed})"},
+        "forgotten": lost, "gained": gained, "mcnemar_p": p,
+        "most_forgotten": [{"prompt": items[i].prompt, "answer": items[i].answer,
+                            "margin_before": before.margin[i], "margin_after": after.margin[i]} for i in drops[:10]],
+        "per_item": {"before": before.correct, "after": after.correct},
+    }
+    if before.correct_norm:
+        report["before_norm"] = _acc(before.correct_norm)
+        report["after_norm"] = _acc(after.correct_norm)
+    return report
+
+
+def _acc(correct: list[int]) -> dict[str, float]:
+    low, high = wilson(sum(correct), len(correct))
+    return {"value": float(np.mean(correct)), "ci_low": low, "ci_high": high}

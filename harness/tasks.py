@@ -1,0 +1,85 @@
+"""Task kinds: how a benchmark's examples become training items and how a model answers them.
+
+classification — encoders get a fresh classification head and predict its argmax. Causal LMs are tuned
+  to answer with the label's text followed by EOS (loss on the answer tokens only) and predict the
+  label whose text + EOS has the highest summed log-likelihood after the prompt. Scoring the EOS too
+  keeps a label that is a prefix of another ("account" / "account access") from winning by default.
+generation — causal LMs only: greedy decoding after the prompt (through the chat template when the
+  tokenizer has one), scored against one or more references.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness.data import BenchmarkSpec, Example
+from harness.encode import Encoded, completion_ids, encode_causal, encode_encoder, prompt_ids, uses_chat, fit_length
+
+
+def applicable(spec: BenchmarkSpec, kind: str) -> str:
+    """Empty when the model kind can do the task, else the reason it cannot."""
+    if spec.task == "generation" and kind == "encoder":
+        return "an encoder-only model cannot generate text"
+    return ""
+
+
+def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any, kind: str, max_length: int) -> list[Encoded]:
+    if kind == "encoder":
+        index = {label: i for i, label in enumerate(spec.labels)}
+        return [encode_encoder(tokenizer, ex.text, index[ex.target], max_length) for ex in examples]
+    answer = (lambda ex: spec.labels[ex.target]) if spec.task == "classification" else (lambda ex: ex.target)
+    return [encode_causal(tokenizer, ex.text, answer(ex), max_length) for ex in examples]
+
+
+def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
+            max_length: int) -> tuple[list[str], float]:
+    """Predictions (label keys or generated text) and mean seconds per item."""
+    start = time.perf_counter()
+    if spec.task == "generation":
+        preds = _generate(spec, examples, model, tokenizer, max_length)
+    elif kind == "encoder":
+        preds = _classify_encoder(spec, examples, model, tokenizer, max_length)
+    else:
+        preds = _classify_causal(spec, examples, model, tokenizer, max_length)
+    return preds, (time.perf_counter() - start) / max(len(examples), 1)
+
+
+def _classify_encoder(spec, examples, model, tokenizer, max_length):
+    import torch
+
+    from harness.lm import pad
+
+    keys = list(spec.labels)
+    preds = []
+    with torch.no_grad():
+        for s in range(0, len(examples), 32):
+            ids = [tokenizer(ex.text, truncation=True, max_length=max_length)["input_ids"] for ex in examples[s:s + 32]]
+            input_ids, mask = pad(ids, tokenizer.pad_token_id)
+            logits = model(input_ids=input_ids, attention_mask=mask).logits  # (batch, n_labels)
+            preds += [keys[i] for i in logits.argmax(-1).tolist()]
+    return preds
+
+
+def _classify_causal(spec, examples, model, tokenizer, max_length):
+    from harness.lm import continuation_logprobs
+
+    chat = uses_chat(tokenizer)
+    keys = list(spec.labels)
+    options = [completion_ids(tokenizer, spec.labels[k], chat) for k in keys]
+    contexts, conts = [], []
+    for ex in examples:
+        p = prompt_ids(tokenizer, ex.text, chat)
+        for opt in options:
+            contexts.append(fit_length(p, opt, max_length))
+            conts.append(opt)
+    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts)
+    k = len(keys)
+    return [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
+
+
+def _generate(spec, examples, model, tokenizer, max_length):
+    from harness.lm import generate
+
+    chat = uses_chat(tokenizer)
+    prompts = [prompt_ids(tokenizer, ex.text, chat)[-max_length:] for ex in examples]
+    return generate(model, tokenizer, prompts, spec.max_new_tokens)

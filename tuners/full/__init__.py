@@ -1,0 +1,11 @@
+"""Full fine-tuning: every weight trains. The reference point LoRA is compared against."""
+from tuners import register_tuner
+
+
+def prepare(model, recipe, kind):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+register_tuner("full", prepare, "full fine-tuning: every weight is trained")

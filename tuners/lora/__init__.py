@@ -1,0 +1,5 @@
+"""LoRA via peft: low-rank adapters on the attention projections, resolved per architecture."""
+from tuners import register_tuner
+from tuners.lora.tune import prepare
+
+register_tuner("lora", prepare, "LoRA adapters (peft) on attention projections; new classifier heads are trained too")
