@@ -48,21 +48,38 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: to
 
 @torch.no_grad()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], batch_size: int = 16) -> list[tuple[float, int]]:
-    """Sum of log p(continuation | context) and its token count, for each pair. Batched by length."""
-    order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(continuations[i]))
+                          continuations: Sequence[Sequence[int]], max_batch: int = 32) -> list[tuple[float, int]]:
+    """Sum of log p(continuation | context) and its token count, for each pair.
+
+    Pairs that share a context (a prompt and its options) run the context once; its KV cache is
+    repeated for every continuation of that context. Contexts of equal length and equal option count
+    are batched together, so no context is ever padded (padding would shift positions).
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, ctx in enumerate(contexts):
+        groups.setdefault(tuple(ctx), []).append(i)
+    buckets: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+    for ctx, members in groups.items():
+        buckets.setdefault((len(ctx), len(members)), []).append(ctx)
+    body, head = body_and_head(model)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        seqs = [list(contexts[i]) + list(continuations[i]) for i in chunk]
-        targets_list = [[-100] * len(contexts[i]) + list(continuations[i]) for i in chunk]
-        ids, mask = pad(seqs, pad_id)
-        targets, _ = pad(targets_list, -100)
-        logits, gold = answer_logits(model, ids, mask, targets)
-        token_lp = torch.log_softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
-        counts = [len(continuations[i]) for i in chunk]
-        for i, part in zip(chunk, torch.split(token_lp, counts)):
-            out[i] = (float(part.sum()), len(part))
+    for (length, k), ctxs in buckets.items():
+        for start in range(0, len(ctxs), max_batch):
+            chunk = ctxs[start:start + max_batch]
+            members = [i for ctx in chunk for i in groups[ctx]]  # context-major, as the cache repeats
+            prefix = body(input_ids=torch.tensor(chunk), use_cache=True)  # (b, length)
+            cache = prefix.cache
+            cache.batch_repeat_interleave(k)
+            ids, mask = pad([continuations[i] for i in members], pad_id)  # (b*k, m)
+            full_mask = torch.cat([torch.ones(len(members), length, dtype=torch.long), mask], dim=1)
+            hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (b*k, m, h)
+            last = prefix.last_hidden_state[:, -1:].repeat_interleave(k, dim=0)  # predicts each first token
+            predicting = torch.cat([last, hidden[:, :-1]], dim=1)  # position j predicts token j
+            keep = mask.bool()
+            logits = head(predicting[keep]).float()  # (n_tokens, vocab)
+            token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids[keep][:, None])[:, 0]
+            for i, part in zip(members, torch.split(token_lp, mask.sum(1).tolist())):
+                out[i] = (float(part.sum()), len(part))
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data import BenchmarkSpec, Split, load_benchmark
-from harness.device import peak_rss_mb, set_threads
+from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
 from harness.errors import RunFailure, SftbenchError
 from harness.models import ModelHandle, count_parameters, load_model, load_tokenizer, resolve
 from harness.probes import ProbeItem, ProbeSpec, forgetting_report, load_probe, score_probe
@@ -127,11 +127,13 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
     torch.manual_seed(recipe.seed)  # a fresh classifier head is initialised at load time
     head = len(spec.labels) if handle.kind == "encoder" and spec.task == "classification" else None
     model, tokenizer = load_model(handle, head_labels=head), load_tokenizer(handle)
+    bf16 = use_bf16(recipe.bf16)  # scoring runs under the same precision the recipe trains in
     probes = [(p, items, h) for p, items, h in suites.probes if p.model_kind == handle.kind]
     before = []
     for p, items, _ in probes:
         progress.stage(cand.name, f"probing base model: {p.name}")
-        before.append(score_probe(p, items, model, tokenizer))
+        with autocast(bf16):
+            before.append(score_probe(p, items, model, tokenizer))
     model = TUNERS.get(recipe.tuner).prepare(model, recipe, handle.kind)
     params, trainable = count_parameters(model)
     encode = lambda split: training_items(spec, splits[split].examples, tokenizer, handle.kind, recipe.max_length)  # noqa: E731
@@ -143,7 +145,8 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
     for split in (s for s in SCORED_SPLITS if s in splits):
         progress.stage(cand.name, f"scoring {spec.name}/{split}")
         examples = splits[split].examples
-        preds, seconds_per_item = predict(spec, examples, model, tokenizer, handle.kind, recipe.max_length)
+        with autocast(bf16):
+            preds, seconds_per_item = predict(spec, examples, model, tokenizer, handle.kind, recipe.max_length)
         latency = latency if latency is not None else seconds_per_item * 1000
         refs = [list(ex.references) for ex in examples]
         scores[split] = {m: score(m, preds, refs, cfg.bootstrap_resamples, recipe.seed) for m in spec.metrics}
@@ -151,7 +154,8 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
     reports = []
     for (p, items, digest), b in zip(probes, before):
         progress.stage(cand.name, f"probing tuned model: {p.name}")
-        after = score_probe(p, items, model, tokenizer)
+        with autocast(bf16):
+            after = score_probe(p, items, model, tokenizer)
         reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, recipe.seed))
     if trained.train_loss and any(v != v for v in trained.train_loss):
         raise RunFailure("training loss is NaN")

@@ -1,0 +1,120 @@
+"""results.json: the one versioned results object every renderer reads.
+
+Schema (version 1):
+  schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
+  recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
+  candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
+    params, trainable_params,
+    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
+    benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
+      scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
+      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16},
+      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap},
+      probes[{probe, version, kind, n, data_sha256, before{}, after{}, forgetting{value, ci_low, ci_high},
+              forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.config import BakeoffConfig
+from harness.gate import Verdict, check, recommend
+from harness.run import CandidateResult
+from harness.stats import paired_diff_ci
+
+SCHEMA_VERSION = 1
+PACKAGES = ("sftbench", "torch", "transformers", "peft", "sacrebleu", "rouge-score", "scikit-learn", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    test, shifted = bench["scores"].get("test", {}).get(main_metric), bench["scores"].get("shifted", {}).get(main_metric)
+    if test and shifted:
+        # independent samples: the gap's interval comes from resampling each split separately
+        import numpy as np
+
+        a, b = np.asarray(test["per_item"]), np.asarray(shifted["per_item"])
+        rng = np.random.default_rng(seed)
+        diffs = [a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean() for _ in range(resamples)]
+        out.update(metric=main_metric, gap=test["value"] - shifted["value"],
+                   gap_ci_low=float(np.percentile(diffs, 2.5)), gap_ci_high=float(np.percentile(diffs, 97.5)))
+    train = bench.get("train")
+    if train and train["train_loss"] and len(train["val_loss"]) > 1:
+        out["overfit_loss_gap"] = train["val_loss"][-1] - train["train_loss"][-1]
+    return out
+
+
+def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: int, seed: int) -> dict[str, Any]:
+    benches = []
+    train_seconds, tps, latency = 0.0, 0.0, None
+    for b in c.benchmarks:
+        d = {"benchmark": b.benchmark, "version": b.version, "task": b.task, "status": b.status, "reason": b.reason,
+             "learning_rate": b.learning_rate, "data_sha256": b.data_sha256,
+             "scores": {s: {m: v.to_dict() for m, v in ms.items()} for s, ms in b.scores.items()},
+             "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
+             "latency_ms_per_item": b.latency_ms, "probes": b.probes}
+        d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
+        benches.append(d)
+        if b.train:
+            train_seconds += b.train.seconds
+            tps = b.train.tokens_per_second
+        latency = latency if latency is not None else b.latency_ms
+    h = c.handle
+    return {"name": c.name, "model": c.model, "status": c.status, "reason": c.reason,
+            "source": h.source if h else None, "path": h.path if h else None,
+            "architecture": h.architecture if h else None, "kind": h.kind if h else None,
+            "revision": h.revision if h else None, "weights_sha": h.weights_hash if h else None,
+            "params": c.params, "trainable_params": c.trainable_params,
+            "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
+                     "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb},
+            "benchmarks": benches}
+
+
+def build_results(run_id: str, cfg: BakeoffConfig, candidates: list[CandidateResult],
+                  main_metrics: dict[str, str]) -> dict[str, Any]:
+    cands = [candidate_dict(c, main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed) for c in candidates]
+    verdicts = check(cands, cfg.gates)
+    return finish(run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts)
+
+
+def finish(run_id: str, name: str, config_hash: str, config: dict[str, Any], cands: list[dict[str, Any]],
+           verdicts: list[Verdict]) -> dict[str, Any]:
+    choice, reason = recommend(cands, verdicts)
+    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "name": name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash, "config": config,
+            "git_sha": git_sha(), "packages": package_versions(),
+            "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
+            "gates": [dataclasses.asdict(v) for v in verdicts], "candidates": cands}
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Atomic write: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(results, indent=1, default=float))
+    tmp.replace(path)

@@ -1,0 +1,80 @@
+"""The terminal leaderboard (rich): one row per candidate, main metric with its interval per benchmark,
+shifted score, forgetting, cost, gate; then the recommendation on its own line. Plain ASCII box
+characters so it reads the same in CI logs and non-colour terminals."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+
+def _metric(entry: dict[str, Any] | None, pct: bool = True) -> str:
+    if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
+        return "-"
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
+    return f"{f(entry['value'])} [{f(entry['ci_low'])}, {f(entry['ci_high'])}]"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for c in results["candidates"]:
+        for b in c["benchmarks"]:
+            for split in b["scores"].values():
+                seen.setdefault(b["benchmark"], next(iter(split)))
+    return list(seen.items())
+
+
+def leaderboard(results: dict[str, Any]) -> Table:
+    table = Table(title=f"sftbench · {results['name']} · run {results['run_id']}", box=box.ASCII2,
+                  show_lines=False, title_justify="left")
+    table.add_column("candidate", no_wrap=True)
+    metrics = _main_metrics(results)
+    for bench, metric in metrics:
+        table.add_column(f"{bench}\n{metric} % [95% CI]", justify="right")
+        table.add_column("shifted", justify="right")
+    table.add_column("forgetting\npts [95% CI]", justify="right")
+    table.add_column("params\n(trained)", justify="right")
+    table.add_column("train s\n(tok/s)", justify="right")
+    table.add_column("latency\nms/item", justify="right")
+    table.add_column("peak\nRSS MB", justify="right")
+    table.add_column("gate")
+    failing = {}
+    for v in results["gates"]:
+        if not v["passed"]:
+            failing.setdefault(v["candidate"], v["gate"])
+    for c in results["candidates"]:
+        row = [c["name"]]
+        forgetting = []
+        for bench, metric in metrics:
+            b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
+            if b is None or b["status"] != "ok":
+                row += [("n/a" if b and b["status"] == "n/a" else "failed"), "-"]
+                continue
+            row += [_metric(b["scores"].get("test", {}).get(metric)), _metric(b["scores"].get("shifted", {}).get(metric))]
+            forgetting += [f"{p['probe']}: {_metric(p['forgetting'])}" for p in b["probes"]]
+        cost = c["cost"]
+        row += ["\n".join(forgetting) or "-", f"{_params(c['params'])}\n({_params(c['trainable_params'])})" if c["params"] else "-",
+                f"{cost['train_seconds']:.0f}\n({cost['train_tokens_per_second']:.0f})",
+                f"{cost['latency_ms_per_item']:.1f}" if cost["latency_ms_per_item"] is not None else "-",
+                f"{cost['peak_rss_mb']:.0f}",
+                "FAIL: " + failing[c["name"]] if c["name"] in failing else ("FAIL: " + c["reason"] if c["status"] != "ok" else "pass")]
+        table.add_row(*row)
+    return table
+
+
+def render(results: dict[str, Any], console: Console) -> None:
+    console.print(leaderboard(results))
+    for c in results["candidates"]:
+        for b in c["benchmarks"]:
+            if b["status"] != "ok":
+                console.print(f"  {c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}")
+    if not results["gates"]:
+        console.print("  no gates configured: every candidate that ran passes")
+    verdict = "PASS" if results["passed"] else "FAIL"
+    console.print(f"Recommendation [{verdict}]: {results['recommendation_reason']}", highlight=False)

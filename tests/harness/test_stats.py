@@ -1,0 +1,60 @@
+"""harness.stats against known values and scipy: Wilson intervals, exact McNemar, seeded bootstrap."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness.stats import bootstrap_ci, bootstrap_indices, mcnemar_exact, mean_ci, paired_diff_ci, wilson
+
+
+def test_wilson_known_value():
+    # statsmodels proportion_confint(8, 10, method="wilson") = (0.4901625, 0.9433178)
+    low, high = wilson(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_wilson_hand_formula_and_edges():
+    z, n, k = 1.959963984540054, 50, 17
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson(k, n) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mcnemar_exact_matches_scipy_binomtest(seed):
+    rng = np.random.default_rng(seed)
+    before, after = rng.integers(0, 2, 120), rng.integers(0, 2, 120)
+    lost, gained, p = mcnemar_exact(before.tolist(), after.tolist())
+    assert lost == int(((before == 1) & (after == 0)).sum()) and gained == int(((before == 0) & (after == 1)).sum())
+    assert p == sps.binomtest(lost, lost + gained, 0.5).pvalue
+    # the exact two-sided McNemar p-value: twice the smaller binomial tail, capped at 1
+    assert p == pytest.approx(min(1.0, 2 * sps.binom.cdf(min(lost, gained), lost + gained, 0.5)), abs=1e-12)
+
+
+def test_mcnemar_no_discordant_pairs():
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1]) == (0, 0, 1.0)
+
+
+def test_bootstrap_is_deterministic_per_seed():
+    assert np.array_equal(bootstrap_indices(30, 50, 7), bootstrap_indices(30, 50, 7))
+    assert not np.array_equal(bootstrap_indices(30, 50, 7), bootstrap_indices(30, 50, 8))
+    values = np.random.default_rng(0).normal(size=200)
+    stat = lambda idx: float(np.median(values[idx]))  # noqa: E731
+    assert bootstrap_ci(stat, 200, 300, 5) == bootstrap_ci(stat, 200, 300, 5)
+    low, high = mean_ci(values, 500, 0)
+    assert low < values.mean() < high
+    assert all(math.isnan(x) for x in bootstrap_ci(stat, 0))
+
+
+def test_paired_diff_ci_is_mean_ci_of_differences():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(1, 1, 100), rng.normal(0, 1, 100)
+    assert paired_diff_ci(x, y, 400, 2) == mean_ci(x - y, 400, 2)
+    low, high = paired_diff_ci(x, y, 400, 2)
+    assert 0 < low < high
