@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     try:
-        args = parser.parse_args(args_list)
+        # overrides may come after options (`run cfg.yaml --out d recipe.epochs=1`): collect the leftovers
+        args, extra = parser.parse_known_args(args_list)
+        if extra and (args.command != "run" or any("=" not in e for e in extra)):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     try:
@@ -45,6 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def quiet_libraries() -> None:
+    """Library progress bars and deprecation chatter would bury our own progress and leaderboard."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -59,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     if config and "=" in config and not Path(config).exists():
         config, overrides = None, [config, *overrides]
     cfg = load_config(config, overrides)
+    quiet_libraries()
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
     with RichProgress(console) as progress:

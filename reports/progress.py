@@ -1,6 +1,7 @@
 """Progress display for long steps (rich): the current stage and a bar with ETA for training steps."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -25,7 +26,8 @@ class RichProgress:
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.task = None
-        self.console.log(f"{candidate}: {what}")
+        self.console.print(
+            f"[{time.strftime('%H:%M:%S')}] {candidate}: {what}", highlight=False)
         self.label = f"{candidate}: {what.split(' (')[0]}"
 
     def step(self, done: int, total: int) -> None:

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import torch
+
+from harness.lm import continuation_logprobs
+from harness.models import load_model, load_tokenizer, resolve
+
+
+def naive(model, context, continuation):
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([context + continuation])).logits[0].float(), -1)
+    return sum(float(logp[len(context) - 1 + j, t]) for j, t in enumerate(continuation))
+
+
+def test_shared_prefix_scoring_equals_one_sequence_at_a_time(tiny_llama):
+    handle = resolve(str(tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    prompts = ["my parcel never came", "refund please", "my parcel never arrived!", "i cannot log in"]
+    options = [" shipping", " refund", " account access"]
+    contexts, conts = [], []
+    for p in prompts:
+        for o in options:
+            contexts.append(tok(p)["input_ids"])
+            conts.append(tok(o, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    got = continuation_logprobs(model, tok.pad_token_id, contexts, conts, max_batch=2)
+    for (value, count), ctx, cont in zip(got, contexts, conts):
+        assert count == len(cont)
+        torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)

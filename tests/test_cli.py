@@ -1,0 +1,81 @@
+"""End to end through `main(argv)` on tiny local models: files written, schema, exit codes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, stdout, stderr = run(["run", str(tiny_config), "--out", str(out_dir)], capsys)
+    assert code == 0, stderr
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["schema_version"] == 1 and results["passed"] is True
+    assert len(results["config_hash"]) == 16 and results["packages"]["torch"].startswith("2.")
+    by_name = {c["name"]: c for c in results["candidates"]}
+    llama, bert = by_name["tiny-llama"], by_name["tiny-bert"]
+    assert llama["kind"] == "causal" and bert["kind"] == "encoder"
+    assert 0 < llama["trainable_params"] < llama["params"]
+    bench = llama["benchmarks"][0]
+    assert bench["status"] == "ok" and bench["learning_rate"] == 1e-3
+    acc = bench["scores"]["test"]["accuracy"]
+    assert acc["n"] == 24 and acc["ci_low"] <= acc["value"] <= acc["ci_high"] and len(acc["per_item"]) == 24
+    assert set(bench["scores"]) == {"test", "shifted"} and "gap" in bench["generalisation"]
+    assert len(bench["train"]["val_loss"]) == 2 and set(bench["data_sha256"]) == {"train", "validation", "test", "shifted"}
+    # probes go to the kind they test: knowledge for the causal LM, paraphrase ranking for the encoder
+    assert [p["probe"] for p in bench["probes"]] == ["general_knowledge"]
+    assert [p["probe"] for p in bert["benchmarks"][0]["probes"]] == ["paraphrase_probe"]
+    probe = bench["probes"][0]
+    assert probe["n"] == 12 and len(probe["per_item"]["before"]) == 12
+    assert probe["forgetting"]["value"] == pytest.approx(probe["before"]["value"] - probe["after"]["value"])
+    assert "tiny-llama" in stdout and "Recommendation [PASS]" in stdout
+    # the smallest passing candidate is recommended
+    smallest = min(results["candidates"], key=lambda c: c["params"])["name"]
+    assert results["recommendation"] == smallest
+
+
+def test_failing_gate_exits_1(tiny_config, tmp_path, capsys):
+    code, stdout, _ = run(["run", str(tiny_config), "--out", str(tmp_path / "o"),
+                           "gates=[{metric: support_intents.accuracy, value: 1.01}]"], capsys)
+    assert code == 1
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["passed"] is False and results["recommendation"] is None
+    assert "Recommendation [FAIL]" in stdout and "no candidate passes" in stdout
+
+
+def test_missing_metric_fails_closed(tiny_config, tmp_path, capsys):
+    code, _, _ = run(["run", str(tiny_config), "gates=[{metric: support_intents.bleu, value: 0}]",
+                      "--out", str(tmp_path / "o")], capsys)
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert code == 1 and "fails closed: no metric 'bleu'" in results["gates"][0]["message"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "/nonexistent/bakeoff.yaml"], "bakeoff.yaml: file not found"),
+    (["run", "recipe.epoch=1"], "unknown key 'epoch' in recipe"),
+    (["run", "candidates=[not-a-model]"], "unknown model 'not-a-model'"),
+    (["run", "benchmarks=[nosuchbench]"], "no benchmark.yaml found for 'nosuchbench'"),
+    (["run", "recipe.tuner=magic"], "unknown tuner 'magic'; known: freeze, full, lora"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
+    code, _, stderr = run(argv, capsys)
+    assert code == 2
+    assert fragment in stderr
+    assert "Traceback" not in stderr
+
+
+def test_ls_lists_everything(capsys):
+    code, stdout, _ = run(["ls"], capsys)
+    assert code == 0
+    for word in ("support_intents", "general_knowledge", "accuracy (higher is better)", "lora", "smollm2-135m", "minilm-l6"):
+        assert word in stdout
