@@ -1,0 +1,51 @@
+"""A real LoRA bake-off of both bundled models on real SST-2 data (integration: minutes, not seconds)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from tests.conftest import shared_data
+
+pytestmark = pytest.mark.integration
+
+
+def test_sst2_lora_bakeoff_of_both_bundled_models(tmp_path, capsys):
+    train, dev = shared_data("sst2", "train.tsv"), shared_data("sst2", "dev.tsv")
+    bench = tmp_path / "sst2"
+    bench.mkdir()
+    (bench / "benchmark.yaml").write_text(f"""
+name: sst2
+version: 1
+task: classification
+prompt: "Is the sentiment of this movie review positive or negative?\\nReview: {{input}}\\nSentiment:"
+fields: {{input: sentence, target: label}}
+labels: {{"0": negative, "1": positive}}
+metrics: [accuracy, macro_f1]
+splits: {{train: "{train}", validation: "{dev}", test: "{dev}"}}
+""")
+    cfg = tmp_path / "bakeoff.yaml"
+    cfg.write_text(f"""
+name: sst2-bakeoff
+candidates:
+  - {{model: smollm2-135m, learning_rate: 3e-4}}
+  - {{model: minilm-l6, learning_rate: 5e-3}}
+recipe: {{epochs: 1, batch_size: 8, max_length: 128, seed: 0}}
+benchmarks:
+  - {{spec: "{bench / 'benchmark.yaml'}", max_train: 300, max_validation: 64}}
+gates:
+  - {{metric: sst2.accuracy, op: ">=", value: 0.75}}
+""")
+    code = main(["run", str(cfg), "--out", str(tmp_path / "out")])
+    stdout = capsys.readouterr().out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    by_name = {c["name"]: c for c in results["candidates"]}
+    smol = by_name["smollm2-135m"]["benchmarks"][0]
+    assert smol["status"] == "ok", smol["reason"]
+    accuracy = smol["scores"]["test"]["accuracy"]
+    assert accuracy["n"] == 872
+    assert accuracy["value"] > 0.75, f"SmolLM2 after LoRA on 300 SST-2 rows: {accuracy}"
+    assert by_name["minilm-l6"]["benchmarks"][0]["status"] == "ok"
+    assert smol["train"]["val_loss"][-1] < smol["train"]["val_loss"][0]
+    assert code in (0, 1) and "smollm2-135m" in stdout
