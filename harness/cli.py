@@ -21,6 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
+    sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
+    sc.add_argument("--metric", required=True)
+    sc.add_argument("--predictions", required=True, type=Path)
+    sc.add_argument("--references", required=True, type=Path, action="append",
+                    help="one item per line (or JSONL); repeat for multiple references")
+    sc.add_argument("--resamples", type=int, default=1000)
+    sc.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -41,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "ls":
             return _ls()
+        if args.command == "score":
+            return _score(args)
     except SftbenchError as err:
         print(f"sftbench: error: {err}", file=sys.stderr)
         return err.exit_code
@@ -92,6 +101,16 @@ def _run(args: argparse.Namespace) -> int:
     if any(c["status"] == "failed" for c in results["candidates"]):
         return EXIT_RUNTIME
     return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+
+
+def _score(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.scorefiles import score_files
+
+    result = score_files(args.metric, args.predictions, args.references, args.resamples, args.seed)
+    print(json.dumps(result))
+    return EXIT_OK
 
 
 def _ls() -> int:

@@ -60,7 +60,8 @@ def check(candidates: list[dict[str, Any]], gates: list[GateConfig]) -> list[Ver
 
 def passing(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> list[str]:
     failed = {v.candidate for v in verdicts if not v.passed}
-    return [c["name"] for c in candidates if c["status"] == "ok" and c["name"] not in failed]
+    scored = [c for c in candidates if any(b["status"] == "ok" for b in c["benchmarks"])]  # all n/a: nothing to ship
+    return [c["name"] for c in scored if c["status"] == "ok" and c["name"] not in failed]
 
 
 def recommend(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> tuple[str | None, str]:
@@ -69,7 +70,9 @@ def recommend(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> tupl
     pool = [c for c in candidates if c["name"] in ok]
     if not pool:
         reasons = sorted({f"{v.candidate}: {v.gate} ({v.message})" for v in verdicts if not v.passed}
-                         | {f"{c['name']}: {c['reason']}" for c in candidates if c["status"] == "failed"})
+                         | {f"{c['name']}: {c['reason']}" for c in candidates if c["status"] == "failed"}
+                         | {f"{c['name']}: no applicable benchmark" for c in candidates
+                            if c["status"] == "ok" and not any(b["status"] == "ok" for b in c["benchmarks"])})
         return None, "no candidate passes every gate: " + "; ".join(reasons)
     best = min(pool, key=lambda c: (c["params"], c["cost"]["train_seconds"]))
     others = len(pool) - 1

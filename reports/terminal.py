@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 
+ALREADY_PERCENT = {"bleu", "chrf"}  # sacrebleu reports these on a 0-100 scale
+
+
 def _metric(entry: dict[str, Any] | None, pct: bool = True) -> str:
     if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
         return "-"
@@ -36,7 +39,7 @@ def leaderboard(results: dict[str, Any]) -> Table:
     table.add_column("candidate", no_wrap=True)
     metrics = _main_metrics(results)
     for bench, metric in metrics:
-        table.add_column(f"{bench}\n{metric} % [95% CI]", justify="right")
+        table.add_column(f"{bench}\n{metric}{'' if metric in ALREADY_PERCENT else ' %'} [95% CI]", justify="right")
         table.add_column("shifted", justify="right")
     table.add_column("forgetting\npts [95% CI]", justify="right")
     table.add_column("params\n(trained)", justify="right")
@@ -56,7 +59,9 @@ def leaderboard(results: dict[str, Any]) -> Table:
             if b is None or b["status"] != "ok":
                 row += [("n/a" if b and b["status"] == "n/a" else "failed"), "-"]
                 continue
-            row += [_metric(b["scores"].get("test", {}).get(metric)), _metric(b["scores"].get("shifted", {}).get(metric))]
+            pct = metric not in ALREADY_PERCENT
+            row += [_metric(b["scores"].get("test", {}).get(metric), pct),
+                    _metric(b["scores"].get("shifted", {}).get(metric), pct)]
             forgetting += [f"{p['probe']}: {_metric(p['forgetting'])}" for p in b["probes"]]
         cost = c["cost"]
         row += ["\n".join(forgetting) or "-", f"{_params(c['params'])}\n({_params(c['trainable_params'])})" if c["params"] else "-",

@@ -79,3 +79,26 @@ def test_ls_lists_everything(capsys):
     assert code == 0
     for word in ("support_intents", "general_knowledge", "accuracy (higher is better)", "lora", "smollm2-135m", "minilm-l6"):
         assert word in stdout
+
+
+def test_score_command_matches_sacrebleu(tmp_path, capsys):
+    import sacrebleu
+
+    hyps = ["the cat sat on the mat", "a dog barked loudly", "Grüße aus München"]
+    refs = ["the cat is on the mat", "the dog barked loudly", "Grüße aus Berlin"]
+    (tmp_path / "p.txt").write_text("\n".join(hyps) + "\n")
+    (tmp_path / "r.txt").write_text("\n".join(refs) + "\n")
+    code, stdout, _ = run(["score", "--metric", "bleu", "--predictions", str(tmp_path / "p.txt"),
+                           "--references", str(tmp_path / "r.txt")], capsys)
+    out = json.loads(stdout)
+    assert code == 0 and out["n"] == 3
+    assert out["value"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert out["ci_low"] <= out["value"] <= out["ci_high"] and "tok:13a" in out["signature"]
+
+
+def test_score_command_mismatch_is_a_data_error(tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("a\nb\n")
+    (tmp_path / "r.txt").write_text("a\n")
+    code, _, stderr = run(["score", "--metric", "rougeL", "--predictions", str(tmp_path / "p.txt"),
+                           "--references", str(tmp_path / "r.txt")], capsys)
+    assert code == 2 and "r.txt" in stderr and "Traceback" not in stderr
