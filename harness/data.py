@@ -135,7 +135,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     return BenchmarkSpec(
         name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
         task=task, path=str(path), prompt=prompt, input_field=input_field,
-        target_field=refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
+        target_field=fields.get("target") or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
         splits=splits, columns=tuple(columns) if columns else None,
         max_new_tokens=int(raw.get("max_new_tokens", 64)), description=str(raw.get("description", "")),
     )
@@ -204,13 +204,15 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Spl
     rows = read_rows(path, spec.columns)
     if not rows:
         raise DataError(f"split '{split}' is empty", path)
+    # training splits need the target; scored splits need every reference (multi-reference test sets)
+    needed = (spec.target_field,) if split in ("train", "validation") else spec.reference_fields
     examples = []
     for number, row in enumerate(rows, 1):
-        for key in (spec.input_field, *spec.reference_fields):
+        for key in (spec.input_field, *needed):
             if key not in row:
                 raise DataError(f"row {number} has no column '{key}' (columns: {', '.join(row)})", path)
-        refs = tuple(str(row[k]) for k in spec.reference_fields)
-        target = refs[0]
+        refs = tuple(str(row[k]) for k in needed)
+        target = str(row.get(spec.target_field, refs[0]))
         if spec.task == "classification" and target not in spec.labels:
             raise DataError(f"row {number}: label '{target}' is not among the declared labels "
                             f"({', '.join(spec.labels)})", path)

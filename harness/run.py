@@ -14,8 +14,8 @@ from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
 from harness.errors import RunFailure, SftbenchError
 from harness.models import ModelHandle, count_parameters, load_model, load_tokenizer, resolve
 from harness.probes import ProbeItem, ProbeSpec, forgetting_report, load_probe, score_probe
-from harness.score import MetricValue, score
-from harness.tasks import applicable, predict, training_items
+from harness.score import MetricValue, score, score_losses
+from harness.tasks import applicable, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
 
 SCORED_SPLITS = ("test", "shifted")
@@ -150,6 +150,10 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
         latency = latency if latency is not None else seconds_per_item * 1000
         refs = [list(ex.references) for ex in examples]
         scores[split] = {m: score(m, preds, refs, cfg.bootstrap_resamples, recipe.seed) for m in spec.metrics}
+        if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
+            with autocast(bf16):
+                losses, counts = reference_losses(spec, examples, model, tokenizer, recipe.max_length)
+            scores[split] |= score_losses(losses, counts, cfg.bootstrap_resamples, recipe.seed)
         predictions[split] = preds
     reports = []
     for (p, items, digest), b in zip(probes, before):

@@ -83,3 +83,15 @@ def _generate(spec, examples, model, tokenizer, max_length):
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex.text, chat)[-max_length:] for ex in examples]
     return generate(model, tokenizer, prompts, spec.max_new_tokens)
+
+
+def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any,
+                     max_length: int) -> tuple[list[float], list[int]]:
+    """Per-item mean token loss (nats) of the first reference after the prompt, and its token count."""
+    from harness.lm import continuation_logprobs
+
+    chat = uses_chat(tokenizer)
+    conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]
+    contexts = [fit_length(prompt_ids(tokenizer, ex.text, chat), c, max_length) for ex, c in zip(examples, conts)]
+    scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts)
+    return [-total / count for total, count in scored], [count for _, count in scored]

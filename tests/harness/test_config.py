@@ -17,7 +17,7 @@ def test_demo_config_loads_and_hash_is_stable():
     assert [c.name for c in cfg.candidates] == ["smollm2-135m", "minilm-l6"]
     assert cfg.recipe.tuner == "lora"
     assert cfg.hash() == load_config(DEMO_CONFIG).hash()
-    assert cfg.hash() != load_config(None, ["recipe.epochs=1"]).hash()
+    assert cfg.hash() != load_config(None, ["recipe.epochs=3"]).hash()
 
 
 def test_overrides_are_typed():
