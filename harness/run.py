@@ -14,7 +14,7 @@ from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
 from harness.errors import RunFailure, SftbenchError
 from harness.models import ModelHandle, count_parameters, load_model, load_tokenizer, resolve
 from harness.probes import ProbeItem, ProbeSpec, forgetting_report, load_probe, score_probe
-from harness.score import MetricValue, score, score_losses
+from harness.score import MetricValue, per_class_f1, score, score_losses
 from harness.tasks import applicable, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
 
@@ -48,6 +48,7 @@ class BenchmarkResult:
     latency_ms: float | None = None
     probes: list[dict[str, Any]] = field(default_factory=list)
     predictions: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> label -> F1
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
     val_items = encode("validation") if "validation" in splits else []
     progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {recipe.epochs} epochs, lr {lr:g})")
     trained = fit(model, train_items, val_items, recipe, lr, tokenizer.pad_token_id, on_step=progress.step)
-    scores, predictions, latency = {}, {}, None
+    scores, predictions, per_class, latency = {}, {}, {}, None
     for split in (s for s in SCORED_SPLITS if s in splits):
         progress.stage(cand.name, f"scoring {spec.name}/{split}")
         examples = splits[split].examples
@@ -150,6 +151,8 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
         latency = latency if latency is not None else seconds_per_item * 1000
         refs = [list(ex.references) for ex in examples]
         scores[split] = {m: score(m, preds, refs, cfg.bootstrap_resamples, recipe.seed) for m in spec.metrics}
+        if spec.task == "classification":
+            per_class[split] = per_class_f1(preds, refs)
         if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
             with autocast(bf16):
                 losses, counts = reference_losses(spec, examples, model, tokenizer, recipe.max_length)
@@ -164,6 +167,7 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
     if trained.train_loss and any(v != v for v in trained.train_loss):
         raise RunFailure("training loss is NaN")
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", lr,
-                             {s: sp.sha256 for s, sp in splits.items()}, scores, trained, latency, reports, predictions)
+                             {s: sp.sha256 for s, sp in splits.items()}, scores, trained, latency, reports, predictions,
+                             per_class)
     del model
     return result, params, trainable

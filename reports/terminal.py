@@ -24,13 +24,19 @@ def _params(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
-def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
+def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(benchmark, main metric, other metrics) in the order the benchmark declares them."""
+    seen: dict[str, list[str]] = {}
     for c in results["candidates"]:
         for b in c["benchmarks"]:
-            for split in b["scores"].values():
-                seen.setdefault(b["benchmark"], next(iter(split)))
-    return list(seen.items())
+            if "test" in b["scores"] and b["benchmark"] not in seen:
+                seen[b["benchmark"]] = list(b["scores"]["test"])
+    return [(bench, names[0], names[1:]) for bench, names in seen.items()]
+
+
+def _value(name: str, entry: dict[str, Any]) -> str:
+    scale = 1 if name in ALREADY_PERCENT or name in ("loss", "perplexity") else 100
+    return f"{name} {scale * entry['value']:.1f}" if scale == 100 else f"{name} {entry['value']:.2f}"
 
 
 def leaderboard(results: dict[str, Any]) -> Table:
@@ -38,8 +44,10 @@ def leaderboard(results: dict[str, Any]) -> Table:
                   show_lines=False, title_justify="left")
     table.add_column("candidate", no_wrap=True)
     metrics = _main_metrics(results)
-    for bench, metric in metrics:
+    for bench, metric, others in metrics:
         table.add_column(f"{bench}\n{metric}{'' if metric in ALREADY_PERCENT else ' %'} [95% CI]", justify="right")
+        if others:
+            table.add_column("also", justify="right")
         table.add_column("shifted", justify="right")
     table.add_column("forgetting\npts [95% CI]", justify="right")
     table.add_column("params\n(trained)", justify="right")
@@ -54,14 +62,17 @@ def leaderboard(results: dict[str, Any]) -> Table:
     for c in results["candidates"]:
         row = [c["name"]]
         forgetting = []
-        for bench, metric in metrics:
+        for bench, metric, others in metrics:
             b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
             if b is None or b["status"] != "ok":
-                row += [("n/a" if b and b["status"] == "n/a" else "failed"), "-"]
+                row += [("n/a" if b and b["status"] == "n/a" else "failed")] + ["-"] * (2 if others else 1)
                 continue
             pct = metric not in ALREADY_PERCENT
-            row += [_metric(b["scores"].get("test", {}).get(metric), pct),
-                    _metric(b["scores"].get("shifted", {}).get(metric), pct)]
+            test = b["scores"].get("test", {})
+            row.append(_metric(test.get(metric), pct))
+            if others:
+                row.append("\n".join(_value(m, test[m]) for m in others if m in test))
+            row.append(_metric(b["scores"].get("shifted", {}).get(metric), pct))
             forgetting += [f"{p['probe']}: {_metric(p['forgetting'])}" for p in b["probes"]]
         cost = c["cost"]
         row += ["\n".join(forgetting) or "-", f"{_params(c['params'])}\n({_params(c['trainable_params'])})" if c["params"] else "-",

@@ -30,6 +30,8 @@ def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     acc = bench["scores"]["test"]["accuracy"]
     assert acc["n"] == 24 and acc["ci_low"] <= acc["value"] <= acc["ci_high"] and len(acc["per_item"]) == 24
     assert set(bench["scores"]) == {"test", "shifted"} and "gap" in bench["generalisation"]
+    assert set(bench["per_class_f1"]["test"]) <= {"billing", "refund", "account_access", "bug_report", "shipping", "cancellation", "feature_request"}
+    assert len(bench["predictions"]["test"]) == 24
     assert len(bench["train"]["val_loss"]) == 2 and set(bench["data_sha256"]) == {"train", "validation", "test", "shifted"}
     # probes go to the kind they test: knowledge for the causal LM, paraphrase ranking for the encoder
     assert [p["probe"] for p in bench["probes"]] == ["general_knowledge"]
