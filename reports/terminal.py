@@ -40,21 +40,18 @@ def _value(name: str, entry: dict[str, Any]) -> str:
 
 
 def leaderboard(results: dict[str, Any]) -> Table:
-    table = Table(title=f"sftbench · {results['name']} · run {results['run_id']}", box=box.ASCII2,
+    table = Table(title=f"sftbench - {results['name']} - run {results['run_id']}", box=box.ASCII2,
                   show_lines=False, title_justify="left")
     table.add_column("candidate", no_wrap=True)
     metrics = _main_metrics(results)
     for bench, metric, others in metrics:
-        table.add_column(f"{bench}\n{metric}{'' if metric in ALREADY_PERCENT else ' %'} [95% CI]", justify="right")
+        table.add_column(f"{bench}\n{metric}{'' if metric in ALREADY_PERCENT else ' %'} [95% CI]", justify="right", overflow="fold")
         if others:
-            table.add_column("also", justify="right")
-        table.add_column("shifted", justify="right")
-    table.add_column("forgetting\npts [95% CI]", justify="right")
-    table.add_column("params\n(trained)", justify="right")
-    table.add_column("train s\n(tok/s)", justify="right")
-    table.add_column("latency\nms/item", justify="right")
-    table.add_column("peak\nRSS MB", justify="right")
-    table.add_column("gate")
+            table.add_column("also", justify="right", overflow="fold")
+        table.add_column("shifted", justify="right", overflow="fold")
+    table.add_column("forgetting\npts [95% CI]", justify="right", overflow="fold")
+    table.add_column("cost", justify="right", overflow="fold")
+    table.add_column("gate", no_wrap=True)
     failing = {}
     for v in results["gates"]:
         if not v["passed"]:
@@ -73,19 +70,28 @@ def leaderboard(results: dict[str, Any]) -> Table:
             if others:
                 row.append("\n".join(_value(m, test[m]) for m in others if m in test))
             row.append(_metric(b["scores"].get("shifted", {}).get(metric), pct))
-            forgetting += [f"{p['probe']}: {_metric(p['forgetting'])}" for p in b["probes"]]
-        cost = c["cost"]
-        row += ["\n".join(forgetting) or "-", f"{_params(c['params'])}\n({_params(c['trainable_params'])})" if c["params"] else "-",
-                f"{cost['train_seconds']:.0f}\n({cost['train_tokens_per_second']:.0f})",
-                f"{cost['latency_ms_per_item']:.1f}" if cost["latency_ms_per_item"] is not None else "-",
-                f"{cost['peak_rss_mb']:.0f}",
-                "FAIL: " + failing[c["name"]] if c["name"] in failing else ("FAIL: " + c["reason"] if c["status"] != "ok" else "pass")]
+            forgetting += [f"{p['probe']}:\n{_metric(p['forgetting'])}" for p in b["probes"]]
+        row += ["\n".join(forgetting) or "-", _cost(c), "FAIL" if c["name"] in failing or c["status"] != "ok" else "pass"]
         table.add_row(*row)
     return table
 
 
+def _cost(c: dict[str, Any]) -> str:
+    cost = c["cost"]
+    lines = [f"{_params(c['params'])} params" if c["params"] else "-",
+             f"{_params(c['trainable_params'])} trained" if c["params"] else "",
+             f"train {cost['train_seconds']:.0f} s, {cost['train_tokens_per_second']:.0f} tok/s"]
+    if cost["latency_ms_per_item"] is not None:
+        lines.append(f"{cost['latency_ms_per_item']:.1f} ms/item")
+    lines.append(f"peak {cost['peak_rss_mb']:.0f} MB")
+    return "\n".join(x for x in lines if x)
+
+
 def render(results: dict[str, Any], console: Console) -> None:
     console.print(leaderboard(results))
+    for v in results["gates"]:
+        if not v["passed"]:
+            console.print(f"  {v['candidate']}: FAIL {v['gate']} ({v['message']})", highlight=False)
     for c in results["candidates"]:
         for b in c["benchmarks"]:
             if b["status"] != "ok":
