@@ -56,6 +56,18 @@ class RecipeConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """A grid tried for every candidate; each candidate's best setting is picked on validation only."""
+
+    learning_rate: list[float] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(all(lr >= 0 for lr in self.learning_rate), "sweep.learning_rate values must be >= 0")
+        _check(all(e >= 0 for e in self.epochs), "sweep.epochs values must be >= 0")
+
+
+@dataclass(frozen=True)
 class CandidateConfig:
     """One base model in the bake-off: a bundled alias, a local folder or a Hugging Face id."""
 
@@ -113,6 +125,7 @@ class BakeoffConfig:
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     probes: list[SuiteRef] = field(default_factory=list)
     gates: list[GateConfig] = field(default_factory=list)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
     source: str = ""  # the file this config was read from; specs resolve relative to it
 
@@ -123,6 +136,12 @@ class BakeoffConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         _check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")
         _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
+
+    def settings(self, candidate: CandidateConfig) -> list[tuple[float, int]]:
+        """(learning rate, epochs) pairs to try for a candidate: the sweep grid, else its one setting."""
+        lrs = self.sweep.learning_rate or [candidate.learning_rate if candidate.learning_rate is not None
+                                           else self.recipe.learning_rate]
+        return [(lr, e) for lr in lrs for e in (self.sweep.epochs or [self.recipe.epochs])]
 
     @property
     def base_dir(self) -> Path:

@@ -6,6 +6,15 @@ Kinds:
   template: these are pre-training facts). `acc` uses the summed log-probability, `acc_norm` divides it
   by the option's length in characters (lm-eval's acc_norm). An item is correct when the answer beats
   all three distractors; `acc` decides forgetting.
+- `cloze` (causal LMs): greedy continuation of the plain-text prompt (no chat template), at most
+  CLOZE_MAX_NEW_TOKENS tokens, cut at the first newline. Both sides are normalised with
+  harness.score.normalise_answer and split into words; each word is normalised again, so edge punctuation
+  never matters ("Paris." and "Paris," match "Paris"). An item is correct when the generation STARTS WITH
+  the answer word by word ("Paris, the capital" matches "Paris"; "Parisian" does not). Generation is not
+  cut at a period, because abbreviations ("St. Louis", "U.S.") would be cut too; the word-wise prefix
+  test makes a trailing sentence irrelevant. `distractors` are optional and unused. The margin is the
+  share of the answer's leading words the generation reproduces: 1.0 when correct, 0.0 when the first
+  word is already wrong, in between for a partial match (so the worst drops sort first).
 - `paraphrase_ranking` (encoders): the anchor's mean-pooled embedding must be closer (cosine) to the
   paraphrase than to every hard distractor.
 """
@@ -21,10 +30,12 @@ import numpy as np
 from harness.config import SuiteRef, read_yaml
 from harness.data import find_spec, read_rows
 from harness.errors import ConfigError, DataError
+from harness.score import normalise_answer
 from harness.stats import mcnemar_exact, paired_diff_ci, wilson
 
-PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder"}
+PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
 PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}
+CLOZE_MAX_NEW_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class ProbeScore:
     correct: list[int]  # per item, 1 if the answer ranked first
     margin: list[float]  # per item, answer score minus best distractor score
     correct_norm: list[int] = field(default_factory=list)  # multiple choice, length-normalised
+    outputs: list[str] = field(default_factory=list)  # cloze: the generated continuation per item
 
     @property
     def accuracy(self) -> float:
@@ -62,6 +74,8 @@ class ProbeScore:
 def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], str]:
     path = find_spec(ref.spec, base, "probe.yaml")
     raw = read_yaml(path)
+    if raw.get("kind") == "counterfactual":  # a bias suite (harness/bias.py) shares the file name, not the meaning
+        raise ConfigError("a counterfactual bias suite is not a forgetting probe (see harness/bias.py)", path)
     unknown = sorted(set(raw) - PROBE_KEYS)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}'; known: {', '.join(sorted(PROBE_KEYS))}", path)
@@ -76,24 +90,32 @@ def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], s
     rows = read_rows(Path(spec.data))
     if not rows:
         raise DataError("probe suite is empty", spec.data)
-    keys = ("prompt", "answer") if spec.kind == "multiple_choice" else ("anchor", "positive")
-    items = []
-    for number, row in enumerate(rows, 1):
-        missing = [k for k in (*keys, "distractors") if k not in row]
-        if missing:
-            raise DataError(f"item {number} has no '{missing[0]}'", spec.data, number)
-        if not isinstance(row["distractors"], list) or not row["distractors"]:
-            raise DataError(f"item {number}: 'distractors' must be a non-empty list", spec.data, number)
-        items.append(ProbeItem(str(row[keys[0]]), str(row[keys[1]]), tuple(str(d) for d in row["distractors"])))
+    items = [_item(spec, row, number) for number, row in enumerate(rows, 1)]
     if ref.max_items:
         items = items[: ref.max_items]
     digest = hashlib.sha256(Path(spec.data).read_bytes() + f":{ref.max_items}".encode()).hexdigest()
     return spec, items, digest
 
 
+def _item(spec: ProbeSpec, row: dict[str, Any], number: int) -> ProbeItem:
+    keys = ("anchor", "positive") if spec.kind == "paraphrase_ranking" else ("prompt", "answer")
+    needs_distractors = spec.kind != "cloze"  # cloze items may carry distractors; they are not scored
+    missing = [k for k in (*keys, *(["distractors"] if needs_distractors else [])) if k not in row]
+    if missing:
+        raise DataError(f"item {number} has no '{missing[0]}'", spec.data, number)
+    distractors = row.get("distractors", [])
+    if not isinstance(distractors, list) or (needs_distractors and not distractors):
+        raise DataError(f"item {number}: 'distractors' must be a non-empty list", spec.data, number)
+    if spec.kind == "cloze" and not normalise_answer(str(row[keys[1]])):
+        raise DataError(f"item {number}: 'answer' is empty after normalisation", spec.data, number)
+    return ProbeItem(str(row[keys[0]]), str(row[keys[1]]), tuple(str(d) for d in distractors))
+
+
 def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
     if spec.kind == "multiple_choice":
         return _multiple_choice(items, model, tokenizer)
+    if spec.kind == "cloze":
+        return _cloze(items, model, tokenizer)
     return _paraphrase(items, model, tokenizer)
 
 
@@ -121,6 +143,29 @@ def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any) -> Prob
         correct_norm.append(int(norm[0] > norm[1:].max()))
         margin.append(float(raw[0] - raw[1:].max()))
     return ProbeScore(correct, margin, correct_norm)
+
+
+def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+    from harness.lm import generate
+
+    prompts = [tokenizer(item.prompt)["input_ids"] for item in items]
+    outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",))
+    margin = [cloze_match(out, item.answer) for out, item in zip(outputs, items)]
+    return ProbeScore([int(m == 1.0) for m in margin], margin, outputs=outputs)
+
+
+def cloze_match(generated: str, answer: str) -> float:
+    """Share of the answer's words that the generation reproduces from its start (1.0 = correct)."""
+    gen = [normalise_answer(w) for w in normalise_answer(generated).split()]
+    ans = [normalise_answer(w) for w in normalise_answer(answer).split()]
+    if not ans:
+        return 0.0
+    matched = 0
+    for g, a in zip(gen, ans):
+        if g != a:
+            break
+        matched += 1
+    return matched / len(ans)
 
 
 def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
@@ -155,14 +200,21 @@ def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScor
         "forgetting": {"value": before.accuracy - after.accuracy, "ci_low": low, "ci_high": high,
                        "ci_method": f"paired bootstrap(resamples={resamples},seed={seed})"},
         "forgotten": lost, "gained": gained, "mcnemar_p": p,
-        "most_forgotten": [{"prompt": items[i].prompt, "answer": items[i].answer,
-                            "margin_before": before.margin[i], "margin_after": after.margin[i]} for i in drops[:10]],
+        "most_forgotten": [_forgotten(items[i], before, after, i) for i in drops[:10]],
         "per_item": {"before": before.correct, "after": after.correct},
     }
     if before.correct_norm:
         report["before_norm"] = _acc(before.correct_norm)
         report["after_norm"] = _acc(after.correct_norm)
     return report
+
+
+def _forgotten(item: ProbeItem, before: ProbeScore, after: ProbeScore, i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"prompt": item.prompt, "answer": item.answer,
+                           "margin_before": before.margin[i], "margin_after": after.margin[i]}
+    if before.outputs and after.outputs:  # cloze: what the model said, before and after
+        out |= {"output_before": before.outputs[i], "output_after": after.outputs[i]}
+    return out
 
 
 def _acc(correct: list[int]) -> dict[str, float]:

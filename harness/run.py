@@ -1,6 +1,7 @@
 """The bake-off pipeline: load -> probe (base) -> tune -> score -> probe (tuned) -> compare -> gate."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 import traceback
@@ -11,10 +12,10 @@ from typing import Any, Protocol
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data import BenchmarkSpec, Split, load_benchmark
 from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
-from harness.errors import RunFailure, SftbenchError
+from harness.errors import ConfigError, SftbenchError
 from harness.models import ModelHandle, count_parameters, load_model, load_tokenizer, resolve
 from harness.probes import ProbeItem, ProbeSpec, forgetting_report, load_probe, score_probe
-from harness.score import MetricValue, per_class_f1, score, score_losses
+from harness.score import METRICS, MetricValue, per_class_f1, score, score_losses
 from harness.tasks import applicable, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
 
@@ -49,6 +50,7 @@ class BenchmarkResult:
     probes: list[dict[str, Any]] = field(default_factory=list)
     predictions: dict[str, list[str]] = field(default_factory=dict, repr=False)
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> label -> F1
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # settings tried, validation score, which won
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,14 @@ class Suites:
 
 def load_suites(cfg: BakeoffConfig) -> Suites:
     """Read every spec and data file before any model loads, so bad input fails fast (exit 2)."""
-    return Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
-                  [load_probe(p, cfg.base_dir) for p in cfg.probes])
+    suites = Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
+                    [load_probe(p, cfg.base_dir) for p in cfg.probes])
+    sweeping = any(len(cfg.settings(c)) > 1 for c in cfg.candidates)
+    for spec, splits in suites.benchmarks:
+        if sweeping and "validation" not in splits:
+            raise ConfigError(f"a sweep picks settings on validation data, and benchmark '{spec.name}' has no "
+                              "validation split", cfg.source or None)
+    return suites
 
 
 def resolve_all(cfg: BakeoffConfig) -> dict[str, ModelHandle]:
@@ -116,46 +124,48 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
                            trainable, peak_rss_mb(), results)
 
 
-def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, spec: BenchmarkSpec,
-                   splits: dict[str, Split], suites: Suites, progress: Progress) -> tuple[BenchmarkResult, int, int]:
+def _load(handle: ModelHandle, spec: BenchmarkSpec, seed: int) -> tuple[Any, Any]:
     import torch
 
-    from tuners import TUNERS
-
-    recipe = cfg.recipe
-    lr = cand.learning_rate if cand.learning_rate is not None else recipe.learning_rate
-    progress.stage(cand.name, f"loading for {spec.name}")
-    torch.manual_seed(recipe.seed)  # a fresh classifier head is initialised at load time
+    torch.manual_seed(seed)  # a fresh classifier head is initialised at load time
     head = len(spec.labels) if handle.kind == "encoder" and spec.task == "classification" else None
-    model, tokenizer = load_model(handle, head_labels=head), load_tokenizer(handle)
+    return load_model(handle, head_labels=head), load_tokenizer(handle)
+
+
+def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, kind: str, cfg: BakeoffConfig,
+                 bf16: bool, metrics: tuple[str, ...]) -> tuple[dict[str, MetricValue], list[str], float]:
+    with autocast(bf16):
+        preds, seconds_per_item = predict(spec, split.examples, model, tokenizer, kind, cfg.recipe.max_length)
+    refs = [list(ex.references) for ex in split.examples]
+    scores = {m: score(m, preds, refs, cfg.bootstrap_resamples, cfg.recipe.seed) for m in metrics}
+    return scores, preds, seconds_per_item * 1000
+
+
+def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, spec: BenchmarkSpec,
+                   splits: dict[str, Split], suites: Suites, progress: Progress) -> tuple[BenchmarkResult, int, int]:
+    recipe = cfg.recipe
     bf16 = use_bf16(recipe.bf16)  # scoring runs under the same precision the recipe trains in
+    progress.stage(cand.name, f"loading for {spec.name}")
+    model, tokenizer = _load(handle, spec, recipe.seed)
     probes = [(p, items, h) for p, items, h in suites.probes if p.model_kind == handle.kind]
     before = []
     for p, items, _ in probes:
         progress.stage(cand.name, f"probing base model: {p.name}")
         with autocast(bf16):
             before.append(score_probe(p, items, model, tokenizer))
-    model = TUNERS.get(recipe.tuner).prepare(model, recipe, handle.kind)
+    model, trained, lr, sweep = tune(cand, handle, cfg, spec, splits, model, tokenizer, bf16, progress)
     params, trainable = count_parameters(model)
-    encode = lambda split: training_items(spec, splits[split].examples, tokenizer, handle.kind, recipe.max_length)  # noqa: E731
-    train_items = encode("train")
-    val_items = encode("validation") if "validation" in splits else []
-    progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {recipe.epochs} epochs, lr {lr:g})")
-    trained = fit(model, train_items, val_items, recipe, lr, tokenizer.pad_token_id, on_step=progress.step)
     scores, predictions, per_class, latency = {}, {}, {}, None
     for split in (s for s in SCORED_SPLITS if s in splits):
         progress.stage(cand.name, f"scoring {spec.name}/{split}")
-        examples = splits[split].examples
-        with autocast(bf16):
-            preds, seconds_per_item = predict(spec, examples, model, tokenizer, handle.kind, recipe.max_length)
-        latency = latency if latency is not None else seconds_per_item * 1000
-        refs = [list(ex.references) for ex in examples]
-        scores[split] = {m: score(m, preds, refs, cfg.bootstrap_resamples, recipe.seed) for m in spec.metrics}
+        scores[split], preds, ms = _score_split(spec, splits[split], model, tokenizer, handle.kind, cfg, bf16, spec.metrics)
+        latency = latency if latency is not None else ms
+        refs = [list(ex.references) for ex in splits[split].examples]
         if spec.task == "classification":
             per_class[split] = per_class_f1(preds, refs)
         if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
             with autocast(bf16):
-                losses, counts = reference_losses(spec, examples, model, tokenizer, recipe.max_length)
+                losses, counts = reference_losses(spec, splits[split].examples, model, tokenizer, recipe.max_length)
             scores[split] |= score_losses(losses, counts, cfg.bootstrap_resamples, recipe.seed)
         predictions[split] = preds
     reports = []
@@ -164,10 +174,44 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
         with autocast(bf16):
             after = score_probe(p, items, model, tokenizer)
         reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, recipe.seed))
-    if trained.train_loss and any(v != v for v in trained.train_loss):
-        raise RunFailure("training loss is NaN")
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", lr,
                              {s: sp.sha256 for s, sp in splits.items()}, scores, trained, latency, reports, predictions,
-                             per_class)
+                             per_class, sweep)
     del model
     return result, params, trainable
+
+
+def tune(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, spec: BenchmarkSpec, splits: dict[str, Split],
+         model: Any, tokenizer: Any, bf16: bool, progress: Progress) -> tuple[Any, TrainResult, float, list[dict[str, Any]]]:
+    """Train every (learning rate, epochs) setting from the same base weights; keep the best on validation."""
+    from tuners import TUNERS
+
+    settings = cfg.settings(cand)
+    encode = lambda split: training_items(spec, splits[split].examples, tokenizer, handle.kind, cfg.recipe.max_length)  # noqa: E731
+    train_items = encode("train")
+    val_items = encode("validation") if "validation" in splits else []
+    higher = METRICS.get(spec.main_metric).higher_is_better
+    best: tuple[float, Any, TrainResult, float] | None = None
+    tried = []
+    for i, (lr, epochs) in enumerate(settings):
+        if i > 0:
+            model = _load(handle, spec, cfg.recipe.seed)[0]  # every setting starts from the same base weights
+        recipe = dataclasses.replace(cfg.recipe, epochs=epochs)
+        tuned = TUNERS.get(recipe.tuner).prepare(model, recipe, handle.kind)
+        progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
+        trained = fit(tuned, train_items, val_items, recipe, lr, tokenizer.pad_token_id, on_step=progress.step)
+        if len(settings) == 1:
+            return tuned, trained, lr, []
+        progress.stage(cand.name, f"validating lr {lr:g}, {epochs} epochs")
+        val = _score_split(spec, splits["validation"], tuned, tokenizer, handle.kind, cfg, bf16, (spec.main_metric,))[0]
+        value = val[spec.main_metric].value
+        tried.append({"learning_rate": lr, "epochs": epochs, "validation": value, "val_loss": trained.val_loss[-1]})
+        key = value if higher else -value
+        if best is None or key > best[0]:
+            best = (key, tuned, trained, lr)
+        else:
+            del tuned
+    assert best is not None
+    for t in tried:
+        t["chosen"] = t["learning_rate"] == best[3] and t["epochs"] == len(best[2].train_loss)
+    return best[1], best[2], best[3], tried

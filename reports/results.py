@@ -9,7 +9,7 @@ Schema (version 1):
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16},
-      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, validation, val_loss, chosen}],
       probes[{probe, version, kind, n, data_sha256, before{}, after{}, forgetting{value, ci_low, ci_high},
               forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
 """
@@ -78,7 +78,7 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "scores": {s: {m: v.to_dict() for m, v in ms.items()} for s, ms in b.scores.items()},
              "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
-             "per_class_f1": b.per_class_f1}
+             "per_class_f1": b.per_class_f1, "sweep": b.sweep}
         d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
         benches.append(d)
         if b.train:

@@ -104,3 +104,15 @@ def test_score_command_mismatch_is_a_data_error(tmp_path, capsys):
     code, _, stderr = run(["score", "--metric", "rougeL", "--predictions", str(tmp_path / "p.txt"),
                            "--references", str(tmp_path / "r.txt")], capsys)
     assert code == 2 and "r.txt" in stderr and "Traceback" not in stderr
+
+
+def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path, capsys):
+    code, _, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "o"),
+                           "sweep={learning_rate: [0.0, 5e-3]}", "probes=[]"], capsys)
+    assert code == 0, stderr
+    for cand in json.loads((tmp_path / "o" / "results.json").read_text())["candidates"]:
+        bench = cand["benchmarks"][0]
+        assert [t["learning_rate"] for t in bench["sweep"]] == [0.0, 5e-3]
+        chosen = [t for t in bench["sweep"] if t["chosen"]]
+        assert len(chosen) == 1 and bench["learning_rate"] == chosen[0]["learning_rate"]
+        assert chosen[0]["validation"] == max(t["validation"] for t in bench["sweep"])

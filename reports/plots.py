@@ -1,0 +1,237 @@
+"""The HTML report's four figures, drawn with matplotlib and returned as inline SVG text: loss curves, the main
+metric with its interval per candidate, learning versus forgetting, quality versus cost. Each function returns
+None when the results hold nothing to draw; a failed candidate, an n/a benchmark or a missing probe only drops
+that element. The output is byte-for-byte repeatable: fixed hash salt for SVG ids, no date in the metadata."""
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
+from matplotlib.figure import Figure  # noqa: E402
+
+from reports.terminal import ALREADY_PERCENT  # noqa: E402
+
+RC = {"svg.hashsalt": "sftbench", "svg.fonttype": "none",
+      "text.parse_math": False}  # names with "$" are plain text, never mathtext (an odd "$" would not parse)
+NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
+PANEL = (5.2, 3.6)  # inches per benchmark panel
+
+
+def _ok(entry: dict[str, Any] | None) -> bool:
+    return bool(entry) and isinstance(entry.get("value"), (int, float)) and math.isfinite(entry["value"])
+
+
+def _scale(metric: str) -> float:
+    return 1.0 if metric in ALREADY_PERCENT or metric in ("loss", "perplexity") else 100.0
+
+
+def _unit(metric: str) -> str:
+    return "" if _scale(metric) == 1.0 else " (%)"
+
+
+def _interval(entry: dict[str, Any], scale: float) -> tuple[float, float]:
+    """Whisker lengths below and above the value; zero where the interval is missing."""
+    v = entry["value"]
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    below = v - low if isinstance(low, (int, float)) and math.isfinite(low) else 0.0
+    above = high - v if isinstance(high, (int, float)) and math.isfinite(high) else 0.0
+    return max(0.0, scale * below), max(0.0, scale * above)
+
+
+def main_metrics(results: dict[str, Any]) -> dict[str, str]:
+    """benchmark -> main metric (the first metric scored on test), in first-seen order."""
+    out: dict[str, str] = {}
+    for c in results.get("candidates", []):
+        for b in c.get("benchmarks", []):
+            test = (b.get("scores") or {}).get("test") or {}
+            if test and b["benchmark"] not in out:
+                out[b["benchmark"]] = next(iter(test))
+    return out
+
+
+def _ok_benches(results: dict[str, Any], bench: str):
+    """(candidate, benchmark entry) for every candidate whose run of this benchmark finished."""
+    for c in results.get("candidates", []):
+        if c.get("status") != "ok":
+            continue
+        b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench and x.get("status") == "ok"), None)
+        if b is not None:
+            yield c, b
+
+
+def _colours(results: dict[str, Any]) -> dict[str, str]:
+    """One colour per candidate, the same in every figure."""
+    return {c["name"]: f"C{i % 10}" for i, c in enumerate(results.get("candidates", []))}
+
+
+def _panels(n: int) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(PANEL[0] * min(n, 2), PANEL[1] * math.ceil(n / 2)), layout="constrained")
+    axes = fig.subplots(math.ceil(n / 2), min(n, 2), squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _svg(fig: Figure, key: str) -> str:
+    """The figure as an <svg> element for inlining: no XML prolog, ids prefixed so several figures can share
+    one page. Only tags are rewritten; text content is already escaped by matplotlib and left alone."""
+    buf = io.StringIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format="svg", metadata=NO_METADATA)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    refs = re.compile(r'(\bid="|url\(#|href="#)')
+    return re.sub(r"<[^>]*>", lambda tag: refs.sub(lambda m: m.group(1) + key + "-", tag.group(0)), text)
+
+
+def _label(ax: Axes, text: str, x: float, y: float, colour: str) -> None:
+    ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
+
+
+def loss_curves(results: dict[str, Any]) -> str | None:
+    """Training loss (per epoch) and validation loss (epoch 0 = before training) per candidate and benchmark."""
+    curves: dict[str, list[tuple[str, list[float], list[float]]]] = {}
+    for c in results.get("candidates", []):
+        for b in c.get("benchmarks", []):
+            train = b.get("train") or {}
+            tl, vl = train.get("train_loss") or [], train.get("val_loss") or []
+            if tl or vl:
+                curves.setdefault(b["benchmark"], []).append((c["name"], tl, vl))
+    if not curves:
+        return None
+    colours = _colours(results)
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(curves))
+        for ax, (bench, runs) in zip(axes, curves.items()):
+            for name, tl, vl in runs:
+                colour = colours.get(name, "C0")
+                if tl:
+                    ax.plot(range(1, len(tl) + 1), tl, "-o", color=colour, ms=4, label=f"{name} train")
+                if vl:
+                    ax.plot(range(len(vl)), vl, "--s", color=colour, ms=4, mfc="white", label=f"{name} validation")
+            ax.set_title(bench)
+            ax.set_xlabel("epoch (0 = before training)")
+            ax.set_ylabel("loss")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        return _svg(fig, "loss")
+
+
+def metric_bars(results: dict[str, Any]) -> str | None:
+    """Main metric per candidate with its 95% interval, test and shifted side by side, one panel per benchmark."""
+    panels = []
+    for bench, metric in main_metrics(results).items():
+        rows = []
+        for c, b in _ok_benches(results, bench):
+            scores = b.get("scores") or {}
+            test, shifted = (scores.get("test") or {}).get(metric), (scores.get("shifted") or {}).get(metric)
+            if _ok(test) or _ok(shifted):
+                rows.append((c["name"], test if _ok(test) else None, shifted if _ok(shifted) else None))
+        if rows:
+            panels.append((bench, metric, rows))
+    if not panels:
+        return None
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(panels))
+        for ax, (bench, metric, rows) in zip(axes, panels):
+            scale, width = _scale(metric), 0.38
+            for offset, split, colour in ((-width / 2, "test", "C0"), (width / 2, "shifted", "C1")):
+                xs, ys, errs = [], [], []
+                for i, row in enumerate(rows):
+                    entry = row[1] if split == "test" else row[2]
+                    if entry is not None:
+                        xs.append(i + offset)
+                        ys.append(scale * entry["value"])
+                        errs.append(_interval(entry, scale))
+                if xs:
+                    ax.bar(xs, ys, width, color=colour, label=split,
+                           yerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3, ecolor="black")
+            ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
+            ax.set_title(bench)
+            ax.set_ylabel(f"{metric}{_unit(metric)}, 95% interval")
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=8)
+        return _svg(fig, "bars")
+
+
+def learning_forgetting(results: dict[str, Any]) -> str | None:
+    """x: test score on the benchmark, y: forgetting on the first probe (before - after, points), with intervals."""
+    panels = []
+    for bench, metric in main_metrics(results).items():
+        points = []
+        for c, b in _ok_benches(results, bench):
+            test = ((b.get("scores") or {}).get("test") or {}).get(metric)
+            probe = (b.get("probes") or [None])[0]
+            forgetting = (probe or {}).get("forgetting")
+            if _ok(test) and _ok(forgetting):
+                points.append((c["name"], test, forgetting, probe.get("probe", "probe")))
+        if points:
+            panels.append((bench, metric, points))
+    if not panels:
+        return None
+    colours = _colours(results)
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(panels))
+        for ax, (bench, metric, points) in zip(axes, panels):
+            scale = _scale(metric)
+            for name, test, forgetting, _ in points:
+                x, y = scale * test["value"], 100 * forgetting["value"]
+                xerr, yerr = _interval(test, scale), _interval(forgetting, 100)
+                colour = colours.get(name, "C0")
+                ax.errorbar([x], [y], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o",
+                            color=colour, capsize=3)
+                _label(ax, name, x, y, colour)
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set_title(bench)
+            # the base model's task score is not in results.json, so x is the raw score, not a gain
+            ax.set_xlabel(f"task score: test {metric}{_unit(metric)} (raw, not gain over base)")
+            probes = sorted({p[3] for p in points})
+            ax.set_ylabel(f"forgetting on {', '.join(probes)}\n(points lost; > 0 = forgot)")
+            ax.grid(alpha=0.3)
+            ax.margins(x=0.25, y=0.25)
+        return _svg(fig, "forget")
+
+
+def quality_cost(results: dict[str, Any]) -> str | None:
+    """x: parameter count (log scale), y: main metric on test with its interval, one labelled point per candidate."""
+    panels = []
+    for bench, metric in main_metrics(results).items():
+        points = [(c["name"], c["params"], test) for c, b in _ok_benches(results, bench)
+                  if isinstance(c.get("params"), (int, float)) and c["params"] > 0
+                  and _ok(test := ((b.get("scores") or {}).get("test") or {}).get(metric))]
+        if points:
+            panels.append((bench, metric, points))
+    if not panels:
+        return None
+    colours = _colours(results)
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(panels))
+        for ax, (bench, metric, points) in zip(axes, panels):
+            scale = _scale(metric)
+            for name, params, test in points:
+                y, yerr = scale * test["value"], _interval(test, scale)
+                colour = colours.get(name, "C0")
+                ax.errorbar([params], [y], yerr=[[yerr[0]], [yerr[1]]], fmt="o", color=colour, capsize=3)
+                _label(ax, name, params, y, colour)
+            ax.set_xscale("log")
+            lo, hi = min(p[1] for p in points), max(p[1] for p in points)
+            ax.set_xlim(lo / 2, hi * 3)  # room for the labels, and a range even for a single candidate
+            ax.set_title(bench)
+            ax.set_xlabel("parameters (log scale)")
+            ax.set_ylabel(f"test {metric}{_unit(metric)}")
+            ax.grid(alpha=0.3, which="both")
+            ax.margins(y=0.25)
+        return _svg(fig, "cost")
+
+
+FIGURES = (("Training and validation loss", loss_curves),
+           ("Main metric per candidate, test and shifted (95% intervals)", metric_bars),
+           ("Learning versus forgetting", learning_forgetting),
+           ("Quality versus cost", quality_cost))
