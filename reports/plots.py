@@ -14,11 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from reports.terminal import ALREADY_PERCENT  # noqa: E402
 
-RC = {"svg.hashsalt": "sftbench", "svg.fonttype": "none",
-      "text.parse_math": False}  # names with "$" are plain text, never mathtext (an odd "$" would not parse)
+# parse_math off: names with "$" stay plain text, never mathtext (a stray "$" or "\\" would not parse); so no
+# formatter here may rely on mathtext either (the log axis gets its own).
+RC = {"svg.hashsalt": "sftbench", "svg.fonttype": "none", "text.parse_math": False}
+MARKERS = "osD^vP*X"
 NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 PANEL = (5.2, 3.6)  # inches per benchmark panel
 
@@ -90,6 +93,10 @@ def _svg(fig: Figure, key: str) -> str:
     return re.sub(r"<[^>]*>", lambda tag: refs.sub(lambda m: m.group(1) + key + "-", tag.group(0)), text)
 
 
+def _count(n: float) -> str:
+    return f"{n / 1e9:g}B" if n >= 1e9 else f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K" if n >= 1e3 else f"{n:g}"
+
+
 def _label(ax: Axes, text: str, x: float, y: float, colour: str) -> None:
     ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
 
@@ -154,6 +161,9 @@ def metric_bars(results: dict[str, Any]) -> str | None:
                     ax.bar(xs, ys, width, color=colour, label=split,
                            yerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3, ecolor="black")
             ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
+            pad = max(0.0, (3 - len(rows)) / 2)  # a lone candidate keeps a bar of normal width, centred
+            ax.set_xlim(-0.6 - pad, len(rows) - 0.4 + pad)
+            ax.margins(y=0.2)  # headroom for the legend
             ax.set_title(bench)
             ax.set_ylabel(f"{metric}{_unit(metric)}, 95% interval")
             ax.grid(axis="y", alpha=0.3)
@@ -162,16 +172,17 @@ def metric_bars(results: dict[str, Any]) -> str | None:
 
 
 def learning_forgetting(results: dict[str, Any]) -> str | None:
-    """x: test score on the benchmark, y: forgetting on the first probe (before - after, points), with intervals."""
+    """x: test score on the benchmark, y: forgetting on each candidate's first probe (before - after, points),
+    with intervals. Candidates may be probed on different suites (a probe may not apply to an encoder), so the
+    marker shape names the probe."""
     panels = []
     for bench, metric in main_metrics(results).items():
         points = []
         for c, b in _ok_benches(results, bench):
             test = ((b.get("scores") or {}).get("test") or {}).get(metric)
-            probe = (b.get("probes") or [None])[0]
-            forgetting = (probe or {}).get("forgetting")
-            if _ok(test) and _ok(forgetting):
-                points.append((c["name"], test, forgetting, probe.get("probe", "probe")))
+            probe = (b.get("probes") or [None])[0] or {}
+            if _ok(test) and _ok(probe.get("forgetting")):
+                points.append((c["name"], test, probe["forgetting"], str(probe.get("probe", "probe"))))
         if points:
             panels.append((bench, metric, points))
     if not panels:
@@ -181,19 +192,22 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, points) in zip(axes, panels):
             scale = _scale(metric)
-            for name, test, forgetting, _ in points:
+            probes = list(dict.fromkeys(p[3] for p in points))
+            for name, test, forgetting, probe in points:
                 x, y = scale * test["value"], 100 * forgetting["value"]
                 xerr, yerr = _interval(test, scale), _interval(forgetting, 100)
                 colour = colours.get(name, "C0")
-                ax.errorbar([x], [y], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o",
-                            color=colour, capsize=3)
+                ax.errorbar([x], [y], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], ls="none",
+                            marker=MARKERS[probes.index(probe) % len(MARKERS)], color=colour, capsize=3)
                 _label(ax, name, x, y, colour)
+            for i, probe in enumerate(probes):  # legend entries for the probes, in black
+                ax.plot([], [], ls="none", marker=MARKERS[i % len(MARKERS)], color="black", label=probe)
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(bench)
             # the base model's task score is not in results.json, so x is the raw score, not a gain
             ax.set_xlabel(f"task score: test {metric}{_unit(metric)} (raw, not gain over base)")
-            probes = sorted({p[3] for p in points})
-            ax.set_ylabel(f"forgetting on {', '.join(probes)}\n(points lost; > 0 = forgot)")
+            ax.set_ylabel("forgetting on first probe\n(points lost; > 0 = forgot)")
+            ax.legend(title="probe", fontsize=7, title_fontsize=7)
             ax.grid(alpha=0.3)
             ax.margins(x=0.25, y=0.25)
         return _svg(fig, "forget")
@@ -221,6 +235,9 @@ def quality_cost(results: dict[str, Any]) -> str | None:
                 ax.errorbar([params], [y], yerr=[[yerr[0]], [yerr[1]]], fmt="o", color=colour, capsize=3)
                 _label(ax, name, params, y, colour)
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             lo, hi = min(p[1] for p in points), max(p[1] for p in points)
             ax.set_xlim(lo / 2, hi * 3)  # room for the labels, and a range even for a single candidate
             ax.set_title(bench)

@@ -1,0 +1,361 @@
+"""Paired comparisons on per-item scores: two runs, or a candidate and its promoted baseline, scored the
+same items, so every interval and test resamples item indices once and applies them to both sides.
+
+Which test, by metric:
+- 0/1 per item (accuracy, exact_match, probe correctness): exact McNemar p-value (two-sided), with a
+  paired bootstrap interval of the difference in means.
+- means of per-item scores (rouge*): paired bootstrap interval, and a two-sided bootstrap p-value from the
+  resampled differences shifted to the null: (1 + #{|d* - d| >= |d|}) / (B + 1).
+- corpus metrics (bleu, chrf, macro_f1): the same paired bootstrap, recomputing the corpus score on each
+  resample from sacrebleu's per-sentence sufficient statistics or from predictions and gold (`corpus_stats`).
+  Without them the per-item mean is compared instead (sentence BLEU/chrF, or correctness for macro_f1),
+  and the `test` string says so. loss and perplexity are compared as unweighted per-item means, since
+  token counts are not stored.
+
+Differences are always first minus second: a - b, candidate - baseline. Bootstrap intervals are
+percentile intervals; the seed fixes the resamples, so the same inputs give the same numbers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError
+from harness.gate import Verdict, lookup
+from harness.stats import mcnemar_exact
+
+PROBE_METRIC = "probe_correct"  # a probe item answered correctly by the tuned model (0/1)
+BINARY = {"accuracy", "exact_match", PROBE_METRIC}
+CORPUS = {"bleu", "chrf", "macro_f1"}
+UNWEIGHTED = {"loss", "perplexity"}
+
+Statistic = Callable[[np.ndarray], np.ndarray]  # (resamples, n) item draw counts -> (resamples,) metric values
+
+
+def higher_is_better(metric: str) -> bool:
+    from harness.score import METRICS
+
+    return True if metric == PROBE_METRIC else METRICS.get(metric).higher_is_better
+
+
+def corpus_stats(metric: str, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> Any:
+    """What `paired_difference` needs to recompute a corpus metric on resamples: an (n, k) int array of
+    sacrebleu sufficient statistics for bleu/chrf, or (predictions, gold labels) for macro_f1."""
+    if len(predictions) != len(references):
+        raise DataError(f"{len(predictions)} predictions but {len(references)} references")
+    if metric == "macro_f1":
+        return list(predictions), [r[0] for r in references]
+    from harness.score import reference_streams
+
+    stats = _sacrebleu(metric)._extract_corpus_statistics(list(predictions), reference_streams(references))
+    return np.asarray(stats, dtype=np.int64)  # (n, k)
+
+
+def _sacrebleu(metric: str) -> Any:
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if metric == "bleu":
+        return BLEU()  # the corpus scorer harness.score uses: same defaults, same numbers
+    if metric == "chrf":
+        return CHRF()
+    raise ValueError(f"no sacrebleu statistics for metric '{metric}'")
+
+
+def resample_counts(n: int, resamples: int, seed: int, chunk: int = 256) -> Iterator[np.ndarray]:
+    """Seeded bootstrap resamples of n items as draw counts, in blocks of (chunk, n): row r, column i says
+    how often item i was drawn. Counts let one matrix product score a whole block of resamples."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+        yield np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n)
+
+
+def _mean(values: np.ndarray) -> Statistic:
+    return lambda counts: counts @ values / len(values)
+
+
+def _sacrebleu_corpus(metric: str, stats: np.ndarray) -> Statistic:
+    scorer = _sacrebleu(metric)
+
+    def corpus(counts: np.ndarray) -> np.ndarray:
+        sums = counts.astype(np.int64) @ stats  # (resamples, k); ints so the arithmetic is sacrebleu's own
+        return np.array([scorer._compute_score_from_stats(row.tolist()).score for row in sums])
+
+    return corpus
+
+
+def _macro_f1(predictions: Sequence[str], gold: Sequence[str]) -> Statistic:
+    """macro-F1 as harness.score computes it (scikit-learn, labels = the gold labels, zero_division=0):
+    per class F1 = 2 tp / (2 tp + fp + fn), which is 2 tp / (#gold + #predicted) over resampled counts."""
+    labels = sorted(set(gold))
+    p, g = np.asarray(predictions, dtype=object), np.asarray(gold, dtype=object)
+    is_gold = np.stack([g == label for label in labels], axis=1).astype(float)  # (n, classes)
+    is_pred = np.stack([p == label for label in labels], axis=1).astype(float)
+    hit = is_gold * is_pred
+
+    def f1(counts: np.ndarray) -> np.ndarray:
+        tp, denom = counts @ hit, counts @ is_gold + counts @ is_pred  # (resamples, classes)
+        return np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0).mean(axis=1)
+
+    return f1
+
+
+def _statistic(metric: str, per_item: np.ndarray, stats: Any) -> Statistic:
+    if stats is None or metric not in CORPUS:
+        return _mean(per_item)
+    if metric == "macro_f1":
+        preds, gold = stats
+        if len(preds) != len(per_item) or len(gold) != len(per_item):
+            raise DataError(f"macro_f1: {len(preds)} predictions for {len(per_item)} per-item scores")
+        return _macro_f1(preds, gold)
+    stats = np.asarray(stats, dtype=np.int64)
+    if stats.ndim != 2 or len(stats) != len(per_item):
+        raise DataError(f"{metric}: sufficient statistics of shape {stats.shape} for {len(per_item)} items")
+    return _sacrebleu_corpus(metric, stats)
+
+
+def _aligned(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise DataError(f"items do not align: {x.size} per-item scores against {y.size}; a paired comparison "
+                        "needs the same items in the same order")
+    if x.size == 0:
+        raise DataError("no per-item scores to compare")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise DataError("per-item scores contain NaN or infinity")
+    return x, y
+
+
+def _paired(stat_a: Statistic, stat_b: Statistic, n: int, resamples: int, seed: int) -> tuple[float, float, np.ndarray]:
+    """Full-sample values of both sides and the (resamples,) differences a - b on shared resamples."""
+    full = np.ones((1, n), dtype=np.int64)
+    diffs = np.concatenate([stat_a(c) - stat_b(c) for c in resample_counts(n, resamples, seed)])
+    return float(stat_a(full)[0]), float(stat_b(full)[0]), diffs
+
+
+def _basis(metric: str, corpus: bool) -> str:
+    """What is actually compared; starts with NOT when it is not the metric itself."""
+    if corpus:
+        return "macro-F1 from predictions and gold" if metric == "macro_f1" else f"corpus {metric} from sacrebleu statistics"
+    if metric == "macro_f1":
+        return "NOT macro-F1 (no predictions/gold supplied): per-item correctness, i.e. accuracy"
+    if metric in CORPUS:
+        return f"NOT corpus {metric} (no sufficient statistics supplied): mean of sentence-level {metric}"
+    if metric in UNWEIGHTED:
+        return f"NOT token-weighted {metric} (token counts are not stored): unweighted per-item mean"
+    return f"mean of per-item {metric or 'scores'}"
+
+
+def paired_difference(metric: str, a_per_item: Sequence[float], b_per_item: Sequence[float], resamples: int = 2000,
+                      seed: int = 0, a_stats: Any = None, b_stats: Any = None) -> dict[str, Any]:
+    """metric(a) - metric(b) on the same items, with a 95% paired bootstrap interval and a two-sided p-value.
+    a_stats/b_stats (from `corpus_stats`) let bleu, chrf and macro_f1 be recomputed as corpus scores."""
+    a, b = _aligned(a_per_item, b_per_item)
+    if (a_stats is None) != (b_stats is None):
+        raise ValueError("pass corpus statistics for both sides or for neither")
+    corpus = metric in CORPUS and a_stats is not None
+    va, vb, diffs = _paired(_statistic(metric, a, a_stats), _statistic(metric, b, b_stats), len(a), resamples, seed)
+    diff = va - vb
+    if not corpus and (metric in BINARY or metric == "macro_f1"):
+        if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
+            raise DataError(f"{metric}: per-item scores must be 0/1 for McNemar's test")
+        p = mcnemar_exact(b.astype(int), a.astype(int))[2]
+    else:
+        p = (1 + int(np.sum(np.abs(diffs - diff) >= abs(diff) - 1e-12))) / (len(diffs) + 1)
+    mcnemar = not corpus and (metric in BINARY or metric == "macro_f1")
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    test = (f"{_basis(metric, corpus)}; {'McNemar exact' if mcnemar else 'null-shifted bootstrap'} p; paired "
+            f"bootstrap 95% percentile interval (resamples={resamples}, seed={seed})")
+    return {"a": va, "b": vb, "diff": diff, "ci_low": float(low), "ci_high": float(high), "p_value": min(1.0, p),
+            "test": test, "n": len(a)}
+
+
+def non_inferiority(candidate_per_item: Sequence[float], baseline_per_item: Sequence[float], margin: float,
+                    alpha: float = 0.05, higher_is_better: bool = True, *, metric: str = "", resamples: int = 2000,
+                    seed: int = 0, candidate_stats: Any = None, baseline_stats: Any = None) -> dict[str, Any]:
+    """Is the candidate no worse than the baseline by `margin` or more (in the metric's units)?
+
+    The rule, for higher-is-better metrics (mirrored for lower-is-better): with d = candidate - baseline and
+    d* its paired bootstrap resamples, `passed` iff the one-sided (1 - alpha) lower confidence bound of d (the
+    alpha-quantile of d*, inverted-CDF) is above -margin; equivalently iff p_value = #{d* <= -margin} / B is
+    below alpha. The burden of proof is on the candidate: too few items to tell fails, and margin 0 means
+    the candidate must be shown strictly better (use a positive margin for "no worse").
+    `regressed` is the opposite claim, evidence that the candidate IS worse by more than the margin: the
+    one-sided (1 - alpha) upper bound is below -margin, p_regression = #{d* >= -margin} / B < alpha. On two
+    identical models it fires in about alpha of trials (tests/harness/test_compare.py checks both rates).
+    (ci_low, ci_high) are the two one-sided bounds, i.e. a (1 - 2 alpha) two-sided interval of d.
+    """
+    if margin < 0 or not 0 < alpha < 0.5:
+        raise ValueError(f"need margin >= 0 and 0 < alpha < 0.5 (got margin={margin}, alpha={alpha})")
+    c, b = _aligned(candidate_per_item, baseline_per_item)
+    vc, vb, diffs = _paired(_statistic(metric, c, candidate_stats), _statistic(metric, b, baseline_stats), len(c),
+                            resamples, seed)
+    gain = diffs if higher_is_better else -diffs  # > 0: the candidate is better
+    low = float(np.quantile(gain, alpha, method="inverted_cdf"))
+    high = float(-np.quantile(-gain, alpha, method="inverted_cdf"))
+    p_value, p_regression = float(np.mean(gain <= -margin)), float(np.mean(gain >= -margin))
+    ci_low, ci_high = (low, high) if higher_is_better else (-high, -low)
+    return {"passed": p_value < alpha, "regressed": p_regression < alpha, "diff": vc - vb, "ci_low": ci_low,
+            "ci_high": ci_high, "p_value": p_value, "p_regression": p_regression, "candidate": vc, "baseline": vb,
+            "margin": margin, "alpha": alpha, "n": len(c),
+            "test": (f"{_basis(metric, metric in CORPUS and candidate_stats is not None)}; paired bootstrap one-sided "
+                     f"bounds (resamples={resamples}, seed={seed})")}
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down: reject the k-th smallest p (k = 0, 1, ...) while p <= alpha / (m - k); controls the
+    family-wise error rate. NaN never rejects."""
+    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=2.0)
+    reject = np.zeros(len(p), dtype=bool)
+    for k, i in enumerate(np.argsort(p, kind="stable")):
+        if p[i] > alpha / (len(p) - k):
+            break
+        reject[i] = True
+    return reject.tolist()
+
+
+def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Benjamini-Hochberg step-up: with p sorted ascending, find the largest k (1-based) with p_(k) <= k alpha / m
+    and reject the k smallest; controls the false discovery rate. NaN never rejects."""
+    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=2.0)
+    order = np.argsort(p, kind="stable")
+    below = np.nonzero(p[order] <= alpha * np.arange(1, len(p) + 1) / max(len(p), 1))[0]
+    reject = np.zeros(len(p), dtype=bool)
+    if below.size:
+        reject[order[: below[-1] + 1]] = True
+    return reject.tolist()
+
+
+def _benchmark(candidate: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((b for b in candidate["benchmarks"] if b["benchmark"] == name), None)
+
+
+def _stats(metric: str, bench: dict[str, Any], split: str,
+           references: dict[tuple[str, str], list[list[str]]] | None) -> Any:
+    refs = (references or {}).get((bench["benchmark"], split))
+    preds = (bench.get("predictions") or {}).get(split)
+    if metric not in CORPUS or refs is None or preds is None or len(preds) != len(refs):
+        return None
+    return corpus_stats(metric, preds, refs)
+
+
+def _rows_for(ca: dict[str, Any], cb: dict[str, Any], problems: list[str], resamples: int, seed: int,
+              references: dict[tuple[str, str], list[list[str]]] | None) -> Iterator[dict[str, Any]]:
+    """Rows comparing one candidate across two runs: every benchmark split metric and probe both have."""
+    for ba in ca["benchmarks"]:
+        bb = _benchmark(cb, ba["benchmark"])
+        if bb is None or ba["status"] != "ok" or bb["status"] != "ok":
+            continue
+        where = f"{ca['name']}/{ba['benchmark']}"
+        if ba["version"] != bb["version"]:
+            problems.append(f"{where}: benchmark version {ba['version']} (a) != {bb['version']} (b)")
+            continue
+        for split, metrics in ba["scores"].items():
+            ha, hb = ba["data_sha256"].get(split), bb["data_sha256"].get(split)
+            if split not in bb["scores"]:
+                continue
+            if not ha or ha != hb:
+                problems.append(f"{where}/{split}: data sha256 {ha} (a) != {hb} (b)")
+                continue
+            for metric, ea in metrics.items():
+                eb = bb["scores"][split].get(metric)
+                if eb is not None:
+                    res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed,
+                                            _stats(metric, ba, split, references), _stats(metric, bb, split, references))
+                    yield {"candidate": ca["name"], "benchmark": ba["benchmark"], "split": split, "metric": metric,
+                           "higher_is_better": higher_is_better(metric), **res}
+        probes_b = {p["probe"]: p for p in bb.get("probes") or []}
+        for pa in ba.get("probes") or []:
+            pb = probes_b.get(pa["probe"])
+            if pb is None:
+                continue
+            if (pa["version"], pa["data_sha256"]) != (pb["version"], pb["data_sha256"]):
+                problems.append(f"{where}/probe {pa['probe']}: version {pa['version']} / data sha256 "
+                                f"{pa['data_sha256']} (a) != version {pb['version']} / {pb['data_sha256']} (b)")
+                continue
+            res = paired_difference(PROBE_METRIC, pa["per_item"]["after"], pb["per_item"]["after"], resamples, seed)
+            yield {"candidate": ca["name"], "benchmark": pa["probe"], "split": "after", "metric": PROBE_METRIC,
+                   "higher_is_better": True, **res}
+
+
+def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamples: int = 2000, seed: int = 0,
+                 alpha: float = 0.05, correction: str = "holm",
+                 references: dict[tuple[str, str], list[list[str]]] | None = None) -> list[dict[str, Any]]:
+    """Run a vs run b, per candidate (matched by name) x benchmark x split x metric, plus each probe's
+    after-tuning correctness. `significant` applies Holm (or "bh": Benjamini-Hochberg) across all rows.
+    `references[(benchmark, split)]` lets corpus metrics be recomputed from the stored predictions.
+    A benchmark or probe whose version or data hash differs between the runs raises DataError naming it."""
+    if correction not in ("holm", "bh"):
+        raise ValueError(f"correction must be holm or bh (got {correction!r})")
+    by_name = {c["name"]: c for c in results_b["candidates"]}
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for ca in results_a["candidates"]:
+        if ca["name"] in by_name:
+            rows += _rows_for(ca, by_name[ca["name"]], problems, resamples, seed, references)
+    if problems:
+        raise DataError(f"runs {results_a['run_id']} and {results_b['run_id']} are not comparable: "
+                        + "; ".join(problems))
+    if not rows:
+        raise DataError(f"runs {results_a['run_id']} and {results_b['run_id']} share no candidate, benchmark, split "
+                        "and metric to compare")
+    flags = (holm if correction == "holm" else benjamini_hochberg)([r["p_value"] for r in rows], alpha)
+    for row, flag in zip(rows, flags):
+        row["significant"] = flag
+    return rows
+
+
+def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+                      margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
+                      references: dict[tuple[str, str], list[list[str]]] | None = None) -> Verdict:
+    """A gate verdict: is `candidate` non-inferior to the promoted baseline on `benchmark.metric[.split]`?
+    Fails closed (with the reason) when there is no baseline, either side lacks the metric, or the benchmark
+    version or the split's data hash differs from the baseline's. Several such gates need no multiplicity
+    correction: a candidate ships only if it passes all of them (an intersection-union test, level alpha)."""
+    name = name or f"{metric} vs baseline (margin {margin:g})"
+
+    def fail(why: str) -> Verdict:
+        return Verdict(candidate["name"], name, False, None, f"fails closed: {why}")
+
+    if baseline is None:
+        return fail("no promoted baseline in the store; promote one with `sftbench promote RUN_ID`")
+    base_results, base_name = baseline
+    base = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
+    if base is None:
+        return fail(f"baseline run {base_results['run_id']} has no candidate '{base_name}'")
+    (_, entry, why), (_, base_entry, base_why) = lookup(candidate, metric), lookup(base, metric)
+    if entry is None or base_entry is None:
+        return fail(why or f"baseline {base_name}: {base_why}")
+    bench_name, metric_name = metric.split(".")[:2]
+    split = metric.split(".")[2] if metric.count(".") == 2 else "test"
+    bench, base_bench = _benchmark(candidate, bench_name), _benchmark(base, bench_name)
+    assert bench is not None and base_bench is not None  # lookup found the metric in both
+    if bench["version"] != base_bench["version"]:
+        return fail(f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}")
+    here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
+    if not here or here != there:
+        return fail(f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}")
+    try:
+        res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
+                              higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,
+                              candidate_stats=_stats(metric_name, bench, split, references),
+                              baseline_stats=_stats(metric_name, base_bench, split, references))
+    except DataError as err:
+        return fail(err.message)
+    return Verdict(candidate["name"], name, res["passed"], res["diff"], _message(res, metric_name, base_results, base_name))
+
+
+def _message(res: dict[str, Any], metric: str, base_results: dict[str, Any], base_name: str) -> str:
+    conf = f"{1 - res['alpha']:.0%}"
+    if higher_is_better(metric):
+        bound = f"lower {conf} bound {res['ci_low']:+.4f} {'>' if res['passed'] else '<='} -margin {-res['margin']:+.4f}"
+    else:
+        bound = f"upper {conf} bound {res['ci_high']:+.4f} {'<' if res['passed'] else '>='} margin {res['margin']:+.4f}"
+    verdict = ("non-inferior" if res["passed"] else
+               "significant regression" if res["regressed"] else "non-inferiority not shown (inconclusive)")
+    note = f" [{res['test']}]" if res["test"].startswith("NOT") else ""
+    return (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({base_name} of run {base_results['run_id']}), "
+            f"diff {res['diff']:+.4f}, {bound}, n={res['n']}{note}")

@@ -1,0 +1,149 @@
+"""The HTML report is one self-contained page, escapes every string from the results (names, prompts,
+predictions, messages, config), draws its four figures when there is data, survives missing data, and renders
+the same bytes twice."""
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from reports.html import render_html
+from reports.plots import FIGURES
+from tests.reports.sample import metric, sample_results
+
+INJECTED = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def bench(name, value, forgetting=None, *, main="accuracy", task="classification", predictions=None, prompt="Q"):
+    probes = [] if forgetting is None else [
+        {"probe": "general_knowledge", "version": "1", "kind": "multiple_choice", "n": 300,
+         "forgetting": metric(forgetting, forgetting - 0.02, forgetting + 0.02), "forgotten": 9, "gained": 4,
+         "mcnemar_p": 0.27, "most_forgotten": [{"prompt": prompt, "answer": "Paris & <b>Lyon</b>",
+                                                "margin_before": 0.4, "margin_after": -0.6}]}]
+    w = value / 15  # interval half-width, on the metric's own scale (BLEU is 0-100)
+    return {"benchmark": name, "version": "1", "task": task, "status": "ok", "reason": "", "learning_rate": 1e-3,
+            "data_sha256": {}, "scores": {"test": {main: metric(value, value - w, value + w)},
+                                          "shifted": {main: metric(0.8 * value, 0.8 * value - w, 0.8 * value + w)}},
+            "train": {"train_loss": [1.2, 0.7, 0.5], "val_loss": [2.0, 1.0, 0.8, 0.75], "seconds": 30.0,
+                      "tokens": 9000, "steps": 12, "bf16": False, "tokens_per_second": 300.0},
+            "latency_ms_per_item": 4.0, "probes": probes, "predictions": {"test": predictions or ["yes"] * 12},
+            "generalisation": {"metric": main, "gap": 0.1, "gap_ci_low": 0.02, "gap_ci_high": 0.18},
+            "per_class_f1": {}}
+
+
+def cand(name, params, benches, status="ok", reason=""):
+    return {"name": name, "model": name, "status": status, "reason": reason, "params": params,
+            "trainable_params": params // 100, "benchmarks": benches,
+            "cost": {"train_seconds": 60.0, "train_tokens_per_second": 300.0, "latency_ms_per_item": 4.0,
+                     "peak_rss_mb": 900.0}}
+
+
+def full_results() -> dict:
+    """Two benchmarks (one a generation task scored in BLEU), train curves, probes, predictions; one candidate
+    carries a script in its name, one a script in a probe prompt and a prediction, one is n/a on a benchmark,
+    one failed before any benchmark ran."""
+    na = {"benchmark": "summaries", "version": "1", "task": "generation", "status": "n/a",
+          "reason": "encoders cannot generate", "scores": {}, "train": None, "probes": [], "predictions": {}}
+    cands = [cand(INJECTED, 30_000_000, [bench("intents", 0.8, 0.01, prompt=f"What is {INJECTED}?"),
+                                         bench("summaries", 21.0, 0.02, main="bleu", task="generation",
+                                               predictions=[f"pred {INJECTED}"] + ["a summary"] * 11)]),
+             cand("tiny-bert", 4_000_000, [bench("intents", 0.7, -0.01), na]),
+             cand("crashed", 0, [], status="failed", reason="RunFailure: out of memory <oops>")]
+    return {"schema_version": 1, "run_id": "20261125-000000-fedcba", "name": "full", "created": "2026-11-25T00:00:00",
+            "config_hash": "0123456789abcdef", "git_sha": "deadbeef", "packages": {"torch": "2.13"},
+            "config": {"name": "full", "note": INJECTED}, "passed": False, "recommendation": None,
+            "recommendation_reason": f"no candidate passes every gate: {INJECTED}: intents.accuracy >= 0.9",
+            "gates": [{"candidate": INJECTED, "gate": "intents.accuracy >= 0.9", "passed": False, "observed": 0.8,
+                       "message": f"value 0.8 misses >= 0.9 {INJECTED}"},
+                      {"candidate": "crashed", "gate": "intents.accuracy >= 0.9", "passed": False, "observed": None,
+                       "message": "fails closed"}],
+            "candidates": cands}
+
+
+@pytest.fixture(scope="module")
+def pages() -> dict[str, str]:
+    """Rendering draws four figures (about a second), so each page is rendered once per module."""
+    return {"sample": render_html(sample_results()), "full": render_html(full_results())}
+
+
+def test_self_contained_and_no_script(pages):
+    for page in pages.values():
+        assert page.startswith("<!DOCTYPE html>")
+        assert "<script" not in page.lower()
+        # only namespace declarations may name a URL; nothing is fetched
+        assert re.findall(r'(?:src|href)\s*=\s*["\']?(?:https?:)?//', page, re.I) == []
+        for url in re.findall(r'(\S*)"https?://', page):
+            assert url.startswith("xmlns"), url
+        assert "@import" not in page and "url(http" not in page
+
+
+def test_four_figures_when_data_exists(pages):
+    page = pages["full"]
+    assert page.count("<svg") == 4
+    assert "could not be drawn" not in page and "no data to plot" not in page
+    for title, _ in FIGURES:
+        assert title in page
+
+
+def test_sample_without_train_curves_still_draws_the_rest(pages):
+    page = pages["sample"]
+    assert page.count("<svg") == 3  # the sample has no train curves
+    assert "Training and validation loss: no data to plot." in page
+    assert "could not be drawn" not in page
+
+
+def test_recommendation_and_tables(pages):
+    page = pages["sample"]
+    assert 'class="verdict pass"' in page
+    assert "minilm-l6 is the smallest candidate (22.8M parameters) that passes every gate" in page
+    assert "82.9 [77.5, 87.2]" in page and "22.8M" in page  # main metric with CI, params
+    assert "value 0.6800 misses &gt;= 0.7" in page  # gate message, escaped
+    assert "RunFailure: loss became nan" in page  # the failed candidate renders with its reason
+    assert 'class="verdict fail"' in pages["full"]
+    assert "intents.accuracy &gt;= 0.9" in pages["full"]
+
+
+def test_every_data_string_is_escaped(pages):
+    page = pages["full"]
+    assert INJECTED not in page
+    assert "<oops>" not in page and "&lt;oops&gt;" in page
+    assert "<b>Lyon</b>" not in page and "Paris &amp; &lt;b&gt;Lyon&lt;/b&gt;" in page
+    # the name in the tables, the gate table and inside the SVG labels; the prompt; the prediction; config
+    assert page.count(ESCAPED) >= 8
+    assert f"What is {ESCAPED}?" in page
+    assert f"pred {ESCAPED}" in page
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert any(ESCAPED in svg for svg in svgs)
+
+
+def test_missing_data_never_crashes():
+    results = full_results()
+    empty = copy.deepcopy(results)
+    for c in empty["candidates"]:
+        c["benchmarks"] = []
+        c["status"] = "failed"
+    variants = [empty, {"candidates": [], "gates": []}]
+    odd = copy.deepcopy(results)
+    b = odd["candidates"][0]["benchmarks"][0]
+    b["train"] = {"train_loss": [], "val_loss": [2.0]}
+    b["probes"][0]["forgetting"] = {"value": float("nan")}
+    b["scores"]["test"]["accuracy"]["ci_low"] = None
+    odd["candidates"][1]["params"] = None
+    odd["candidates"][1]["cost"] = {}
+    variants.append(odd)
+    for v in variants:
+        page = render_html(v)
+        assert "could not be drawn" not in page
+    assert render_html(empty).count("<svg") == 0
+
+
+def test_figure_ids_are_unique_on_the_page(pages):
+    ids = re.findall(r'\sid="([^"]+)"', pages["full"])
+    assert len(ids) == len(set(ids))
+
+
+def test_deterministic(pages):
+    assert render_html(full_results()) == pages["full"]
+    assert render_html(sample_results()) == pages["sample"]
