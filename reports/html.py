@@ -17,23 +17,36 @@ SAMPLE_PREDICTIONS = 10
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 1.5rem auto;
-       max-width: 1600px; padding: 0 1rem; color: #1f2328; line-height: 1.4; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
-     border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; } h3 { font-size: 1rem; margin-bottom: .3rem; }
-.meta { color: #57606a; font-size: .9rem; } .meta code { background: #f6f8fa; padding: 0 .3rem; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1f2328;
+       margin: 1.5rem auto; max-width: 1600px; padding: 0 1rem; line-height: 1.4; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
+h3 { font-size: 1rem; margin-bottom: .3rem; }
+.meta { color: #57606a; font-size: .9rem; }
+.meta code { background: #f6f8fa; padding: 0 .3rem; }
 .verdict { font-size: 1.15rem; padding: .8rem 1rem; border-radius: 6px; margin: 1rem 0; border: 2px solid; }
-.verdict.pass { background: #dafbe1; border-color: #1a7f37; } .verdict.fail { background: #ffebe9; border-color: #cf222e; }
+.verdict.pass { background: #dafbe1; border-color: #1a7f37; }
+.verdict.fail { background: #ffebe9; border-color: #cf222e; }
 .verdict strong { font-size: 1.3rem; margin-right: .5rem; }
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; vertical-align: top; }
-th { background: #f6f8fa; font-size: .8rem; } td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+th { background: #f6f8fa; font-size: .8rem; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.text { max-width: 60rem; overflow-wrap: anywhere; white-space: pre-wrap; }
-tr.chosen td:first-child { font-weight: bold; } tr.chosen td:first-child::before { content: "\\2605  "; color: #9a6700; }
-.pass-cell { color: #1a7f37; font-weight: bold; } .fail-cell { color: #cf222e; font-weight: bold; }
-.muted { color: #57606a; } .probe { color: #57606a; font-size: .75rem; } td.name { white-space: nowrap; } .scroll { overflow-x: auto; }
+td.name { white-space: nowrap; }
+tr.chosen td:first-child { font-weight: bold; }
+tr.chosen td:first-child::before { content: "\\2605  "; color: #9a6700; }
+.pass-cell { color: #1a7f37; font-weight: bold; }
+.fail-cell { color: #cf222e; font-weight: bold; }
+.muted { color: #57606a; }
+.probe { color: #57606a; font-size: .75rem; }
+.scroll { overflow-x: auto; }
+.cards { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 1rem 2rem; }
-figure { margin: 0; } figure.wide { grid-column: 1 / -1; } figure svg { width: 100%; height: auto; } figcaption { font-weight: bold; }
+figure { margin: 0; }
+figure.wide { grid-column: 1 / -1; }
+figure svg { width: 100%; height: auto; }
+figcaption { font-weight: bold; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 """
 
@@ -104,9 +117,14 @@ def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, other
     probes = b.get("probes") or []
     cells += [_td(_entry((scores.get("shifted") or {}).get(metric), scale)),
               _td(_ci(gen.get("gap"), gen.get("gap_ci_low"), gen.get("gap_ci_high"), scale)),
-              _td("<br>".join(f'<span class="probe">{_e(p.get("probe", ""))}</span><br>{_entry(p.get("forgetting"))}'
-                              f" &middot; {_num(p.get('forgotten'))} / {_num(p.get('gained'))}" for p in probes) or "-")]
+              _td("<br>".join(_forgetting(p) for p in probes) or "-")]
     return cells
+
+
+def _forgetting(p: dict[str, Any]) -> str:
+    """Probe name, forgetting in points with its interval, items forgotten / gained."""
+    return (f'<span class="probe">{_e(p.get("probe", ""))}</span><br>{_entry(p.get("forgetting"))}'
+            f" &middot; {_num(p.get('forgotten'))} / {_num(p.get('gained'))}")
 
 
 def leaderboard(results: dict[str, Any]) -> str:
@@ -207,12 +225,15 @@ def most_forgotten(results: dict[str, Any]) -> str:
                 summary = (f"forgot {_num(p.get('forgotten'))}, gained {_num(p.get('gained'))} of {_num(p.get('n'))} "
                            f"items; McNemar p = {_num(p.get('mcnemar_p'), '.3g')}")
                 rows = [_row([_td(_e(it.get("prompt", "")), "text"), _td(_e(it.get("answer", "")), "text"),
-                              _td(f"{_num(it.get('margin_before'), '.2f')} &rarr; {_num(it.get('margin_after'), '.2f')}")])
-                        for it in items]
-                parts.append(f"<h3>{_e(c['name'])} &middot; {_e(b['benchmark'])} &middot; {_e(p.get('probe', ''))}</h3>"
-                             f'<p class="muted">{summary}</p><table><thead><tr><th>prompt</th><th>answer</th>'
-                             f"<th>margin before &rarr; after</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    return "".join(parts) or '<p class="muted">No probe items were forgotten, or no probes ran.</p>'
+                              _td(f"{_num(it.get('margin_before'), '.2f')} &rarr; "
+                                  f"{_num(it.get('margin_after'), '.2f')}")]) for it in items]
+                parts.append(f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])} &middot; "
+                             f'{_e(p.get("probe", ""))}</h3><p class="muted">{summary}</p><table><thead><tr>'
+                             "<th>prompt</th><th>answer</th><th>margin before &rarr; after</th></tr></thead>"
+                             f"<tbody>{''.join(rows)}</tbody></table></div>")
+    if not parts:
+        return '<p class="muted">No probe items were forgotten, or no probes ran.</p>'
+    return f'<div class="cards">{"".join(parts)}</div>'
 
 
 def predictions(results: dict[str, Any]) -> str:
@@ -223,9 +244,11 @@ def predictions(results: dict[str, Any]) -> str:
             if not preds:
                 continue
             rows = [_row([_td(str(i + 1)), _td(_e(p), "text")]) for i, p in enumerate(preds)]
-            parts.append(f"<h3>{_e(c['name'])} &middot; {_e(b['benchmark'])}</h3><table><thead><tr><th>#</th>"
-                         f"<th>prediction (test)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    return "".join(parts) or '<p class="muted">No predictions were stored.</p>'
+            parts.append(f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])}</h3><table><thead><tr><th>#</th>"
+                         f"<th>prediction (test)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+    if not parts:
+        return '<p class="muted">No predictions were stored.</p>'
+    return f'<div class="cards">{"".join(parts)}</div>'
 
 
 def provenance(results: dict[str, Any]) -> str:
