@@ -96,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     mains = {spec.name: spec.main_metric for spec, _ in load_suites(cfg).benchmarks}
     results = build_results(run_id, cfg, candidates, mains)
     write_json(results, out / "results.json")
+    from reports.html import render_html
+
+    (out / "report.html").write_text(render_html(results), encoding="utf-8")
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
     print(f"results: {out / 'results.json'}")
     if any(c["status"] == "failed" for c in results["candidates"]):

@@ -10,8 +10,7 @@ import math
 import re
 from typing import Any
 
-from reports.plots import FIGURES, main_metrics
-from reports.terminal import ALREADY_PERCENT
+from reports.plots import FIGURES, main_metrics, metric_scale
 
 SAMPLE_PREDICTIONS = 10
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
@@ -59,10 +58,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _scale(metric: str) -> float:
-    return 1.0 if metric in ALREADY_PERCENT or metric in ("loss", "perplexity") else 100.0
-
-
 def _ci(value: Any, low: Any, high: Any, scale: float = 100.0) -> str:
     if not _finite(value):
         return "-"
@@ -106,12 +101,12 @@ def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, other
         status = (b or {}).get("status") or ("failed" if c.get("status") != "ok" else "not run")
         reason = (b or {}).get("reason") or c.get("reason", "")
         return [_td(_e(status), "fail-cell" if status == "failed" else "muted", reason)] + [_td("-")] * (width - 1)
-    scale = _scale(metric)
+    scale = metric_scale(metric)
     scores = b.get("scores") or {}
     test = scores.get("test") or {}
     cells = [_td(_entry(test.get(metric), scale))]
     if others:
-        also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], _scale(m)))}" for m in others if m in test)
+        also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], metric_scale(m)))}" for m in others if m in test)
         cells.append(_td(also or "-"))
     gen = b.get("generalisation") or {}
     probes = b.get("probes") or []
@@ -137,7 +132,7 @@ def leaderboard(results: dict[str, Any]) -> str:
                     others[b["benchmark"]].append(m)
     top, sub = ['<th rowspan="2">candidate</th>'], []
     for bench, metric in metrics.items():
-        unit = "" if _scale(metric) == 1.0 else " %"
+        unit = "" if metric_scale(metric) == 1.0 else " %"
         heads = [f"{_e(metric)}{unit} [95% CI]"] + (["other metrics"] if others[bench] else []) + \
             [f"shifted {_e(metric)}{unit} [95% CI]", "generalisation gap, test - shifted [95% CI]",
              "forgetting pts [95% CI] &middot; items forgotten / gained"]
@@ -202,7 +197,7 @@ def figures(results: dict[str, Any]) -> str:
     for title, draw in FIGURES:
         try:
             svg = draw(results)
-        except Exception as exc:  # a figure is an extra: the tables above must still reach the reader
+        except Exception as exc:  # noqa: BLE001  (a figure is an extra: the tables must still reach the reader)
             parts.append(f'<p class="fail-cell">{_e(title)}: could not be drawn ({_e(type(exc).__name__)}: '
                          f"{_e(exc)})</p>")
             continue

@@ -7,16 +7,18 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.axes import Axes  # noqa: E402  (after the backend is chosen)
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.axes import Axes  # imported after the backend is chosen
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from reports.terminal import ALREADY_PERCENT  # noqa: E402
+from reports.terminal import ALREADY_PERCENT
 
 # parse_math off: names with "$" stay plain text, never mathtext (a stray "$" or "\\" would not parse); so no
 # formatter here may rely on mathtext either (the log axis gets its own).
@@ -26,16 +28,23 @@ NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 PANEL = (5.2, 3.6)  # inches per benchmark panel
 
 
-def _ok(entry: dict[str, Any] | None) -> bool:
-    return bool(entry) and isinstance(entry.get("value"), (int, float)) and math.isfinite(entry["value"])
+def _ok(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)) and math.isfinite(entry["value"])
 
 
-def _scale(metric: str) -> float:
+def _score(b: dict[str, Any], split: str, metric: str) -> dict[str, Any] | None:
+    """The metric entry on that split, or None when it is missing or not a finite number."""
+    entry = ((b.get("scores") or {}).get(split) or {}).get(metric)
+    return entry if _ok(entry) else None
+
+
+def metric_scale(metric: str) -> float:
+    """100 for shares shown as percent; 1 for metrics already on their display scale (BLEU, chrF, loss)."""
     return 1.0 if metric in ALREADY_PERCENT or metric in ("loss", "perplexity") else 100.0
 
 
 def _unit(metric: str) -> str:
-    return "" if _scale(metric) == 1.0 else " (%)"
+    return "" if metric_scale(metric) == 1.0 else " (%)"
 
 
 def _interval(entry: dict[str, Any], scale: float) -> tuple[float, float]:
@@ -58,7 +67,7 @@ def main_metrics(results: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _ok_benches(results: dict[str, Any], bench: str):
+def _ok_benches(results: dict[str, Any], bench: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(candidate, benchmark entry) for every candidate whose run of this benchmark finished."""
     for c in results.get("candidates", []):
         if c.get("status") != "ok":
@@ -73,8 +82,8 @@ def _colours(results: dict[str, Any]) -> dict[str, str]:
     return {c["name"]: f"C{i % 10}" for i, c in enumerate(results.get("candidates", []))}
 
 
-def _panels(n: int) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(PANEL[0] * min(n, 2), PANEL[1] * math.ceil(n / 2)), layout="constrained")
+def _panels(n: int, extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(PANEL[0] * min(n, 2), PANEL[1] * math.ceil(n / 2) + extra_height), layout="constrained")
     axes = fig.subplots(math.ceil(n / 2), min(n, 2), squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -97,8 +106,13 @@ def _count(n: float) -> str:
     return f"{n / 1e9:g}B" if n >= 1e9 else f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K" if n >= 1e3 else f"{n:g}"
 
 
+def _short(name: str, limit: int = 28) -> str:
+    """Figure labels are cut to keep the axes readable; the tables carry the full names."""
+    return name if len(name) <= limit else name[:limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
 def _label(ax: Axes, text: str, x: float, y: float, colour: str) -> None:
-    ax.annotate(text, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
+    ax.annotate(_short(text), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
 
 
 def loss_curves(results: dict[str, Any]) -> str | None:
@@ -113,21 +127,26 @@ def loss_curves(results: dict[str, Any]) -> str | None:
     if not curves:
         return None
     colours = _colours(results)
+    names = list(dict.fromkeys(name for runs in curves.values() for name, _, _ in runs))
     with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(curves))
+        fig, axes = _panels(len(curves), extra_height=0.25 * math.ceil((len(names) + 2) / 4))  # legend rows
         for ax, (bench, runs) in zip(axes, curves.items()):
             for name, tl, vl in runs:
                 colour = colours.get(name, "C0")
                 if tl:
-                    ax.plot(range(1, len(tl) + 1), tl, "-o", color=colour, ms=4, label=f"{name} train")
+                    ax.plot(range(1, len(tl) + 1), tl, "-o", color=colour, ms=4)
                 if vl:
-                    ax.plot(range(len(vl)), vl, "--s", color=colour, ms=4, mfc="white", label=f"{name} validation")
+                    ax.plot(range(len(vl)), vl, "--s", color=colour, ms=4, mfc="white")
             ax.set_title(bench)
             ax.set_xlabel("epoch (0 = before training)")
             ax.set_ylabel("loss")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        # one legend for every panel, under them: colour = candidate, line style = split
+        handles = [Line2D([], [], color=colours.get(n, "C0"), lw=2, label=_short(n)) for n in names]
+        handles += [Line2D([], [], color="black", ls="-", marker="o", ms=4, label="train"),
+                    Line2D([], [], color="black", ls="--", marker="s", ms=4, mfc="white", label="validation")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
         return _svg(fig, "loss")
 
 
@@ -137,10 +156,9 @@ def metric_bars(results: dict[str, Any]) -> str | None:
     for bench, metric in main_metrics(results).items():
         rows = []
         for c, b in _ok_benches(results, bench):
-            scores = b.get("scores") or {}
-            test, shifted = (scores.get("test") or {}).get(metric), (scores.get("shifted") or {}).get(metric)
-            if _ok(test) or _ok(shifted):
-                rows.append((c["name"], test if _ok(test) else None, shifted if _ok(shifted) else None))
+            test, shifted = _score(b, "test", metric), _score(b, "shifted", metric)
+            if test or shifted:
+                rows.append((c["name"], test, shifted))
         if rows:
             panels.append((bench, metric, rows))
     if not panels:
@@ -148,7 +166,7 @@ def metric_bars(results: dict[str, Any]) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, rows) in zip(axes, panels):
-            scale, width = _scale(metric), 0.38
+            scale, width = metric_scale(metric), 0.38
             for offset, split, colour in ((-width / 2, "test", "C0"), (width / 2, "shifted", "C1")):
                 xs, ys, errs = [], [], []
                 for i, row in enumerate(rows):
@@ -160,7 +178,7 @@ def metric_bars(results: dict[str, Any]) -> str | None:
                 if xs:
                     ax.bar(xs, ys, width, color=colour, label=split,
                            yerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3, ecolor="black")
-            ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
+            ax.set_xticks(range(len(rows)), [_short(r[0]) for r in rows], rotation=20, ha="right", fontsize=8)
             pad = max(0.0, (3 - len(rows)) / 2)  # a lone candidate keeps a bar of normal width, centred
             ax.set_xlim(-0.6 - pad, len(rows) - 0.4 + pad)
             ax.margins(y=0.2)  # headroom for the legend
@@ -179,9 +197,9 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
     for bench, metric in main_metrics(results).items():
         points = []
         for c, b in _ok_benches(results, bench):
-            test = ((b.get("scores") or {}).get("test") or {}).get(metric)
+            test = _score(b, "test", metric)
             probe = (b.get("probes") or [None])[0] or {}
-            if _ok(test) and _ok(probe.get("forgetting")):
+            if test and _ok(probe.get("forgetting")):
                 points.append((c["name"], test, probe["forgetting"], str(probe.get("probe", "probe"))))
         if points:
             panels.append((bench, metric, points))
@@ -191,7 +209,7 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, points) in zip(axes, panels):
-            scale = _scale(metric)
+            scale = metric_scale(metric)
             probes = list(dict.fromkeys(p[3] for p in points))
             for name, test, forgetting, probe in points:
                 x, y = scale * test["value"], 100 * forgetting["value"]
@@ -217,9 +235,11 @@ def quality_cost(results: dict[str, Any]) -> str | None:
     """x: parameter count (log scale), y: main metric on test with its interval, one labelled point per candidate."""
     panels = []
     for bench, metric in main_metrics(results).items():
-        points = [(c["name"], c["params"], test) for c, b in _ok_benches(results, bench)
-                  if isinstance(c.get("params"), (int, float)) and c["params"] > 0
-                  and _ok(test := ((b.get("scores") or {}).get("test") or {}).get(metric))]
+        points = []
+        for c, b in _ok_benches(results, bench):
+            test = _score(b, "test", metric)
+            if test and isinstance(c.get("params"), (int, float)) and c["params"] > 0:
+                points.append((c["name"], c["params"], test))
         if points:
             panels.append((bench, metric, points))
     if not panels:
@@ -228,7 +248,7 @@ def quality_cost(results: dict[str, Any]) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, points) in zip(axes, panels):
-            scale = _scale(metric)
+            scale = metric_scale(metric)
             for name, params, test in points:
                 y, yerr = scale * test["value"], _interval(test, scale)
                 colour = colours.get(name, "C0")

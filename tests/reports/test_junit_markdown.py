@@ -1,0 +1,97 @@
+"""JUnit XML and Markdown renderers: parsed back, counted, and escaped."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from reports.junit import render_junit
+from reports.markdown import escape, render_markdown
+from tests.harness.test_store import make_results
+
+NASTY = "<script>|x"
+
+
+def failing_run() -> dict:
+    """Two candidates; `large` misses the 0.75 gate, `broken` failed outright with an ANSI-coloured reason."""
+    results = make_results(accuracies={"small": 0.9, "large": 0.6}, gate_value=0.75, n=200)
+    broken = {**results["candidates"][0], "name": "broken", "status": "failed", "benchmarks": [],
+              "reason": "RunFailure: \x1b[31mloss is NaN\x00 & <worse>"}
+    results["candidates"].append(broken)
+    results["gates"].append({"candidate": "broken", "gate": "intents.accuracy >= 0.75", "passed": False,
+                             "observed": None, "message": "fails closed: candidate failed"})
+    return results
+
+
+def parse(results: dict) -> ET.Element:
+    root = ET.fromstring(render_junit(results))
+    (suite,) = root.findall("testsuite")
+    return suite
+
+
+def test_junit_counts_and_names_the_failing_gate():
+    results = failing_run()
+    suite = parse(results)
+    assert suite.get("name") == "sftbench.nightly"
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["run_id"] == results["run_id"] and props["config_hash"] == "c" * 16 and props["git_sha"] == "g" * 40
+    cases = suite.findall("testcase")
+    assert int(suite.get("tests")) == len(cases) == 3 + 3  # a `ran` case per candidate, a case per verdict
+    failed = {(c.get("classname"), c.get("name")): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert int(suite.get("failures")) == len(failed) == 3
+    gate = failed[("large", "intents.accuracy >= 0.75")]
+    observed = next(v["observed"] for v in results["gates"] if v["candidate"] == "large")
+    assert f"observed {observed:.6g}" in gate.get("message") and "misses >= 0.75" in gate.get("message")
+    ran = failed[("broken", "ran")].get("message")
+    assert ran == "candidate failed: RunFailure: [31mloss is NaN & <worse>"  # control characters dropped
+    assert ("small", "intents.accuracy >= 0.75") not in failed
+
+
+def test_junit_all_pass():
+    suite = parse(make_results())
+    assert suite.get("failures") == "0" and suite.get("tests") == "4"
+
+
+def test_hostile_names_are_escaped_in_junit():
+    results = make_results(accuracies={NASTY: 0.9})
+    xml = render_junit(results)
+    assert "<script>" not in xml and "&lt;script&gt;|x" in xml
+    classnames = {c.get("classname") for c in ET.fromstring(xml).iter("testcase")}
+    assert classnames == {NASTY}
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """Cells of every table line, split on pipes that are not backslash-escaped."""
+    return [re.split(r"(?<!\\)\|", line)[1:-1] for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_markdown_table_and_recommendation():
+    results = failing_run()
+    md = render_markdown(results)
+    rows = table_rows(md)
+    assert len(rows) == 2 + 3 and len({len(r) for r in rows}) == 1  # header, rule, one row per candidate
+    assert rows[0][1].strip() == r"intents accuracy % [95% CI]"
+    by_name = {r[0].strip(): r for r in rows[2:]}
+    assert by_name["small"][-1].strip() == "pass"
+    assert by_name["large"][-1].strip() == r"**FAIL**: intents.accuracy &gt;= 0.75"
+    assert "**FAIL**: RunFailure:" in by_name["broken"][-1] and "&lt;worse&gt;" in by_name["broken"][-1]
+    assert by_name["small"][3].strip().startswith("general\\_knowledge: ")
+    assert "2.0M (1.0K)" in by_name["large"][4] and by_name["large"][5].strip() == "20"
+    assert "\n**Recommendation [PASS]:** small is the smallest candidate" in md
+    assert "- large / intents.accuracy &gt;= 0.75: value" in md
+
+
+def test_hostile_names_are_escaped_in_markdown():
+    results = make_results(accuracies={NASTY: 0.9, "fine": 0.2}, gate_value=0.5)
+    results["recommendation_reason"] = f"{NASTY} wins\nsecond line"
+    md = render_markdown(results)
+    assert "<script>" not in md and r"&lt;script&gt;\|x" in md
+    rows = table_rows(md)
+    assert len({len(r) for r in rows}) == 1 and rows[2][0].strip() == r"&lt;script&gt;\|x"
+    assert r"**Recommendation [PASS]:** &lt;script&gt;\|x wins second line" in md
+
+
+def test_escape():
+    assert escape("a|b") == r"a\|b"
+    assert escape("<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
+    assert escape("[x](http://e) `c` *e* _u_ \\") == r"\[x\](http://e) \`c\` \*e\* \_u\_ \\"
+    assert escape("two\nlines\r\n") == "two lines"
