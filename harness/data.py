@@ -53,6 +53,7 @@ class BenchmarkSpec:
     columns: tuple[str, ...] | None = None  # for header-less CSV/TSV
     max_new_tokens: int = 64
     description: str = ""
+    stop: tuple[str, ...] = ()  # generation stops at the first of these strings
 
 
 def find_spec(ref: str, base: Path, filename: str) -> Path:
@@ -85,7 +86,7 @@ def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 
 
 BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "fields", "labels", "metrics",
-                  "main_metric", "splits", "columns", "max_new_tokens"}
+                  "main_metric", "splits", "columns", "max_new_tokens", "stop"}
 
 
 def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
@@ -138,6 +139,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
         target_field=fields.get("target") or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
         splits=splits, columns=tuple(columns) if columns else None,
         max_new_tokens=int(raw.get("max_new_tokens", 64)), description=str(raw.get("description", "")),
+        stop=tuple(str(x) for x in (raw.get("stop") or [])),
     )
 
 

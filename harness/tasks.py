@@ -82,7 +82,7 @@ def _generate(spec, examples, model, tokenizer, max_length):
 
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex.text, chat)[-max_length:] for ex in examples]
-    return generate(model, tokenizer, prompts, spec.max_new_tokens)
+    return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop)
 
 
 def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any,

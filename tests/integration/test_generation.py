@@ -41,6 +41,7 @@ prompt: "Summarise this dialogue in one sentence.\\n{{input}}"
 fields: {{input: dialogue, target: summary, references: [summary1, summary2, summary3]}}
 metrics: [rougeL, rouge1, rouge2]
 max_new_tokens: 48
+stop: ["\\n"]
 splits: {{train: "{train}", test: "{test}"}}
 """)
     caps = "max_train: 160, max_test: 40"
@@ -69,6 +70,7 @@ prompt: "Translate this English sentence into German.\\n{input}"
 fields: {input: en, target: de}
 metrics: [bleu, chrf]
 max_new_tokens: 48
+stop: ["\\n"]
 splits: {train: train.jsonl, test: test.jsonl}
 """)
     before = bakeoff(tmp_path, spec, 0, "max_train: 200, max_test: 40", max_length=128)
