@@ -20,6 +20,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. recipe.epochs=1")
     run.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--store", default=None, help="run store (default: $SFTBENCH_STORE or .sftbench/runs.sqlite)")
+    run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
+                            ("promote", "mark a stored run's candidate as the accepted baseline"),
+                            ("compare", "paired differences between two stored runs"),
+                            ("gate", "re-evaluate gates on a stored run without retraining"),
+                            ("report", "render a stored run again")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--store", default=None)
+        if name != "runs":
+            cmd.add_argument("run_id", help="run id (or a unique prefix)")
+        if name == "promote":
+            cmd.add_argument("--candidate", default=None)
+            cmd.add_argument("--as", dest="baseline_name", default=None, help="baseline name (default: the bake-off name)")
+        if name == "compare":
+            cmd.add_argument("other", help="second run id")
+        if name == "gate":
+            cmd.add_argument("--gates", default=None, help="YAML file with a `gates:` list (default: the run's own)")
+        if name == "report":
+            cmd.add_argument("--format", choices=("terminal", "md", "html", "json", "junit"), default="terminal")
     sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
     sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
     sc.add_argument("--metric", required=True)
@@ -50,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             return _ls()
         if args.command == "score":
             return _score(args)
+        from harness import history
+
+        return history.dispatch(args)
     except SftbenchError as err:
         print(f"sftbench: error: {err}", file=sys.stderr)
         return err.exit_code
@@ -78,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     from harness.config import load_config
     from harness.run import run
     from reports.progress import RichProgress
-    from reports.results import build_results, write_json
+    from reports.results import build_results
     from reports.terminal import render
 
     # A config path that is really an override (`sftbench run recipe.epochs=1`) means: the demo, overridden.
@@ -87,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         config, overrides = None, [config, *overrides]
     cfg = load_config(config, overrides)
     quiet_libraries()
+    from harness.store import Store
+
+    store = None if args.no_store else Store(args.store)  # a bad store fails before hours of training
+    baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
     with RichProgress(console) as progress:
@@ -94,16 +121,28 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run import load_suites
 
     mains = {spec.name: spec.main_metric for spec, _ in load_suites(cfg).benchmarks}
-    results = build_results(run_id, cfg, candidates, mains)
-    write_json(results, out / "results.json")
-    from reports.html import render_html
-
-    (out / "report.html").write_text(render_html(results), encoding="utf-8")
+    results = build_results(run_id, cfg, candidates, mains, baselines)
+    write_reports(results, out)
+    if store:
+        store.save(results)
+        store.close()
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
-    print(f"results: {out / 'results.json'}")
+    print(f"results: {out / 'results.json'} (report.html, summary.md, junit.xml beside it)")
     if any(c["status"] == "failed" for c in results["candidates"]):
         return EXIT_RUNTIME
     return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+
+
+def write_reports(results: dict, out: Path) -> None:
+    from reports.html import render_html
+    from reports.junit import render_junit
+    from reports.markdown import render_markdown
+    from reports.results import write_json
+
+    write_json(results, out / "results.json")
+    (out / "report.html").write_text(render_html(results), encoding="utf-8")
+    (out / "summary.md").write_text(render_markdown(results), encoding="utf-8")
+    (out / "junit.xml").write_text(render_junit(results), encoding="utf-8")
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -132,4 +171,6 @@ def _ls() -> int:
 
 
 def entry() -> None:
+    # Before torch loads: spinning OpenMP threads make a busy 2-core machine several times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(main())

@@ -108,8 +108,15 @@ class GateConfig:
     value: float = 0.0
     on: str = "value"  # value | ci_low | ci_high
     name: str = ""
+    baseline: str = ""  # non-inferiority against this promoted baseline instead of a threshold
+    margin: float = 0.0
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
+        _check(self.margin >= 0, "gate margin must be >= 0")
+        _check(0 < self.alpha < 0.5, "gate alpha must be in (0, 0.5)")
+        if not self.name and self.baseline:
+            object.__setattr__(self, "name", f"{self.metric} non-inferior to {self.baseline} (margin {self.margin:g})")
         _check(self.op in (">=", ">", "<=", "<"), f"gate op must be one of >=, >, <=, < (got {self.op!r})")
         _check(self.on in ("value", "ci_low", "ci_high"), "gate 'on' must be value, ci_low or ci_high")
         _check(self.metric.count(".") in (1, 2), f"gate metric must be benchmark.metric[.split] (got {self.metric!r})")

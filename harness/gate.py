@@ -43,10 +43,17 @@ def lookup(candidate: dict[str, Any], metric: str) -> tuple[float | None, dict[s
     return None, None, f"no benchmark '{bench}' in the results"
 
 
-def check(candidates: list[dict[str, Any]], gates: list[GateConfig]) -> list[Verdict]:
+def check(candidates: list[dict[str, Any]], gates: list[GateConfig], baselines: dict[str, Any] | None = None,
+          resamples: int = 1000, seed: int = 0) -> list[Verdict]:
     verdicts = []
     for cand in candidates:
         for gate in gates:
+            if gate.baseline:
+                from harness.compare import check_vs_baseline  # compare imports this module
+
+                verdicts.append(check_vs_baseline(cand, gate.metric, (baselines or {}).get(gate.baseline), gate.margin,
+                                                  gate.alpha, gate.name, resamples=resamples, seed=seed))
+                continue
             _, entry, why = lookup(cand, gate.metric)
             if entry is None:
                 verdicts.append(Verdict(cand["name"], gate.name, False, None, f"fails closed: {why}"))

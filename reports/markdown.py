@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 _MD = re.compile(r"([\\`*_\[\]|])")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # ANSI escapes and NULs in error messages
 NOT_PERCENT = {"bleu", "chrf", "loss", "perplexity"}  # sacrebleu's 0-100 scale; nats; perplexity
 
 
@@ -35,7 +36,7 @@ def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def escape(value: Any) -> str:
-    text = " ".join(str(value).split())  # a newline would end the table row
+    text = " ".join(_CONTROL.sub("", str(value)).split())  # a newline would end the table row
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD.sub(r"\\\1", text)
 

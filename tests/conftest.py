@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# torch threads spin while waiting; on a shared 2-core machine that made forward passes 10x slower
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +74,12 @@ def build_tiny(kind: str, folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _private_store(tmp_path, monkeypatch):
+    """Every test gets its own run store, never the repository's .sftbench/."""
+    monkeypatch.setenv("SFTBENCH_STORE", str(tmp_path / "runs.sqlite"))
 
 
 @pytest.fixture(scope="session")

@@ -117,3 +117,28 @@ def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path
         chosen = [t for t in bench["sweep"] if t["chosen"]]
         assert len(chosen) == 1 and bench["learning_rate"] == chosen[0]["learning_rate"]
         assert chosen[0]["validation"] == max(t["validation"] for t in bench["sweep"])
+
+
+def test_promote_then_gate_against_the_baseline(tiny_config, tmp_path, capsys):
+    """Run, promote, run again with a non-inferiority gate: passes; a degraded run (lr 0) fails and
+    junit.xml names the failing gate. `sftbench gate` re-evaluates a stored run without retraining."""
+    base = ["run", str(tiny_config), "candidates=[{model: minilm-l6, learning_rate: 5e-3}]", "probes=[]", "recipe.epochs=2",
+            "benchmarks=[{spec: support_intents, max_train: 200, max_validation: 16, max_test: 100}]"]
+    code, _, err = run(base + ["--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    first = json.loads((tmp_path / "a" / "results.json").read_text())["run_id"]
+    assert run(["promote", first], capsys)[0] == 0
+    gate = "gates=[{metric: support_intents.accuracy, baseline: tiny, margin: 0.02}]"
+    code, _, err = run(base + [gate, "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    code, _, _ = run(base + [gate, "candidates=[{model: minilm-l6, learning_rate: 0.0}]", "--out", str(tmp_path / "c")], capsys)
+    assert code == 1
+    junit = (tmp_path / "c" / "junit.xml").read_text()
+    assert "support_intents.accuracy non-inferior to tiny" in junit and "<failure" in junit
+    assert (tmp_path / "c" / "summary.md").read_text().startswith("#") or "|" in (tmp_path / "c" / "summary.md").read_text()
+    code, stdout, _ = run(["runs"], capsys)
+    assert code == 0 and first in stdout
+    assert run(["gate", first], capsys)[0] == 0
+    assert run(["report", first, "--format", "junit"], capsys)[0] == 0
+    code, _, stderr = run(["show", "no-such-run"], capsys)
+    assert code == 2 and "no-such-run" in stderr

@@ -251,7 +251,8 @@ def test_baseline_gate_passes_the_same_model_and_fails_closed():
     assert "has no candidate 'ghost'" in closed(same, (base, "ghost"))
     assert "no metric 'bleu'" in closed(same, (base, "small"), "intents.bleu")
     changed = make_results("new", n=300, seed=1, test_sha="u" * 64)["candidates"][0]
-    assert f"intents/test data sha256 {'u' * 64} differs from the baseline's {'t' * 64}" in closed(changed, (base, "small"))
+    expect = f"intents/test data sha256 {'u' * 64} differs from the baseline's {'t' * 64}"
+    assert expect in closed(changed, (base, "small"))
     bumped = make_results("new", n=300, seed=1, version="2")["candidates"][0]
     assert "intents version 2 differs from the baseline's 1" in closed(bumped, (base, "small"))
     shorter = make_results("new", n=299, seed=1)["candidates"][0]

@@ -8,8 +8,8 @@ import torch
 from harness.config import SuiteRef
 from harness.errors import ConfigError, DataError
 from harness.models import load_model, load_tokenizer, resolve
-from harness.probes import (CLOZE_MAX_NEW_TOKENS, PROBE_KINDS, ProbeItem, ProbeSpec, cloze_match, forgetting_report,
-                            load_probe, score_probe)
+from harness.probes import (CLOZE_MAX_NEW_TOKENS, PROBE_KINDS, ProbeItem, ProbeScore, ProbeSpec, cloze_match,
+                            forgetting_report, load_probe, score_probe)
 from tests.conftest import ROOT
 
 MC = ProbeSpec("mc", "1", "multiple_choice", "", "")
@@ -73,7 +73,8 @@ def test_multiple_choice_answer_the_model_prefers_is_correct(llama):
     items = []
     for p in prompts:
         ctx = tok(p)["input_ids"]
-        ranked = sorted(options, key=lambda o: -naive_logprob(model, ctx, tok(" " + o, add_special_tokens=False)["input_ids"]))
+        ids = {o: tok(" " + o, add_special_tokens=False)["input_ids"] for o in options}
+        ranked = sorted(options, key=lambda o: -naive_logprob(model, ctx, ids[o]))
         items += [ProbeItem(p, ranked[0], tuple(ranked[1:])), ProbeItem(p, ranked[-1], tuple(ranked[:-1]))]
     got = score_probe(MC, items, model, tok)
     assert got.correct == [1, 0] * len(prompts)
@@ -125,7 +126,8 @@ def test_cloze_items_need_no_distractors(tmp_path):
                                           {"prompt": "Two plus two is", "answer": "four", "distractors": ["five"]}])
     spec, items, digest = load_probe(ref, tmp_path)
     assert spec.kind == "cloze" and spec.model_kind == "causal"
-    assert items == [ProbeItem("The capital of France is", "Paris", ()), ProbeItem("Two plus two is", "four", ("five",))]
+    assert items == [ProbeItem("The capital of France is", "Paris", ()),
+                     ProbeItem("Two plus two is", "four", ("five",))]
     assert len(digest) == 64
 
 
@@ -157,8 +159,6 @@ def test_bundled_probes_still_load():
 def test_forgetting_report_on_cloze_shows_the_generations():
     items = [ProbeItem("The capital of France is", "Paris", ()), ProbeItem("New York is in", "New York State", ()),
              ProbeItem("Two plus two is", "four", ())]
-    from harness.probes import ProbeScore
-
     before = ProbeScore([1, 1, 0], [1.0, 1.0, 0.0], outputs=["Paris.", "New York State", "five"])
     after = ProbeScore([0, 0, 1], [0.0, 2 / 3, 1.0], outputs=["Lyon", "New York City", "four"])
     report = forgetting_report(CLOZE, items, before, after, "h", resamples=200, seed=0)

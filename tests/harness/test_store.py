@@ -97,7 +97,8 @@ def test_index_tables_are_queryable(store):
                                "WHERE candidate = 'small'").fetchone()
     assert probe[0] == "general_knowledge" and probe[3] == pytest.approx(probe[1] - probe[2])
     assert set(json.loads(probe[4])) == {"before", "after"}
-    cand = store.conn.execute("SELECT params, weights_sha, train_seconds FROM candidates WHERE name = 'large'").fetchone()
+    cand = store.conn.execute("SELECT params, weights_sha, train_seconds FROM candidates "
+                              "WHERE name = 'large'").fetchone()
     assert cand == (2_000_000, f"{1:016x}", 20.0)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("SELECT version FROM schema_version").fetchall() == [(store_module.SCHEMA_VERSION,)]

@@ -73,7 +73,7 @@ def test_markdown_table_and_recommendation():
     by_name = {r[0].strip(): r for r in rows[2:]}
     assert by_name["small"][-1].strip() == "pass"
     assert by_name["large"][-1].strip() == r"**FAIL**: intents.accuracy &gt;= 0.75"
-    assert "**FAIL**: RunFailure:" in by_name["broken"][-1] and "&lt;worse&gt;" in by_name["broken"][-1]
+    assert by_name["broken"][-1].strip() == r"**FAIL**: RunFailure: \[31mloss is NaN &amp; &lt;worse&gt;"
     assert by_name["small"][3].strip().startswith("general\\_knowledge: ")
     assert "2.0M (1.0K)" in by_name["large"][4] and by_name["large"][5].strip() == "20"
     assert "\n**Recommendation [PASS]:** small is the smallest candidate" in md
@@ -95,3 +95,4 @@ def test_escape():
     assert escape("<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
     assert escape("[x](http://e) `c` *e* _u_ \\") == r"\[x\](http://e) \`c\` \*e\* \_u\_ \\"
     assert escape("two\nlines\r\n") == "two lines"
+    assert escape("\x1b[1mbold\x00") == r"\[1mbold"

@@ -1,0 +1,89 @@
+"""Commands over the run store: runs, show, promote, compare, gate, report."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from harness.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from harness.store import Store
+
+    with Store(args.store) as store:
+        if args.command == "runs":
+            for run in store.runs():
+                print("  ".join(str(run.get(k, "")) for k in ("run_id", "name", "created", "passed", "recommendation")))
+            return EXIT_OK
+        results = store.get(args.run_id)
+        if args.command == "promote":
+            promoted = store.promote(args.run_id, args.candidate, args.baseline_name)
+            print(f"promoted: {promoted}")
+            return EXIT_OK
+        if args.command == "compare":
+            return _compare(results, store.get(args.other))
+        if args.command == "gate":
+            results = _regate(results, args.gates, store)
+            _terminal(results)
+            return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+        if args.command == "show":
+            _terminal(results)
+            return EXIT_OK
+        return _report(results, args.format)
+
+
+def _terminal(results: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from reports.terminal import render
+
+    render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
+
+
+def _report(results: dict[str, Any], fmt: str) -> int:
+    if fmt == "terminal":
+        _terminal(results)
+    elif fmt == "json":
+        print(json.dumps(results, indent=1))
+    elif fmt == "md":
+        from reports.markdown import render_markdown
+
+        print(render_markdown(results))
+    elif fmt == "html":
+        from reports.html import render_html
+
+        print(render_html(results))
+    else:
+        from reports.junit import render_junit
+
+        print(render_junit(results))
+    return EXIT_OK
+
+
+def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict[str, Any]:
+    from pathlib import Path
+
+    from harness.config import GateConfig, build, read_yaml
+    from harness.gate import check
+    from reports.results import finish
+
+    raw = read_yaml(Path(gates_file))["gates"] if gates_file else results["config"].get("gates", [])
+    try:
+        gates = [build(GateConfig, g, f"gates[{i}]") for i, g in enumerate(raw)]
+    except ConfigError as err:
+        raise ConfigError(err.message, gates_file) from None
+    baselines = {g.baseline: store.baseline(g.baseline) for g in gates if g.baseline}
+    verdicts = check(results["candidates"], gates, baselines)
+    return finish(results["run_id"], results["name"], results["config_hash"], results["config"],
+                  results["candidates"], verdicts)
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+    from harness.compare import compare_runs
+
+    for row in compare_runs(a, b):
+        print(json.dumps(row))
+    return EXIT_OK
