@@ -131,6 +131,7 @@ class BakeoffConfig:
     benchmarks: list[SuiteRef]
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     probes: list[SuiteRef] = field(default_factory=list)
+    bias: list[SuiteRef] = field(default_factory=list)  # counterfactual suites, run through their benchmark's task
     gates: list[GateConfig] = field(default_factory=list)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.config import BakeoffConfig, CandidateConfig
+from harness.bias import bias_report, render_pair_inputs
 from harness.data import BenchmarkSpec, Split, load_benchmark
 from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
 from harness.errors import ConfigError, SftbenchError
@@ -51,6 +52,7 @@ class BenchmarkResult:
     predictions: dict[str, list[str]] = field(default_factory=dict, repr=False)
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> label -> F1
     sweep: list[dict[str, Any]] = field(default_factory=list)  # settings tried, validation score, which won
+    bias: list[dict[str, Any]] = field(default_factory=list)  # counterfactual flip rates before/after tuning
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,21 @@ class CandidateResult:
 class Suites:
     benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]
     probes: list[tuple[ProbeSpec, list[ProbeItem], str]]
+    bias: list[tuple[Any, list[Any], str]] = field(default_factory=list)
 
 
 def load_suites(cfg: BakeoffConfig) -> Suites:
     """Read every spec and data file before any model loads, so bad input fails fast (exit 2)."""
+    from harness.bias import load_bias_suite
+
     suites = Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
-                    [load_probe(p, cfg.base_dir) for p in cfg.probes])
+                    [load_probe(p, cfg.base_dir) for p in cfg.probes],
+                    [load_bias_suite(b.spec, cfg.base_dir) for b in cfg.bias])
+    names = {spec.name for spec, _ in suites.benchmarks}
+    for b, _, _ in suites.bias:
+        if b.benchmark not in names:
+            raise ConfigError(f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which the config does not list",
+                              cfg.source or None)
     sweeping = any(len(cfg.settings(c)) > 1 for c in cfg.candidates)
     for spec, splits in suites.benchmarks:
         if sweeping and "validation" not in splits:
@@ -153,6 +164,16 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
         progress.stage(cand.name, f"probing base model: {p.name}")
         with autocast(bf16):
             before.append(score_probe(p, items, model, tokenizer))
+    # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
+    # untrained before tuning, so its before/after change would be noise; encoders are skipped.
+    bias = [(b, pairs, h, *render_pair_inputs(spec, pairs)) for b, pairs, h in suites.bias
+            if b.benchmark == spec.name and handle.kind == "causal"]
+    bias_before = []
+    for b, _, _, ex_a, ex_b in bias:
+        progress.stage(cand.name, f"bias probe on base model: {b.name}")
+        with autocast(bf16):
+            bias_before.append((predict(spec, ex_a, model, tokenizer, handle.kind, recipe.max_length)[0],
+                                predict(spec, ex_b, model, tokenizer, handle.kind, recipe.max_length)[0]))
     model, trained, lr, sweep = tune(cand, handle, cfg, spec, splits, model, tokenizer, bf16, progress)
     params, trainable = count_parameters(model)
     scores, predictions, per_class, latency = {}, {}, {}, None
@@ -174,9 +195,17 @@ def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfi
         with autocast(bf16):
             after = score_probe(p, items, model, tokenizer)
         reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, recipe.seed))
+    bias_reports = []
+    for (b, pairs, h, ex_a, ex_b), (pa, pb) in zip(bias, bias_before):
+        progress.stage(cand.name, f"bias probe on tuned model: {b.name}")
+        with autocast(bf16):
+            qa = predict(spec, ex_a, model, tokenizer, handle.kind, recipe.max_length)[0]
+            qb = predict(spec, ex_b, model, tokenizer, handle.kind, recipe.max_length)[0]
+        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h,
+                             **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, recipe.seed)})
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", lr,
                              {s: sp.sha256 for s, sp in splits.items()}, scores, trained, latency, reports, predictions,
-                             per_class, sweep)
+                             per_class, sweep, bias_reports)
     del model
     return result, params, trainable
 

@@ -10,6 +10,7 @@ Schema (version 1):
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16},
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, validation, val_loss, chosen}],
+      bias[{probe, version, data_sha256, flip rates before/after with intervals, change, per attribute}],
       probes[{probe, version, kind, n, data_sha256, before{}, after{}, forgetting{value, ci_low, ci_high},
               forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
 """
@@ -78,7 +79,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "scores": {s: {m: v.to_dict() for m, v in ms.items()} for s, ms in b.scores.items()},
              "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
-             "per_class_f1": b.per_class_f1, "sweep": b.sweep}
+             "per_class_f1": b.per_class_f1, "sweep": b.sweep,
+             "bias": b.bias}
         d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
         benches.append(d)
         if b.train:

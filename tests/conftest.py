@@ -112,6 +112,8 @@ benchmarks:
 probes:
   - {{spec: general_knowledge, max_items: 12}}
   - {{spec: paraphrase_probe, max_items: 12}}
+bias:
+  - intent_bias
 bootstrap_resamples: 200
 gates:
   - {{metric: support_intents.accuracy, op: ">=", value: 0.0}}

@@ -37,6 +37,8 @@ def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     # probes go to the kind they test: knowledge for the causal LM, paraphrase ranking for the encoder
     assert [p["probe"] for p in bench["probes"]] == ["general_knowledge"]
     assert [p["probe"] for p in bert["benchmarks"][0]["probes"]] == ["paraphrase_probe"]
+    # the bias probe runs through the tuned task on causal candidates (an encoder head is untrained before)
+    assert [b["probe"] for b in bench["bias"]] == ["intent_bias"] and bert["benchmarks"][0]["bias"] == []
     probe = bench["probes"][0]
     assert probe["n"] == 12 and len(probe["per_item"]["before"]) == 12
     assert probe["forgetting"]["value"] == pytest.approx(probe["before"]["value"] - probe["after"]["value"])
