@@ -9,30 +9,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from reports.format import NOT_PERCENT, main_metrics, metric_text, params_text as _params
+
 _MD = re.compile(r"([\\`*_\[\]|])")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # ANSI escapes and NULs in error messages
-NOT_PERCENT = {"bleu", "chrf", "loss", "perplexity"}  # sacrebleu's 0-100 scale; nats; perplexity
 
 
 def _metric(entry: dict[str, Any] | None, pct: bool = True) -> str:
-    if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
-        return "-"
-    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.2f}")
-    return f"{f(entry['value'])} [{f(entry['ci_low'])}, {f(entry['ci_high'])}]"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+    return metric_text(entry, pct, digits=2)
 
 
 def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str]]:
     """(benchmark, main metric): the first metric the benchmark declares, as on the terminal leaderboard."""
-    seen: dict[str, str] = {}
-    for c in results["candidates"]:
-        for b in c["benchmarks"]:
-            if b["scores"].get("test") and b["benchmark"] not in seen:
-                seen[b["benchmark"]] = next(iter(b["scores"]["test"]))
-    return list(seen.items())
+    return [(bench, metric) for bench, metric, _ in main_metrics(results)]
 
 
 def escape(value: Any) -> str:

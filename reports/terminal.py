@@ -9,29 +9,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from reports.format import main_metrics as _main_metrics
+from reports.format import metric_text as _metric
+from reports.format import params_text as _params
+
 
 ALREADY_PERCENT = {"bleu", "chrf"}  # sacrebleu reports these on a 0-100 scale
-
-
-def _metric(entry: dict[str, Any] | None, pct: bool = True) -> str:
-    if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
-        return "-"
-    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3f}")
-    return f"{f(entry['value'])} [{f(entry['ci_low'])}, {f(entry['ci_high'])}]"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
-
-
-def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
-    """(benchmark, main metric, other metrics) in the order the benchmark declares them."""
-    seen: dict[str, list[str]] = {}
-    for c in results["candidates"]:
-        for b in c["benchmarks"]:
-            if "test" in b["scores"] and b["benchmark"] not in seen:
-                seen[b["benchmark"]] = list(b["scores"]["test"])
-    return [(bench, names[0], names[1:]) for bench, names in seen.items()]
 
 
 def _value(name: str, entry: dict[str, Any]) -> str:
