@@ -79,6 +79,10 @@ def render(results: dict[str, Any], console: Console) -> None:
         for b in c["benchmarks"]:
             if b["status"] != "ok":
                 console.print(f"  {c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}")
+    signatures = {(b["benchmark"], m, v["signature"]) for c in results["candidates"] for b in c["benchmarks"]
+                  for m, v in b["scores"].get("test", {}).items() if v.get("signature")}
+    for bench, metric, signature in sorted(signatures):
+        console.print(f"  {bench} {metric}: sacrebleu {signature}", highlight=False)
     if not results["gates"]:
         console.print("  no gates configured: every candidate that ran passes")
     verdict = "PASS" if results["passed"] else "FAIL"
