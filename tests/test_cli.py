@@ -121,6 +121,7 @@ def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path
         assert chosen[0]["validation"] == max(t["validation"] for t in bench["sweep"])
 
 
+@pytest.mark.integration
 def test_promote_then_gate_against_the_baseline(tiny_config, tmp_path, capsys):
     """Run, promote, run again with a non-inferiority gate: passes; a degraded run (lr 0) fails and
     junit.xml names the failing gate. `sftbench gate` re-evaluates a stored run without retraining."""
