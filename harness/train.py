@@ -89,9 +89,10 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
         optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     val_loss = [evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)]
     train_loss: list[float] = []
-    tokens, steps, start = 0, 0, time.perf_counter()
+    tokens, steps, seconds = 0, 0, 0.0
     for epoch in range(recipe.epochs):
         model.train()
+        start = time.perf_counter()  # training time only: validation passes are not in tokens/s
         total, count = 0.0, 0
         for batch in batches(train, recipe.batch_size, rng, recipe.group_by_length):
             items = [train[i] for i in batch]
@@ -111,7 +112,8 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             steps += 1
             if on_step:
                 on_step(steps, total_steps)
+        seconds += time.perf_counter() - start
         train_loss.append(total / max(count, 1))
         val_loss.append(evaluate_loss(model, val, pad_id, recipe.batch_size, bf16))
     model.eval()
-    return TrainResult(train_loss, val_loss, time.perf_counter() - start, tokens, steps, bf16)
+    return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16)
