@@ -117,10 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
     with RichProgress(console) as progress:
-        run_id, candidates = run(cfg, progress)
-    from harness.run import load_suites
-
-    mains = {spec.name: spec.main_metric for spec, _ in load_suites(cfg).benchmarks}
+        run_id, candidates, mains = run(cfg, progress)
     results = build_results(run_id, cfg, candidates, mains, baselines)
     write_reports(results, out)
     if store:

@@ -99,7 +99,8 @@ def resolve_all(cfg: BakeoffConfig) -> dict[str, ModelHandle]:
     return {c.name: resolve(c.model, c.revision, c.trust_remote_code) for c in cfg.candidates}
 
 
-def run(cfg: BakeoffConfig, progress: Progress = Quiet()) -> tuple[str, list[CandidateResult]]:
+def run(cfg: BakeoffConfig, progress: Progress = Quiet()) -> tuple[str, list[CandidateResult], dict[str, str]]:
+    """Run id, one result per candidate, and each benchmark's main metric."""
     from tuners import load_all
 
     load_all().get(cfg.recipe.tuner)
@@ -107,7 +108,8 @@ def run(cfg: BakeoffConfig, progress: Progress = Quiet()) -> tuple[str, list[Can
     suites = load_suites(cfg)
     handles = resolve_all(cfg)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    return run_id, [evaluate_candidate(c, handles[c.name], cfg, suites, progress) for c in cfg.candidates]
+    results = [evaluate_candidate(c, handles[c.name], cfg, suites, progress) for c in cfg.candidates]
+    return run_id, results, {spec.name: spec.main_metric for spec, _ in suites.benchmarks}
 
 
 def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, suites: Suites,

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from reports.format import main_metrics as format_main_metrics
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -58,13 +60,7 @@ def _interval(entry: dict[str, Any], scale: float) -> tuple[float, float]:
 
 def main_metrics(results: dict[str, Any]) -> dict[str, str]:
     """benchmark -> main metric (the first metric scored on test), in first-seen order."""
-    out: dict[str, str] = {}
-    for c in results.get("candidates", []):
-        for b in c.get("benchmarks", []):
-            test = (b.get("scores") or {}).get("test") or {}
-            if test and b["benchmark"] not in out:
-                out[b["benchmark"]] = next(iter(test))
-    return out
+    return {bench: metric for bench, metric, _ in format_main_metrics(results)}
 
 
 def _ok_benches(results: dict[str, Any], bench: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
