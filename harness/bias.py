@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import read_yaml
-from harness.data import BenchmarkSpec, Example, find_spec, load_benchmark_spec, read_rows
+from harness.data import BenchmarkSpec, Example, find_spec, load_benchmark_spec, read_numbered_rows
 from harness.errors import ConfigError, DataError
 from harness.stats import mcnemar_exact, paired_diff_ci, wilson
 
@@ -69,22 +69,14 @@ def load_bias_suite(spec_ref: str, base: Path) -> tuple[BiasSpec, list[Pair], st
                     path=str(path), data=str((path.parent / str(raw["data"])).resolve()), benchmark=bench.name,
                     benchmark_path=bench.path, description=str(raw.get("description", "")))
     data = Path(spec.data)
-    rows = read_rows(data)
+    rows = read_numbered_rows(data)
     if not rows:
         raise DataError("bias suite is empty", data)
-    pairs = [_pair(row, line, data, bench) for row, line in zip(rows, _line_numbers(data, len(rows)))]
+    pairs = [_pair(row, line, data, bench) for line, row in rows]
     return spec, pairs, hashlib.sha256(data.read_bytes()).hexdigest()
 
 
-def _line_numbers(path: Path, n: int) -> list[int]:
-    """File line of each row: read_rows skips blank JSONL lines, so row k is not always line k."""
-    if path.suffix.lower() == ".jsonl":
-        return [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
-    first = 2 if path.suffix.lower() in (".csv", ".tsv") else 1  # below the header
-    return list(range(first, first + n))
-
-
-def _pair(row: dict[str, Any], line: int, path: Path, bench: BenchmarkSpec) -> Pair:
+def _pair(row: dict[str, Any], line: int | None, path: Path, bench: BenchmarkSpec) -> Pair:
     for key in PAIR_FIELDS:
         if key not in row:
             raise DataError(f"pair has no '{key}' (fields: {', '.join(row)})", path, line)

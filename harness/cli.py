@@ -1,4 +1,4 @@
-"""Command line: `sftbench run [CONFIG] [--out DIR] [key=value ...]`, `sftbench ls`.
+"""Command line: `sftbench run [CONFIG] [--out DIR] [key=value ...]`, `sftbench validate [CONFIG]`, `sftbench ls`.
 
 Exit codes: 0 all gates pass, 1 a gate failed, 2 usage/config/data error, 3 runtime failure.
 """
@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--store", default=None, help="run store (default: $SFTBENCH_STORE or .sftbench/runs.sqlite)")
     run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
+    val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
+    val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
     for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
                             ("promote", "mark a stored run's candidate as the accepted baseline"),
                             ("compare", "paired differences between two stored runs"),
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # overrides may come after options (`run cfg.yaml --out d recipe.epochs=1`): collect the leftovers
         args, extra = parser.parse_known_args(args_list)
-        if extra and (args.command != "run" or any("=" not in e for e in extra)):
+        if extra and (args.command not in ("run", "validate") or any("=" not in e for e in extra)):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if extra:
             args.overrides = [*args.overrides, *extra]
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "ls":
             return _ls()
+        if args.command == "validate":
+            return _validate(args)
         if args.command == "score":
             return _score(args)
         from harness import history
@@ -104,11 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     from reports.results import build_results
     from reports.terminal import render
 
-    # A config path that is really an override (`sftbench run recipe.epochs=1`) means: the demo, overridden.
-    config, overrides = args.config, list(args.overrides)
-    if config and "=" in config and not Path(config).exists():
-        config, overrides = None, [config, *overrides]
-    cfg = load_config(config, overrides)
+    cfg = load_config(*_config_and_overrides(args))
     quiet_libraries()
     from harness.store import Store
 
@@ -128,6 +129,28 @@ def _run(args: argparse.Namespace) -> int:
     if any(c["status"] == "failed" for c in results["candidates"]):
         return EXIT_RUNTIME
     return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+
+
+def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    # A config path that is really an override (`sftbench run recipe.epochs=1`) means: the demo, overridden.
+    config, overrides = args.config, list(args.overrides)
+    if config and "=" in config and not Path(config).exists():
+        config, overrides = None, [config, *overrides]
+    return config, overrides
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """One line per finding on stderr (`path[:line]: warning|error: message`), a summary on stdout."""
+    from harness.validate import validate
+
+    config, overrides = _config_and_overrides(args)
+    findings = validate(config, overrides)
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+    return EXIT_USAGE if errors else EXIT_OK
 
 
 def write_reports(results: dict, out: Path) -> None:

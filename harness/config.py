@@ -75,6 +75,7 @@ class CandidateConfig:
     name: str = ""
     revision: str | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # accept .bin/.pt weights (read with torch.load(weights_only=True)), never by default
     learning_rate: float | None = None  # overrides recipe.learning_rate for this candidate only
 
     def __post_init__(self) -> None:
@@ -96,7 +97,7 @@ class SuiteRef:
     def __post_init__(self) -> None:
         for cap in ("max_train", "max_validation", "max_test", "max_items"):
             value = getattr(self, cap)
-            _check(value is None or value > 0, f"{cap} must be positive")
+            _check(value is None or value > 0, f"{cap} must be positive (got {value})")
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError("file not found", path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError("not UTF-8 text", path, path.read_bytes()[: err.start].count(b"\n") + 1) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -206,7 +207,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: invalid YAML value ({getattr(err, 'problem', None) or err})") from None
 
 
 def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
@@ -227,7 +231,12 @@ def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
     if missing:
         raise ConfigError(f"missing required key '{missing[0]}' in {label}")
     kwargs = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in raw.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # say which list entry is wrong: `benchmarks[1]: max_train must be positive`
+        if not where or err.message.startswith(where):
+            raise
+        raise ConfigError(f"{where}: {err.message}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

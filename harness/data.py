@@ -26,6 +26,7 @@ class Example:
     target: str  # label key (classification) or the first reference (generation)
     references: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)  # where the row is in its file
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     refs = fields.get("references") or ([fields["target"]] if isinstance(fields.get("target"), str) else [])
     if isinstance(refs, str):
         refs = [refs]
-    if not refs:
-        raise ConfigError("fields.target (or fields.references) must name the target column")
+    target = fields.get("target")
+    if not refs or not isinstance(refs, list) or not all(isinstance(r, str) for r in [*refs, *([target] if target else [])]):
+        raise ConfigError("fields.target (or fields.references) must name the target column(s)")
     labels: dict[str, str] = {}
     if task == "classification":
         raw_labels = _require(raw, "labels", (dict, list))
@@ -124,7 +126,9 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     prompt = _require(raw, "prompt", str)
     if "{input}" not in prompt:
         raise ConfigError("prompt must contain {input}")
-    metrics = tuple(_require(raw, "metrics", list))
+    metrics = tuple(str(m) for m in _require(raw, "metrics", list))
+    if not metrics:
+        raise ConfigError("'metrics' must name at least one metric")
     from harness.score import METRICS
 
     for m in metrics:
@@ -133,18 +137,29 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     if main not in metrics:
         raise ConfigError(f"main_metric '{main}' is not among metrics")
     columns = raw.get("columns")
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        raise ConfigError("'columns' must be a list of column names")
+    max_new_tokens = raw.get("max_new_tokens", 64)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"'max_new_tokens' must be a positive integer (got {max_new_tokens!r})")
+    stop = raw.get("stop") or []
     return BenchmarkSpec(
         name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
         task=task, path=str(path), prompt=prompt, input_field=input_field,
-        target_field=fields.get("target") or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
+        target_field=target or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
         splits=splits, columns=tuple(columns) if columns else None,
-        max_new_tokens=int(raw.get("max_new_tokens", 64)), description=str(raw.get("description", "")),
-        stop=tuple(str(x) for x in (raw.get("stop") or [])),
+        max_new_tokens=max_new_tokens, description=str(raw.get("description", "")),
+        stop=(stop,) if isinstance(stop, str) else tuple(str(x) for x in stop),
     )
 
 
 def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Rows of a JSONL, JSON (list), CSV, TSV or Parquet file as dicts. Errors name file and line."""
+    return [row for _, row in read_numbered_rows(path, columns)]
+
+
+def read_numbered_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[tuple[int | None, dict[str, Any]]]:
+    """(file line, row) pairs; the line is None for formats without lines (JSON list, Parquet)."""
     if not path.is_file():
         raise DataError("data file not found", path)
     suffix = "".join(path.suffixes[-1:]).lower()
@@ -154,7 +169,7 @@ def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[s
         except ImportError:
             raise DataError("reading Parquet needs pyarrow: pip install pyarrow", path) from None
         try:
-            return pq.read_table(path).to_pylist()
+            return [(None, row) for row in pq.read_table(path).to_pylist()]
         except Exception as err:
             raise DataError(f"cannot read Parquet: {err}", path) from None
     try:
@@ -163,18 +178,7 @@ def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[s
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise DataError("not UTF-8 text", path, line) from None
     if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON: {err.msg}", path, number) from None
-            if not isinstance(row, dict):
-                raise DataError("each JSON line must be an object", path, number)
-            rows.append(row)
-        return rows
+        return _jsonl_rows(text, path)
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -182,44 +186,80 @@ def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[s
             raise DataError(f"invalid JSON: {err.msg}", path, err.lineno) from None
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise DataError("a .json data file must hold a list of objects", path)
-        return data
+        return [(None, row) for row in data]
     if suffix in (".tsv", ".csv"):
-        delimiter = "\t" if suffix == ".tsv" else ","
-        lines = text.splitlines()
-        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-        rows_raw = list(reader)
-        header = list(columns) if columns else (rows_raw.pop(0) if rows_raw else [])
-        rows = []
-        for number, cells in enumerate(rows_raw, 1 if columns else 2):
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                raise DataError(f"expected {len(header)} columns, found {len(cells)}", path, number)
-            rows.append(dict(zip(header, cells)))
-        return rows
+        return _delimited_rows(text, path, "\t" if suffix == ".tsv" else ",", columns)
     raise DataError(f"unsupported data format '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)", path)
+
+
+def _jsonl_rows(text: str, path: Path) -> list[tuple[int | None, dict[str, Any]]]:
+    rows: list[tuple[int | None, dict[str, Any]]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"invalid JSON: {err.msg}", path, number) from None
+        if not isinstance(row, dict):
+            raise DataError("each JSON line must be an object", path, number)
+        rows.append((number, row))
+    return rows
+
+
+def _delimited_rows(text: str, path: Path, delimiter: str,
+                    columns: tuple[str, ...] | None) -> list[tuple[int | None, dict[str, Any]]]:
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
+    header = list(columns) if columns else next(reader, [])
+    rows: list[tuple[int | None, dict[str, Any]]] = []
+    start = reader.line_num + 1  # a quoted cell may span lines: a row is named by the line it starts on
+    for cells in reader:
+        line, start = start, reader.line_num + 1
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise DataError(f"expected {len(header)} columns, found {len(cells)}", path, line)
+        rows.append((line, dict(zip(header, cells))))
+    return rows
+
+
+def row_error(message: str, path: str | Path, line: int | None, number: int) -> DataError:
+    """A DataError at a row's file line, or at its row number in formats without lines."""
+    return DataError(message if line else f"row {number}: {message}", path, line)
+
+
+def field_text(row: dict[str, Any], key: str, path: str | Path, line: int | None, number: int) -> str:
+    """A required text field of a row: present, a string or number, and not blank."""
+    if key not in row:
+        raise row_error(f"no column '{key}' (columns: {', '.join(map(str, row))})", path, line, number)
+    value = row[key]
+    if not isinstance(value, (str, int, float)):
+        kind = "null" if value is None else type(value).__name__
+        raise row_error(f"'{key}' must be a string or a number, got {kind}", path, line, number)
+    if not str(value).strip():
+        raise row_error(f"'{key}' is empty", path, line, number)
+    return str(value)
 
 
 def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Split:
     """Read one split, render inputs through the prompt template, check every field is present."""
     path = Path(spec.splits[split])
-    rows = read_rows(path, spec.columns)
+    rows = read_numbered_rows(path, spec.columns)
     if not rows:
         raise DataError(f"split '{split}' is empty", path)
     # training splits need the target; scored splits need every reference (multi-reference test sets)
     needed = (spec.target_field,) if split in ("train", "validation") else spec.reference_fields
     examples = []
-    for number, row in enumerate(rows, 1):
-        for key in (spec.input_field, *needed):
-            if key not in row:
-                raise DataError(f"row {number} has no column '{key}' (columns: {', '.join(row)})", path)
-        refs = tuple(str(row[k]) for k in needed)
-        target = str(row.get(spec.target_field, refs[0]))
+    for number, (line, row) in enumerate(rows, 1):
+        text = field_text(row, spec.input_field, path, line, number)
+        refs = tuple(field_text(row, k, path, line, number) for k in needed)
+        target = field_text(row, spec.target_field, path, line, number) if spec.target_field in row else refs[0]
         if spec.task == "classification" and target not in spec.labels:
-            raise DataError(f"row {number}: label '{target}' is not among the declared labels "
-                            f"({', '.join(spec.labels)})", path)
-        text = spec.prompt.replace("{input}", str(row[spec.input_field]))
-        examples.append(Example(text=text, target=target, references=refs, raw=row))
+            raise row_error(f"label '{target}' is not among the declared labels ({', '.join(spec.labels)})",
+                            path, line, number)
+        examples.append(Example(text=spec.prompt.replace("{input}", text), target=target, references=refs, raw=row,
+                                line=line))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if limit is not None and limit < len(examples):
         examples = examples[:limit]

