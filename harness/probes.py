@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import SuiteRef, read_yaml
-from harness.data import find_spec, read_rows
+from harness.data import field_text, find_spec, read_numbered_rows, row_error
 from harness.errors import ConfigError, DataError
 from harness.score import normalise_answer
 from harness.stats import mcnemar_exact, paired_diff_ci, wilson
@@ -82,33 +82,36 @@ def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], s
     for key in ("version", "kind", "data"):
         if key not in raw:
             raise ConfigError(f"missing required key '{key}'", path)
-    if raw["kind"] not in PROBE_KINDS:
+    if not isinstance(raw["data"], str):
+        raise ConfigError("'data' must name a file", path)
+    if not isinstance(raw["kind"], str) or raw["kind"] not in PROBE_KINDS:
         raise ConfigError(f"unknown probe kind '{raw['kind']}'; known: {', '.join(PROBE_KINDS)}", path)
     spec = ProbeSpec(name=str(raw.get("name") or path.parent.name), version=str(raw["version"]), kind=raw["kind"],
                      path=str(path), data=str((path.parent / raw["data"]).resolve()),
                      description=str(raw.get("description", "")))
-    rows = read_rows(Path(spec.data))
+    rows = read_numbered_rows(Path(spec.data))
     if not rows:
         raise DataError("probe suite is empty", spec.data)
-    items = [_item(spec, row, number) for number, row in enumerate(rows, 1)]
+    items = [_item(spec, row, line, number) for number, (line, row) in enumerate(rows, 1)]
     if ref.max_items:
         items = items[: ref.max_items]
     digest = hashlib.sha256(Path(spec.data).read_bytes() + f":{ref.max_items}".encode()).hexdigest()
     return spec, items, digest
 
 
-def _item(spec: ProbeSpec, row: dict[str, Any], number: int) -> ProbeItem:
+def _item(spec: ProbeSpec, row: dict[str, Any], line: int | None, number: int) -> ProbeItem:
     keys = ("anchor", "positive") if spec.kind == "paraphrase_ranking" else ("prompt", "answer")
     needs_distractors = spec.kind != "cloze"  # cloze items may carry distractors; they are not scored
     missing = [k for k in (*keys, *(["distractors"] if needs_distractors else [])) if k not in row]
     if missing:
-        raise DataError(f"item {number} has no '{missing[0]}'", spec.data, number)
+        raise DataError(f"item {number} has no '{missing[0]}'", spec.data, line)
+    prompt, answer = (field_text(row, k, spec.data, line, number) for k in keys)
     distractors = row.get("distractors", [])
     if not isinstance(distractors, list) or (needs_distractors and not distractors):
-        raise DataError(f"item {number}: 'distractors' must be a non-empty list", spec.data, number)
-    if spec.kind == "cloze" and not normalise_answer(str(row[keys[1]])):
-        raise DataError(f"item {number}: 'answer' is empty after normalisation", spec.data, number)
-    return ProbeItem(str(row[keys[0]]), str(row[keys[1]]), tuple(str(d) for d in distractors))
+        raise row_error("'distractors' must be a non-empty list", spec.data, line, number)
+    if spec.kind == "cloze" and not normalise_answer(answer):
+        raise row_error("'answer' is empty after normalisation", spec.data, line, number)
+    return ProbeItem(prompt, answer, tuple(str(d) for d in distractors))
 
 
 def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:

@@ -101,7 +101,7 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
 def build_results(run_id: str, cfg: BakeoffConfig, candidates: list[CandidateResult],
                   main_metrics: dict[str, str], baselines: dict[str, Any] | None = None) -> dict[str, Any]:
     cands = [candidate_dict(c, main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed) for c in candidates]
-    verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed)
+    verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
     return finish(run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts)
 
 
