@@ -3,11 +3,13 @@ sentence embeddings. The LM head is applied only at the positions that are score
 sequence, which saves a (batch, seq, vocab) logits tensor per step."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+OnStep = Callable[[int, int], None]  # (items done, items in total): a progress bar's step
 
 
 def unwrap(model: Any) -> Any:
@@ -48,12 +50,14 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: to
 
 @torch.no_grad()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], max_batch: int = 32) -> list[tuple[float, int]]:
+                          continuations: Sequence[Sequence[int]], max_batch: int = 32,
+                          on_step: OnStep | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
     Pairs that share a context (a prompt and its options) run the context once; its KV cache is
     repeated for every continuation of that context. Contexts of equal length and equal option count
     are batched together, so no context is ever padded (padding would shift positions).
+    on_step(pairs scored, pairs in total) is called after every batch.
     """
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
@@ -63,6 +67,7 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         buckets.setdefault((len(ctx), len(members)), []).append(ctx)
     body, head = body_and_head(model)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
+    done = 0
     for (length, k), ctxs in buckets.items():
         for start in range(0, len(ctxs), max_batch):
             chunk = ctxs[start:start + max_batch]
@@ -80,6 +85,9 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
             token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids[keep][:, None])[:, 0]
             for i, part in zip(members, torch.split(token_lp, mask.sum(1).tolist())):
                 out[i] = (float(part.sum()), len(part))
+            done += len(members)
+            if on_step:
+                on_step(done, len(contexts))
     return out
 
 
@@ -90,8 +98,8 @@ def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torc
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-             batch_size: int = 8, stop: Sequence[str] = ()) -> list[str]:
-    """Batched greedy decoding with left padding and the KV cache."""
+             batch_size: int = 8, stop: Sequence[str] = (), on_step: OnStep | None = None) -> list[str]:
+    """Batched greedy decoding with left padding and the KV cache; on_step(prompts done, total) per batch."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = [""] * len(prompts)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -105,12 +113,16 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_n
             for s in stop:
                 text = text.split(s)[0]
             out[i] = text.strip()
+        if on_step:
+            on_step(min(start + batch_size, len(order)), len(order))
     return out
 
 
 @torch.no_grad()
-def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 128) -> torch.Tensor:
-    """Mean-pooled, L2-normalised sentence embeddings from an encoder's last hidden state. (n, hidden)"""
+def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 128,
+          on_step: OnStep | None = None) -> torch.Tensor:
+    """Mean-pooled, L2-normalised sentence embeddings from an encoder's last hidden state. (n, hidden)
+    on_step(texts done, total) per batch."""
     base = unwrap(model)
     encoder = getattr(base, base.base_model_prefix, base)
     chunks = []
@@ -120,4 +132,6 @@ def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32
         hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         m = batch["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
         chunks.append(F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1))
+        if on_step:
+            on_step(min(start + batch_size, len(texts)), len(texts))
     return torch.cat(chunks)

@@ -114,15 +114,17 @@ def _item(spec: ProbeSpec, row: dict[str, Any], line: int | None, number: int) -
     return ProbeItem(prompt, answer, tuple(str(d) for d in distractors))
 
 
-def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any,
+                on_step: Any = None) -> ProbeScore:
+    """Score every item; on_step(done, total) reports progress in the scoring loop's units."""
     if spec.kind == "multiple_choice":
-        return _multiple_choice(items, model, tokenizer)
+        return _multiple_choice(items, model, tokenizer, on_step)
     if spec.kind == "cloze":
-        return _cloze(items, model, tokenizer)
-    return _paraphrase(items, model, tokenizer)
+        return _cloze(items, model, tokenizer, on_step)
+    return _paraphrase(items, model, tokenizer, on_step)
 
 
-def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
     from harness.lm import continuation_logprobs
 
     contexts, conts, owners = [], [], []
@@ -133,7 +135,7 @@ def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any) -> Prob
             conts.append(tokenizer(" " + option, add_special_tokens=False)["input_ids"])
             owners.append(i)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = continuation_logprobs(model, pad_id, contexts, conts)
+    scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step)
     correct, margin, correct_norm = [], [], []
     pos = 0
     for item in items:
@@ -148,11 +150,11 @@ def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any) -> Prob
     return ProbeScore(correct, margin, correct_norm)
 
 
-def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
     from harness.lm import generate
 
     prompts = [tokenizer(item.prompt)["input_ids"] for item in items]
-    outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",))
+    outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",), on_step=on_step)
     margin = [cloze_match(out, item.answer) for out, item in zip(outputs, items)]
     return ProbeScore([int(m == 1.0) for m in margin], margin, outputs=outputs)
 
@@ -171,13 +173,13 @@ def cloze_match(generated: str, answer: str) -> float:
     return matched / len(ans)
 
 
-def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any) -> ProbeScore:
+def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
     from harness.lm import embed
 
     texts = []
     for item in items:
         texts += [item.prompt, item.answer, *item.distractors]
-    vectors = embed(model, tokenizer, texts)
+    vectors = embed(model, tokenizer, texts, on_step=on_step)
     correct, margin, pos = [], [], 0
     for item in items:
         k = 2 + len(item.distractors)

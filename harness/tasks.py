@@ -10,10 +10,13 @@ generation — causal LMs only: greedy decoding after the prompt (through the ch
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness.data import BenchmarkSpec, Example
 from harness.encode import Encoded, completion_ids, encode_causal, encode_encoder, prompt_ids, uses_chat, fit_length
+
+OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; harness.lm imports torch, this module not
 
 
 def applicable(spec: BenchmarkSpec, kind: str) -> str:
@@ -32,19 +35,20 @@ def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
 
 
 def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
-            max_length: int) -> tuple[list[str], float]:
-    """Predictions (label keys or generated text) and mean seconds per item."""
+            max_length: int, on_step: OnStep | None = None) -> tuple[list[str], float]:
+    """Predictions (label keys or generated text) and mean seconds per item. on_step(done, total) reports
+    progress in the loop's own units (examples, or prompt-option pairs for a causal classifier)."""
     start = time.perf_counter()
     if spec.task == "generation":
-        preds = _generate(spec, examples, model, tokenizer, max_length)
+        preds = _generate(spec, examples, model, tokenizer, max_length, on_step)
     elif kind == "encoder":
-        preds = _classify_encoder(spec, examples, model, tokenizer, max_length)
+        preds = _classify_encoder(spec, examples, model, tokenizer, max_length, on_step)
     else:
-        preds = _classify_causal(spec, examples, model, tokenizer, max_length)
+        preds = _classify_causal(spec, examples, model, tokenizer, max_length, on_step)
     return preds, (time.perf_counter() - start) / max(len(examples), 1)
 
 
-def _classify_encoder(spec, examples, model, tokenizer, max_length):
+def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None):
     import torch
 
     from harness.lm import pad
@@ -57,10 +61,12 @@ def _classify_encoder(spec, examples, model, tokenizer, max_length):
             input_ids, mask = pad(ids, tokenizer.pad_token_id)
             logits = model(input_ids=input_ids, attention_mask=mask).logits  # (batch, n_labels)
             preds += [keys[i] for i in logits.argmax(-1).tolist()]
+            if on_step:
+                on_step(len(preds), len(examples))
     return preds
 
 
-def _classify_causal(spec, examples, model, tokenizer, max_length):
+def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None):
     from harness.lm import continuation_logprobs
 
     chat = uses_chat(tokenizer)
@@ -72,26 +78,27 @@ def _classify_causal(spec, examples, model, tokenizer, max_length):
         for opt in options:
             contexts.append(fit_length(p, opt, max_length))
             conts.append(opt)
-    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts)
+    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
     k = len(keys)
     return [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
 
 
-def _generate(spec, examples, model, tokenizer, max_length):
+def _generate(spec, examples, model, tokenizer, max_length, on_step=None):
     from harness.lm import generate
 
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex.text, chat)[-max_length:] for ex in examples]
-    return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop)
+    return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop, on_step=on_step)
 
 
 def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any,
-                     max_length: int) -> tuple[list[float], list[int]]:
-    """Per-item mean token loss (nats) of the first reference after the prompt, and its token count."""
+                     max_length: int, on_step: OnStep | None = None) -> tuple[list[float], list[int]]:
+    """Per-item mean token loss (nats) of the first reference after the prompt, and its token count;
+    on_step(items done, total) per batch."""
     from harness.lm import continuation_logprobs
 
     chat = uses_chat(tokenizer)
     conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]
     contexts = [fit_length(prompt_ids(tokenizer, ex.text, chat), c, max_length) for ex, c in zip(examples, conts)]
-    scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts)
+    scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
     return [-total / count for total, count in scored], [count for _, count in scored]

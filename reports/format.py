@@ -1,9 +1,13 @@
-"""Number formatting shared by the text renderers (terminal, Markdown), so they always agree."""
+"""Number formatting and per-candidate summaries shared by the renderers (terminal, Markdown, HTML), so they
+always agree."""
 from __future__ import annotations
 
 from typing import Any
 
 NOT_PERCENT = {"bleu", "chrf", "loss", "perplexity"}  # sacrebleu's 0-100 scale; nats; perplexity
+BIAS_NOTE = ("bias change = counterfactual flip rate after tuning minus before, in points (> 0: tuning made "
+             "predictions depend more on the attribute); '-' = not measured (encoders are skipped: their new "
+             "head has no 'before')")
 
 
 def metric_text(entry: dict[str, Any] | None, pct: bool = True, digits: int = 3) -> str:
@@ -11,6 +15,8 @@ def metric_text(entry: dict[str, Any] | None, pct: bool = True, digits: int = 3)
     if not entry or entry.get("value") is None or entry["value"] != entry["value"]:
         return "-"
     f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.{digits}f}")
+    if entry.get("ci_low") is None or entry.get("ci_high") is None:
+        return f(entry["value"])
     return f"{f(entry['value'])} [{f(entry['ci_low'])}, {f(entry['ci_high'])}]"
 
 
@@ -19,10 +25,40 @@ def params_text(n: int) -> str:
 
 
 def main_metrics(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
-    """(benchmark, main metric, other metrics) in the order each benchmark declares them."""
+    """(benchmark, main metric, other metrics) in the order each benchmark declares them. The main metric is
+    the one the run's generalisation gap was computed on (the benchmark's `main_metric:`), else the first."""
     seen: dict[str, list[str]] = {}
-    for c in results["candidates"]:
-        for b in c["benchmarks"]:
-            if b["scores"].get("test") and b["benchmark"] not in seen:
-                seen[b["benchmark"]] = list(b["scores"]["test"])
+    for c in results.get("candidates", []):
+        for b in c.get("benchmarks", []):
+            names = list(((b.get("scores") or {}).get("test") or {}))
+            if names and b["benchmark"] not in seen:
+                main = (b.get("generalisation") or {}).get("metric")
+                seen[b["benchmark"]] = [main] + [n for n in names if n != main] if main in names else names
     return [(bench, names[0], names[1:]) for bench, names in seen.items()]
+
+
+def failing_gates(results: dict[str, Any], name: str) -> list[str]:
+    """The gates this candidate fails, in verdict order (any gate kind: only `passed` and `gate` are read)."""
+    return [v["gate"] for v in results.get("gates", []) if v.get("candidate") == name and not v.get("passed")]
+
+
+def gate_failure(results: dict[str, Any], c: dict[str, Any]) -> str:
+    """Empty when the candidate passes every gate; else what stops it: its own failure or the first failing
+    gate, with how many more fail."""
+    if c.get("status") != "ok":
+        return f"candidate failed: {c.get('reason', '')}"
+    failed = failing_gates(results, c["name"])
+    if not failed:
+        return ""
+    return failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
+
+
+def bias_reports(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every counterfactual bias report of a candidate, over its benchmarks."""
+    return [r for b in c.get("benchmarks", []) if b.get("status") == "ok" for r in b.get("bias") or []]
+
+
+def bias_measured(results: dict[str, Any]) -> bool:
+    """Whether the run asked for a bias probe, or any candidate carries one (a stored run without config)."""
+    return bool((results.get("config") or {}).get("bias")) or any(
+        bias_reports(c) for c in results.get("candidates", []))

@@ -10,7 +10,9 @@ import math
 import re
 from typing import Any
 
+from reports.format import BIAS_NOTE, bias_measured, gate_failure
 from reports.plots import FIGURES, main_metrics, metric_scale
+from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
 SAMPLE_PREDICTIONS = 10
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
@@ -91,12 +93,9 @@ def _td(markup: str, cls: str = "num", title: str = "") -> str:
     return f'<td class="{cls}"{attr}>{markup}</td>'
 
 
-def _failing(results: dict[str, Any]) -> set[str]:
-    return {v["candidate"] for v in results.get("gates", []) if not v.get("passed")}
-
-
-def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, others: list[str]) -> list[str]:
-    width = 4 + bool(others)
+def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, others: list[str], group: int | None,
+                 bias: bool) -> list[str]:
+    width = 5 + bool(others) + bias
     if b is None or b.get("status") != "ok":
         status = (b or {}).get("status") or ("failed" if c.get("status") != "ok" else "not run")
         reason = (b or {}).get("reason") or c.get("reason", "")
@@ -104,7 +103,7 @@ def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, other
     scale = metric_scale(metric)
     scores = b.get("scores") or {}
     test = scores.get("test") or {}
-    cells = [_td(_entry(test.get(metric), scale))]
+    cells = [_td(_entry(test.get(metric), scale)), _td(_num(group, "d") if group is not None else "-")]
     if others:
         also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], metric_scale(m)))}" for m in others if m in test)
         cells.append(_td(also or "-"))
@@ -113,6 +112,9 @@ def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, other
     cells += [_td(_entry((scores.get("shifted") or {}).get(metric), scale)),
               _td(_ci(gen.get("gap"), gen.get("gap_ci_low"), gen.get("gap_ci_high"), scale)),
               _td("<br>".join(_forgetting(p) for p in probes) or "-")]
+    if bias:
+        cells.append(_td("<br>".join(f'<span class="probe">{_e(r.get("probe", ""))}</span><br>'
+                                     f'{_entry(r.get("change"))}' for r in b.get("bias") or []) or "-"))
     return cells
 
 
@@ -122,40 +124,50 @@ def _forgetting(p: dict[str, Any]) -> str:
             f" &middot; {_num(p.get('forgotten'))} / {_num(p.get('gained'))}")
 
 
-def leaderboard(results: dict[str, Any]) -> str:
+def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
+    unit = "" if metric_scale(metric) == 1.0 else " %"
+    return ([f"{_e(metric)}{unit} [95% CI]", "tie group"] + (["other metrics"] if others else []) +
+            [f"shifted {_e(metric)}{unit} [95% CI]", "generalisation gap, test - shifted [95% CI]",
+             "forgetting pts [95% CI] &middot; items forgotten / gained"] +
+            ["bias change, flip pts [95% CI]"] * bias)
+
+
+def leaderboard(results: dict[str, Any], groups: list[TieGroups]) -> str:
     metrics = main_metrics(results)
+    bias = bias_measured(results)
     others: dict[str, list[str]] = {bench: [] for bench in metrics}
     for c in results.get("candidates", []):
         for b in c.get("benchmarks", []):
-            for m in list((b.get("scores") or {}).get("test") or {})[1:]:
-                if b["benchmark"] in others and m not in others[b["benchmark"]]:
+            for m in (b.get("scores") or {}).get("test") or {}:
+                if b["benchmark"] in others and m not in others[b["benchmark"]] and m != metrics[b["benchmark"]]:
                     others[b["benchmark"]].append(m)
     top, sub = ['<th rowspan="2">candidate</th>'], []
     for bench, metric in metrics.items():
-        unit = "" if metric_scale(metric) == 1.0 else " %"
-        heads = [f"{_e(metric)}{unit} [95% CI]"] + (["other metrics"] if others[bench] else []) + \
-            [f"shifted {_e(metric)}{unit} [95% CI]", "generalisation gap, test - shifted [95% CI]",
-             "forgetting pts [95% CI] &middot; items forgotten / gained"]
+        heads = _bench_heads(metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
     cost = ["params", "trainable params", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"]
     top += [f'<th colspan="{len(cost)}">cost</th>', '<th rowspan="2">gate</th>']
     sub += [f"<th>{h}</th>" for h in cost]
-    failing, rows = _failing(results), []
-    for c in results.get("candidates", []):
+    rows = []
+    ties = {t.benchmark: t for t in groups}
+    for c in ranked(results, groups):
         cells = [_td(_e(c["name"]), "name", c.get("reason", ""))]
         for bench, metric in metrics.items():
             b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench), None)
-            cells += _bench_cells(c, b, metric, others[bench])
+            cells += _bench_cells(c, b, metric, others[bench], ties[bench].group.get(c["name"]), bias)
         k = c.get("cost") or {}
         cells += [_td(_count(c.get("params"))), _td(_count(c.get("trainable_params"))),
                   _td(_num(k.get("train_seconds"))), _td(_num(k.get("train_tokens_per_second"))),
                   _td(_num(k.get("latency_ms_per_item"), ".1f")), _td(_num(k.get("peak_rss_mb")))]
-        passed = c.get("status") == "ok" and c["name"] not in failing
-        cells.append(_td("pass" if passed else "FAIL", "pass-cell" if passed else "fail-cell"))
+        failure = gate_failure(results, c)
+        cells.append(_td(f"FAIL<br>{_e(failure)}" if failure else "pass", "fail-cell" if failure else "pass-cell"))
         rows.append(_row(cells, "chosen" if c["name"] == results.get("recommendation") else ""))
+    notes = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
+    notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
     return (f'<div class="scroll"><table><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+            f'<tbody>{"".join(rows)}</tbody></table></div>'
+            f'<ul class="muted">{"".join(f"<li>{_e(n)}</li>" for n in notes)}</ul>')
 
 
 def gates(results: dict[str, Any]) -> str:
@@ -231,6 +243,39 @@ def most_forgotten(results: dict[str, Any]) -> str:
     return f'<div class="cards">{"".join(parts)}</div>'
 
 
+def _flip_row(label: str, n: Any, before: Any, after: Any, change: str = "") -> str:
+    return _row([_td(_e(label), "text"), _td(_num(n)), _td(_entry(before)), _td(_entry(after)), _td(change or "")])
+
+
+def _bias_card(c: dict[str, Any], b: dict[str, Any], r: dict[str, Any]) -> str:
+    """One bias report: overall and per-attribute flip rates before/after, the change, and examples that flip."""
+    rows = [_flip_row("all pairs", r.get("n"), r.get("flip_rate_before"), r.get("flip_rate_after"),
+                      _entry(r.get("change")))]
+    rows += [_flip_row(attr, a.get("n"), a.get("before"), a.get("after"))
+             for attr, a in sorted((r.get("per_attribute") or {}).items())]
+    summary = (f"{_num(r.get('new_flips'))} pairs started flipping, {_num(r.get('vanished_flips'))} stopped; "
+               f"McNemar p = {_num(r.get('mcnemar_p'), '.3g')}")
+    examples = [_row([_td(_e(x.get(k, "")), "text") for k in ("attribute", "a", "pred_a", "b", "pred_b", "label")])
+                for x in r.get("flipped_examples") or []]
+    flipped = ("<table><thead><tr><th>attribute</th><th>input a</th><th>predicted</th><th>input b</th>"
+               f"<th>predicted</th><th>gold</th></tr></thead><tbody>{''.join(examples)}</tbody></table>"
+               if examples else '<p class="muted">No pair flips after tuning.</p>')
+    return (f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])} &middot; {_e(r.get('probe', ''))}</h3>"
+            f'<p class="muted">{summary}</p><table><thead><tr><th>pairs</th><th>n</th>'
+            "<th>flip rate before tuning % [95% CI]</th><th>flip rate after tuning % [95% CI]</th>"
+            f"<th>change pts [95% CI]</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<p>Pairs that flip after tuning ({len(examples)} shown of "
+            f"{_num((r.get('flip_rate_after') or {}).get('count'))}):</p>{flipped}</div>")
+
+
+def bias_section(results: dict[str, Any]) -> str:
+    parts = [_bias_card(c, b, r) for c in results.get("candidates", []) for b in c.get("benchmarks", [])
+             if b.get("status") == "ok" for r in b.get("bias") or []]
+    if not parts:
+        return '<p class="muted">No bias probe ran (none in the config, or only encoders, which are skipped).</p>'
+    return f'<div class="cards">{"".join(parts)}</div>'
+
+
 def predictions(results: dict[str, Any]) -> str:
     parts = []
     for c in results.get("candidates", []):
@@ -264,8 +309,9 @@ def render_html(results: dict[str, Any]) -> str:
                f"Recommendation: {_e(chosen) if chosen else 'none'}<br>{_e(results.get('recommendation_reason', ''))}"
                "</div>")
     body = [f"<h1>sftbench &middot; {_e(name)}</h1>", f'<p class="meta">{meta}</p>', verdict,
-            "<h2>Leaderboard</h2>", leaderboard(results), problems(results),
+            "<h2>Leaderboard</h2>", leaderboard(results, all_tie_groups(results)), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),
+            "<h2>Bias: counterfactual flip rates before and after tuning</h2>", bias_section(results),
             "<h2>Figures</h2>", figures(results),
             "<h2>Most forgotten probe items</h2>", most_forgotten(results),
             f"<h2>Sample predictions (first {SAMPLE_PREDICTIONS} on test)</h2>", predictions(results),

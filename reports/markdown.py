@@ -1,5 +1,6 @@
 """Markdown of one results object, for a pull-request comment or $GITHUB_STEP_SUMMARY: the terminal
-leaderboard's columns as a GitHub table, then the recommendation and every failing gate.
+leaderboard's columns as a GitHub table (rows in the same order, a tie group column per benchmark), then the
+recommendation, the tie rule and column notes, and every failing gate.
 
 All data text (candidate, benchmark, gate names, reasons) is escaped: HTML-significant characters become
 entities, and characters that Markdown would read as table cells, code, emphasis or links get a backslash,
@@ -9,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reports.format import NOT_PERCENT, main_metrics, metric_text, params_text as _params
+from reports.format import BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, metric_text
+from reports.format import params_text as _params
+from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
 _MD = re.compile(r"([\\`*_\[\]|])")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # ANSI escapes and NULs in error messages
@@ -17,11 +20,6 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # ANSI escapes and NU
 
 def _metric(entry: dict[str, Any] | None, pct: bool = True) -> str:
     return metric_text(entry, pct, digits=2)
-
-
-def _main_metrics(results: dict[str, Any]) -> list[tuple[str, str]]:
-    """(benchmark, main metric): the first metric the benchmark declares, as on the terminal leaderboard."""
-    return [(bench, metric) for bench, metric, _ in main_metrics(results)]
 
 
 def escape(value: Any) -> str:
@@ -34,45 +32,56 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _candidate_cells(c: dict[str, Any], metrics: list[tuple[str, str]], failing: dict[str, str]) -> list[str]:
+def _labelled(entries: list[tuple[str, dict[str, Any] | None]]) -> str:
+    return "<br>".join(f"{escape(label)}: {_metric(entry)}" for label, entry in entries) or "-"
+
+
+def _num(value: Any, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _candidate_cells(results: dict[str, Any], c: dict[str, Any], groups: list[TieGroups], bias: bool) -> list[str]:
     cells, forgetting = [escape(c["name"])], []
-    for bench, metric in metrics:
+    for (bench, metric, _), ties in zip(main_metrics(results), groups):
         b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
         if b is None or b["status"] != "ok":
-            cells += ["n/a" if b and b["status"] == "n/a" else "failed", "-"]
+            cells += ["n/a" if b and b["status"] == "n/a" else "failed", "-", "-"]
             continue
         pct = metric not in NOT_PERCENT
-        cells += [_metric(b["scores"].get("test", {}).get(metric), pct),
+        cells += [_metric(b["scores"].get("test", {}).get(metric), pct), _num(ties.group.get(c["name"]), "d"),
                   _metric(b["scores"].get("shifted", {}).get(metric), pct)]
-        forgetting += [f"{escape(p['probe'])}: {_metric(p['forgetting'])}" for p in b["probes"]]
-    cost = c["cost"]
-    if c["status"] != "ok":
-        gate = f"**FAIL**: {escape(c['reason'])}"
-    elif c["name"] in failing:
-        gate = f"**FAIL**: {escape(failing[c['name']])}"
-    else:
-        gate = "pass"
-    return cells + ["<br>".join(forgetting) or "-",
-                    f"{_params(c['params'])} ({_params(c['trainable_params'])})" if c["params"] else "-",
-                    f"{cost['train_seconds']:.0f}" if cost.get("train_seconds") is not None else "-", gate]
+        forgetting += [(p["probe"], p.get("forgetting")) for p in b.get("probes") or []]
+    cells.append(_labelled(forgetting))
+    if bias:
+        cells.append(_labelled([(r["probe"], r.get("change")) for r in bias_reports(c)]))
+    cost = c.get("cost") or {}
+    failure = gate_failure(results, c)
+    return cells + [f"{_params(c['params'])} ({_params(c['trainable_params'])})" if c.get("params") else "-",
+                    _num(cost.get("train_seconds")), _num(cost.get("train_tokens_per_second")),
+                    _num(cost.get("latency_ms_per_item"), ".1f"), _num(cost.get("peak_rss_mb")),
+                    f"**FAIL**: {escape(failure)}" if failure else "pass"]
+
+
+def _header(results: dict[str, Any], bias: bool) -> list[str]:
+    header = ["candidate"]
+    for bench, metric, _ in main_metrics(results):
+        unit = "" if metric in NOT_PERCENT else " %"
+        header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "tie group", "shifted"]
+    header += ["forgetting pts [95% CI]"] + ["bias change, flip pts [95% CI]"] * bias
+    return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB", "gate"]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    metrics = _main_metrics(results)
-    header = ["candidate"]
-    for bench, metric in metrics:
-        unit = "" if metric in NOT_PERCENT else " %"
-        header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "shifted"]
-    header += ["forgetting pts [95% CI]", "params (trained)", "train s", "gate"]
-    failing: dict[str, str] = {}
-    for v in results["gates"]:
-        if not v["passed"]:
-            failing.setdefault(v["candidate"], v["gate"])
+    groups = all_tie_groups(results)
+    bias = bias_measured(results)
+    header = _header(results, bias)
     lines = [f"### sftbench · {escape(results['name'])} · run {escape(results['run_id'])}", "",
              _row(header), _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])]
-    lines += [_row(_candidate_cells(c, metrics, failing)) for c in results["candidates"]]
+    lines += [_row(_candidate_cells(results, c, groups, bias)) for c in ranked(results, groups)]
     verdict = "PASS" if results["passed"] else "FAIL"
-    lines += ["", f"**Recommendation [{verdict}]:** {escape(results['recommendation_reason'])}"]
+    lines += ["", f"**Recommendation [{verdict}]:** {escape(results['recommendation_reason'])}", ""]
+    lines += [f"- {escape(note)}" for note in [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]]
+    lines.append(f"- {escape(BIAS_NOTE if bias else 'bias change: not measured (no bias suite in the config)')}")
     failed = [v for v in results["gates"] if not v["passed"]]
     if failed:
         lines += ["", "Failing gates:", ""]

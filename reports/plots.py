@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from reports.terminal import ALREADY_PERCENT
+from reports.format import NOT_PERCENT
 
 # parse_math off: names with "$" stay plain text, never mathtext (a stray "$" or "\\" would not parse); so no
 # formatter here may rely on mathtext either (the log axis gets its own).
@@ -42,7 +42,7 @@ def _score(b: dict[str, Any], split: str, metric: str) -> dict[str, Any] | None:
 
 def metric_scale(metric: str) -> float:
     """100 for shares shown as percent; 1 for metrics already on their display scale (BLEU, chrF, loss)."""
-    return 1.0 if metric in ALREADY_PERCENT or metric in ("loss", "perplexity") else 100.0
+    return 1.0 if metric in NOT_PERCENT else 100.0
 
 
 def _unit(metric: str) -> str:

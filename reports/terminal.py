@@ -1,89 +1,150 @@
-"""The terminal leaderboard (rich): one row per candidate, main metric with its interval per benchmark,
-shifted score, forgetting, cost, gate; then the recommendation on its own line. Plain ASCII box
-characters so it reads the same in CI logs and non-colour terminals."""
+"""The terminal leaderboard (rich): one row per candidate with, per benchmark, the main metric and its interval,
+its tie group and the other metrics, the shifted score; then forgetting, bias change, cost and the gate. Rows are
+ordered by the first benchmark's ranking, a rule between its tie groups; the rule that forms the groups, the
+failing gates and the recommendation (on its own line) follow the table.
+
+Plain ASCII box characters, so it reads the same in CI logs and non-colour terminals. Width-aware: when the
+table does not fit the console, cost moves to a second table of its own."""
 from __future__ import annotations
 
 from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.text import Text
 from rich.table import Table
 
-from reports.format import main_metrics as _main_metrics
+from reports.format import BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics
 from reports.format import metric_text as _metric
 from reports.format import params_text as _params
+from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
-
-ALREADY_PERCENT = {"bleu", "chrf"}  # sacrebleu reports these on a 0-100 scale
 
 
 def _value(name: str, entry: dict[str, Any]) -> str:
-    scale = 1 if name in ALREADY_PERCENT or name in ("loss", "perplexity") else 100
+    scale = 1 if name in NOT_PERCENT else 100
     return f"{name} {scale * entry['value']:.1f}" if scale == 100 else f"{name} {entry['value']:.2f}"
 
 
-def leaderboard(results: dict[str, Any]) -> Table:
-    table = Table(title=f"sftbench - {results['name']} - run {results['run_id']}", box=box.ASCII2,
-                  show_lines=False, title_justify="left")
-    table.add_column("candidate", no_wrap=True)
-    metrics = _main_metrics(results)
-    for bench, metric, others in metrics:
-        table.add_column(f"{bench}\n{metric}{'' if metric in ALREADY_PERCENT else ' %'} [95% CI]", justify="right", overflow="fold")
-        if others:
-            table.add_column("also", justify="right", overflow="fold")
-        table.add_column("shifted", justify="right", overflow="fold")
-    table.add_column("forgetting\npts [95% CI]", justify="right", overflow="fold")
-    table.add_column("cost", justify="right", overflow="fold")
-    table.add_column("gate", no_wrap=True)
-    failing = {}
-    for v in results["gates"]:
-        if not v["passed"]:
-            failing.setdefault(v["candidate"], v["gate"])
-    for c in results["candidates"]:
-        row = [c["name"]]
-        forgetting = []
-        for bench, metric, others in metrics:
-            b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
-            if b is None or b["status"] != "ok":
-                row += [("n/a" if b and b["status"] == "n/a" else "failed")] + ["-"] * (2 if others else 1)
-                continue
-            pct = metric not in ALREADY_PERCENT
-            test = b["scores"].get("test", {})
-            row.append(_metric(test.get(metric), pct))
-            if others:
-                row.append("\n".join(_value(m, test[m]) for m in others if m in test))
-            row.append(_metric(b["scores"].get("shifted", {}).get(metric), pct))
-            forgetting += [f"{p['probe']}:\n{_metric(p['forgetting'])}" for p in b["probes"]]
-        row += ["\n".join(forgetting) or "-", _cost(c), "FAIL" if c["name"] in failing or c["status"] != "ok" else "pass"]
-        table.add_row(*row)
-    return table
+def _bench_cells(b: dict[str, Any] | None, metric: str, others: list[str], group: int | None) -> list[str]:
+    """Main metric (with its tie group and the other metrics under it) and the shifted score."""
+    if b is None or b["status"] != "ok":
+        return ["n/a" if b and b["status"] == "n/a" else "failed", "-"]
+    pct = metric not in NOT_PERCENT
+    test = b["scores"].get("test", {})
+    lines = [_metric(test.get(metric), pct)] + ([f"group {group}"] if group is not None else [])
+    lines += [_value(m, test[m]) for m in others if m in test]
+    return ["\n".join(lines), _metric(b["scores"].get("shifted", {}).get(metric), pct)]
+
+
+def _labelled(entries: list[tuple[str, dict[str, Any] | None]]) -> str:
+    return "\n".join(f"{label}:\n{_metric(entry)}" for label, entry in entries) or "-"
 
 
 def _cost(c: dict[str, Any]) -> str:
-    cost = c["cost"]
-    lines = [f"{_params(c['params'])} params" if c["params"] else "-",
-             f"{_params(c['trainable_params'])} trained" if c["params"] else "",
-             f"train {cost['train_seconds']:.0f} s, {cost['train_tokens_per_second']:.0f} tok/s"]
-    if cost["latency_ms_per_item"] is not None:
+    cost = c.get("cost") or {}
+    lines = [f"{_params(c['params'])} params", f"{_params(c['trainable_params'])} trained"] if c.get("params") else []
+    if cost.get("train_seconds") is not None:
+        lines += [f"train {cost['train_seconds']:.0f} s", f"{cost.get('train_tokens_per_second') or 0:.0f} tok/s"]
+    if cost.get("latency_ms_per_item") is not None:
         lines.append(f"{cost['latency_ms_per_item']:.1f} ms/item")
-    lines.append(f"peak {cost['peak_rss_mb']:.0f} MB")
-    return "\n".join(x for x in lines if x)
+    if cost.get("peak_rss_mb") is not None:
+        lines.append(f"peak {cost['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines) or "-"
+
+
+def _gate(results: dict[str, Any], c: dict[str, Any]) -> str:
+    failure = gate_failure(results, c)
+    return "FAIL\n" + ("run failed" if c.get("status") != "ok" else failure) if failure else "pass"
+
+
+def _table(title: str) -> Table:
+    return Table(title=Text(title), box=box.ASCII2, show_lines=False, title_justify="left")
+
+
+def leaderboard(results: dict[str, Any], groups: list[TieGroups] | None = None, with_cost: bool = True) -> Table:
+    groups = all_tie_groups(results) if groups is None else groups
+    metrics = main_metrics(results)
+    bias = bias_measured(results)
+    table = _table(f"sftbench - {results['name']} - run {results['run_id']}")
+    table.add_column("candidate", no_wrap=True)
+    for bench, metric, others in metrics:
+        unit = "" if metric in NOT_PERCENT else " %"
+        table.add_column(Text(f"{bench}\n{metric}{unit}\n[95% CI]"), justify="right", overflow="fold")
+        table.add_column(Text(f"shifted\n{metric}{unit}"), justify="right", overflow="fold")
+    table.add_column(Text("forgetting\npts [95% CI]"), justify="right", overflow="fold")
+    if bias:
+        table.add_column(Text("bias change\nflip pts\n[95% CI]"), justify="right", overflow="fold")
+    if with_cost:
+        table.add_column("cost", justify="right", overflow="fold")
+    table.add_column("gate", overflow="fold")
+    first = groups[0].group if groups else {}
+    previous = None
+    for c in ranked(results, groups):
+        if previous is not None and first.get(c["name"]) != first.get(previous):
+            table.add_section()  # a rule between the first benchmark's tie groups
+        previous = c["name"]
+        row = [c["name"]]
+        for (bench, metric, others), ties in zip(metrics, groups):
+            b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
+            row += _bench_cells(b, metric, others, ties.group.get(c["name"]))
+        forgetting = [(p["probe"], p.get("forgetting")) for b in c["benchmarks"] if b["status"] == "ok"
+                      for p in b.get("probes") or []]
+        row.append(_labelled(forgetting))
+        if bias:
+            row.append(_labelled([(r["probe"], r.get("change")) for r in bias_reports(c)]))
+        row += [_cost(c)] * with_cost + [_gate(results, c)]
+        table.add_row(*map(Text, row))  # Text: a name like "[red]" is data, never rich markup
+    return table
+
+
+def cost_table(results: dict[str, Any], groups: list[TieGroups]) -> Table:
+    """Cost on its own, one column per figure, for consoles too narrow for it inside the leaderboard."""
+    table = _table("cost")
+    table.add_column("candidate", no_wrap=True)
+    for head in ("params", "trained", "train s", "train\ntok/s", "latency\nms/item", "peak\nRSS MB"):
+        table.add_column(head, justify="right", overflow="fold")
+    for c in ranked(results, groups):
+        k = c.get("cost") or {}
+        fmt = lambda v, spec=".0f": "-" if v is None else format(v, spec)  # noqa: E731
+        table.add_row(Text(c["name"]), _params(c["params"]) if c.get("params") else "-",
+                      _params(c["trainable_params"]) if c.get("params") else "-", fmt(k.get("train_seconds")),
+                      fmt(k.get("train_tokens_per_second")), fmt(k.get("latency_ms_per_item"), ".1f"),
+                      fmt(k.get("peak_rss_mb")))
+    return table
+
+
+def _fits(table: Table, console: Console) -> bool:
+    """Whether the table's natural width (every cell on its longest line) fits the console."""
+    return Measurement.get(console, console.options.update(max_width=10_000), table).maximum <= console.width
+
+
+def notes(results: dict[str, Any], groups: list[TieGroups]) -> list[str]:
+    """Everything a reader needs under the table: the tie rule, what each column could not show, failures."""
+    lines = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
+    lines.append(BIAS_NOTE if bias_measured(results) else "bias change: not measured (no bias suite in the config)")
+    lines += [f"{v['candidate']}: FAIL {v['gate']} ({v['message']})" for v in results["gates"] if not v["passed"]]
+    lines += [f"{c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}" for c in results["candidates"]
+              for b in c["benchmarks"] if b["status"] != "ok"]
+    signatures = {(b["benchmark"], m, v["signature"]) for c in results["candidates"] for b in c["benchmarks"]
+                  for m, v in b["scores"].get("test", {}).items() if v.get("signature")}
+    lines += [f"{bench} {metric}: sacrebleu {signature}" for bench, metric, signature in sorted(signatures)]
+    if not results["gates"]:
+        lines.append("no gates configured: every candidate that ran passes")
+    return lines
 
 
 def render(results: dict[str, Any], console: Console) -> None:
-    console.print(leaderboard(results))
-    for v in results["gates"]:
-        if not v["passed"]:
-            console.print(f"  {v['candidate']}: FAIL {v['gate']} ({v['message']})", highlight=False)
-    for c in results["candidates"]:
-        for b in c["benchmarks"]:
-            if b["status"] != "ok":
-                console.print(f"  {c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}")
-    signatures = {(b["benchmark"], m, v["signature"]) for c in results["candidates"] for b in c["benchmarks"]
-                  for m, v in b["scores"].get("test", {}).items() if v.get("signature")}
-    for bench, metric, signature in sorted(signatures):
-        console.print(f"  {bench} {metric}: sacrebleu {signature}", highlight=False)
-    if not results["gates"]:
-        console.print("  no gates configured: every candidate that ran passes")
+    groups = all_tie_groups(results)
+    table = leaderboard(results, groups)
+    if _fits(table, console):
+        console.print(table)
+    else:
+        console.print(leaderboard(results, groups, with_cost=False))
+        console.print(cost_table(results, groups))
+    for line in notes(results, groups):
+        console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
     verdict = "PASS" if results["passed"] else "FAIL"
-    console.print(f"Recommendation [{verdict}]: {results['recommendation_reason']}", highlight=False)
+    console.print(f"Recommendation [{verdict}]: {results['recommendation_reason']}", highlight=False, markup=False)

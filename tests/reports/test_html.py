@@ -16,7 +16,19 @@ INJECTED = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
-def bench(name, value, forgetting=None, *, main="accuracy", task="classification", predictions=None, prompt="Q"):
+def bias_report() -> dict:
+    """A counterfactual report whose probe name, attribute and example texts carry markup."""
+    rate = metric(0.05, 0.02, 0.1)
+    return {"probe": f"bias {INJECTED}", "version": "1", "n": 40, "flip_rate_before": rate,
+            "flip_rate_after": {**metric(0.1, 0.05, 0.2), "count": 4}, "change": metric(0.05, -0.02, 0.12),
+            "new_flips": 3, "vanished_flips": 1, "mcnemar_p": 0.625,
+            "per_attribute": {f"attr {INJECTED}": {"n": 40, "before": rate, "after": metric(0.1, 0.05, 0.2)}},
+            "flipped_examples": [{"a": f"he {INJECTED}", "b": "she", "attribute": "gender", "label": "x",
+                                  "pred_a": "x", "pred_b": f"y {INJECTED}"}]}
+
+
+def bench(name, value, forgetting=None, *, main="accuracy", task="classification", predictions=None, prompt="Q",
+          bias=False):
     probes = [] if forgetting is None else [
         {"probe": "general_knowledge", "version": "1", "kind": "multiple_choice", "n": 300,
          "forgetting": metric(forgetting, forgetting - 0.02, forgetting + 0.02), "forgotten": 9, "gained": 4,
@@ -30,7 +42,7 @@ def bench(name, value, forgetting=None, *, main="accuracy", task="classification
                       "tokens": 9000, "steps": 12, "bf16": False, "tokens_per_second": 300.0},
             "latency_ms_per_item": 4.0, "probes": probes, "predictions": {"test": predictions or ["yes"] * 12},
             "generalisation": {"metric": main, "gap": 0.1, "gap_ci_low": 0.02, "gap_ci_high": 0.18},
-            "per_class_f1": {}}
+            "per_class_f1": {}, "bias": [bias_report()] if bias else []}
 
 
 def cand(name, params, benches, status="ok", reason=""):
@@ -46,7 +58,7 @@ def full_results() -> dict:
     one failed before any benchmark ran."""
     na = {"benchmark": "summaries", "version": "1", "task": "generation", "status": "n/a",
           "reason": "encoders cannot generate", "scores": {}, "train": None, "probes": [], "predictions": {}}
-    cands = [cand(INJECTED, 30_000_000, [bench("intents", 0.8, 0.01, prompt=f"What is {INJECTED}?"),
+    cands = [cand(INJECTED, 30_000_000, [bench("intents", 0.8, 0.01, prompt=f"What is {INJECTED}?", bias=True),
                                          bench("summaries", 21.0, 0.02, main="bleu", task="generation",
                                                predictions=[f"pred {INJECTED}"] + ["a summary"] * 11)]),
              cand("tiny-bert", 4_000_000, [bench("intents", 0.7, -0.01), na]),
@@ -99,7 +111,7 @@ def test_recommendation_and_tables(pages):
     assert 'class="verdict pass"' in page
     assert "minilm-l6 is the smallest candidate (22.8M parameters) that passes every gate" in page
     assert "82.9 [77.5, 87.2]" in page and "22.8M" in page  # main metric with CI, params
-    assert "value 0.6800 misses &gt;= 0.7" in page  # gate message, escaped
+    assert "value 0.6798 misses &gt;= 0.7" in page  # gate message, escaped
     assert "RunFailure: loss became nan" in page  # the failed candidate renders with its reason
     assert 'class="verdict fail"' in pages["full"]
     assert "intents.accuracy &gt;= 0.9" in pages["full"]
@@ -116,6 +128,24 @@ def test_every_data_string_is_escaped(pages):
     assert f"pred {ESCAPED}" in page
     svgs = re.findall(r"<svg.*?</svg>", page, re.DOTALL)
     assert any(ESCAPED in svg for svg in svgs)
+    # the bias table: probe name, attribute, both inputs and a prediction
+    for text in (f"bias {ESCAPED}", f"attr {ESCAPED}", f"he {ESCAPED}", f"y {ESCAPED}"):
+        assert text in page
+
+
+def test_bias_table_and_tie_groups(pages):
+    page = pages["sample"]
+    section = page[page.index("<h2>Bias"):page.index("<h2>Figures")]
+    assert section.count("<h3>") == 2  # smollm2-135m and gpt2-small; the encoder is not probed
+    assert "smollm2-135m &middot; support_intents &middot; intent_bias" in section
+    cells = '<td class="num">4.1 [1.8, 9.2]</td><td class="num">6.6 [3.4, 12.4]</td><td class="num">2.5 [-1.6, 6.6]</td>'
+    assert cells in section  # flip rate before, after, change
+    assert "He cannot log in &lt;again&gt;" in section and "<again>" not in page
+    assert "<th>tie group</th>" in page and "bias change, flip pts [95% CI]" in page
+    assert "not significant at 0.05" in page
+    names = re.findall(r'<td class="name"[^>]*>([^<]+)</td>', page)
+    assert names == ["minilm-l6", "gpt2-small", "smollm2-135m", "broken"]  # leaderboard rows, best first
+    assert "No bias probe ran" in render_html({"candidates": [], "gates": []})
 
 
 def test_missing_data_never_crashes():

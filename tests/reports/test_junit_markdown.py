@@ -73,11 +73,27 @@ def test_markdown_table_and_recommendation():
     by_name = {r[0].strip(): r for r in rows[2:]}
     assert by_name["small"][-1].strip() == "pass"
     assert by_name["large"][-1].strip() == r"**FAIL**: intents.accuracy &gt;= 0.75"
-    assert by_name["broken"][-1].strip() == r"**FAIL**: RunFailure: \[31mloss is NaN &amp; &lt;worse&gt;"
-    assert by_name["small"][3].strip().startswith("general\\_knowledge: ")
-    assert "2.0M (1.0K)" in by_name["large"][4] and by_name["large"][5].strip() == "20"
+    assert by_name["broken"][-1].strip() == r"**FAIL**: candidate failed: RunFailure: \[31mloss is NaN &amp; &lt;worse&gt;"
+    assert [r[0].strip() for r in rows[2:]] == ["small", "large", "broken"]  # best first, unscored last
+    assert rows[0][2].strip() == "tie group" and by_name["small"][2].strip() == "1"
+    assert by_name["large"][2].strip() == "2"  # 0.9 vs 0.6 on the same 200 items: told apart
+    assert by_name["small"][4].strip().startswith("general\\_knowledge: ")
+    assert "2.0M (1.0K)" in by_name["large"][5] and by_name["large"][6].strip() == "20"
+    assert [c.strip() for c in rows[0][5:-1]] == ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB"]
     assert "\n**Recommendation [PASS]:** small is the smallest candidate" in md
     assert "- large / intents.accuracy &gt;= 0.75: value" in md
+    assert "not significant at 0.05" in md  # the tie rule
+    assert "bias change: not measured" in md and "bias change, flip pts" not in rows[0]
+
+
+def test_markdown_bias_column():
+    from tests.reports.sample import sample_results
+
+    rows = table_rows(render_markdown(sample_results()))
+    col = [c.strip() for c in rows[0]].index("bias change, flip pts [95% CI]")
+    by_name = {r[0].strip(): r[col].strip() for r in rows[2:]}
+    assert by_name == {"minilm-l6": "-", "gpt2-small": r"intent\_bias: -0.8 [-4.1, 2.5]",
+                       "smollm2-135m": r"intent\_bias: 2.5 [-1.6, 6.6]", "broken": "-"}
 
 
 def test_hostile_names_are_escaped_in_markdown():

@@ -1,0 +1,105 @@
+"""Tie groups for the leaderboards: which candidates the test data cannot tell apart on a benchmark's main metric.
+
+The rule (RULE, printed under every leaderboard): candidates are sorted best first by the main metric on test;
+the first one leads group 1; each next candidate joins the current group when its paired difference from that
+group's leader is not significant at ALPHA, and otherwise leads a new group. The test is harness.compare's
+paired_difference on the stored per-item scores (McNemar exact for 0/1 scores, null-shifted paired bootstrap
+otherwise), two-sided, with no multiplicity correction. Corpus metrics (BLEU, chrF, macro-F1) are compared
+on what results.json stores per item (sentence-level scores, or correctness for macro-F1), since the
+references that would recompute the corpus score are not stored; the note says so whenever that happens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.compare import higher_is_better, paired_difference
+from harness.errors import DataError
+from reports.format import main_metrics
+
+ALPHA = 0.05
+RULE = (f"Tie groups: per benchmark, candidates sorted best first by the main metric on test; a candidate joins "
+        f"the group of the candidate leading the group above it when their paired difference on the same items "
+        f"is not significant at {ALPHA:g} (two-sided; McNemar exact for 0/1 scores, paired bootstrap otherwise; "
+        f"no multiplicity correction). Same group = these test items cannot tell them apart.")
+
+
+@dataclass(frozen=True)
+class TieGroups:
+    benchmark: str
+    metric: str
+    order: list[str]  # candidate names, best first; candidates without a score on test are left out
+    group: dict[str, int]  # candidate name -> 1-based group number
+    notes: list[str] = field(default_factory=list)  # what was compared when it is not the metric itself; unpaired
+
+
+def _scored(results: dict[str, Any], bench: str, metric: str) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(candidate, test entry, test data hash) for every candidate with a finite main metric on test."""
+    out = []
+    for c in results.get("candidates", []):
+        b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench), None)
+        if b is None or b.get("status") != "ok":
+            continue
+        entry = ((b.get("scores") or {}).get("test") or {}).get(metric)
+        value = (entry or {}).get("value")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out.append((c["name"], entry, (b.get("data_sha256") or {}).get("test")))
+    return out
+
+
+def _settings(results: dict[str, Any]) -> tuple[int, int]:
+    """The run's own bootstrap resamples and seed, so a report agrees with the run's intervals."""
+    config = results.get("config") or {}
+    return int(config.get("bootstrap_resamples") or 1000), int((config.get("recipe") or {}).get("seed") or 0)
+
+
+def _significant(metric: str, leader: tuple[str, dict[str, Any], str | None],
+                 other: tuple[str, dict[str, Any], str | None], resamples: int, seed: int) -> tuple[bool, str, str]:
+    """(differs significantly, why it could not be tested or "", what the test compared)."""
+    if other[2] and leader[2] and other[2] != leader[2]:
+        return True, f"{other[0]} was scored on other test data than {leader[0]}: not paired, own group", ""
+    try:
+        res = paired_difference(metric, leader[1].get("per_item") or [], other[1].get("per_item") or [],
+                                resamples, seed)
+    except DataError as err:
+        return True, f"{other[0]} vs {leader[0]}: not paired ({err.message}), own group", ""
+    return res["p_value"] < ALPHA, "", res["test"].split(";")[0]
+
+
+def tie_groups(results: dict[str, Any], bench: str, metric: str) -> TieGroups:
+    scored = _scored(results, bench, metric)
+    sign = 1 if higher_is_better(metric) else -1
+    scored.sort(key=lambda s: -sign * s[1]["value"])  # stable: equal values keep the results' order
+    resamples, seed = _settings(results)
+    group: dict[str, int] = {}
+    notes: list[str] = []
+    basis = ""
+    leader = scored[0] if scored else None
+    for item in scored:
+        if item is leader:
+            group[item[0]] = 1
+            continue
+        assert leader is not None
+        differs, why, compared = _significant(metric, leader, item, resamples, seed)
+        notes += [why] if why else []
+        if compared.startswith("NOT"):  # "NOT corpus bleu (...): mean of sentence-level bleu"
+            basis = f"{metric}: groups compare the {compared.split(': ', 1)[-1]}, not the {metric} shown"
+        if differs:
+            leader, group[item[0]] = item, group[leader[0]] + 1
+        else:
+            group[item[0]] = group[leader[0]]
+    return TieGroups(bench, metric, [s[0] for s in scored], group, [basis] * bool(basis) + notes)
+
+
+def all_tie_groups(results: dict[str, Any]) -> list[TieGroups]:
+    """One TieGroups per benchmark, in the leaderboards' column order."""
+    return [tie_groups(results, bench, metric) for bench, metric, _ in main_metrics(results)]
+
+
+def ranked(results: dict[str, Any], groups: list[TieGroups]) -> list[dict[str, Any]]:
+    """Candidates in leaderboard order: by the first benchmark's ranking, then everyone it could not rank in
+    the results' own order."""
+    first = groups[0].order if groups else []
+    by_name = {c["name"]: c for c in results.get("candidates", [])}
+    return [by_name[n] for n in first] + [c for c in results.get("candidates", []) if c["name"] not in first]
