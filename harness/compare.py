@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataError
-from harness.gate import Verdict, lookup
+from harness.gate import Verdict, closed, lookup
 from harness.stats import mcnemar_exact
 
 PROBE_METRIC = "probe_correct"  # a probe item answered correctly by the tuned model (0/1)
@@ -207,28 +207,54 @@ def non_inferiority(candidate_per_item: Sequence[float], baseline_per_item: Sequ
                      f"bounds (resamples={resamples}, seed={seed})")}
 
 
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def holm_adjusted(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values: with p sorted ascending, q_(k) = max_{j <= k} min(1, (m - j + 1) p_(j)).
+    Rejecting q <= alpha is Holm's procedure, which controls the family-wise error rate. NaN stays NaN."""
+    p, order, nan = _sorted(pvalues)
+    q = np.maximum.accumulate(np.minimum(1.0, (len(p) - np.arange(len(p))) * p[order]))
+    return _unsort(q, order, nan)
+
+
+def bh_adjusted(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values: q_(k) = min_{j >= k} min(1, m p_(j) / j). Rejecting q <= alpha is
+    the step-up procedure, which controls the false discovery rate. NaN stays NaN (and counts in m)."""
+    p, order, nan = _sorted(pvalues)
+    scaled = np.minimum(1.0, len(p) * p[order] / np.arange(1, len(p) + 1))
+    return _unsort(np.minimum.accumulate(scaled[::-1])[::-1], order, nan)
+
+
+def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
+    """Adjusted p-values for `correction` holm, bh or none (the p-values unchanged)."""
+    methods = {"holm": holm_adjusted, "bh": bh_adjusted, "none": lambda p: [float(x) for x in p]}
+    if correction not in methods:
+        raise ValueError(f"correction must be one of {', '.join(methods)} (got {correction!r})")
+    return methods[correction](pvalues)
+
+
+def _sorted(pvalues: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = np.asarray(pvalues, dtype=float)
+    nan = np.isnan(p)
+    p = np.where(nan, 1.0, p)  # sorts last and can lower nobody's adjusted p
+    return p, np.argsort(p, kind="stable"), nan
+
+
+def _unsort(q_sorted: np.ndarray, order: np.ndarray, nan: np.ndarray) -> list[float]:
+    q = np.empty(len(order))
+    q[order] = q_sorted
+    return np.where(nan, np.nan, q).tolist()
+
+
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> list[bool]:
-    """Holm's step-down: reject the k-th smallest p (k = 0, 1, ...) while p <= alpha / (m - k); controls the
-    family-wise error rate. NaN never rejects."""
-    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=2.0)
-    reject = np.zeros(len(p), dtype=bool)
-    for k, i in enumerate(np.argsort(p, kind="stable")):
-        if p[i] > alpha / (len(p) - k):
-            break
-        reject[i] = True
-    return reject.tolist()
+    """Holm's step-down rejections at family-wise level alpha. NaN never rejects."""
+    return [q <= alpha for q in holm_adjusted(pvalues)]
 
 
 def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> list[bool]:
-    """Benjamini-Hochberg step-up: with p sorted ascending, find the largest k (1-based) with p_(k) <= k alpha / m
-    and reject the k smallest; controls the false discovery rate. NaN never rejects."""
-    p = np.nan_to_num(np.asarray(pvalues, dtype=float), nan=2.0)
-    order = np.argsort(p, kind="stable")
-    below = np.nonzero(p[order] <= alpha * np.arange(1, len(p) + 1) / max(len(p), 1))[0]
-    reject = np.zeros(len(p), dtype=bool)
-    if below.size:
-        reject[order[: below[-1] + 1]] = True
-    return reject.tolist()
+    """Benjamini-Hochberg step-up rejections at false discovery rate alpha. NaN never rejects."""
+    return [q <= alpha for q in bh_adjusted(pvalues)]
 
 
 def _benchmark(candidate: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -311,58 +337,72 @@ def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamp
     return rows
 
 
-def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
-                      margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
-                      references: dict[tuple[str, str], list[list[str]]] | None = None) -> Verdict:
-    """A gate verdict: is `candidate` non-inferior to the promoted baseline on `benchmark.metric[.split]`?
-    Fails closed (with the reason) when there is no baseline, either side lacks the metric, or the benchmark
-    version or the split's data hash differs from the baseline's. Several such gates need no multiplicity
-    correction: a candidate ships only if it passes all of them (an intersection-union test, level alpha)."""
-    name = name or f"{metric} vs baseline (margin {margin:g})"
-
-    def fail(why: str) -> Verdict:
-        return Verdict(candidate["name"], name, False, None, f"fails closed: {why}")
-
+def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+                  margin: float = 0.0, alpha: float = 0.05, *, resamples: int = 2000, seed: int = 0,
+                  references: dict[tuple[str, str], list[list[str]]] | None = None
+                  ) -> tuple[dict[str, Any] | None, str]:
+    """`non_inferiority` of `candidate` against the promoted baseline on `benchmark.metric[.split]`, plus `metric` and
+    `source` (which baseline); or (None, why) when there is no baseline, either side lacks the metric, or the
+    benchmark version or the split's data hash differs from the baseline's."""
     if baseline is None:
-        return fail("no promoted baseline in the store; promote one with `sftbench promote RUN_ID`")
+        return None, "no promoted baseline in the store; promote one with `sftbench promote RUN_ID`"
     base_results, base_name = baseline
     base = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
     if base is None:
-        return fail(f"baseline run {base_results['run_id']} has no candidate '{base_name}'")
+        return None, f"baseline run {base_results['run_id']} has no candidate '{base_name}'"
     (_, entry, why), (_, base_entry, base_why) = lookup(candidate, metric), lookup(base, metric)
     if entry is None or base_entry is None:
-        return fail(why or f"baseline {base_name}: {base_why}")
+        return None, why or f"baseline {base_name}: {base_why}"
     bench_name, metric_name = metric.split(".")[:2]
     split = metric.split(".")[2] if metric.count(".") == 2 else "test"
     bench, base_bench = _benchmark(candidate, bench_name), _benchmark(base, bench_name)
     assert bench is not None and base_bench is not None  # lookup found the metric in both
     if bench["version"] != base_bench["version"]:
-        return fail(f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}")
+        return None, f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}"
     here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
     if not here or here != there:
-        return fail(f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}")
+        return None, f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}"
     try:
         res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
                               higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,
                               candidate_stats=_stats(metric_name, bench, split, references),
                               baseline_stats=_stats(metric_name, base_bench, split, references))
     except DataError as err:
-        return fail(err.message)
-    message = _message(res, metric_name, base_results, base_name)
-    # A deployment gate blocks on evidence of a regression beyond the margin, so a rerun of the baseline
-    # passes; "non-inferiority shown" is reported in the message as the stronger claim.
-    return Verdict(candidate["name"], name, not res["regressed"], res["diff"], message)
+        return None, err.message
+    return res | {"metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
 
 
-def _message(res: dict[str, Any], metric: str, base_results: dict[str, Any], base_name: str) -> str:
+def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted: float, correction: str,
+                     family: int) -> Verdict:
+    """The verdict of one baseline gate given its regression p-value adjusted across the candidate's `family`
+    baseline gates. A deployment gate blocks on evidence of a regression beyond the margin (adjusted p < alpha),
+    so a rerun of the baseline passes; "non-inferior" (shown, the stronger claim) is reported in the message."""
+    regressed = p_adjusted < res["alpha"]
     conf, ok = f"{1 - res['alpha']:.0%}", res["passed"]
-    if higher_is_better(metric):
+    if higher_is_better(res["metric"]):
         bound = f"lower {conf} bound {res['ci_low']:+.4f} {'>' if ok else '<='} -margin {-res['margin']:+.4f}"
     else:
         bound = f"upper {conf} bound {res['ci_high']:+.4f} {'<' if ok else '>='} margin {res['margin']:+.4f}"
-    verdict = ("non-inferior" if res["passed"] else
-               "significant regression" if res["regressed"] else "non-inferiority not shown (inconclusive)")
+    verdict = ("non-inferior" if ok else "significant regression" if regressed
+               else "non-inferiority not shown (inconclusive)")
+    gates = f"{family} baseline gate{'s' if family != 1 else ''}"
+    adjusted = (f"no multiplicity correction ({gates})" if correction == "none"
+                else f"{CORRECTION_NAMES[correction]}-adjusted over {gates} {p_adjusted:.4g}")
     note = f" [{res['test']}]" if res["test"].startswith("NOT") else ""
-    source = f"{base_name} of run {base_results['run_id']}"
-    return (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({source}), diff {res['diff']:+.4f}, "
-            f"{bound}, n={res['n']}{note}")
+    message = (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({res['source']}), "
+               f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; p(regression) {res['p_regression']:.4g}, {adjusted}, "
+               f"alpha {res['alpha']:g}{note}")
+    return Verdict(candidate, gate, not regressed, res["diff"], message)
+
+
+def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+                      margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
+                      references: dict[tuple[str, str], list[list[str]]] | None = None) -> Verdict:
+    """One baseline gate on its own (a family of one: nothing to adjust); harness/gate.py `check` runs a
+    candidate's baseline gates together and adjusts their p-values."""
+    name = name or f"{metric} vs baseline (margin {margin:g})"
+    res, why = baseline_test(candidate, metric, baseline, margin, alpha, resamples=resamples, seed=seed,
+                             references=references)
+    if res is None:
+        return closed(candidate["name"], name, why)
+    return baseline_verdict(candidate["name"], name, res, res["p_regression"], "none", 1)

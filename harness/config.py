@@ -100,11 +100,18 @@ class SuiteRef:
             _check(value is None or value > 0, f"{cap} must be positive (got {value})")
 
 
+CAPS = ("forgetting", "generalisation_gap", "bias", "cost")  # gate kinds that put a ceiling (`max:`) on a number
+COSTS = ("params", "latency_ms_per_item", "peak_rss_mb", "train_seconds")
+CORRECTIONS = ("holm", "bh", "none")
+
+
 @dataclass(frozen=True)
 class GateConfig:
-    """`metric` is `benchmark.metric[.split]`, e.g. `support_intents.accuracy`; see harness/gate.py."""
+    """One gate; exactly one of `metric` (a threshold, or non-inferiority with `baseline:`) or a cap:
+    `forgetting: PROBE`, `generalisation_gap: BENCHMARK`, `bias: SUITE` or `cost: NAME`, each with `max:`.
+    `metric` is `benchmark.metric[.split]`, e.g. `support_intents.accuracy`. See harness/gate.py."""
 
-    metric: str
+    metric: str = ""
     op: str = ">="
     value: float = 0.0
     on: str = "value"  # value | ci_low | ci_high
@@ -112,10 +119,28 @@ class GateConfig:
     baseline: str = ""  # non-inferiority against this promoted baseline instead of a threshold
     margin: float = 0.0
     alpha: float = 0.05
+    forgetting: str = ""  # a probe name, or "*" for every probe the candidate ran
+    generalisation_gap: str = ""  # a benchmark name
+    bias: str = ""  # a counterfactual bias suite name
+    cost: str = ""  # one of COSTS
+    max: float | None = None  # the cap's ceiling
+
+    @property
+    def cap(self) -> str:
+        """Which cap this gate is ("" for a metric gate)."""
+        return next((k for k in CAPS if getattr(self, k)), "")
 
     def __post_init__(self) -> None:
+        kinds = [k for k in ("metric", *CAPS) if getattr(self, k)]
+        _check(len(kinds) == 1, "a gate needs exactly one of metric, " + ", ".join(CAPS)
+               + (f" (got {', '.join(kinds)})" if kinds else ""))
         _check(self.margin >= 0, "gate margin must be >= 0")
         _check(0 < self.alpha < 0.5, "gate alpha must be in (0, 0.5)")
+        if self.cap:
+            self._check_cap()
+            return
+        _check(self.max is None, f"gate {self.metric}: `max:` is for caps ({', '.join(CAPS)}); "
+               "a metric gate uses op and value")
         if not self.name and self.baseline:
             object.__setattr__(self, "name", f"{self.metric} non-inferior to {self.baseline} (margin {self.margin:g})")
         _check(self.op in (">=", ">", "<=", "<"), f"gate op must be one of >=, >, <=, < (got {self.op!r})")
@@ -123,6 +148,20 @@ class GateConfig:
         _check(self.metric.count(".") in (1, 2), f"gate metric must be benchmark.metric[.split] (got {self.metric!r})")
         if not self.name:
             object.__setattr__(self, "name", f"{self.metric} {self.op} {self.value:g}" + ("" if self.on == "value" else f" on {self.on}"))
+
+    def _check_cap(self) -> None:
+        cap, target = self.cap, getattr(self, self.cap)
+        _check(self.max is not None, f"gate {cap}: {target} needs `max:` (the cap)")
+        _check(not self.baseline, f"gate {cap}: {target}: `baseline:` is for metric gates only")
+        if cap == "cost":
+            _check(target in COSTS, f"gate cost must be one of {', '.join(COSTS)} (got {target!r})")
+            _check(self.on == "value", f"gate cost: {target} has no interval; drop `on: {self.on}`")
+        _check(self.on in ("value", "ci_high"),
+               f"gate {cap}: {target}: 'on' must be value or ci_high (got {self.on!r})")
+        if not self.name:
+            label = "generalisation gap" if cap == "generalisation_gap" else cap
+            bound = "" if self.on == "value" else f" on {self.on}"
+            object.__setattr__(self, "name", f"{label} {target}{bound} <= {self.max:g}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +173,7 @@ class BakeoffConfig:
     probes: list[SuiteRef] = field(default_factory=list)
     bias: list[SuiteRef] = field(default_factory=list)  # counterfactual suites, run through their benchmark's task
     gates: list[GateConfig] = field(default_factory=list)
+    gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gate.py)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
     source: str = ""  # the file this config was read from; specs resolve relative to it
@@ -145,6 +185,8 @@ class BakeoffConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         _check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")
         _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
+        _check(self.gate_correction in CORRECTIONS, f"gate_correction must be one of {', '.join(CORRECTIONS)} "
+               f"(got {self.gate_correction!r})")
 
     def settings(self, candidate: CandidateConfig) -> list[tuple[float, int]]:
         """(learning rate, epochs) pairs to try for a candidate: the sweep grid, else its one setting."""

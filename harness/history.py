@@ -64,21 +64,31 @@ def _report(results: dict[str, Any], fmt: str) -> int:
 
 
 def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict[str, Any]:
+    """Verdicts again on stored results: the run's own gates, or the `gates:` list (and optional
+    `gate_correction:`) of a YAML file; the run's bootstrap resamples and seed, so its own gates reproduce."""
     from pathlib import Path
 
-    from harness.config import GateConfig, build, read_yaml
+    from harness.config import CORRECTIONS, GateConfig, build, read_yaml
     from harness.gate import check
     from reports.results import finish
 
-    raw = read_yaml(Path(gates_file))["gates"] if gates_file else results["config"].get("gates", [])
+    config = results["config"]
+    source = read_yaml(Path(gates_file)) if gates_file else config
+    raw, correction = source.get("gates", []), source.get("gate_correction", config.get("gate_correction", "holm"))
     try:
+        if gates_file and "gates" not in source:
+            raise ConfigError("no `gates:` list")
+        if not isinstance(raw, list):
+            raise ConfigError("`gates:` must be a list")
+        if correction not in CORRECTIONS:
+            raise ConfigError(f"gate_correction must be one of {', '.join(CORRECTIONS)} (got {correction!r})")
         gates = [build(GateConfig, g, f"gates[{i}]") for i, g in enumerate(raw)]
     except ConfigError as err:
         raise ConfigError(err.message, gates_file) from None
     baselines = {g.baseline: store.baseline(g.baseline) for g in gates if g.baseline}
-    verdicts = check(results["candidates"], gates, baselines)
-    return finish(results["run_id"], results["name"], results["config_hash"], results["config"],
-                  results["candidates"], verdicts)
+    verdicts = check(results["candidates"], gates, baselines, config.get("bootstrap_resamples", 1000),
+                     config.get("recipe", {}).get("seed", 0), correction)
+    return finish(results["run_id"], results["name"], results["config_hash"], config, results["candidates"], verdicts)
 
 
 def _compare(a: dict[str, Any], b: dict[str, Any]) -> int:

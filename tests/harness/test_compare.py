@@ -187,19 +187,25 @@ def test_false_pass_rate_at_the_margin():
     assert passed <= ALPHA + _slack(400)
 
 
-def test_power_against_a_five_point_regression():
-    """s = 0.9375 takes 5 points off the mean accuracy (0.8 -> 0.75). Predicted power of the one-sided level-alpha
-    test, McNemar's normal approximation (Connor 1987): with discordant shares p10 = E[s p (1 - p)] (candidate right,
-    baseline wrong) and p01 = E[p (1 - s p)], psi = p10 + p01 and delta = p10 - p01,
-        power = Phi( (|delta| sqrt(n) - z_{1-alpha} sqrt(psi)) / sqrt(psi - delta^2) ).
-    Here p10 = 0.125, p01 = 0.175, so power = 0.655. The bootstrap counts resamples tied at exactly 0 against
-    flagging, which makes it slightly conservative (0.628 over 2000 trials), hence the tolerance: 0.03 of bias plus
-    about two binomial standard errors over 500 trials."""
-    s, e_p, e_p2 = 0.9375, 0.8, 2 / 3
-    p10, p01 = s * (e_p - e_p2), e_p - s * e_p2
+def predicted_power(scale: float, alpha: float, n: int = N) -> float:
+    """Power of a one-sided level-alpha paired test of accuracy when the candidate's per-item success probability
+    is scale * p_i, p_i ~ Beta(4, 1), by McNemar's normal approximation (Connor 1987): with discordant shares
+    p10 = E[s p (1 - p)] (candidate right, baseline wrong) and p01 = E[p (1 - s p)], psi = p10 + p01 and
+    delta = p10 - p01,  power = Phi( (|delta| sqrt(n) - z_{1-alpha} sqrt(psi)) / sqrt(psi - delta^2) )."""
+    e_p, e_p2 = 0.8, 2 / 3
+    p10, p01 = scale * (e_p - e_p2), e_p - scale * e_p2
     psi, delta = p10 + p01, p10 - p01
-    assert delta == pytest.approx(-0.05)
-    predicted = norm.cdf((abs(delta) * np.sqrt(N) - norm.ppf(1 - ALPHA) * np.sqrt(psi)) / np.sqrt(psi - delta**2))
+    return float(norm.cdf((abs(delta) * np.sqrt(n) - norm.ppf(1 - alpha) * np.sqrt(psi)) / np.sqrt(psi - delta**2)))
+
+
+def test_power_against_a_five_point_regression():
+    """s = 0.9375 takes 5 points off the mean accuracy (0.8 -> 0.75): p10 = 0.125, p01 = 0.175, so the predicted
+    power (`predicted_power`) is 0.655. The bootstrap counts resamples tied at exactly 0 against flagging, which
+    makes it slightly conservative (0.628 over 2000 trials), hence the tolerance: 0.03 of bias plus about two
+    binomial standard errors over 500 trials."""
+    s = 0.9375
+    assert s * (0.8 - 2 / 3) - (0.8 - s * 2 / 3) == pytest.approx(-0.05)  # delta: five points
+    predicted = predicted_power(s, ALPHA)
     assert predicted == pytest.approx(0.655, abs=0.001)
     passed, regressed = _trials(s, 0.0, 500, seed=3)
     assert abs(regressed - predicted) <= 0.08
