@@ -262,7 +262,10 @@ def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
             model = AutoModelForSequenceClassification.from_pretrained(handle.path, num_labels=head_labels, **kwargs)
         else:
             model = AutoModel.from_pretrained(handle.path, **kwargs)
-    except (OSError, ValueError, pickle.UnpicklingError) as err:
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: the one thing not to do
+        raise ModelError("refusing to unpickle: a pickle weights file holds more than tensors (it could run code)",
+                         handle.path) from None
+    except (OSError, ValueError) as err:
         raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
     model.eval()
     return model

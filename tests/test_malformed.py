@@ -130,6 +130,8 @@ CASES = [
          "unknown key 'colour'"),
     Case("spec-yaml-syntax", {"bench/benchmark.yaml": "name: b\nversion: 1\ntask: [classification\n"},
          "bench/benchmark.yaml", 4, "invalid YAML"),
+    Case("spec-python-tag", {"bench/benchmark.yaml": "name: !!python/object/new:os.system [echo pwned]\n"},
+         "bench/benchmark.yaml", 1, "invalid YAML: could not determine a constructor"),
     Case("spec-max-new-tokens", {"bench/benchmark.yaml": bench(max_new_tokens="lots")}, "bench/benchmark.yaml", None,
          "'max_new_tokens' must be a positive integer"),
     Case("spec-columns-string", {"bench/benchmark.yaml": bench(columns="text")}, "bench/benchmark.yaml", None,

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from harness.config import load_config
 from harness.errors import ModelError
 from harness.models import ALIASES, check_safe_weights, load_model, model_kind, resolve
 
@@ -36,6 +37,64 @@ def test_pickle_weights_are_refused(tmp_path, tiny_llama):
     with pytest.raises(ModelError, match="refusing to unpickle"):
         resolve(str(folder))
     check_safe_weights(folder, allow_pickle=True)  # an explicit opt-in is the only way through
+
+
+def pickle_copy(tmp_path, tiny_llama, state=None):
+    """tiny_llama with its weights saved by torch.save (pickle) instead of safetensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_llama, folder)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights if state is None else state, folder / "pytorch_model.bin")
+    return folder, weights
+
+
+def test_pickle_weights_load_only_with_the_candidate_opt_in(tmp_path, tiny_llama):
+    import torch
+
+    folder, weights = pickle_copy(tmp_path, tiny_llama)
+    with pytest.raises(ModelError, match="allow_pickle: true"):
+        resolve(str(folder))
+    handle = resolve(str(folder), allow_pickle=True)
+    assert handle.allow_pickle and not resolve(str(tiny_llama)).allow_pickle
+    model = load_model(handle)
+    torch.testing.assert_close(model.model.embed_tokens.weight, weights["model.embed_tokens.weight"])
+
+
+class _Payload:
+    """Unpickling this runs a command: what a hostile .bin file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_opted_in_pickle_is_still_read_with_weights_only(tmp_path, tiny_llama):
+    marker = tmp_path / "pwned"
+    folder, _ = pickle_copy(tmp_path, tiny_llama, {"model.embed_tokens.weight": _Payload(marker)})
+    with pytest.raises(ModelError, match="refusing to unpickle: a pickle weights file holds more than tensors"):
+        load_model(resolve(str(folder), allow_pickle=True))
+    assert not marker.exists()
+
+
+def test_allow_pickle_is_a_candidate_option(tmp_path, tiny_llama, capsys):
+    from harness.cli import main
+
+    folder, _ = pickle_copy(tmp_path, tiny_llama)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: p\ncandidates: [{{model: '{folder}', allow_pickle: true}}]\nbenchmarks: [support_intents]\n")
+    assert load_config(cfg).candidates[0].allow_pickle is True
+    assert main(["validate", str(cfg)]) == 0
+    cfg.write_text(cfg.read_text().replace(", allow_pickle: true", ""))
+    assert main(["validate", str(cfg)]) == 2
+    assert "refusing to unpickle" in capsys.readouterr().err
 
 
 def test_remote_code_needs_opt_in(tmp_path, tiny_llama):

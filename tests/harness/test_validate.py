@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.config import SuiteRef, load_config
+from harness.data import load_benchmark
+from harness.validate import (LISTED, Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise,
+                              validate)
+from tests.conftest import ROOT
+
+
+def brute_force(left, right, threshold):
+    def jaccard(a, b):
+        return len(a & b) / len(a | b) if a and b else 0.0
+
+    if right is None:
+        return {(i, j) for i, j in itertools.combinations(range(len(left)), 2) if jaccard(left[i], left[j]) >= threshold}
+    return {(i, j) for i in range(len(left)) for j in range(len(right)) if jaccard(left[i], right[j]) >= threshold}
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8, 0.9, 1.0])
+def test_prefix_filtering_finds_exactly_the_brute_force_pairs(threshold):
+    rng = random.Random(threshold)
+    vocab = [f"w{i}" for i in range(25)]
+    left = [frozenset(rng.sample(vocab, rng.randint(0, 12))) for _ in range(250)]
+    right = [frozenset(rng.sample(vocab, rng.randint(1, 12))) for _ in range(150)]
+    assert {(i, j) for i, j, _ in near_pairs(left, None, threshold)} == brute_force(left, None, threshold)
+    assert {(i, j) for i, j, _ in near_pairs(left, right, threshold)} == brute_force(left, right, threshold)
+
+
+def test_normalise_and_token_estimate():
+    assert normalise("  Refund, PLEASE!!\n my_order ") == "refund please my order"
+    assert estimate_tokens("a" * 400) == 100  # chars/4 for long words
+    assert estimate_tokens("a b c d e f") == 8  # words*4/3 for short ones
+
+
+def test_finding_format():
+    assert str(Finding("warning", "d/train.jsonl", 3, "x")) == "d/train.jsonl:3: warning: x"
+    assert str(Finding("error", "c.yaml", None, "y")) == "c.yaml: error: y"
+    assert Finding("error", "c.yaml", None, "y").to_dict() == {"level": "error", "path": "c.yaml", "line": None,
+                                                               "message": "y"}
+
+
+def write_bench(tmp_path, train, test, labels=("refund", "billing", "shipping")):
+    def lines(rows):
+        return "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows)
+
+    (tmp_path / "train.jsonl").write_text(lines(train))
+    (tmp_path / "test.jsonl").write_text(lines(test))
+    (tmp_path / "benchmark.yaml").write_text(json.dumps({
+        "name": "b", "version": 1, "task": "classification", "prompt": "{input}", "labels": list(labels),
+        "fields": {"input": "text", "target": "label"}, "metrics": ["accuracy"],
+        "splits": {"train": "train.jsonl", "test": "test.jsonl"}}))
+    return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+
+
+SENTENCE = "the parcel was left at the wrong house and nobody answered the door when i called the depot"
+
+
+def test_lint_names_each_problem_at_its_line(tmp_path):
+    train = [("I want my money back", "refund"),  # line 1
+             ("Why was I charged twice?", "billing"),  # 2
+             ("I want my money back", "refund"),  # 3: exact duplicate of 1
+             ("why was i CHARGED twice", "refund"),  # 4: duplicate of 2 after normalisation, other label
+             (SENTENCE, "billing"),  # 5
+             (SENTENCE + " yesterday", "billing")]  # 6: near-duplicate of 5 (Jaccard 15/16)
+    test = [("Where is my parcel", "billing"),  # 1
+            ("I want my money back!", "billing")]  # 2: leaks train line 1, other label
+    spec, splits = write_bench(tmp_path, train, test)
+    findings = lint_benchmark(spec, splits, max_length=20)
+    by_line: dict = {}
+    for f in findings:
+        by_line.setdefault((f.path.split("/")[-1], f.line), []).append(f.message)
+    assert by_line[("train.jsonl", 3)] == ["exact duplicate of line 1 in train"]
+    assert by_line[("train.jsonl", 4)] == ["duplicate after normalisation of line 2 in train, with a different "
+                                           "label ('refund' here, 'billing' there)"]
+    assert by_line[("train.jsonl", 6)][0] == "near-duplicate (Jaccard 0.94) of line 5 in train"
+    assert by_line[("test.jsonl", 2)] == ["leakage: duplicate after normalisation of train line 1 (train.jsonl), "
+                                          "with a different label ('billing' here, 'refund' there)"]
+    assert ("test.jsonl", 1) not in by_line and ("train.jsonl", 1) not in by_line
+    assert by_line[("train.jsonl", None)] == ["label 'shipping' has no train rows: the model never sees it"]
+    long_rows = [f for f in findings if "over recipe.max_length 20" in f.message]
+    assert [f.line for f in long_rows] == [5, 6] and all(f.level == "warning" for f in findings)
+
+
+def test_label_imbalance_and_capped_listing(tmp_path):
+    train = [(f"refund request number {i} for order {i * 7}", "refund") for i in range(44)]
+    train += [("the invoice total is wrong", "billing"), ("card charged on the wrong day", "billing"),
+              ("track my parcel", "shipping"), ("parcel is late", "shipping"), ("wrong address", "shipping")]
+    test = [(f"refund request number {i} for order {i * 7}", "refund") for i in range(LISTED + 3)]
+    spec, splits = write_bench(tmp_path, train, test)
+    messages = [f.message for f in lint_benchmark(spec, splits, max_length=256)]
+    assert "label imbalance in train: 'refund' has 44 rows, 'billing' 2 (ratio 22.0 > 10)" in messages
+    leaks = [m for m in messages if m.startswith("leakage")]
+    assert len(leaks) == LISTED
+    assert f"{LISTED + 3} test rows that also appear in train in all (3 more not listed)" in messages
+
+
+def test_ten_thousand_rows_lint_fast(tmp_path):
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(3000)]
+    train = [(" ".join(rng.choices(vocab, k=rng.randint(5, 40))), "refund" if i % 2 else "billing") for i in range(10_000)]
+    test = [(" ".join(rng.choices(vocab, k=20)), "refund") for _ in range(2000)] + [train[7]]
+    spec, splits = write_bench(tmp_path, train, test, labels=("refund", "billing"))
+    start = time.perf_counter()
+    findings = lint_benchmark(spec, splits, max_length=256)
+    assert time.perf_counter() - start < 10  # all-pairs Jaccard on 10k x 10k rows would take minutes
+    assert [f.line for f in findings if f.message.startswith("leakage")] == [2001]
+
+
+def test_bundled_suites_are_clean():
+    """Every bundled benchmark, probe and bias suite at the demo's recipe: no error and no warning."""
+    cfg = load_config(None, ["benchmarks=[support_intents, ticket_summaries]", "bias=[intent_bias]"])
+    assert lint(cfg) == []
+
+
+def test_gates_that_will_fail_closed_are_warned(tmp_path):
+    cfg = load_config(None, ["gates=[{metric: support_intents.bleu}, {metric: nosuch.accuracy}, "
+                             "{metric: support_intents.macro_f1.shifted}]"])
+    warnings = [f.message for f in lint(cfg)]
+    assert warnings == [
+        "gate 'support_intents.bleu >= 0' will fail closed: benchmark 'support_intents' does not compute 'bleu' "
+        "(accuracy, macro_f1)",
+        "gate 'nosuch.accuracy >= 0' will fail closed: benchmark 'nosuch' is not in the config (support_intents)"]
+
+
+def test_errors_are_collected_per_suite(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\ncandidates: [not-a-model]\nbenchmarks: [nosuch, support_intents]\nprobes: [nosuchprobe]\n"
+                   "recipe: {tuner: magic}\n")
+    errors = [(f.path, f.message.split(";")[0].split(":")[0]) for f in validate(cfg) if f.level == "error"]
+    assert errors == [(str(cfg), "no benchmark.yaml found for 'nosuch'"),
+                      (str(cfg), "no probe.yaml found for 'nosuchprobe'"),
+                      (str(cfg), "unknown tuner 'magic'"), (str(cfg), "unknown model 'not-a-model'")]
+
+
+def test_uncached_hub_model_is_a_warning_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    cfg = load_config(None, ["candidates=[someorg/somemodel]"])
+    assert [(f.level, f.path) for f in lint(cfg)] == [("warning", "someorg/somemodel")]
+
+
+def test_cli_prints_findings_on_stderr_and_exits_0_on_warnings(tmp_path, capsys):
+    spec_dir = tmp_path / "b"
+    spec_dir.mkdir()
+    write_bench(spec_dir, [("refund me", "refund"), ("refund me", "refund"), ("bill", "billing"),
+                           ("ship it", "shipping")], [("where is my parcel, it was due on monday", "shipping")])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\ncandidates: [minilm-l6]\nbenchmarks: [b/benchmark.yaml]\n")
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert out.err == f"{spec_dir / 'train.jsonl'}:2: warning: exact duplicate of line 1 in train\n"
+    assert out.out == f"{cfg}: 0 errors, 1 warning\n"
+    assert main(["validate", str(cfg), "recipe.max_length=8"]) == 0
+    assert "over recipe.max_length 8" in capsys.readouterr().err
+
+
+def test_validate_imports_no_torch():
+    code = ("import sys; from harness.cli import main; assert main(['validate']) == 0; "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'loaded a model library'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
