@@ -41,6 +41,9 @@ class RecipeConfig:
     bf16: str = "auto"  # auto | on | off
     group_by_length: bool = True
     freeze_keep_last: int = 2  # used by the freeze tuner only
+    eval_every: int = 0  # validation loss every N optimizer steps; 0 = once per epoch
+    patience: int = 0  # stop after this many evaluations without a lower validation loss; 0 = never stop early
+    restore_best: bool = True  # end with the trainable weights of the lowest-validation-loss evaluation
 
     def __post_init__(self) -> None:
         _check(self.r > 0, "recipe.r must be positive")
@@ -53,6 +56,8 @@ class RecipeConfig:
         _check(0.0 <= self.warmup_ratio < 1.0, "recipe.warmup_ratio must be in [0, 1)")
         _check(self.bf16 in ("auto", "on", "off"), "recipe.bf16 must be auto, on or off")
         _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
+        _check(self.eval_every >= 0, "recipe.eval_every must be >= 0 (0 = once per epoch)")
+        _check(self.patience >= 0, "recipe.patience must be >= 0 (0 = no early stopping)")
 
 
 @dataclass(frozen=True)

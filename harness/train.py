@@ -1,12 +1,13 @@
 """The one training loop every tuner shares: dynamic padding, length-grouped batches, loss on answer
-tokens only, bf16 autocast where the CPU has it, validation loss every epoch."""
+tokens only, bf16 autocast where the CPU has it, validation loss every epoch or every `eval_every` steps,
+early stopping on validation loss and restoring the best evaluation's trainable weights."""
 from __future__ import annotations
 
 import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,12 +22,16 @@ from harness.lm import causal_loss, pad
 
 @dataclass(frozen=True)
 class TrainResult:
-    train_loss: list[float]  # mean loss per epoch
-    val_loss: list[float]  # after each epoch; [0] is before training
+    train_loss: list[float]  # mean loss per epoch (the last one partial when training stopped early)
+    val_loss: list[float]  # [0] before training, then after each epoch (the last one at the early stop)
     seconds: float
     tokens: int  # non-padding tokens seen in training
     steps: int
     bf16: bool
+    # every evaluation: {step, train_loss (mean since the previous evaluation; None at step 0), val_loss}
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    best_step: int = 0  # lowest validation loss after training began (its weights are kept if recipe.restore_best)
+    stopped_early: bool = False
 
     @property
     def tokens_per_second(self) -> float:
@@ -73,6 +78,54 @@ def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size:
     return total / max(count, 1)
 
 
+class Watch:
+    """Validation during training: the step-level curve, the best evaluation so far, its trainable weights
+    (copied only when the recipe restores them) and how many evaluations have passed without improving."""
+
+    def __init__(self, params: list[torch.nn.Parameter], recipe: RecipeConfig, has_val: bool):
+        self.params, self.recipe, self.has_val = params, recipe, has_val
+        self.curve: list[dict[str, Any]] = []
+        self.best_loss, self.best_step, self.waited = math.inf, 0, 0
+        self.best_weights: list[torch.Tensor] | None = None
+        self.loss_sum, self.count = 0.0, 0  # training loss since the previous evaluation
+
+    def add(self, loss_sum: float, n: int) -> None:
+        self.loss_sum, self.count = self.loss_sum + loss_sum, self.count + n
+
+    def record(self, step: int, val_loss: float) -> bool:
+        """Log an evaluation; True once `patience` evaluations in a row have not lowered the validation loss."""
+        self.curve.append({"step": step, "train_loss": self.loss_sum / self.count if self.count else None,
+                           "val_loss": val_loss})
+        self.loss_sum, self.count = 0.0, 0
+        if step == 0 or not self.has_val:  # the best is a trained state; without validation there is none
+            return False
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_step, self.waited = val_loss, step, 0
+            if self.recipe.restore_best:
+                self.best_weights = [p.detach().clone() for p in self.params]
+            return False
+        self.waited += 1
+        return 0 < self.recipe.patience <= self.waited
+
+    def restore(self, step: int) -> None:
+        """Put the best evaluation's trainable weights back (a no-op when the best is the current state)."""
+        if self.best_weights is not None and self.best_step != step:
+            with torch.no_grad():
+                for p, saved in zip(self.params, self.best_weights):
+                    p.copy_(saved)
+        self.best_weights = None
+
+
+def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfig, learning_rate: float,
+                           total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with linear warmup then linear decay to zero at `total_steps`."""
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=recipe.weight_decay)
+    warmup = int(total_steps * recipe.warmup_ratio)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    return optimizer, schedule
+
+
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
         pad_id: int, on_step: Any = None) -> TrainResult:
     bf16 = use_bf16(recipe.bf16)
@@ -81,20 +134,22 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RunFailure("the tuner left no trainable parameters")
-    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
-    total_steps = steps_per_epoch * recipe.epochs
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=recipe.weight_decay)
-    warmup = int(total_steps * recipe.warmup_ratio)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    val_loss = [evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)]
+    total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
+    optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
+    watch = Watch(params, recipe, bool(val))
+
+    def evaluate() -> float:  # leaves the model in eval mode
+        return evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)
+
+    val_loss = [evaluate()]
+    watch.record(0, val_loss[0])
     train_loss: list[float] = []
-    tokens, steps, seconds = 0, 0, 0.0
+    tokens, steps, seconds, stop = 0, 0, 0.0, False
     for epoch in range(recipe.epochs):
         model.train()
-        start = time.perf_counter()  # training time only: validation passes are not in tokens/s
         total, count = 0.0, 0
         for batch in batches(train, recipe.batch_size, rng, recipe.group_by_length):
+            start = time.perf_counter()  # training time only: validation passes are not in tokens/s
             items = [train[i] for i in batch]
             with autocast(bf16):
                 loss_sum, n = batch_loss(model, items, pad_id)
@@ -107,13 +162,26 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            total, count = total + loss_sum.item(), count + n
+            seconds += time.perf_counter() - start
+            step_loss = loss_sum.item()
+            total, count = total + step_loss, count + n
+            watch.add(step_loss, n)
             tokens += sum(len(it.input_ids) for it in items)
             steps += 1
             if on_step:
                 on_step(steps, total_steps)
-        seconds += time.perf_counter() - start
+            if recipe.eval_every and steps % recipe.eval_every == 0:
+                stop = watch.record(steps, evaluate())
+                model.train()
+                if stop:
+                    break
         train_loss.append(total / max(count, 1))
-        val_loss.append(evaluate_loss(model, val, pad_id, recipe.batch_size, bf16))
+        if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
+            stop = watch.record(steps, evaluate())
+        val_loss.append(watch.curve[-1]["val_loss"])
+        if stop:
+            break
+    watch.restore(steps)
     model.eval()
-    return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16)
+    return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16, watch.curve, watch.best_step or steps,
+                       stopped_early=steps < total_steps)

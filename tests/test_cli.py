@@ -69,7 +69,7 @@ def test_missing_metric_fails_closed(tiny_config, tmp_path, capsys):
     (["run", "recipe.epoch=1"], "unknown key 'epoch' in recipe"),
     (["run", "candidates=[not-a-model]"], "unknown model 'not-a-model'"),
     (["run", "benchmarks=[nosuchbench]"], "no benchmark.yaml found for 'nosuchbench'"),
-    (["run", "recipe.tuner=magic"], "unknown tuner 'magic'; known: freeze, full, lora"),
+    (["run", "recipe.tuner=magic"], "unknown tuner 'magic'; known: freeze, full, ia3, lora"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):

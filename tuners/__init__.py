@@ -25,6 +25,6 @@ def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], 
 
 
 def load_all() -> Registry[Tuner]:
-    from tuners import freeze, full, lora  # noqa: F401  (each ends in one register_tuner call)
+    from tuners import freeze, full, ia3, lora  # noqa: F401  (each ends in one register_tuner call)
 
     return TUNERS

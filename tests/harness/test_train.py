@@ -2,18 +2,21 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from harness.config import RecipeConfig, SuiteRef
+from harness.errors import ConfigError
 from harness.data import load_benchmark
 from harness.models import load_model, load_tokenizer, resolve
 from harness.tasks import training_items
-from harness.train import fit
+from harness.train import evaluate_loss, fit
 from tests.conftest import ROOT
 from tuners import load_all
 
 
-def tiny_run(folder, recipe, rows=16, lr=1e-2):
+def tiny_model(folder, recipe, rows=16):
+    """A tuner-prepared tiny model on capped intents data: (model, train items, validation items, pad id)."""
     handle = resolve(str(folder))
     torch.manual_seed(recipe.seed)
     spec, splits = load_benchmark(SuiteRef("support_intents", max_train=rows, max_validation=8), ROOT)
@@ -22,7 +25,16 @@ def tiny_run(folder, recipe, rows=16, lr=1e-2):
     model = load_all().get(recipe.tuner).prepare(model, recipe, handle.kind)
     items = training_items(spec, splits["train"].examples, tok, handle.kind, recipe.max_length)
     val = training_items(spec, splits["validation"].examples, tok, handle.kind, recipe.max_length)
-    return fit(model, items, val, recipe, lr, tok.pad_token_id), items
+    return model, items, val, tok.pad_token_id
+
+
+def tiny_run(folder, recipe, rows=16, lr=1e-2):
+    model, items, val, pad_id = tiny_model(folder, recipe, rows)
+    return fit(model, items, val, recipe, lr, pad_id), items
+
+
+def trainable(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def test_two_step_tune_is_reproducible_and_learns(tiny_llama):
@@ -66,3 +78,71 @@ def test_encoder_classifier_trains(tiny_bert):
     recipe = dataclasses.replace(RecipeConfig(epochs=2, bf16="off", max_length=64), tuner="full")
     result, _ = tiny_run(tiny_bert, recipe, rows=32, lr=1e-3)
     assert result.train_loss[1] < result.train_loss[0]
+
+
+# Computed before continuous evaluation existed: the default recipe (eval_every=0, patience=0) must not move them.
+GOLDEN_TRAIN = [5.998616288347942, 5.969420270221989]
+GOLDEN_VAL = [5.985802332560222, 5.965246836344401, 5.951102574666341]
+LLAMA = RecipeConfig(epochs=2, batch_size=8, bf16="off", seed=0, max_length=96)
+
+
+def test_default_recipe_keeps_the_golden_losses(tiny_llama):
+    result, _ = tiny_run(tiny_llama, LLAMA)
+    torch.testing.assert_close(result.train_loss, GOLDEN_TRAIN, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(result.val_loss, GOLDEN_VAL, rtol=1e-5, atol=1e-5)
+    assert [c["step"] for c in result.curve] == [0, 2, 4] and not result.stopped_early
+    assert [c["val_loss"] for c in result.curve] == result.val_loss
+    assert [c["train_loss"] for c in result.curve] == [None, *result.train_loss]  # one epoch between evaluations
+
+
+def test_evaluating_every_step_changes_no_training_number(tiny_llama):
+    every, _ = tiny_run(tiny_llama, dataclasses.replace(LLAMA, eval_every=1))
+    torch.testing.assert_close(every.train_loss, GOLDEN_TRAIN, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(every.val_loss, GOLDEN_VAL, rtol=1e-5, atol=1e-5)
+    assert [c["step"] for c in every.curve] == [0, 1, 2, 3, 4]
+    assert every.best_step == min(every.curve[1:], key=lambda c: c["val_loss"])["step"]
+
+
+FULL_HOT = RecipeConfig(tuner="full", epochs=3, batch_size=8, bf16="off", max_length=96, eval_every=1, warmup_ratio=0.0)
+
+
+def test_early_stopping_stops_when_validation_loss_rises(tiny_llama):
+    # full fine-tuning at lr 0.1: validation loss falls for two steps, then rises at step 3
+    result, _ = tiny_run(tiny_llama, dataclasses.replace(FULL_HOT, patience=1), lr=0.1)
+    losses = [c["val_loss"] for c in result.curve]
+    assert result.stopped_early and result.steps == 3 < 6
+    assert losses[2] < losses[1] and losses[3] > losses[2] and result.best_step == 2
+    assert len(result.train_loss) == 2 and result.val_loss[-1] == losses[-1]  # epoch 2 is partial
+    patient, _ = tiny_run(tiny_llama, dataclasses.replace(FULL_HOT, patience=10), lr=0.1)
+    assert patient.steps == 6 and not patient.stopped_early
+
+
+def test_no_improvement_stops_after_exactly_patience_evaluations(tiny_llama):
+    result, _ = tiny_run(tiny_llama, dataclasses.replace(FULL_HOT, patience=2), lr=0.0)  # a flat validation loss
+    assert result.steps == 3 and result.stopped_early and result.best_step == 1
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_restore_best_puts_back_the_best_evaluations_weights(tiny_llama, restore):
+    recipe = dataclasses.replace(FULL_HOT, restore_best=restore)
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    seen = {}  # the weights after each step are the weights that step's evaluation saw
+    result = fit(model, items, val, recipe, 0.1, pad_id, on_step=lambda step, _: seen.setdefault(step, trainable(model)))
+    best = min(result.curve[1:], key=lambda c: c["val_loss"])
+    assert result.best_step == best["step"] == 2 and result.steps == 6
+    torch.testing.assert_close(trainable(model), seen[2 if restore else 6], rtol=0, atol=0)
+    restored_loss = evaluate_loss(model, val, pad_id, recipe.batch_size, False)
+    assert (restored_loss == best["val_loss"]) is restore
+
+
+def test_without_validation_data_nothing_stops_or_restores(tiny_llama):
+    recipe = dataclasses.replace(FULL_HOT, patience=1)
+    model, items, _, pad_id = tiny_model(tiny_llama, recipe)
+    result = fit(model, items, [], recipe, 0.0, pad_id)
+    assert result.steps == 6 and not result.stopped_early and result.best_step == 6
+
+
+@pytest.mark.parametrize("key", ["eval_every", "patience"])
+def test_negative_eval_every_or_patience_is_a_config_error(key):
+    with pytest.raises(ConfigError, match=f"recipe.{key}"):
+        RecipeConfig(**{key: -1})
