@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
+from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--store", default=None, help="run store (default: $SFTBENCH_STORE or .sftbench/runs.sqlite)")
     run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    run.add_argument("--force", action="store_true", help="recompute every unit of work, ignoring kept results")
+    run.add_argument("--no-cache", action="store_true", help="neither reuse nor keep finished units of work")
     val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
     val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sftbench: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("sftbench: interrupted; run the same command again to start over", file=sys.stderr)
-        return 130
+        print("sftbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_USAGE
 
 
@@ -103,8 +105,10 @@ def quiet_libraries() -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from harness.cache import UnitCache, default_root
     from harness.config import load_config
     from harness.run import run
+    from harness.store import default_path
     from reports.progress import RichProgress
     from reports.results import build_results
     from reports.terminal import render
@@ -117,9 +121,18 @@ def _run(args: argparse.Namespace) -> int:
     baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
-    with RichProgress(console) as progress:
-        run_id, candidates, mains = run(cfg, progress)
+    cache = UnitCache(None if args.no_cache else default_root(Path(args.store) if args.store else default_path()),
+                      force=args.force)
+    try:
+        with RichProgress(console) as progress:
+            run_id, candidates, mains = run(cfg, progress, cache)
+    except KeyboardInterrupt:
+        kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
+               "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
+        print(f"sftbench: interrupted; {kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     results = build_results(run_id, cfg, candidates, mains, baselines)
+    results["units"] = {"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None}
     write_reports(results, out)
     if store:
         store.save(results)

@@ -38,6 +38,22 @@ def set_threads() -> int:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset_peak_rss() (Linux VmHWM), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak-memory count (Linux: writing 5 to clear_refs resets VmHWM), so each candidate's peak is
+    its own and not the largest candidate's before it. A no-op where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass

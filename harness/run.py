@@ -6,19 +6,23 @@ import gc
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from harness.config import BakeoffConfig, CandidateConfig
 from harness.bias import bias_report, render_pair_inputs
+from harness.cache import UnitCache
+from harness.config import BakeoffConfig, CandidateConfig
 from harness.data import BenchmarkSpec, Split, load_benchmark
-from harness.device import autocast, peak_rss_mb, set_threads, use_bf16
+from harness.device import autocast, peak_rss_mb, reset_peak_rss, set_threads, use_bf16
 from harness.errors import ConfigError, SftbenchError
-from harness.models import ModelHandle, count_parameters, load_model, load_tokenizer, resolve
-from harness.probes import ProbeItem, ProbeSpec, forgetting_report, load_probe, score_probe
+from harness.models import ModelHandle, count_parameters, resolve
+from harness.probes import ProbeItem, ProbeScore, ProbeSpec, forgetting_report, load_probe, score_probe
 from harness.score import METRICS, MetricValue, per_class_f1, score, score_losses
 from harness.tasks import applicable, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
+from harness.units import Bench, keep_setting, scoring_key, tune_key
 
 SCORED_SPLITS = ("test", "shifted")
 
@@ -53,6 +57,8 @@ class BenchmarkResult:
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> label -> F1
     sweep: list[dict[str, Any]] = field(default_factory=list)  # settings tried, validation score, which won
     bias: list[dict[str, Any]] = field(default_factory=list)  # counterfactual flip rates before/after tuning
+    files: dict[str, str] = field(default_factory=dict)  # resolved spec and data paths, as read
+    unit: Path | None = None  # the kept tuned setting (trainable.safetensors, peft adapter/)
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,9 @@ def resolve_all(cfg: BakeoffConfig) -> dict[str, ModelHandle]:
     return {c.name: resolve(c.model, c.revision, c.trust_remote_code) for c in cfg.candidates}
 
 
-def run(cfg: BakeoffConfig, progress: Progress = Quiet()) -> tuple[str, list[CandidateResult], dict[str, str]]:
-    """Run id, one result per candidate, and each benchmark's main metric."""
+def run(cfg: BakeoffConfig, progress: Progress = Quiet(), cache: UnitCache | None = None
+        ) -> tuple[str, list[CandidateResult], dict[str, str]]:
+    """Run id, one result per candidate, and each benchmark's main metric. Units already in `cache` are reused."""
     from tuners import load_all
 
     load_all().get(cfg.recipe.tuner)
@@ -108,20 +115,24 @@ def run(cfg: BakeoffConfig, progress: Progress = Quiet()) -> tuple[str, list[Can
     suites = load_suites(cfg)
     handles = resolve_all(cfg)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    results = [evaluate_candidate(c, handles[c.name], cfg, suites, progress) for c in cfg.candidates]
+    cache = cache or UnitCache(None)
+    results = [evaluate_candidate(c, handles[c.name], cfg, suites, cache, progress) for c in cfg.candidates]
     return run_id, results, {spec.name: spec.main_metric for spec, _ in suites.benchmarks}
 
 
 def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, suites: Suites,
-                       progress: Progress) -> CandidateResult:
-    results, params, trainable = [], 0, 0
+                       cache: UnitCache, progress: Progress) -> CandidateResult:
+    results, params, trainable, peaks = [], 0, 0, [0.0]
+    reset_peak_rss()  # this candidate's peak memory, not an earlier candidate's
+    computed = cache.computed
     for spec, splits in suites.benchmarks:
         reason = applicable(spec, handle.kind)
         if reason:
             results.append(BenchmarkResult(spec.name, spec.version, spec.task, "n/a", reason))
             continue
+        bench = Bench(handle, spec, cfg, cache)
         try:
-            result, params, trainable = tune_and_score(cand, handle, cfg, spec, splits, suites, progress)
+            result, params, trainable = tune_and_score(cand, bench, splits, suites, progress)
         except SftbenchError as err:
             result = BenchmarkResult(spec.name, spec.version, spec.task, "failed", str(err))
         except Exception as err:  # a candidate's crash must not lose the other candidates' results
@@ -129,20 +140,17 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
             result = BenchmarkResult(spec.name, spec.version, spec.task, "failed",
                                      f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
                                      f"({last.filename.split('/')[-1]}:{last.lineno})")
+        peaks += bench.peaks
+        bench.release()
         results.append(result)
         gc.collect()
     failed = [r for r in results if r.status == "failed"]
     status = "failed" if failed else "ok"
+    # Kept units carry the memory peak of the run that computed them: a run that only reuses units reports that.
+    if cache.computed > computed:
+        peaks.append(peak_rss_mb())
     return CandidateResult(cand.name, cand.model, status, failed[0].reason if failed else "", handle, params,
-                           trainable, peak_rss_mb(), results)
-
-
-def _load(handle: ModelHandle, spec: BenchmarkSpec, seed: int) -> tuple[Any, Any]:
-    import torch
-
-    torch.manual_seed(seed)  # a fresh classifier head is initialised at load time
-    head = len(spec.labels) if handle.kind == "encoder" and spec.task == "classification" else None
-    return load_model(handle, head_labels=head), load_tokenizer(handle)
+                           trainable, max(peaks), results)
 
 
 def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, kind: str, cfg: BakeoffConfig,
@@ -154,95 +162,130 @@ def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, 
     return scores, preds, seconds_per_item * 1000
 
 
-def tune_and_score(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, spec: BenchmarkSpec,
-                   splits: dict[str, Split], suites: Suites, progress: Progress) -> tuple[BenchmarkResult, int, int]:
-    recipe = cfg.recipe
-    bf16 = use_bf16(recipe.bf16)  # scoring runs under the same precision the recipe trains in
-    progress.stage(cand.name, f"loading for {spec.name}")
-    model, tokenizer = _load(handle, spec, recipe.seed)
+def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], suites: Suites,
+                   progress: Progress) -> tuple[BenchmarkResult, int, int]:
+    spec, handle, cfg = bench.spec, bench.handle, bench.cfg
+    bf16 = use_bf16(cfg.recipe.bf16)  # scoring runs under the same precision the recipe trains in
+    stage = lambda what: progress.stage(cand.name, what)  # noqa: E731
     probes = [(p, items, h) for p, items, h in suites.probes if p.model_kind == handle.kind]
-    before = []
-    for p, items, _ in probes:
-        progress.stage(cand.name, f"probing base model: {p.name}")
-        with autocast(bf16):
-            before.append(score_probe(p, items, model, tokenizer))
+    before = [probe_unit(bench, p, items, h, handle.weights_hash, bench.base, bf16, stage, "base model")
+              for p, items, h in probes]
     # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
     # untrained before tuning, so its before/after change would be noise; encoders are skipped.
-    bias = [(b, pairs, h, *render_pair_inputs(spec, pairs)) for b, pairs, h in suites.bias
-            if b.benchmark == spec.name and handle.kind == "causal"]
-    bias_before = []
-    for b, _, _, ex_a, ex_b in bias:
-        progress.stage(cand.name, f"bias probe on base model: {b.name}")
-        with autocast(bf16):
-            bias_before.append((predict(spec, ex_a, model, tokenizer, handle.kind, recipe.max_length)[0],
-                                predict(spec, ex_b, model, tokenizer, handle.kind, recipe.max_length)[0]))
-    model, trained, lr, sweep = tune(cand, handle, cfg, spec, splits, model, tokenizer, bf16, progress)
-    params, trainable = count_parameters(model)
+    bias = [(b, pairs, h) for b, pairs, h in suites.bias if b.benchmark == spec.name and handle.kind == "causal"]
+    bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, stage, "base model")
+                   for b, pairs, h in bias]
+    key, chosen, sweep = tune(cand, bench, splits, bf16, progress)
+    tuned = lambda: bench.tuned(key)  # noqa: E731
     scores, predictions, per_class, latency = {}, {}, {}, None
     for split in (s for s in SCORED_SPLITS if s in splits):
-        progress.stage(cand.name, f"scoring {spec.name}/{split}")
-        scores[split], preds, ms = _score_split(spec, splits[split], model, tokenizer, handle.kind, cfg, bf16, spec.metrics)
-        latency = latency if latency is not None else ms
-        refs = [list(ex.references) for ex in splits[split].examples]
-        if spec.task == "classification":
-            per_class[split] = per_class_f1(preds, refs)
-        if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
-            with autocast(bf16):
-                losses, counts = reference_losses(spec, splits[split].examples, model, tokenizer, recipe.max_length)
-            scores[split] |= score_losses(losses, counts, cfg.bootstrap_resamples, recipe.seed)
-        predictions[split] = preds
+        out = score_unit(bench, key, splits[split], tuned, bf16, stage)
+        scores[split] = {m: MetricValue.from_dict(v) for m, v in out["scores"].items()}
+        predictions[split] = out["predictions"]
+        if out["per_class_f1"] is not None:
+            per_class[split] = out["per_class_f1"]
+        latency = latency if latency is not None else out["latency_ms"]
     reports = []
     for (p, items, digest), b in zip(probes, before):
-        progress.stage(cand.name, f"probing tuned model: {p.name}")
-        with autocast(bf16):
-            after = score_probe(p, items, model, tokenizer)
-        reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, recipe.seed))
+        after = probe_unit(bench, p, items, digest, key, tuned, bf16, stage, "tuned model")
+        reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, cfg.recipe.seed)
+                       | {"files": {"spec": p.path, "data": p.data}})
     bias_reports = []
-    for (b, pairs, h, ex_a, ex_b), (pa, pb) in zip(bias, bias_before):
-        progress.stage(cand.name, f"bias probe on tuned model: {b.name}")
-        with autocast(bf16):
-            qa = predict(spec, ex_a, model, tokenizer, handle.kind, recipe.max_length)[0]
-            qb = predict(spec, ex_b, model, tokenizer, handle.kind, recipe.max_length)[0]
-        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h,
-                             **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, recipe.seed)})
-    result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", lr,
-                             {s: sp.sha256 for s, sp in splits.items()}, scores, trained, latency, reports, predictions,
-                             per_class, sweep, bias_reports)
-    del model
-    return result, params, trainable
+    for (b, pairs, h), (pa, pb) in zip(bias, bias_before):
+        qa, qb = bias_unit(bench, b, pairs, h, key, tuned, bf16, stage, "tuned model")
+        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h, "files": {"spec": b.path, "data": b.data},
+                             **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, cfg.recipe.seed)})
+    result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
+                             {s: sp.sha256 for s, sp in splits.items()}, scores, TrainResult(**chosen["train"]), latency,
+                             reports, predictions, per_class, sweep, bias_reports,
+                             {"spec": spec.path, **{s: sp.path for s, sp in splits.items()}}, bench.cache.folder(key))
+    return result, chosen["params"], chosen["trainable_params"]
 
 
-def tune(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, spec: BenchmarkSpec, splits: dict[str, Split],
-         model: Any, tokenizer: Any, bf16: bool, progress: Progress) -> tuple[Any, TrainResult, float, list[dict[str, Any]]]:
-    """Train every (learning rate, epochs) setting from the same base weights; keep the best on validation."""
-    from tuners import TUNERS
+def probe_unit(bench: Bench, p: ProbeSpec, items: list[ProbeItem], digest: str, model_id: str,
+               model: Callable[[], Any], bf16: bool, stage: Callable[[str], None], which: str) -> ProbeScore:
+    def compute() -> dict[str, Any]:
+        stage(f"probing {which}: {p.name}")
+        return dataclasses.asdict(score_probe(p, items, model(), bench.tokenizer))
 
+    key = scoring_key("probe", model_id, bench, bf16, probe=p.name, version=p.version, probe_kind=p.kind,
+                      data=digest, n=len(items))
+    out = bench.memo(key, compute)
+    return ProbeScore(out["correct"], out["margin"], out["correct_norm"], out["outputs"])
+
+
+def bias_unit(bench: Bench, b: Any, pairs: list[Any], digest: str, model_id: str, model: Callable[[], Any],
+              bf16: bool, stage: Callable[[str], None], which: str) -> tuple[list[str], list[str]]:
+    def compute() -> dict[str, Any]:
+        stage(f"bias probe on {which}: {b.name}")
+        ex_a, ex_b = render_pair_inputs(bench.spec, pairs)
+        m, length = model(), bench.cfg.recipe.max_length
+        return {"a": predict(bench.spec, ex_a, m, bench.tokenizer, bench.handle.kind, length)[0],
+                "b": predict(bench.spec, ex_b, m, bench.tokenizer, bench.handle.kind, length)[0]}
+
+    out = bench.memo(scoring_key("bias", model_id, bench, bf16, bias=b.name, version=b.version, data=digest), compute)
+    return out["a"], out["b"]
+
+
+def score_unit(bench: Bench, key: str, split: Split, model: Callable[[], Any], bf16: bool,
+               stage: Callable[[str], None]) -> dict[str, Any]:
+    spec, cfg = bench.spec, bench.cfg
+
+    def compute() -> dict[str, Any]:
+        stage(f"scoring {spec.name}/{split.name}")
+        m = model()
+        scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics)
+        refs = [list(ex.references) for ex in split.examples]
+        if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
+            with autocast(bf16):
+                losses, counts = reference_losses(spec, split.examples, m, bench.tokenizer, cfg.recipe.max_length)
+            scores |= score_losses(losses, counts, cfg.bootstrap_resamples, cfg.recipe.seed)
+        return {"scores": {name: v.to_dict() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
+                "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None}
+
+    return bench.memo(scoring_key("score", key, bench, bf16, split=split.name, data=split.sha256,
+                                  metrics=list(spec.metrics)), compute)
+
+
+def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bool,
+         progress: Progress) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """Tune every (learning rate, epochs) setting from the same initial state; keep the best on validation.
+
+    Returns the chosen setting's unit key and its record, and the sweep table (empty without a sweep)."""
+    spec, cfg = bench.spec, bench.cfg
     settings = cfg.settings(cand)
-    encode = lambda split: training_items(spec, splits[split].examples, tokenizer, handle.kind, cfg.recipe.max_length)  # noqa: E731
-    train_items = encode("train")
-    val_items = encode("validation") if "validation" in splits else []
-    higher = METRICS.get(spec.main_metric).higher_is_better
-    best: tuple[float, Any, TrainResult, float] | None = None
-    tried = []
-    for i, (lr, epochs) in enumerate(settings):
-        if i > 0:
-            model = _load(handle, spec, cfg.recipe.seed)[0]  # every setting starts from the same base weights
-        recipe = dataclasses.replace(cfg.recipe, epochs=epochs)
-        tuned = TUNERS.get(recipe.tuner).prepare(model, recipe, handle.kind)
-        progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
-        trained = fit(tuned, train_items, val_items, recipe, lr, tokenizer.pad_token_id, on_step=progress.step)
-        if len(settings) == 1:
-            return tuned, trained, lr, []
-        progress.stage(cand.name, f"validating lr {lr:g}, {epochs} epochs")
-        val = _score_split(spec, splits["validation"], tuned, tokenizer, handle.kind, cfg, bf16, (spec.main_metric,))[0]
-        value = val[spec.main_metric].value
-        tried.append({"learning_rate": lr, "epochs": epochs, "validation": value, "val_loss": trained.val_loss[-1]})
-        key = value if higher else -value
-        if best is None or key > best[0]:
-            best = (key, tuned, trained, lr)
-        else:
-            del tuned
-    assert best is not None
-    for t in tried:
-        t["chosen"] = t["learning_rate"] == best[3] and t["epochs"] == len(best[2].train_loss)
-    return best[1], best[2], best[3], tried
+    keys = [tune_key(bench, splits, lr, epochs) for lr, epochs in settings]
+    records = {k: bench.cache.get(k) for k in keys}
+    todo = [(k, lr, epochs) for k, (lr, epochs) in zip(keys, settings) if records[k] is None]
+    if todo:
+        bench.prepare()
+        tok, kind, length = bench.tokenizer, bench.handle.kind, cfg.recipe.max_length
+        train_items = training_items(spec, splits["train"].examples, tok, kind, length)
+        val_items = training_items(spec, splits["validation"].examples, tok, kind, length) if "validation" in splits else []
+        initial = bench.trainable_state() if len(todo) > 1 else None  # every setting starts from the same state
+        for i, (k, lr, epochs) in enumerate(todo):
+            if initial is not None and i > 0:
+                bench.load_state(initial)
+            progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
+            trained = fit(bench.model, train_items, val_items, dataclasses.replace(cfg.recipe, epochs=epochs), lr,
+                          tok.pad_token_id, on_step=progress.step)
+            validation = None
+            if len(settings) > 1:
+                progress.stage(cand.name, f"validating lr {lr:g}, {epochs} epochs")
+                val = _score_split(spec, splits["validation"], bench.model, tok, kind, cfg, bf16, (spec.main_metric,))[0]
+                validation = val[spec.main_metric].value
+            params, trainable = count_parameters(bench.model)
+            records[k] = {"learning_rate": lr, "epochs": epochs, "train": dataclasses.asdict(trained),
+                          "validation": validation, "params": params, "trainable_params": trainable,
+                          "peak_rss_mb": peak_rss_mb()}
+            keep_setting(bench, k, records[k])
+    bench.peaks += [r["peak_rss_mb"] for r in records.values()]
+    if len(settings) == 1:
+        return keys[0], records[keys[0]], []
+    sign = 1 if METRICS.get(spec.main_metric).higher_is_better else -1
+    best = max(keys, key=lambda k: sign * records[k]["validation"])  # the first of equals wins
+    bench.kept = {k: v for k, v in bench.kept.items() if k == best}
+    sweep = [{"learning_rate": records[k]["learning_rate"], "epochs": records[k]["epochs"],
+              "validation": records[k]["validation"], "val_loss": records[k]["train"]["val_loss"][-1],
+              "chosen": k == best} for k in keys]
+    return best, records[best], sweep

@@ -27,6 +27,11 @@ class MetricValue:
     per_item: list[float] = field(default_factory=list, repr=False)
     signature: str = ""
 
+    @classmethod
+    def from_dict(cls, d: dict) -> MetricValue:
+        return cls(d["value"], d["ci_low"], d["ci_high"], d["n"], d["ci_method"], d.get("per_item", []),
+                   d.get("signature", ""))
+
     def to_dict(self, per_item: bool = True) -> dict:
         out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n, "ci_method": self.method}
         if self.signature:

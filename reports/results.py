@@ -3,6 +3,7 @@
 Schema (version 1):
   schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
   recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
+  units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params,
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
@@ -10,8 +11,9 @@ Schema (version 1):
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16, curve[{step, train_loss, val_loss}], best_step, stopped_early},
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, validation, val_loss, chosen}],
-      bias[{probe, version, data_sha256, flip rates before/after with intervals, change, per attribute}],
-      probes[{probe, version, kind, n, data_sha256, before{}, after{}, forgetting{value, ci_low, ci_high},
+      bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change, per attribute}],
+      files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
+      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{}, forgetting{value, ci_low, ci_high},
               forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
 """
 from __future__ import annotations
@@ -21,29 +23,16 @@ import json
 import os
 import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.cache import package_versions
 from harness.config import BakeoffConfig
 from harness.gate import Verdict, check, recommend
 from harness.run import CandidateResult
 from harness.stats import paired_diff_ci
 
 SCHEMA_VERSION = 1
-PACKAGES = ("sftbench", "torch", "transformers", "peft", "sacrebleu", "rouge-score", "scikit-learn", "numpy")
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
 def git_sha() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -80,7 +69,7 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
              "per_class_f1": b.per_class_f1, "sweep": b.sweep,
-             "bias": b.bias}
+             "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None}
         d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
         benches.append(d)
         if b.train:
