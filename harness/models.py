@@ -250,6 +250,7 @@ def load_tokenizer(handle: ModelHandle) -> Any:
 def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
     """Causal LM, or an encoder with a fresh classification head when `head_labels` is given."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     # weights_only=True: a pickle checkpoint (allowed per candidate only) may hold tensors, never code
@@ -265,7 +266,7 @@ def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
     except pickle.UnpicklingError:  # torch's message suggests weights_only=False: the one thing not to do
         raise ModelError("refusing to unpickle: a pickle weights file holds more than tensors (it could run code)",
                          handle.path) from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # SafetensorError: a truncated or corrupt file
         raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
     model.eval()
     return model

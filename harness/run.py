@@ -286,6 +286,15 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
     best = max(keys, key=lambda k: sign * records[k]["validation"])  # the first of equals wins
     bench.kept = {k: v for k, v in bench.kept.items() if k == best}
     sweep = [{"learning_rate": records[k]["learning_rate"], "epochs": records[k]["epochs"],
-              "validation": records[k]["validation"], "val_loss": records[k]["train"]["val_loss"][-1],
-              "chosen": k == best} for k in keys]
+              "best_step": records[k]["train"].get("best_step"), "validation": records[k]["validation"],
+              "val_loss": kept_val_loss(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best} for k in keys]
     return best, records[best], sweep
+
+
+def kept_val_loss(train: dict[str, Any], restore_best: bool) -> float:
+    """Validation loss of the weights fit() returned: the best evaluation's when it restored them, else the last."""
+    if restore_best:
+        at_best = [c["val_loss"] for c in train.get("curve", []) if c["step"] == train.get("best_step")]
+        if at_best:
+            return at_best[0]
+    return train["val_loss"][-1]
