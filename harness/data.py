@@ -105,7 +105,8 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     if isinstance(refs, str):
         refs = [refs]
     target = fields.get("target")
-    if not refs or not isinstance(refs, list) or not all(isinstance(r, str) for r in [*refs, *([target] if target else [])]):
+    named = [*refs, *([target] if target else [])] if isinstance(refs, list) and refs else []
+    if not named or not all(isinstance(r, str) for r in named):
         raise ConfigError("fields.target (or fields.references) must name the target column(s)")
     labels: dict[str, str] = {}
     if task == "classification":

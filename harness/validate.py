@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.bias import BiasSpec, load_bias_suite
 from harness.config import BakeoffConfig, CandidateConfig, load_config
 from harness.data import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, SftbenchError
+from harness.probes import load_probe
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
@@ -73,19 +75,13 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
 
     benchmarks = [b for ref in cfg.benchmarks if (b := attempt(lambda r=ref: load_benchmark(r, base)))]
     for ref in cfg.probes:
-        attempt(lambda r=ref: _probe(r, base))
-    bias = [b for ref in cfg.bias if (b := attempt(lambda r=ref: _bias(r.spec, base)))]
-    names = {spec.name: spec for spec, _ in benchmarks}
-    findings += [Finding("error", source, None, f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which the "
-                         "config does not list") for b, _, _ in bias if b.benchmark not in names]
-    if any(len(cfg.settings(c)) > 1 for c in cfg.candidates):
-        findings += [Finding("error", source, None, f"a sweep picks settings on validation data, and benchmark "
-                             f"'{spec.name}' has no validation split") for spec, splits in benchmarks
-                     if "validation" not in splits]
+        attempt(lambda r=ref: load_probe(r, base))
+    bias = [b for ref in cfg.bias if (b := attempt(lambda r=ref: load_bias_suite(r.spec, base)))]
+    findings += cross_checks(cfg, benchmarks, [spec for spec, _, _ in bias])
     attempt(lambda: check_tuner(cfg.recipe.tuner))
     for cand in cfg.candidates:
         findings += attempt(lambda c=cand: check_candidate(c)) or []
-    findings += _gate_warnings(cfg, names)
+    findings += _gate_warnings(cfg, benchmarks)
     for spec, splits in benchmarks:
         findings += lint_benchmark(spec, splits, cfg.recipe.max_length)
     return findings
@@ -96,16 +92,18 @@ def _error(err: SftbenchError, source: str) -> Finding:
     return Finding("error", err.path or source, err.line, err.message)
 
 
-def _probe(ref: Any, base: Path) -> Any:
-    from harness.probes import load_probe
-
-    return load_probe(ref, base)
-
-
-def _bias(spec: str, base: Path) -> Any:
-    from harness.bias import load_bias_suite
-
-    return load_bias_suite(spec, base)
+def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]],
+                 bias: list[BiasSpec]) -> list[Finding]:
+    """Errors between suites that each loaded fine: a bias suite's benchmark missing from the config, a
+    sweep over a benchmark with no validation split."""
+    names = {spec.name for spec, _ in benchmarks}
+    findings = [Finding("error", cfg.source, None, f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which "
+                        "the config does not list") for b in bias if b.benchmark not in names]
+    if any(len(cfg.settings(c)) > 1 for c in cfg.candidates):
+        findings += [Finding("error", cfg.source, None, f"a sweep picks settings on validation data, and benchmark "
+                             f"'{spec.name}' has no validation split") for spec, splits in benchmarks
+                     if "validation" not in splits]
+    return findings
 
 
 def check_tuner(name: str) -> None:
@@ -138,19 +136,26 @@ def check_candidate(cand: CandidateConfig) -> list[Finding]:
     return []
 
 
-def _gate_warnings(cfg: BakeoffConfig, benchmarks: dict[str, BenchmarkSpec]) -> list[Finding]:
-    """A metric gate naming a benchmark or metric the run will not produce fails closed (exit 1): say so now."""
-    findings = []
-    for gate in cfg.gates:
-        if not getattr(gate, "metric", ""):
+def _gate_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
+    """A metric gate naming a benchmark, metric or split the run will not produce fails closed (exit 1): say so
+    now. (When a benchmark failed to load, its error is already reported.)"""
+    specs = {spec.name: (spec, splits) for spec, splits in benchmarks}
+    findings: list[Finding] = []
+    if len(benchmarks) < len(cfg.benchmarks):
+        return findings
+    for gate in (g for g in cfg.gates if g.metric):
+        bench, metric, *split = gate.metric.split(".")
+        if bench not in specs:
+            findings.append(Finding("warning", cfg.source, None, f"gate '{gate.name}' will fail closed: benchmark "
+                                    f"'{bench}' is not in the config ({', '.join(specs)})"))
             continue
-        bench, metric = gate.metric.split(".")[:2]
-        spec = benchmarks.get(bench)
-        extra = ("loss", "perplexity") if spec is not None and spec.task == "generation" else ()
-        if spec is None and benchmarks:
-            why = f"benchmark '{bench}' is not in the config ({', '.join(benchmarks)})"
-        elif spec is not None and metric not in (*spec.metrics, *extra):
-            why = f"benchmark '{bench}' does not compute '{metric}' ({', '.join((*spec.metrics, *extra))})"
+        spec, splits = specs[bench]
+        computed = (*spec.metrics, *(("loss", "perplexity") if spec.task == "generation" else ()))
+        scored = [s for s in ("test", "shifted") if s in splits]
+        if metric not in computed:
+            why = f"benchmark '{bench}' does not compute '{metric}' ({', '.join(computed)})"
+        elif split and split[0] not in scored:
+            why = f"benchmark '{bench}' scores no '{split[0]}' split ({', '.join(scored)})"
         else:
             continue
         findings.append(Finding("warning", cfg.source, None, f"gate '{gate.name}' will fail closed: {why}"))
@@ -260,7 +265,8 @@ def _duplicates(spec: BenchmarkSpec, split: Split, texts: list[str]) -> list[Fin
     return _capped(findings, split.path, f"duplicate rows in {split.name}")
 
 
-def _leakage(spec: BenchmarkSpec, train: Split, train_texts: list[str], other: Split, texts: list[str]) -> list[Finding]:
+def _leakage(spec: BenchmarkSpec, train: Split, train_texts: list[str], other: Split,
+             texts: list[str]) -> list[Finding]:
     found = _matches(texts, train_texts)
     findings = [Finding("warning", other.path, other.examples[i].line,
                         f"leakage: {how} of train {_row(train, j)} ({Path(train.path).name})"

@@ -5,7 +5,7 @@ safetensors file), so a case that got as far as loading weights would fail with 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -64,7 +64,6 @@ class Case:
     argv: tuple[str, ...] = ()  # extra arguments (overrides)
     commands: tuple[str, ...] = ("validate", "run")
     config: str = "bakeoff.yaml"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 CASES = [
@@ -157,7 +156,7 @@ CASES = [
          "'label' must be a string or a number, got null"),
     Case("empty-input", {"bench/train.jsonl": jsonl(TRAIN[:3]) + row(text="   ", label="refund")},
          "bench/train.jsonl", 4, "'text' is empty"),
-    Case("data-not-utf8", {"bench/train.jsonl": jsonl(TRAIN[:1]).encode() + b'{"text": "caf\xe9", "label": "refund"}\n'},
+    Case("data-not-utf8", {"bench/train.jsonl": jsonl(TRAIN[:1]).encode() + b'{"text": "caf\xe9"}\n'},
          "bench/train.jsonl", 2, "not UTF-8"),
     Case("csv-column-count", {"bench/benchmark.yaml": bench(splits={"train": "train.csv", "test": "test.jsonl"}),
                               "bench/train.csv": "text,label\nhello,refund\nhi,there,billing\n"},
@@ -165,10 +164,11 @@ CASES = [
     Case("unsupported-format", {"bench/benchmark.yaml": bench(splits={"train": "train.txt", "test": "test.jsonl"}),
                                 "bench/train.txt": "hello\n"}, "bench/train.txt", None, "unsupported data format"),
     # probe and bias suites
-    Case("probe-unknown-kind", {"bakeoff.yaml": config("probes: [probe/probe.yaml]\n"),
-                                "probe/probe.yaml": PROBE.replace("multiple_choice", "trivia"), "probe/items.jsonl": ITEM},
+    Case("probe-unknown-kind", {"bakeoff.yaml": config("probes: [probe/probe.yaml]\n"), "probe/items.jsonl": ITEM,
+                                "probe/probe.yaml": PROBE.replace("multiple_choice", "trivia")},
          "probe/probe.yaml", None, "unknown probe kind 'trivia'"),
-    Case("probe-item-no-distractors", {"bakeoff.yaml": config("probes: [probe/probe.yaml]\n"), "probe/probe.yaml": PROBE,
+    Case("probe-item-no-distractors", {"bakeoff.yaml": config("probes: [probe/probe.yaml]\n"),
+                                       "probe/probe.yaml": PROBE,
                                        "probe/items.jsonl": ITEM + row(prompt="Two and two make", answer="four")},
          "probe/items.jsonl", 2, "has no 'distractors'"),
     Case("bias-label-outside-set", {"bakeoff.yaml": config("bias: [bias/probe.yaml]\n"), "bias/probe.yaml": BIAS,

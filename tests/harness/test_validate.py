@@ -22,7 +22,8 @@ def brute_force(left, right, threshold):
         return len(a & b) / len(a | b) if a and b else 0.0
 
     if right is None:
-        return {(i, j) for i, j in itertools.combinations(range(len(left)), 2) if jaccard(left[i], left[j]) >= threshold}
+        pairs = itertools.combinations(range(len(left)), 2)
+        return {(i, j) for i, j in pairs if jaccard(left[i], left[j]) >= threshold}
     return {(i, j) for i in range(len(left)) for j in range(len(right)) if jaccard(left[i], right[j]) >= threshold}
 
 
@@ -107,7 +108,8 @@ def test_label_imbalance_and_capped_listing(tmp_path):
 def test_ten_thousand_rows_lint_fast(tmp_path):
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(3000)]
-    train = [(" ".join(rng.choices(vocab, k=rng.randint(5, 40))), "refund" if i % 2 else "billing") for i in range(10_000)]
+    train = [(" ".join(rng.choices(vocab, k=rng.randint(5, 40))), "refund" if i % 2 else "billing")
+             for i in range(10_000)]
     test = [(" ".join(rng.choices(vocab, k=20)), "refund") for _ in range(2000)] + [train[7]]
     spec, splits = write_bench(tmp_path, train, test, labels=("refund", "billing"))
     start = time.perf_counter()
@@ -124,12 +126,15 @@ def test_bundled_suites_are_clean():
 
 def test_gates_that_will_fail_closed_are_warned(tmp_path):
     cfg = load_config(None, ["gates=[{metric: support_intents.bleu}, {metric: nosuch.accuracy}, "
-                             "{metric: support_intents.macro_f1.shifted}]"])
+                             "{metric: support_intents.macro_f1.shifted}, "
+                             "{metric: support_intents.accuracy.validation}]"])
     warnings = [f.message for f in lint(cfg)]
     assert warnings == [
         "gate 'support_intents.bleu >= 0' will fail closed: benchmark 'support_intents' does not compute 'bleu' "
         "(accuracy, macro_f1)",
-        "gate 'nosuch.accuracy >= 0' will fail closed: benchmark 'nosuch' is not in the config (support_intents)"]
+        "gate 'nosuch.accuracy >= 0' will fail closed: benchmark 'nosuch' is not in the config (support_intents)",
+        "gate 'support_intents.accuracy.validation >= 0' will fail closed: benchmark 'support_intents' scores no "
+        "'validation' split (test, shifted)"]
 
 
 def test_errors_are_collected_per_suite(tmp_path):
