@@ -5,7 +5,7 @@ Errors are what `run` would refuse (exit 2). Warnings are data problems a run su
 numbers should know about:
 - duplicate rows within a split, and train rows that reappear in validation/test/shifted (leakage),
   exact, equal after normalisation (lowercase, punctuation dropped, whitespace collapsed), or near
-  (token-set Jaccard >= NEAR; found with prefix filtering, so 10k rows take well under a second);
+  (token-set Jaccard >= NEAR, found with prefix filtering: AG News, 10k train and 7.6k test rows, in ~2 s);
 - label imbalance in train (majority/minority > IMBALANCE) and declared labels with no train rows;
 - rows whose rendered prompt plus target likely exceed recipe.max_length tokens. No tokenizer is loaded
   here (candidates differ and loading one is the slow part), so the count is estimated as the larger of
@@ -13,7 +13,8 @@ numbers should know about:
   it does not promise the others fit. Measured against the real tokenizers on the bundled intents and
   ticket data and AG News: median estimate/real 1.03-1.17 (SmolLM2 BPE and MiniLM WordPiece), and
   below the real count for 9-34% of rows; a chat template adds its own tokens on top.
-Lints look at the rows a run uses, after the config's max_train/max_test caps.
+Lints look at the rows a run uses, after the config's max_train/max_test caps. `validate`/`lint` load
+everything themselves; `run_warnings` lints suites a run has already loaded, for its results.json.
 """
 from __future__ import annotations
 
@@ -81,10 +82,13 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
     attempt(lambda: check_tuner(cfg.recipe.tuner))
     for cand in cfg.candidates:
         findings += attempt(lambda c=cand: check_candidate(c)) or []
-    findings += _gate_warnings(cfg, benchmarks)
-    for spec, splits in benchmarks:
-        findings += lint_benchmark(spec, splits, cfg.recipe.max_length)
-    return findings
+    return findings + run_warnings(cfg, benchmarks)
+
+
+def run_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
+    """The warnings a run can store in results.json, from the benchmarks it has already loaded."""
+    return gate_warnings(cfg, benchmarks) + [f for spec, splits in benchmarks
+                                             for f in lint_benchmark(spec, splits, cfg.recipe.max_length)]
 
 
 def _error(err: SftbenchError, source: str) -> Finding:
@@ -136,7 +140,7 @@ def check_candidate(cand: CandidateConfig) -> list[Finding]:
     return []
 
 
-def _gate_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
+def gate_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
     """A metric gate naming a benchmark, metric or split the run will not produce fails closed (exit 1): say so
     now. (When a benchmark failed to load, its error is already reported.)"""
     specs = {spec.name: (spec, splits) for spec, splits in benchmarks}
