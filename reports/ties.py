@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.compare import higher_is_better, paired_difference
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 from reports.format import main_metrics
 
 ALPHA = 0.05
@@ -69,7 +69,10 @@ def _significant(metric: str, leader: tuple[str, dict[str, Any], str | None],
 
 def tie_groups(results: dict[str, Any], bench: str, metric: str) -> TieGroups:
     scored = _scored(results, bench, metric)
-    sign = 1 if higher_is_better(metric) else -1
+    try:
+        sign = 1 if higher_is_better(metric) else -1
+    except ConfigError:  # a stored run scored with a metric this version no longer registers
+        return TieGroups(bench, metric, [], {}, [f"{metric}: no longer a registered metric, so no direction to rank"])
     scored.sort(key=lambda s: -sign * s[1]["value"])  # stable: equal values keep the results' order
     resamples, seed = _settings(results)
     group: dict[str, int] = {}

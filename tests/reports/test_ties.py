@@ -73,6 +73,11 @@ def test_what_cannot_be_paired_gets_its_own_group_with_the_reason():
     assert ties.group == {"a": 1, "twin": 1}  # identical items: the same group
 
 
+def test_a_metric_no_longer_registered_ranks_nothing_and_says_why():
+    ties = tie_groups(results_with({"a": right_on((0, 9))}, metric="retired"), "b", "retired")
+    assert (ties.order, ties.group) == ([], {}) and "no longer a registered metric" in ties.notes[0]
+
+
 def test_empty_results():
     assert all_tie_groups({"candidates": []}) == []
     assert ranked({"candidates": []}, []) == []
