@@ -125,13 +125,13 @@ def _run(args: argparse.Namespace) -> int:
                       force=args.force)
     try:
         with RichProgress(console) as progress:
-            run_id, candidates, mains = run(cfg, progress, cache)
+            bakeoff = run(cfg, progress, cache)
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
                "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
         print(f"sftbench: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    results = build_results(run_id, cfg, candidates, mains, baselines)
+    results = build_results(bakeoff, cfg, baselines)
     results["units"] = {"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None}
     write_reports(results, out)
     if store:

@@ -41,6 +41,20 @@ class Quiet:
 
 
 @dataclass(frozen=True)
+class Tell:
+    """One candidate's progress: a line per stage, a bar per loop."""
+
+    progress: Progress
+    candidate: str
+
+    def stage(self, what: str) -> None:
+        self.progress.stage(self.candidate, what)
+
+    def step(self, done: int, total: int) -> None:
+        self.progress.step(done, total)
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
     benchmark: str
     version: str
@@ -84,40 +98,52 @@ class Suites:
 def load_suites(cfg: BakeoffConfig) -> Suites:
     """Read every spec and data file before any model loads, so bad input fails fast (exit 2)."""
     from harness.bias import load_bias_suite
+    from harness.validate import cross_checks
 
     suites = Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
                     [load_probe(p, cfg.base_dir) for p in cfg.probes],
                     [load_bias_suite(b.spec, cfg.base_dir) for b in cfg.bias])
-    names = {spec.name for spec, _ in suites.benchmarks}
-    for b, _, _ in suites.bias:
-        if b.benchmark not in names:
-            raise ConfigError(f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which the config does not list",
-                              cfg.source or None)
-    sweeping = any(len(cfg.settings(c)) > 1 for c in cfg.candidates)
-    for spec, splits in suites.benchmarks:
-        if sweeping and "validation" not in splits:
-            raise ConfigError(f"a sweep picks settings on validation data, and benchmark '{spec.name}' has no "
-                              "validation split", cfg.source or None)
+    errors = cross_checks(cfg, suites.benchmarks, [b for b, _, _ in suites.bias])
+    if errors:
+        raise ConfigError(errors[0].message, errors[0].path or None, errors[0].line)
     return suites
 
 
-def resolve_all(cfg: BakeoffConfig) -> dict[str, ModelHandle]:
-    return {c.name: resolve(c.model, c.revision, c.trust_remote_code) for c in cfg.candidates}
+def resolve_all(cfg: BakeoffConfig, progress: Progress = Quiet()) -> dict[str, ModelHandle]:
+    handles = {}
+    for c in cfg.candidates:
+        progress.stage(c.name, "resolving model")  # a bundled GGUF model is converted once, with a bar
+        handles[c.name] = resolve(c.model, c.revision, c.trust_remote_code, c.allow_pickle, on_step=progress.step)
+    return handles
 
 
-def run(cfg: BakeoffConfig, progress: Progress = Quiet(), cache: UnitCache | None = None
-        ) -> tuple[str, list[CandidateResult], dict[str, str]]:
-    """Run id, one result per candidate, and each benchmark's main metric. Units already in `cache` are reused."""
+@dataclass(frozen=True)
+class Bakeoff:
+    run_id: str
+    candidates: list[CandidateResult]
+    main_metrics: dict[str, str]  # benchmark -> its main metric
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # data lint findings that did not stop the run
+
+
+def run(cfg: BakeoffConfig, progress: Progress = Quiet(), cache: UnitCache | None = None) -> Bakeoff:
+    """Every candidate through the pipeline. Units already in `cache` are reused, finished ones kept there."""
+    from harness.validate import run_warnings
     from tuners import load_all
 
-    load_all().get(cfg.recipe.tuner)
+    try:  # everything that can reject the input runs before any model loads
+        load_all().get(cfg.recipe.tuner)
+        suites = load_suites(cfg)
+        handles = resolve_all(cfg, progress)
+    except SftbenchError as err:
+        if err.path is None and cfg.source:  # an unknown name is an error in the config that named it
+            err.path = cfg.source
+        raise
+    warnings = [f.to_dict() for f in run_warnings(cfg, suites.benchmarks)]
     set_threads()
-    suites = load_suites(cfg)
-    handles = resolve_all(cfg)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     cache = cache or UnitCache(None)
     results = [evaluate_candidate(c, handles[c.name], cfg, suites, cache, progress) for c in cfg.candidates]
-    return run_id, results, {spec.name: spec.main_metric for spec, _ in suites.benchmarks}
+    return Bakeoff(run_id, results, {spec.name: spec.main_metric for spec, _ in suites.benchmarks}, warnings)
 
 
 def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffConfig, suites: Suites,
@@ -154,9 +180,10 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
 
 
 def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, kind: str, cfg: BakeoffConfig,
-                 bf16: bool, metrics: tuple[str, ...]) -> tuple[dict[str, MetricValue], list[str], float]:
+                 bf16: bool, metrics: tuple[str, ...], tell: Tell) -> tuple[dict[str, MetricValue], list[str], float]:
     with autocast(bf16):
-        preds, seconds_per_item = predict(spec, split.examples, model, tokenizer, kind, cfg.recipe.max_length)
+        preds, seconds_per_item = predict(spec, split.examples, model, tokenizer, kind, cfg.recipe.max_length,
+                                          on_step=tell.step)
     refs = [list(ex.references) for ex in split.examples]
     scores = {m: score(m, preds, refs, cfg.bootstrap_resamples, cfg.recipe.seed) for m in metrics}
     return scores, preds, seconds_per_item * 1000
@@ -166,20 +193,20 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
                    progress: Progress) -> tuple[BenchmarkResult, int, int]:
     spec, handle, cfg = bench.spec, bench.handle, bench.cfg
     bf16 = use_bf16(cfg.recipe.bf16)  # scoring runs under the same precision the recipe trains in
-    stage = lambda what: progress.stage(cand.name, what)  # noqa: E731
+    tell = Tell(progress, cand.name)
     probes = [(p, items, h) for p, items, h in suites.probes if p.model_kind == handle.kind]
-    before = [probe_unit(bench, p, items, h, handle.weights_hash, bench.base, bf16, stage, "base model")
+    before = [probe_unit(bench, p, items, h, handle.weights_hash, bench.base, bf16, tell, "base model")
               for p, items, h in probes]
     # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
     # untrained before tuning, so its before/after change would be noise; encoders are skipped.
     bias = [(b, pairs, h) for b, pairs, h in suites.bias if b.benchmark == spec.name and handle.kind == "causal"]
-    bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, stage, "base model")
+    bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, tell, "base model")
                    for b, pairs, h in bias]
     key, chosen, sweep = tune(cand, bench, splits, bf16, progress)
     tuned = lambda: bench.tuned(key)  # noqa: E731
     scores, predictions, per_class, latency = {}, {}, {}, None
     for split in (s for s in SCORED_SPLITS if s in splits):
-        out = score_unit(bench, key, splits[split], tuned, bf16, stage)
+        out = score_unit(bench, key, splits[split], tuned, bf16, tell)
         scores[split] = {m: MetricValue.from_dict(v) for m, v in out["scores"].items()}
         predictions[split] = out["predictions"]
         if out["per_class_f1"] is not None:
@@ -187,12 +214,12 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
         latency = latency if latency is not None else out["latency_ms"]
     reports = []
     for (p, items, digest), b in zip(probes, before):
-        after = probe_unit(bench, p, items, digest, key, tuned, bf16, stage, "tuned model")
+        after = probe_unit(bench, p, items, digest, key, tuned, bf16, tell, "tuned model")
         reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, cfg.recipe.seed)
                        | {"files": {"spec": p.path, "data": p.data}})
     bias_reports = []
     for (b, pairs, h), (pa, pb) in zip(bias, bias_before):
-        qa, qb = bias_unit(bench, b, pairs, h, key, tuned, bf16, stage, "tuned model")
+        qa, qb = bias_unit(bench, b, pairs, h, key, tuned, bf16, tell, "tuned model")
         bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h, "files": {"spec": b.path, "data": b.data},
                              **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, cfg.recipe.seed)})
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
@@ -203,10 +230,10 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
 
 
 def probe_unit(bench: Bench, p: ProbeSpec, items: list[ProbeItem], digest: str, model_id: str,
-               model: Callable[[], Any], bf16: bool, stage: Callable[[str], None], which: str) -> ProbeScore:
+               model: Callable[[], Any], bf16: bool, tell: Tell, which: str) -> ProbeScore:
     def compute() -> dict[str, Any]:
-        stage(f"probing {which}: {p.name}")
-        return dataclasses.asdict(score_probe(p, items, model(), bench.tokenizer))
+        tell.stage(f"probing {which}: {p.name}")
+        return dataclasses.asdict(score_probe(p, items, model(), bench.tokenizer, on_step=tell.step))
 
     key = scoring_key("probe", model_id, bench, bf16, probe=p.name, version=p.version, probe_kind=p.kind,
                       data=digest, n=len(items))
@@ -215,30 +242,31 @@ def probe_unit(bench: Bench, p: ProbeSpec, items: list[ProbeItem], digest: str, 
 
 
 def bias_unit(bench: Bench, b: Any, pairs: list[Any], digest: str, model_id: str, model: Callable[[], Any],
-              bf16: bool, stage: Callable[[str], None], which: str) -> tuple[list[str], list[str]]:
+              bf16: bool, tell: Tell, which: str) -> tuple[list[str], list[str]]:
     def compute() -> dict[str, Any]:
-        stage(f"bias probe on {which}: {b.name}")
+        tell.stage(f"bias probe on {which}: {b.name}")
         ex_a, ex_b = render_pair_inputs(bench.spec, pairs)
         m, length = model(), bench.cfg.recipe.max_length
-        return {"a": predict(bench.spec, ex_a, m, bench.tokenizer, bench.handle.kind, length)[0],
-                "b": predict(bench.spec, ex_b, m, bench.tokenizer, bench.handle.kind, length)[0]}
+        return {"a": predict(bench.spec, ex_a, m, bench.tokenizer, bench.handle.kind, length, on_step=tell.step)[0],
+                "b": predict(bench.spec, ex_b, m, bench.tokenizer, bench.handle.kind, length, on_step=tell.step)[0]}
 
     out = bench.memo(scoring_key("bias", model_id, bench, bf16, bias=b.name, version=b.version, data=digest), compute)
     return out["a"], out["b"]
 
 
 def score_unit(bench: Bench, key: str, split: Split, model: Callable[[], Any], bf16: bool,
-               stage: Callable[[str], None]) -> dict[str, Any]:
+               tell: Tell) -> dict[str, Any]:
     spec, cfg = bench.spec, bench.cfg
 
     def compute() -> dict[str, Any]:
-        stage(f"scoring {spec.name}/{split.name}")
+        tell.stage(f"scoring {spec.name}/{split.name}")
         m = model()
-        scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics)
+        scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics, tell)
         refs = [list(ex.references) for ex in split.examples]
         if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
             with autocast(bf16):
-                losses, counts = reference_losses(spec, split.examples, m, bench.tokenizer, cfg.recipe.max_length)
+                losses, counts = reference_losses(spec, split.examples, m, bench.tokenizer, cfg.recipe.max_length,
+                                                  on_step=tell.step)
             scores |= score_losses(losses, counts, cfg.bootstrap_resamples, cfg.recipe.seed)
         return {"scores": {name: v.to_dict() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
                 "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None}
@@ -272,7 +300,8 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
             validation = None
             if len(settings) > 1:
                 progress.stage(cand.name, f"validating lr {lr:g}, {epochs} epochs")
-                val = _score_split(spec, splits["validation"], bench.model, tok, kind, cfg, bf16, (spec.main_metric,))[0]
+                val = _score_split(spec, splits["validation"], bench.model, tok, kind, cfg, bf16, (spec.main_metric,),
+                                   Tell(progress, cand.name))[0]
                 validation = val[spec.main_metric].value
             params, trainable = count_parameters(bench.model)
             records[k] = {"learning_rate": lr, "epochs": epochs, "train": dataclasses.asdict(trained),

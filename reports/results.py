@@ -4,6 +4,7 @@ Schema (version 1):
   schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
   recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
+  warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params,
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
@@ -29,7 +30,7 @@ from typing import Any
 from harness.cache import package_versions
 from harness.config import BakeoffConfig
 from harness.gate import Verdict, check, recommend
-from harness.run import CandidateResult
+from harness.run import Bakeoff, CandidateResult
 from harness.stats import paired_diff_ci
 
 SCHEMA_VERSION = 1
@@ -87,11 +88,12 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "benchmarks": benches}
 
 
-def build_results(run_id: str, cfg: BakeoffConfig, candidates: list[CandidateResult],
-                  main_metrics: dict[str, str], baselines: dict[str, Any] | None = None) -> dict[str, Any]:
-    cands = [candidate_dict(c, main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed) for c in candidates]
+def build_results(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | None = None) -> dict[str, Any]:
+    cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed)
+             for c in bakeoff.candidates]
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
-    return finish(run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts)
+    return finish(bakeoff.run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts) | {
+        "warnings": bakeoff.warnings}
 
 
 def finish(run_id: str, name: str, config_hash: str, config: dict[str, Any], cands: list[dict[str, Any]],

@@ -39,6 +39,12 @@ def bakeoff(cfg: Path, out: Path, *extra: str) -> dict:
 def test_rerun_reuses_every_unit_with_identical_results(tiny_config, tmp_path, capsys):
     first = bakeoff(tiny_config, tmp_path / "a")
     assert first["units"]["reused"] == 0 and first["units"]["computed"] > 0
+    # every path the config names is recorded as resolved: model folders, specs, data files, the kept adapter
+    bench = first["candidates"][0]["benchmarks"][0]
+    paths = [first["candidates"][0]["path"], bench["unit"], *bench["files"].values(),
+             *bench["probes"][0]["files"].values(), *bench["bias"][0]["files"].values()]
+    assert set(bench["files"]) == {"spec", "train", "validation", "test", "shifted"}
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in paths), paths
     second = bakeoff(tiny_config, tmp_path / "b")
     assert second["units"] == first["units"] | {"reused": first["units"]["computed"], "computed": 0}
     assert numbers(second) == numbers(first)

@@ -49,3 +49,10 @@ gates:
     assert by_name["minilm-l6"]["benchmarks"][0]["status"] == "ok"
     assert smol["train"]["val_loss"][-1] < smol["train"]["val_loss"][0]
     assert code in (0, 1) and "smollm2-135m" in stdout
+    # issue 7's memory target: a SmolLM2-135M LoRA bake-off stays under 4 GB resident
+    assert 0 < by_name["smollm2-135m"]["cost"]["peak_rss_mb"] < 4096
+    # the same command again reuses every unit (no model is loaded) and reports the same numbers
+    assert main(["run", str(cfg), "--out", str(tmp_path / "again"), "--quiet"]) == code
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["units"]["computed"] == 0 and again["units"]["reused"] == results["units"]["computed"]
+    assert again["candidates"] == results["candidates"]
