@@ -62,3 +62,12 @@ def bias_measured(results: dict[str, Any]) -> bool:
     """Whether the run asked for a bias probe, or any candidate carries one (a stored run without config)."""
     return bool((results.get("config") or {}).get("bias")) or any(
         bias_reports(c) for c in results.get("candidates", []))
+
+
+def warning_lines(results: dict[str, Any]) -> list[str]:
+    """The data lint's warnings a run stored (`sftbench validate` shows the same), as `path:line: message`."""
+    out = []
+    for w in results.get("warnings") or []:
+        where = f"{w.get('path') or ''}:{w['line']}" if w.get("line") else (w.get("path") or "")
+        out.append(f"{where}: {w['message']}" if where else w["message"])
+    return out

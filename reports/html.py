@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from reports.format import BIAS_NOTE, bias_measured, gate_failure
+from reports.format import BIAS_NOTE, bias_measured, gate_failure, warning_lines
 from reports.plots import FIGURES, main_metrics, metric_scale
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -298,6 +298,13 @@ def provenance(results: dict[str, Any]) -> str:
             f"<details><summary>configuration</summary><pre>{_e(config)}</pre></details>")
 
 
+def data_warnings(results: dict[str, Any]) -> str:
+    lines = warning_lines(results)
+    if not lines:
+        return "<p>None: the data lint (duplicates, leakage, label balance, lengths) found nothing.</p>"
+    return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
+
+
 def render_html(results: dict[str, Any]) -> str:
     """The whole report as one HTML document."""
     name, run_id = results.get("name", ""), results.get("run_id", "")
@@ -311,6 +318,7 @@ def render_html(results: dict[str, Any]) -> str:
     body = [f"<h1>sftbench &middot; {_e(name)}</h1>", f'<p class="meta">{meta}</p>', verdict,
             "<h2>Leaderboard</h2>", leaderboard(results, all_tie_groups(results)), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),
+            "<h2>Data warnings</h2>", data_warnings(results),
             "<h2>Bias: counterfactual flip rates before and after tuning</h2>", bias_section(results),
             "<h2>Figures</h2>", figures(results),
             "<h2>Most forgotten probe items</h2>", most_forgotten(results),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reports.format import BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, metric_text
+from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, metric_text,
+                            warning_lines)
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -88,5 +89,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"- {escape(v['candidate'])} / {escape(v['gate'])}: {escape(v['message'])}" for v in failed]
     if not results["gates"]:
         lines += ["", "No gates configured: every candidate that ran passes."]
+    warnings = warning_lines(results)
+    if warnings:
+        lines += ["", "Data warnings (`sftbench validate` lints the same):", ""] + [f"- {escape(w)}" for w in warnings]
     lines += ["", f"config {escape(results.get('config_hash', ''))} · git {escape(results.get('git_sha', ''))}"]
     return "\n".join(lines) + "\n"

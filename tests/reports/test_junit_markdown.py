@@ -112,3 +112,25 @@ def test_escape():
     assert escape("[x](http://e) `c` *e* _u_ \\") == r"\[x\](http://e) \`c\` \*e\* \_u\_ \\"
     assert escape("two\nlines\r\n") == "two lines"
     assert escape("\x1b[1mbold\x00") == r"\[1mbold"
+
+
+def test_data_warnings_reach_every_report_escaped():
+    import io
+
+    from rich.console import Console
+
+    from reports.html import render_html
+    from reports.terminal import render
+    from tests.reports.sample import sample_results
+
+    results = sample_results() | {"warnings": [
+        {"level": "warning", "path": "/data/train.jsonl", "line": 7, "message": "row 7 duplicates row 3 <script>x</script>"},
+        {"level": "warning", "path": "/data/test.jsonl", "line": None, "message": "label 'refund' has 1 train row"}]}
+    md = render_markdown(results)
+    assert "- /data/train.jsonl:7: row 7 duplicates row 3" in md and "/data/test.jsonl: label 'refund'" in md
+    page = render_html(results)
+    assert "duplicates row 3 &lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
+    out = io.StringIO()
+    render(results, Console(file=out, width=200, color_system=None))
+    assert "data warning: /data/train.jsonl:7: row 7 duplicates row 3 <script>x</script>" in out.getvalue()
+    assert "Data warnings" not in render_markdown(sample_results())  # nothing to say: no section
