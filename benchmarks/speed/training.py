@@ -1,0 +1,226 @@
+"""Speed benchmark (not a test): LoRA training throughput of sftbench's loop (harness/train.py `fit`)
+against the standard stack (transformers Trainer + peft), in one process, on the same model, rows,
+LoRA config, learning rate, schedule, epochs and batch size, with answer-only labels in every arm.
+
+Arms, each on freshly loaded base weights with the same LoRA init (tuners/lora, seeded):
+  trainer          Trainer with its default arguments (fp32, random batches)
+  trainer-best     Trainer with its best CPU settings: bf16=True (needs use_cpu=True on a CPU), and
+                   group_by_length (train_sampling_strategy="group_by_length" in transformers 5)
+  sftbench         harness.train.fit with the shipped recipe (bf16 autocast where the CPU has it,
+                   length-grouped batches, LM head applied at answer positions only)
+Only the training call is timed. Tokens/s counts non-padding tokens, the same count for every arm.
+"Final loss" is the mean answer-token loss of the trained model over the training rows, evaluated the
+same way (fp32, no dropout) for every arm, so the arms are compared on the same number.
+
+Model FLOPs (LoRA, base weights frozen), per training token:
+  forward  2*N_body + 2*N_lora            (N_body: transformer-layer weights, embeddings excluded)
+  backward 2*N_body + 4*N_lora            (activation gradients through every layer, since every layer
+                                           holds adapters; weight gradients for the adapters only)
+  plus the LM head at the A answer positions only (the loss needs no other logits): 4*d*V*A in all.
+Attention-score FLOPs (~2% at ~100 tokens) and norms are not counted. An arm that computes logits at
+every position does more work than this; the formula counts the work the task needs, for every arm.
+MFU = model FLOPs/s over a matmul peak measured here (square matmuls, fp32 and bf16).
+
+    .venv/bin/python benchmarks/speed/training.py [--rows 96] [--epochs 1] [--order abccba]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see harness/cli.py
+
+import torch  # noqa: E402
+
+from harness.config import BUNDLED_DIR, RecipeConfig, SuiteRef  # noqa: E402
+from harness.data import load_benchmark  # noqa: E402
+from harness.device import peak_rss_mb, set_threads, use_bf16  # noqa: E402
+from harness.encode import Encoded  # noqa: E402
+from harness.models import load_model, load_tokenizer, resolve  # noqa: E402
+from harness.tasks import training_items  # noqa: E402
+from harness.train import evaluate_loss, fit  # noqa: E402
+from tuners import load_all  # noqa: E402
+
+ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench"}
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    arm: str
+    seconds: float  # wall clock
+    cpu_seconds: float  # this process's CPU time: less sensitive to other jobs on a shared machine
+    own_loss: float  # the loss the arm itself reports (Trainer: mean over steps; fit: last epoch)
+    final_loss: float  # mean answer-token loss over the training rows after training, fp32
+
+
+def load_items(rows: int, tokenizer, max_length: int) -> list[Encoded]:
+    spec, splits = load_benchmark(SuiteRef("support_intents", max_train=rows), BUNDLED_DIR)
+    return training_items(spec, splits["train"].examples, tokenizer, "causal", max_length)
+
+
+def fresh_lora(handle, recipe: RecipeConfig):
+    model = load_model(handle)
+    return load_all().get("lora").prepare(model, recipe, "causal")
+
+
+def train_with_trainer(model, tokenizer, items: list[Encoded], recipe: RecipeConfig, best: bool) -> float:
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
+
+    rows = [{"input_ids": it.input_ids, "attention_mask": [1] * len(it.input_ids), "labels": it.labels} for it in items]
+    settings = {"bf16": True, "use_cpu": True, "train_sampling_strategy": "group_by_length"} if best else {}
+    # Warm-up in whole steps, rounded down as fit() rounds it (a float here would be a ratio rounded up).
+    warmup = int(math.ceil(len(items) / recipe.batch_size) * recipe.epochs * recipe.warmup_ratio)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=recipe.batch_size, num_train_epochs=recipe.epochs,
+            learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay, warmup_steps=warmup,
+            seed=recipe.seed, report_to=[], save_strategy="no", disable_tqdm=True, **settings)
+        # Pads input_ids, attention_mask and labels (with -100) to the longest row of each batch.
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)  # terminal output only
+        return float(trainer.train().training_loss)
+
+
+def train_with_fit(model, items: list[Encoded], recipe: RecipeConfig, pad_id: int) -> float:
+    result = fit(model, items, [], recipe, recipe.learning_rate, pad_id)  # no validation rows: nothing untimed
+    return result.train_loss[-1]
+
+
+def run_arm(arm: str, handle, tokenizer, items: list[Encoded], recipe: RecipeConfig) -> ArmRun:
+    model = fresh_lora(handle, recipe)
+    start, cpu = time.perf_counter(), time.process_time()
+    if arm == "sftbench":
+        own = train_with_fit(model, items, recipe, tokenizer.pad_token_id)
+    else:
+        own = train_with_trainer(model, tokenizer, items, recipe, best=arm == "trainer-best")
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    final = evaluate_loss(model, items, tokenizer.pad_token_id, recipe.batch_size, bf16=False)
+    del model
+    gc.collect()
+    return ArmRun(arm, seconds, cpu_seconds, own, final)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 1.5) -> tuple[float, float]:
+    """Throughput of (n x n) @ (n x n) in this dtype: GFLOP per wall second and per CPU second, best of 3."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up (oneDNN picks its kernel)
+    wall = cpu = 0.0
+    for _ in range(3):
+        reps, start, cpu_start = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds / 3:
+            torch.mm(a, b)
+            reps += 1
+        flop = 2 * n ** 3 * reps / 1e9
+        wall = max(wall, flop / (time.perf_counter() - start))
+        cpu = max(cpu, flop / (time.process_time() - cpu_start))
+    return wall, cpu
+
+
+def model_flops(handle, tokenizer, items: list[Encoded], recipe: RecipeConfig) -> tuple[float, str]:
+    """Model FLOPs of one training run (see the module docstring) and the formula with its numbers."""
+    model = fresh_lora(handle, recipe)
+    n_body = sum(p.numel() for name, p in model.named_parameters()
+                 if "lora_" not in name and "embed_tokens" not in name and "lm_head" not in name)
+    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    head = model.get_output_embeddings().weight.numel()  # d * V
+    del model
+    tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
+    answers = sum(sum(t != -100 for t in it.labels) for it in items) * recipe.epochs
+    flops = 4 * n_body * tokens + 6 * n_lora * tokens + 4 * head * answers
+    formula = (f"4*N_body*T + 6*N_lora*T + 4*d*V*A with N_body={n_body / 1e6:.1f}M, N_lora={n_lora / 1e6:.2f}M, "
+               f"d*V={head / 1e6:.1f}M, T={tokens}, A={answers}")
+    return flops, formula
+
+
+def bakeoff_peak_rss(rows: int) -> float:
+    """Peak RSS (MB) of a real SmolLM2-135M LoRA bake-off (tune, score, knowledge probe before and after)
+    run as a child process, so nothing this benchmark loaded counts against it."""
+    import resource
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bakeoff.yaml"
+        cfg.write_text(
+            "name: speed-rss\ncandidates: [{model: smollm2-135m, learning_rate: 1e-3}]\n"
+            "recipe: {tuner: lora, epochs: 1, max_length: 192}\n"
+            f"benchmarks: [{{spec: support_intents, max_train: {rows}, max_validation: 32, max_test: 64}}]\n"
+            "probes: [{spec: general_knowledge, max_items: 60}]\n", encoding="utf-8")
+        code = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+        subprocess.run([sys.executable, "-c", code, "run", str(cfg), "--out", str(Path(tmp) / "out"), "--quiet",
+                        "--no-store"], check=True, cwd=Path(__file__).resolve().parents[2])
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def summarise(runs: list[ArmRun], tokens_per_run: int, flops_per_run: float,
+              peaks: dict[str, tuple[float, float]], bf16: bool) -> dict[str, tuple[float, float]]:
+    """Per arm: tokens per wall second and per CPU second (summed over its runs), losses, MFU."""
+    rate = {}
+    for arm in ARMS.values():
+        mine = [r for r in runs if r.arm == arm]
+        if not mine:
+            continue
+        wall, cpu = sum(r.seconds for r in mine), sum(r.cpu_seconds for r in mine)
+        rate[arm] = (tokens_per_run * len(mine) / wall, tokens_per_run * len(mine) / cpu)
+        precision = "bf16" if arm == "trainer-best" or (arm == "sftbench" and bf16) else "fp32"
+        gflop = flops_per_run * len(mine) / 1e9
+        mfu_wall, mfu_cpu = gflop / wall / peaks[precision][0], gflop / cpu / peaks[precision][1]
+        print(f"{arm:>13}: {rate[arm][0]:6.1f} tokens/s, {rate[arm][1]:6.1f} tokens/CPU-s, {wall / len(mine):6.1f} s/run "
+              f"({len(mine)} runs); MFU vs the {precision} peak {100 * mfu_wall:.0f}% (wall), {100 * mfu_cpu:.0f}% (CPU); "
+              f"final loss {', '.join(f'{r.final_loss:.4f}' for r in mine)} "
+              f"(own report {', '.join(f'{r.own_loss:.4f}' for r in mine)})")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=96, help="support_intents training rows")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--order", default="abccba", help="arms in run order: a=trainer, b=trainer-best, c=sftbench")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--no-bakeoff-rss", action="store_true", help="skip the child bake-off that measures peak RSS")
+    args = parser.parse_args()
+    if not args.order or set(args.order) - set(ARMS):
+        parser.error("--order takes letters a, b, c")
+    threads = set_threads()
+    handle = resolve(args.model)
+    tokenizer = load_tokenizer(handle)
+    recipe = replace(RecipeConfig(), epochs=args.epochs)
+    items = load_items(args.rows, tokenizer, recipe.max_length)
+    tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
+    flops, formula = model_flops(handle, tokenizer, items, recipe)
+    peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    bf16 = use_bf16(recipe.bf16)
+    print(f"{args.model}, LoRA r{recipe.r} on q/v, {len(items)} support_intents rows x {recipe.epochs} epoch(s), "
+          f"batch {recipe.batch_size}, lr {recipe.learning_rate:g}, {tokens} non-padding tokens per run, "
+          f"{threads} threads, sftbench bf16={bf16}")
+    runs = []
+    for letter in args.order:
+        runs.append(run_arm(ARMS[letter], handle, tokenizer, items, recipe))
+        print(f"  ran {runs[-1].arm}: {runs[-1].seconds:.1f} s, final loss {runs[-1].final_loss:.4f}", flush=True)
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):  # again: the machine is shared
+        again = matmul_gflops(dtype)
+        peaks[name] = (max(peaks[name][0], again[0]), max(peaks[name][1], again[1]))
+    print("matmul peak (1024^3 mm, best of start and end): " + ", ".join(
+        f"{name} {wall:.0f} GFLOP/s ({cpu:.0f} per CPU-s)" for name, (wall, cpu) in peaks.items()))
+    print(f"model FLOPs per run {flops / 1e12:.3f} TFLOP = {formula}")
+    rate = summarise(runs, tokens, flops, peaks, bf16)
+    for other in ("trainer", "trainer-best"):
+        if "sftbench" in rate and other in rate:
+            print(f"sftbench / {other}: {rate['sftbench'][0] / rate[other][0]:.2f}x tokens/s (wall), "
+                  f"{rate['sftbench'][1] / rate[other][1]:.2f}x tokens/CPU-s")
+    print(f"peak RSS of this process (all arms): {peak_rss_mb():.0f} MB")
+    if not args.no_bakeoff_rss:
+        print(f"peak RSS of a SmolLM2-135M LoRA bake-off (child process: tune {args.rows} rows, score 64, "
+              f"knowledge probe 60 items before and after): {bakeoff_peak_rss(args.rows):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
