@@ -151,15 +151,15 @@ def cap_values(cand: dict[str, Any], gate: GateConfig) -> tuple[list[tuple[str, 
     if gate.cap == "bias":
         found = [(f"{b['benchmark']}/{r['probe']}", r["change"].get(gate.on)) for b in ran for r in b.get("bias") or []
                  if r["probe"] == gate.bias]
-        return _present(found, f"bias suite '{gate.bias}' was not run for {name} (a {kind} candidate)")
+        return _present(found, f"bias suite '{gate.bias}' was not run for {name} (model kind: {kind})")
     found = []
     for b in ran:
         probes = {p["probe"]: p for p in b.get("probes") or []}
         for probe in sorted(probes) if gate.forgetting == "*" else [gate.forgetting]:
             if probe not in probes:
-                return [], f"probe '{probe}' was not run for {name} (a {kind} candidate) on {b['benchmark']}"
+                return [], f"probe '{probe}' was not run for {name} (model kind: {kind}) on {b['benchmark']}"
             found.append((f"{b['benchmark']}/{probe}", probes[probe]["forgetting"].get(gate.on)))
-    return _present(found, f"no forgetting probe was run for {name} (a {kind} candidate)")
+    return _present(found, f"no forgetting probe was run for {name} (model kind: {kind})")
 
 
 def _gap(cand: dict[str, Any], gate: GateConfig) -> tuple[list[tuple[str, float]], str]:

@@ -108,7 +108,7 @@ def test_forgetting_cap_fails_closed_when_the_probe_was_not_run():
     small = rich_results()["candidates"][0]
     v = check_cap(encoder(small), gate(forgetting="general_knowledge", max=1.0))
     assert not v.passed and v.observed is None
-    assert v.message == ("fails closed: probe 'general_knowledge' was not run for small (a encoder candidate) "
+    assert v.message == ("fails closed: probe 'general_knowledge' was not run for small (model kind: encoder) "
                          "on intents")
     assert "no forgetting probe was run for small" in check_cap(encoder(small), gate(forgetting="*", max=1)).message
 
@@ -150,7 +150,7 @@ def test_bias_cap_on_the_flip_rate_increase():
     assert not v.passed and v.observed == pytest.approx(0.02) and v.message.startswith("flip-rate increase 0.02")
     assert check_cap(large, gate(bias="intent_bias", max=0.08, on="ci_high")).passed  # upper bound 0.08
     missing = check_cap(encoder(small), gate(bias="intent_bias", max=1))
-    assert missing.message == "fails closed: bias suite 'intent_bias' was not run for small (a encoder candidate)"
+    assert missing.message == "fails closed: bias suite 'intent_bias' was not run for small (model kind: encoder)"
 
 
 @pytest.mark.parametrize("cost, small_value", [("params", 1e6), ("latency_ms_per_item", 1.0), ("peak_rss_mb", 500.0),
