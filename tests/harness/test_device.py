@@ -1,0 +1,21 @@
+"""Peak memory is measured per candidate: the high-water mark resets between candidates."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness.device import peak_rss_mb, reset_peak_rss
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux interfaces")
+def test_peak_rss_resets_between_candidates():
+    import numpy as np
+
+    reset_peak_rss()
+    quiet = peak_rss_mb()
+    block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
+    assert peak_rss_mb() > quiet + 250
+    del block
+    reset_peak_rss()  # the next candidate must not inherit this one's peak
+    assert peak_rss_mb() < quiet + 100
