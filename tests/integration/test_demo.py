@@ -26,5 +26,8 @@ def test_demo_runs_to_completion(tmp_path):
         assert bench["status"] == "ok", bench["reason"]
         assert {"accuracy", "macro_f1"} <= set(bench["scores"]["test"])
         assert bench["probes"], "each candidate is probed for forgetting"
-    assert "accuracy" in proc.stdout and "Recommendation" in proc.stdout
+    assert [b["probe"] for b in results["candidates"][0]["benchmarks"][0]["bias"]] == ["intent_bias"]
+    assert {g["gate"] for g in results["gates"]} >= {"support_intents.accuracy >= 0.6"}
+    assert len(results["gates"]) == 4  # two gates for each of the two candidates
+    assert "accuracy" in proc.stdout and "Recommendation" in proc.stdout and "bias" in proc.stdout
     assert "Traceback" not in proc.stderr
