@@ -71,3 +71,17 @@ def warning_lines(results: dict[str, Any]) -> list[str]:
         where = f"{w.get('path') or ''}:{w['line']}" if w.get("line") else (w.get("path") or "")
         out.append(f"{where}: {w['message']}" if where else w["message"])
     return out
+
+
+def sweep_lines(results: dict[str, Any]) -> list[str]:
+    """Which sweep setting won for whom, picked on validation: one line per candidate and benchmark."""
+    mains = {name: metric for name, metric, _ in main_metrics(results)}
+    out = []
+    for c in results.get("candidates", []):
+        for b in c.get("benchmarks", []):
+            rows = b.get("sweep") or []
+            if rows:
+                tried = "; ".join(f"lr {r['learning_rate']:g}, {r['epochs']} ep -> {r['validation']:.3f}"
+                                  + (" (chosen)" if r.get("chosen") else "") for r in rows)
+                out.append(f"sweep {c['name']} / {b['benchmark']} (validation {mains.get(b['benchmark'], '')}): {tried}")
+    return out

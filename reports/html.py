@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from reports.format import BIAS_NOTE, bias_measured, gate_failure, warning_lines
+from reports.format import BIAS_NOTE, bias_measured, gate_failure, sweep_lines, warning_lines
 from reports.plots import FIGURES, main_metrics, metric_scale
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -305,6 +305,13 @@ def data_warnings(results: dict[str, Any]) -> str:
     return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
 
 
+def sweeps(results: dict[str, Any]) -> str:
+    lines = sweep_lines(results)
+    if not lines:
+        return "<p>No sweep: every candidate trained with its one configured setting.</p>"
+    return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
+
+
 def render_html(results: dict[str, Any]) -> str:
     """The whole report as one HTML document."""
     name, run_id = results.get("name", ""), results.get("run_id", "")
@@ -319,6 +326,7 @@ def render_html(results: dict[str, Any]) -> str:
             "<h2>Leaderboard</h2>", leaderboard(results, all_tie_groups(results)), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),
             "<h2>Data warnings</h2>", data_warnings(results),
+            "<h2>Sweep: settings picked on validation</h2>", sweeps(results),
             "<h2>Bias: counterfactual flip rates before and after tuning</h2>", bias_section(results),
             "<h2>Figures</h2>", figures(results),
             "<h2>Most forgotten probe items</h2>", most_forgotten(results),

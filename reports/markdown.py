@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, metric_text,
-                            warning_lines)
+                            sweep_lines, warning_lines)
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -89,6 +89,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [f"- {escape(v['candidate'])} / {escape(v['gate'])}: {escape(v['message'])}" for v in failed]
     if not results["gates"]:
         lines += ["", "No gates configured: every candidate that ran passes."]
+    sweeps = sweep_lines(results)
+    if sweeps:
+        lines += ["", "Settings picked on validation (never on test):", ""] + [f"- {escape(w)}" for w in sweeps]
     warnings = warning_lines(results)
     if warnings:
         lines += ["", "Data warnings (`sftbench validate` lints the same):", ""] + [f"- {escape(w)}" for w in warnings]

@@ -16,7 +16,8 @@ from rich.padding import Padding
 from rich.text import Text
 from rich.table import Table
 
-from reports.format import BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, warning_lines
+from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, sweep_lines,
+                            warning_lines)
 from reports.format import metric_text as _metric
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
@@ -145,7 +146,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         console.print(leaderboard(results, groups, with_cost=False))
         console.print(cost_table(results, groups))
     warnings = warning_lines(results)
-    for line in notes(results, groups) + [f"data warning: {w}" for w in warnings]:
+    for line in notes(results, groups) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
         console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
     verdict = "PASS" if results["passed"] else "FAIL"
     console.print(f"Recommendation [{verdict}]: {results['recommendation_reason']}", highlight=False, markup=False)

@@ -110,9 +110,13 @@ def test_score_command_mismatch_is_a_data_error(tmp_path, capsys):
 
 
 def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path, capsys):
-    code, _, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "o"),
-                           "sweep={learning_rate: [0.0, 5e-3]}", "probes=[]"], capsys)
+    code, stdout, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "o"),
+                                "sweep={learning_rate: [0.0, 5e-3]}", "probes=[]"], capsys)
     assert code == 0, stderr
+    # the reports say which setting won for whom
+    assert "sweep tiny-llama / support_intents (validation accuracy): lr 0, 1 ep -> " in stdout
+    for text in (stdout, (tmp_path / "o" / "summary.md").read_text(), (tmp_path / "o" / "report.html").read_text()):
+        assert "sweep tiny-bert" in text and "lr 0.005, 1 ep" in text and text.count("(chosen)") == 2
     for cand in json.loads((tmp_path / "o" / "results.json").read_text())["candidates"]:
         bench = cand["benchmarks"][0]
         assert [t["learning_rate"] for t in bench["sweep"]] == [0.0, 5e-3]
