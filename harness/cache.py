@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 1  # bump when a change in sftbench alters what a unit computes
+CACHE_VERSION = 2  # bump when a change in sftbench alters what a unit computes (2: option scoring, Nov 2026)
 PACKAGES = ("sftbench", "torch", "transformers", "peft", "sacrebleu", "rouge-score", "scikit-learn", "numpy")
 
 

@@ -56,9 +56,13 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
 
     Pairs that share a context (a prompt and its options) run the context once; its KV cache is
     repeated for every continuation of that context. Contexts of equal length and equal option count
-    are batched together, so no context is ever padded (padding would shift positions).
+    are batched together, so no context is ever padded (padding would shift positions). Each option's
+    first token is predicted by the context's last position, so the LM head runs once per context for
+    it; an option's own tokens run through the model all but the last (whose output predicts nothing).
     on_step(pairs scored, pairs in total) is called after every batch.
     """
+    if any(len(c) == 0 for c in continuations):
+        raise ValueError("an empty continuation has no likelihood to score")
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
         groups.setdefault(tuple(ctx), []).append(i)
@@ -73,18 +77,22 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
             chunk = ctxs[start:start + max_batch]
             members = [i for ctx in chunk for i in groups[ctx]]  # context-major, as the cache repeats
             prefix = body(input_ids=torch.tensor(chunk), use_cache=True)  # (b, length)
-            cache = prefix.cache
-            cache.batch_repeat_interleave(k)
-            ids, mask = pad([continuations[i] for i in members], pad_id)  # (b*k, m)
-            full_mask = torch.cat([torch.ones(len(members), length, dtype=torch.long), mask], dim=1)
-            hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (b*k, m, h)
-            last = prefix.last_hidden_state[:, -1:].repeat_interleave(k, dim=0)  # predicts each first token
-            predicting = torch.cat([last, hidden[:, :-1]], dim=1)  # position j predicts token j
-            keep = mask.bool()
-            logits = head(predicting[keep]).float()  # (n_tokens, vocab)
-            token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids[keep][:, None])[:, 0]
-            for i, part in zip(members, torch.split(token_lp, mask.sum(1).tolist())):
-                out[i] = (float(part.sum()), len(part))
+            first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
+            rows = torch.arange(len(chunk)).repeat_interleave(k)
+            totals = first[rows, torch.tensor([continuations[i][0] for i in members])].tolist()  # (b*k,)
+            if any(len(continuations[i]) > 1 for i in members):
+                cache = prefix.cache
+                cache.batch_repeat_interleave(k)
+                ids, mask = pad([continuations[i][:-1] for i in members], pad_id)  # (b*k, m-1): token j predicts j+1
+                full_mask = torch.cat([torch.ones(len(members), length, dtype=torch.long), mask], dim=1)
+                hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (b*k, m-1, h)
+                targets, _ = pad([continuations[i][1:] for i in members], -100)
+                keep = targets != -100
+                token_lp = torch.log_softmax(head(hidden[keep]).float(), dim=-1).gather(1, targets[keep][:, None])[:, 0]
+                for row, part in enumerate(torch.split(token_lp, keep.sum(1).tolist())):
+                    totals[row] += float(part.sum())
+            for i, total in zip(members, totals):
+                out[i] = (total, len(continuations[i]))
             done += len(members)
             if on_step:
                 on_step(done, len(contexts))

@@ -26,3 +26,20 @@ def test_shared_prefix_scoring_equals_one_sequence_at_a_time(tiny_llama):
     for (value, count), ctx, cont in zip(got, contexts, conts):
         assert count == len(cont)
         torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
+
+
+def test_one_token_options_alone_and_mixed_with_longer_ones(tiny_llama):
+    handle = resolve(str(tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    eos = tok.eos_token_id
+    cases = [("refund please", [[eos], [5], [7]]),  # every option one token: no pass over the options at all
+             ("my parcel never came", [[eos], [5, 9, eos], [11, eos]])]  # mixed lengths in one batch
+    contexts, conts = [], []
+    for prompt, options in cases:
+        for o in options:
+            contexts.append(tok(prompt)["input_ids"])
+            conts.append(o)
+    got = continuation_logprobs(model, tok.pad_token_id, contexts, conts, max_batch=1)
+    for (value, count), ctx, cont in zip(got, contexts, conts):
+        assert count == len(cont)
+        torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
