@@ -80,23 +80,36 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
             first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
             rows = torch.arange(len(chunk)).repeat_interleave(k)
             totals = first[rows, torch.tensor([continuations[i][0] for i in members])].tolist()  # (b*k,)
-            if any(len(continuations[i]) > 1 for i in members):
-                cache = prefix.cache
-                cache.batch_repeat_interleave(k)
-                ids, mask = pad([continuations[i][:-1] for i in members], pad_id)  # (b*k, m-1): token j predicts j+1
-                full_mask = torch.cat([torch.ones(len(members), length, dtype=torch.long), mask], dim=1)
-                hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (b*k, m-1, h)
-                targets, _ = pad([continuations[i][1:] for i in members], -100)
-                keep = targets != -100
-                token_lp = torch.log_softmax(head(hidden[keep]).float(), dim=-1).gather(1, targets[keep][:, None])[:, 0]
-                for row, part in enumerate(torch.split(token_lp, keep.sum(1).tolist())):
-                    totals[row] += float(part.sum())
+            # Options longer than one token, shortest first, so a batch pads them to similar lengths.
+            longer = sorted((r for r, i in enumerate(members) if len(continuations[i]) > 1),
+                            key=lambda r: len(continuations[members[r]]))
+            for s in range(0, len(longer), max_batch * k):
+                part = longer[s:s + max_batch * k]
+                for r, lp in zip(part, _rest_logprobs(body, head, prefix.cache, [r // k for r in part], length,
+                                                      [continuations[members[r]] for r in part], pad_id)):
+                    totals[r] += lp
             for i, total in zip(members, totals):
                 out[i] = (total, len(continuations[i]))
             done += len(members)
             if on_step:
                 on_step(done, len(contexts))
     return out
+
+
+def _rest_logprobs(body: Any, head: Any, context_cache: Any, rows: list[int], length: int,
+                   options: list[Sequence[int]], pad_id: int) -> list[float]:
+    """log p of each option's tokens after its first, given the cached context of `rows` (one per option)."""
+    import copy
+
+    cache = copy.deepcopy(context_cache)  # the chunk's cache serves every batch of its options
+    cache.reorder_cache(torch.tensor(rows))  # (n_options, ...): each option's own context, repeated as needed
+    ids, mask = pad([o[:-1] for o in options], pad_id)  # (n, m-1): token j predicts token j+1
+    full_mask = torch.cat([torch.ones(len(options), length, dtype=torch.long), mask], dim=1)
+    hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (n, m-1, h)
+    targets, _ = pad([o[1:] for o in options], -100)
+    keep = targets != -100
+    token_lp = torch.log_softmax(head(hidden[keep]).float(), dim=-1).gather(1, targets[keep][:, None])[:, 0]
+    return [float(part.sum()) for part in torch.split(token_lp, keep.sum(1).tolist())]
 
 
 def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
