@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         store.save(results)
         store.close()
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
-    print(f"results: {out / 'results.json'} (report.html, summary.md, junit.xml beside it)")
+    print(f"results: {out / 'results.json'} (report.html, report.md, summary.md, junit.xml beside it)")
     if any(c["status"] == "failed" for c in results["candidates"]):
         return EXIT_RUNTIME
     return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
@@ -169,12 +169,13 @@ def _validate(args: argparse.Namespace) -> int:
 def write_reports(results: dict, out: Path) -> None:
     from reports.html import render_html
     from reports.junit import render_junit
-    from reports.markdown import render_markdown
+    from reports.markdown import render_markdown, render_report
     from reports.results import write_json
 
     write_json(results, out / "results.json")
     (out / "report.html").write_text(render_html(results), encoding="utf-8")
     (out / "summary.md").write_text(render_markdown(results), encoding="utf-8")
+    (out / "report.md").write_text(render_report(results), encoding="utf-8")
     (out / "junit.xml").write_text(render_junit(results), encoding="utf-8")
 
 

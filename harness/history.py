@@ -48,10 +48,10 @@ def _report(results: dict[str, Any], fmt: str) -> int:
         _terminal(results)
     elif fmt == "json":
         print(json.dumps(results, indent=1))
-    elif fmt == "md":
-        from reports.markdown import render_markdown
+    elif fmt == "md":  # the full report.md (summary.md is its first part)
+        from reports.markdown import render_report
 
-        print(render_markdown(results))
+        print(render_report(results))
     elif fmt == "html":
         from reports.html import render_html
 

@@ -97,3 +97,47 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += ["", "Data warnings (`sftbench validate` lints the same):", ""] + [f"- {escape(w)}" for w in warnings]
     lines += ["", f"config {escape(results.get('config_hash', ''))} · git {escape(results.get('git_sha', ''))}"]
     return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]], empty: str) -> list[str]:
+    if not rows:
+        return [empty]
+    return [_row(header), _row(["---"] * len(header))] + [_row(r) for r in rows]
+
+
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """report.md: the summary, then every gate verdict, forgetting, generalisation and bias in full."""
+    gates = [[escape(v["candidate"]), escape(v["gate"]), "pass" if v["passed"] else "**FAIL**", escape(v["message"])]
+             for v in results["gates"]]
+    forgetting, general, bias = [], [], []
+    for c in results["candidates"]:
+        for b in (x for x in c["benchmarks"] if x["status"] == "ok"):
+            name, bench = escape(c["name"]), escape(b["benchmark"])
+            forgetting += [[name, bench, escape(p["probe"]), _metric(p.get("before")), _metric(p.get("after")),
+                            _metric(p.get("forgetting")), _num(p.get("forgotten"), "d"), _num(p.get("gained"), "d"),
+                            _p(p.get("mcnemar_p"))] for p in b.get("probes") or []]
+            g = b.get("generalisation") or {}
+            if "gap" in g and g.get("metric"):
+                pct = g["metric"] not in NOT_PERCENT
+                general.append([name, bench, escape(g["metric"]), _metric(b["scores"]["test"][g["metric"]], pct),
+                                _metric(b["scores"]["shifted"][g["metric"]], pct),
+                                _metric({"value": g["gap"], "ci_low": g["gap_ci_low"], "ci_high": g["gap_ci_high"]}, pct),
+                                _num(g.get("overfit_loss_gap"), ".3f")])
+            bias += [[name, escape(r["probe"]), _metric(r.get("flip_rate_before")), _metric(r.get("flip_rate_after")),
+                      _metric(r.get("change")), _p(r.get("mcnemar_p"))] for r in b.get("bias") or []]
+    lines = [render_markdown(results), "## Gate verdicts", ""]
+    lines += _table(["candidate", "gate", "verdict", "why"], gates, "No gates configured.")
+    lines += ["", "## Forgetting (probe accuracy before and after tuning, same items, paired interval)", ""]
+    lines += _table(["candidate", "tuned on", "probe", "before %", "after %", "forgetting pts [95% CI]", "forgotten",
+                     "gained", "McNemar p"], forgetting, "No probes in the config.")
+    lines += ["", "## Generalisation (in-distribution test minus shifted test; final validation minus train loss)", ""]
+    lines += _table(["candidate", "benchmark", "metric", "test", "shifted", "gap [95% CI]", "val - train loss"], general,
+                    "No benchmark has a shifted split.")
+    lines += ["", "## Bias (counterfactual flip rate before and after tuning)", ""]
+    lines += _table(["candidate", "suite", "before %", "after %", "change pts [95% CI]", "McNemar p"], bias,
+                    "No bias suite measured (none in the config, or only encoders, which have no 'before').")
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,8 @@ def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     results = json.loads((out_dir / "results.json").read_text())
     assert results["schema_version"] == 1 and results["passed"] is True
     assert "tiny-llama" in (out_dir / "report.html").read_text()
+    report_md = (out_dir / "report.md").read_text()
+    assert "## Forgetting" in report_md and "| tiny-llama | support\\_intents | general\\_knowledge |" in report_md
     assert len(results["config_hash"]) == 16 and results["packages"]["torch"].startswith("2.")
     by_name = {c["name"]: c for c in results["candidates"]}
     llama, bert = by_name["tiny-llama"], by_name["tiny-bert"]

@@ -134,3 +134,19 @@ def test_data_warnings_reach_every_report_escaped():
     render(results, Console(file=out, width=200, color_system=None))
     assert "data warning: /data/train.jsonl:7: row 7 duplicates row 3 <script>x</script>" in out.getvalue()
     assert "Data warnings" not in render_markdown(sample_results())  # nothing to say: no section
+
+
+def test_full_markdown_report_has_every_section_escaped():
+    from reports.markdown import render_report
+    from tests.reports.sample import sample_results
+
+    results = sample_results()
+    results["candidates"][0]["name"] = "<b>|x"
+    report = render_report(results)
+    assert report.startswith(render_markdown(results))  # summary.md is its first part
+    for section in ("## Gate verdicts", "## Forgetting", "## Generalisation", "## Bias"):
+        assert section in report
+    forgetting = report[report.index("## Forgetting"):report.index("## Generalisation")]
+    assert "&lt;b&gt;\\|x" in forgetting and "<b>" not in report
+    rows = [line for line in forgetting.splitlines() if line.startswith("| &lt;b&gt;")]
+    assert rows and all(line.count(" | ") == 8 for line in rows)  # nine cells: an escaped | stays in its cell
