@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from harness.cli import main
-from tests.conftest import shared_data
+from tests.conftest import ROOT, shared_data
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +40,13 @@ benchmarks:
 gates:
   - {{metric: sst2.accuracy, op: ">=", value: 0.75}}
 """)
-    code = main(["run", str(cfg), "--out", str(tmp_path / "out")])
-    stdout = capsys.readouterr().out
+    # In its own process, as a user runs it: peak memory is a process's, and this pytest process already holds
+    # whatever earlier tests left in it.
+    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", "from harness.cli import entry; entry()", "run", str(cfg), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    code, stdout = proc.returncode, proc.stdout
+    assert code in (0, 1), proc.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     by_name = {c["name"]: c for c in results["candidates"]}
     smol = by_name["smollm2-135m"]["benchmarks"][0]
