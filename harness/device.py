@@ -50,10 +50,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def reset_peak_rss() -> None:
+def reset_peak_rss() -> bool:
     """Restart the peak-memory count (Linux: writing 5 to clear_refs resets VmHWM), so each candidate's peak is
-    its own and not the largest candidate's before it. A no-op where the kernel does not allow it."""
+    its own and not the largest candidate's before it. False where the kernel does not allow it."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
+        return True
     except OSError:
-        pass
+        return False

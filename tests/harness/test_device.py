@@ -12,7 +12,8 @@ from harness.device import peak_rss_mb, reset_peak_rss
 def test_peak_rss_resets_between_candidates():
     import numpy as np
 
-    reset_peak_rss()
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not allow resetting the peak-RSS mark (/proc/self/clear_refs)")
     quiet = peak_rss_mb()
     block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
     assert peak_rss_mb() > quiet + 250
