@@ -146,17 +146,24 @@ def loss_curves(results: dict[str, Any]) -> str | None:
         return _svg(fig, "loss")
 
 
-def metric_bars(results: dict[str, Any]) -> str | None:
-    """Main metric per candidate with its 95% interval, test and shifted side by side, one panel per benchmark."""
+def _entries_per_benchmark(results: dict[str, Any], entry: Any) -> list[tuple[str, str, list[tuple]]]:
+    """(benchmark, main metric, entries) per benchmark with at least one entry; `entry(candidate, benchmark dict,
+    metric)` gives a candidate's plotted tuple, or None when it has nothing to plot there."""
     panels = []
     for bench, metric in main_metrics(results).items():
-        rows = []
-        for c, b in _ok_benches(results, bench):
-            test, shifted = _score(b, "test", metric), _score(b, "shifted", metric)
-            if test or shifted:
-                rows.append((c["name"], test, shifted))
-        if rows:
-            panels.append((bench, metric, rows))
+        entries = [e for c, b in _ok_benches(results, bench) if (e := entry(c, b, metric)) is not None]
+        if entries:
+            panels.append((bench, metric, entries))
+    return panels
+
+
+def metric_bars(results: dict[str, Any]) -> str | None:
+    """Main metric per candidate with its 95% interval, test and shifted side by side, one panel per benchmark."""
+    def row(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+        test, shifted = _score(b, "test", metric), _score(b, "shifted", metric)
+        return (c["name"], test, shifted) if test or shifted else None
+
+    panels = _entries_per_benchmark(results, row)
     if not panels:
         return None
     with matplotlib.rc_context(RC):
@@ -189,16 +196,13 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
     """x: test score on the benchmark, y: forgetting on each candidate's first probe (before - after, points),
     with intervals. Candidates may be probed on different suites (a probe may not apply to an encoder), so the
     marker shape names the probe."""
-    panels = []
-    for bench, metric in main_metrics(results).items():
-        points = []
-        for c, b in _ok_benches(results, bench):
-            test = _score(b, "test", metric)
-            probe = (b.get("probes") or [None])[0] or {}
-            if test and _ok(probe.get("forgetting")):
-                points.append((c["name"], test, probe["forgetting"], str(probe.get("probe", "probe"))))
-        if points:
-            panels.append((bench, metric, points))
+    def point(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+        test = _score(b, "test", metric)
+        probe = (b.get("probes") or [None])[0] or {}
+        ok = test and _ok(probe.get("forgetting"))
+        return (c["name"], test, probe["forgetting"], str(probe.get("probe", "probe"))) if ok else None
+
+    panels = _entries_per_benchmark(results, point)
     if not panels:
         return None
     colours = _colours(results)
@@ -229,15 +233,12 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
 
 def quality_cost(results: dict[str, Any]) -> str | None:
     """x: parameter count (log scale), y: main metric on test with its interval, one labelled point per candidate."""
-    panels = []
-    for bench, metric in main_metrics(results).items():
-        points = []
-        for c, b in _ok_benches(results, bench):
-            test = _score(b, "test", metric)
-            if test and isinstance(c.get("params"), (int, float)) and c["params"] > 0:
-                points.append((c["name"], c["params"], test))
-        if points:
-            panels.append((bench, metric, points))
+    def point(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+        test = _score(b, "test", metric)
+        sized = isinstance(c.get("params"), (int, float)) and c["params"] > 0
+        return (c["name"], c["params"], test) if test and sized else None
+
+    panels = _entries_per_benchmark(results, point)
     if not panels:
         return None
     colours = _colours(results)
