@@ -264,9 +264,9 @@ def score_unit(bench: Bench, key: str, split: Split, model: Callable[[], Any], b
         scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics, tell)
         refs = [list(ex.references) for ex in split.examples]
         if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
-            with autocast(bf16):
-                losses, counts = reference_losses(spec, split.examples, m, bench.tokenizer, cfg.recipe.max_length,
-                                                  on_step=tell.step)
+            # bench.memo already runs this under the recipe's precision
+            losses, counts = reference_losses(spec, split.examples, m, bench.tokenizer, cfg.recipe.max_length,
+                                              on_step=tell.step)
             scores |= score_losses(losses, counts, cfg.bootstrap_resamples, cfg.recipe.seed)
         return {"scores": {name: v.to_dict() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
                 "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None}
