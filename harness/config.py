@@ -43,7 +43,9 @@ class RecipeConfig:
     freeze_keep_last: int = 2  # used by the freeze tuner only
     eval_every: int = 0  # validation loss every N optimizer steps; 0 = once per epoch
     patience: int = 0  # stop after this many evaluations without a lower validation loss; 0 = never stop early
-    restore_best: bool = True  # end with the trainable weights of the lowest-validation-loss evaluation
+    restore_best: bool = True  # end with the trainable weights of the best evaluation (by `monitor`)
+    eval_metric: str = "auto"  # benchmark's main metric on validation at every evaluation: auto | on | off
+    monitor: str = "loss"  # what early stopping and restore_best follow: loss | metric (the main metric)
 
     def __post_init__(self) -> None:
         _check(self.r > 0, "recipe.r must be positive")
@@ -58,6 +60,11 @@ class RecipeConfig:
         _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
         _check(self.eval_every >= 0, "recipe.eval_every must be >= 0 (0 = once per epoch)")
         _check(self.patience >= 0, "recipe.patience must be >= 0 (0 = no early stopping)")
+        _check(self.eval_metric in ("auto", "on", "off"), f"recipe.eval_metric must be auto, on or off "
+               f"(got {self.eval_metric!r})")
+        _check(self.monitor in ("loss", "metric"), f"recipe.monitor must be loss or metric (got {self.monitor!r})")
+        _check(not (self.monitor == "metric" and self.eval_metric == "off"),
+               "recipe.monitor: metric needs the metric evaluated: set recipe.eval_metric to auto or on, not off")
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,9 @@ def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
         raise ConfigError(f"{where}: {err.message}") from None
 
 
+ON_OFF = ("recipe.bf16", "recipe.eval_metric")  # settings spelled auto | on | off
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -313,6 +323,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             pass
+    if hint is str and isinstance(value, bool) and where in ON_OFF:  # YAML 1.1 reads an unquoted on/off as a bool
+        return "on" if value else "off"
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value

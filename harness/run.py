@@ -20,7 +20,7 @@ from harness.errors import ConfigError, SftbenchError
 from harness.models import ModelHandle, count_parameters, resolve
 from harness.probes import ProbeItem, ProbeScore, ProbeSpec, forgetting_report, load_probe, score_probe
 from harness.score import METRICS, MetricValue, per_class_f1, score, score_losses
-from harness.tasks import applicable, predict, reference_losses, training_items
+from harness.tasks import applicable, metric_while_training, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
 from harness.units import Bench, keep_setting, scoring_key, tune_key
 
@@ -290,15 +290,20 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
         tok, kind, length = bench.tokenizer, bench.handle.kind, cfg.recipe.max_length
         train_items = training_items(spec, splits["train"].examples, tok, kind, length)
         val_items = training_items(spec, splits["validation"].examples, tok, kind, length) if "validation" in splits else []
+        skipped = metric_while_training(spec, len(val_items), cfg.recipe.eval_metric)  # why not, or ""
+        metric = None if skipped else validation_metric(bench, splits["validation"])
+        higher = METRICS.get(spec.main_metric).higher_is_better
         initial = bench.trainable_state() if len(todo) > 1 else None  # every setting starts from the same state
         for i, (k, lr, epochs) in enumerate(todo):
             if initial is not None and i > 0:
                 bench.load_state(initial)
             progress.stage(cand.name, f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
             trained = fit(bench.model, train_items, val_items, dataclasses.replace(cfg.recipe, epochs=epochs), lr,
-                          tok.pad_token_id, on_step=progress.step)
+                          tok.pad_token_id, on_step=progress.step, metric=metric, higher_is_better=higher)
             validation = None
-            if len(settings) > 1:
+            if len(settings) > 1:  # the main metric of the kept weights: fit() measured it when it evaluated it
+                validation = kept_value(dataclasses.asdict(trained), cfg.recipe.restore_best, "val_metric")
+            if len(settings) > 1 and validation is None:
                 progress.stage(cand.name, f"validating lr {lr:g}, {epochs} epochs")
                 val = _score_split(spec, splits["validation"], bench.model, tok, kind, cfg, bf16, (spec.main_metric,),
                                    Tell(progress, cand.name))[0]
@@ -316,14 +321,30 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
     bench.kept = {k: v for k, v in bench.kept.items() if k == best}
     sweep = [{"learning_rate": records[k]["learning_rate"], "epochs": records[k]["epochs"],
               "best_step": records[k]["train"].get("best_step"), "validation": records[k]["validation"],
-              "val_loss": kept_val_loss(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best} for k in keys]
+              "val_loss": kept_value(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best} for k in keys]
     return best, records[best], sweep
 
 
-def kept_val_loss(train: dict[str, Any], restore_best: bool) -> float:
-    """Validation loss of the weights fit() returned: the best evaluation's when it restored them, else the last."""
+def kept_value(train: dict[str, Any], restore_best: bool, key: str = "val_loss") -> float | None:
+    """A validation number (`val_loss` or `val_metric`, None when not measured) of the weights fit() returned:
+    the best evaluation's when it restored them, else the last evaluation's."""
+    curve = train.get("curve") or [{"val_loss": train["val_loss"][-1]}]
     if restore_best:
-        at_best = [c["val_loss"] for c in train.get("curve", []) if c["step"] == train.get("best_step")]
+        at_best = [c.get(key) for c in curve if c.get("step") == train.get("best_step")]
         if at_best:
             return at_best[0]
-    return train["val_loss"][-1]
+    return curve[-1].get(key)
+
+
+def validation_metric(bench: Bench, split: Split) -> Callable[[], float]:
+    """The benchmark's main metric of the model being tuned on the validation split, the value alone (no
+    interval): what fit() evaluates with the validation loss when recipe.eval_metric asks for it."""
+    refs = [list(ex.references) for ex in split.examples]
+
+    def compute() -> float:
+        bench.model.eval()
+        preds, _ = predict(bench.spec, split.examples, bench.model, bench.tokenizer, bench.handle.kind,
+                           bench.cfg.recipe.max_length)
+        return score(bench.spec.main_metric, preds, refs, resamples=0).value
+
+    return compute

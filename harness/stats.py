@@ -28,8 +28,9 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, resamples: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of `statistic(indices)` over seeded resamples of n items."""
-    if n == 0:
+    """Percentile interval of `statistic(indices)` over seeded resamples of n items; NaN without items, and with
+    resamples=0 (a caller that needs only the value, such as the validation metric while training)."""
+    if n == 0 or resamples == 0:
         return (float("nan"), float("nan"))
     values = np.array([statistic(idx) for idx in bootstrap_indices(n, resamples, seed)])
     tail = (1 - level) / 2 * 100

@@ -26,6 +26,28 @@ def applicable(spec: BenchmarkSpec, kind: str) -> str:
     return ""
 
 
+CHEAP_METRIC_ITEMS = 1000  # recipe.eval_metric auto: validation splits up to this size get the metric while training
+
+
+def metric_while_training(spec: BenchmarkSpec, n_validation: int, setting: str) -> str:
+    """Empty when training evaluates the main metric on validation at every evaluation (recipe.eval_metric),
+    else the reason it does not. `auto` evaluates it where it is cheap: classification (an encoder's head, or a
+    causal LM scoring each label's text) on at most CHEAP_METRIC_ITEMS validation items; never generation,
+    whose greedy decoding costs many forward passes per item (`on` forces it)."""
+    if setting == "off":
+        return "recipe.eval_metric is off"
+    if n_validation == 0:
+        return "it has no validation split"
+    if setting == "on":
+        return ""
+    if spec.task == "generation":
+        return "recipe.eval_metric auto skips generation benchmarks (greedy decoding is slow; set it to on)"
+    if n_validation > CHEAP_METRIC_ITEMS:
+        return (f"recipe.eval_metric auto skips validation splits over {CHEAP_METRIC_ITEMS} items (this one has "
+                f"{n_validation}; cap it with max_validation or set eval_metric to on)")
+    return ""
+
+
 def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any, kind: str, max_length: int) -> list[Encoded]:
     if kind == "encoder":
         index = {label: i for i, label in enumerate(spec.labels)}

@@ -1,12 +1,13 @@
 """The one training loop every tuner shares: dynamic padding, length-grouped batches, loss on answer
-tokens only, bf16 autocast where the CPU has it, validation loss every epoch or every `eval_every` steps,
-early stopping on validation loss and restoring the best evaluation's trainable weights."""
+tokens only, bf16 autocast where the CPU has it, validation loss (and, when the caller passes it, the
+benchmark's main metric) every epoch or every `eval_every` steps, early stopping on the monitored one
+(`recipe.monitor`) and restoring the best evaluation's trainable weights."""
 from __future__ import annotations
 
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from harness.config import RecipeConfig
 from harness.device import autocast, use_bf16
 from harness.encode import Encoded
-from harness.errors import RunFailure
+from harness.errors import ConfigError, RunFailure
 from harness.lm import causal_loss, pad
 
 
@@ -28,9 +29,10 @@ class TrainResult:
     tokens: int  # non-padding tokens seen in training
     steps: int
     bf16: bool
-    # every evaluation: {step, train_loss (mean since the previous evaluation; None at step 0), val_loss}
+    # every evaluation: {step, train_loss (mean since the previous evaluation; None at step 0), val_loss,
+    # val_metric (the benchmark's main metric on validation; None when not computed)}
     curve: list[dict[str, Any]] = field(default_factory=list)
-    best_step: int = 0  # lowest validation loss after training began (its weights are kept if recipe.restore_best)
+    best_step: int = 0  # best evaluation by recipe.monitor after training began (kept if recipe.restore_best)
     stopped_early: bool = False
 
     @property
@@ -79,28 +81,34 @@ def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size:
 
 
 class Watch:
-    """Validation during training: the step-level curve, the best evaluation so far, its trainable weights
-    (copied only when the recipe restores them) and how many evaluations have passed without improving."""
+    """Validation during training: the step-level curve, the best evaluation so far by the monitored quantity
+    (validation loss, or the main metric in its own direction), its trainable weights (copied only when the
+    recipe restores them) and how many evaluations have passed without improving."""
 
-    def __init__(self, params: list[torch.nn.Parameter], recipe: RecipeConfig, has_val: bool):
+    def __init__(self, params: list[torch.nn.Parameter], recipe: RecipeConfig, has_val: bool,
+                 higher_is_better: bool = True):
         self.params, self.recipe, self.has_val = params, recipe, has_val
+        # the monitored quantity times sign is a score where higher is better
+        self.sign = 1.0 if recipe.monitor == "metric" and higher_is_better else -1.0
         self.curve: list[dict[str, Any]] = []
-        self.best_loss, self.best_step, self.waited = math.inf, 0, 0
+        self.best_score, self.best_step, self.waited = -math.inf, 0, 0
         self.best_weights: list[torch.Tensor] | None = None
         self.loss_sum, self.count = 0.0, 0  # training loss since the previous evaluation
 
     def add(self, loss_sum: float, n: int) -> None:
         self.loss_sum, self.count = self.loss_sum + loss_sum, self.count + n
 
-    def record(self, step: int, val_loss: float) -> bool:
-        """Log an evaluation; True once `patience` evaluations in a row have not lowered the validation loss."""
+    def record(self, step: int, val_loss: float, val_metric: float | None = None) -> bool:
+        """Log an evaluation; True once `patience` evaluations in a row have not improved the monitored quantity."""
         self.curve.append({"step": step, "train_loss": self.loss_sum / self.count if self.count else None,
-                           "val_loss": val_loss})
+                           "val_loss": val_loss, "val_metric": val_metric})
         self.loss_sum, self.count = 0.0, 0
         if step == 0 or not self.has_val:  # the best is a trained state; without validation there is none
             return False
-        if val_loss < self.best_loss:
-            self.best_loss, self.best_step, self.waited = val_loss, step, 0
+        watched = val_loss if self.recipe.monitor == "loss" else val_metric
+        assert watched is not None, "monitor: metric needs a metric at every evaluation (fit checks this)"
+        if self.sign * watched > self.best_score:  # a NaN never improves
+            self.best_score, self.best_step, self.waited = self.sign * watched, step, 0
             if self.recipe.restore_best:
                 self.best_weights = [p.detach().clone() for p in self.params]
             return False
@@ -127,7 +135,13 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
 
 
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
-        pad_id: int, on_step: Any = None) -> TrainResult:
+        pad_id: int, on_step: Any = None, metric: Callable[[], float] | None = None,
+        higher_is_better: bool = True) -> TrainResult:
+    """Train the model's trainable parameters on `train`, evaluating on `val`. `metric`, when given, returns the
+    benchmark's main metric of the current model on validation (leaving it in eval mode); it runs after each
+    validation loss, under the recipe's precision, and `higher_is_better` is its direction."""
+    if recipe.monitor == "metric" and val and metric is None:
+        raise ConfigError("recipe.monitor is metric, but no validation metric is computed for this benchmark")
     bf16 = use_bf16(recipe.bf16)
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -136,13 +150,19 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
         raise RunFailure("the tuner left no trainable parameters")
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
-    watch = Watch(params, recipe, bool(val))
+    watch = Watch(params, recipe, bool(val), higher_is_better)
 
-    def evaluate() -> float:  # leaves the model in eval mode
-        return evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)
+    def evaluate() -> tuple[float, float | None]:  # (validation loss, main metric); leaves the model in eval mode
+        # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
+        with torch.random.fork_rng(devices=[]):
+            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)
+            if metric is None or not val:
+                return loss, None
+            with autocast(bf16):
+                return loss, float(metric())
 
-    val_loss = [evaluate()]
-    watch.record(0, val_loss[0])
+    watch.record(0, *evaluate())
+    val_loss = [watch.curve[0]["val_loss"]]
     train_loss: list[float] = []
     tokens, steps, seconds, stop = 0, 0, 0.0, False
     for epoch in range(recipe.epochs):
@@ -171,13 +191,13 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             if on_step:
                 on_step(steps, total_steps)
             if recipe.eval_every and steps % recipe.eval_every == 0:
-                stop = watch.record(steps, evaluate())
+                stop = watch.record(steps, *evaluate())
                 model.train()
                 if stop:
                     break
         train_loss.append(total / max(count, 1))
         if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
-            stop = watch.record(steps, evaluate())
+            stop = watch.record(steps, *evaluate())
         val_loss.append(watch.curve[-1]["val_loss"])
         if stop:
             break

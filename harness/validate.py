@@ -31,6 +31,7 @@ from harness.config import BakeoffConfig, CandidateConfig, load_config
 from harness.data import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, SftbenchError
 from harness.probes import load_probe
+from harness.tasks import metric_while_training
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
@@ -99,7 +100,8 @@ def _error(err: SftbenchError, source: str) -> Finding:
 def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]],
                  bias: list[BiasSpec]) -> list[Finding]:
     """Errors between suites that each loaded fine: a bias suite's benchmark missing from the config, a
-    sweep over a benchmark with no validation split."""
+    sweep over a benchmark with no validation split, early stopping on a metric a benchmark does not evaluate
+    while training."""
     names = {spec.name for spec, _ in benchmarks}
     findings = [Finding("error", cfg.source, None, f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which "
                         "the config does not list") for b in bias if b.benchmark not in names]
@@ -107,6 +109,12 @@ def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[
         findings += [Finding("error", cfg.source, None, f"a sweep picks settings on validation data, and benchmark "
                              f"'{spec.name}' has no validation split") for spec, splits in benchmarks
                      if "validation" not in splits]
+    if cfg.recipe.monitor == "metric":
+        for spec, splits in benchmarks:
+            n = len(splits["validation"].examples) if "validation" in splits else 0
+            if why := metric_while_training(spec, n, cfg.recipe.eval_metric):
+                findings.append(Finding("error", cfg.source, None, f"recipe.monitor is metric, but benchmark "
+                                        f"'{spec.name}' does not evaluate {spec.main_metric} while training: {why}"))
     return findings
 
 

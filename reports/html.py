@@ -1,5 +1,5 @@
 """The HTML report: one self-contained page (inline CSS and SVG, no script, no external resource) rendered from
-results.json: recommendation, leaderboard, gate verdicts, the four figures, the most forgotten probe items and a
+results.json: recommendation, leaderboard, gate verdicts, the figures, the most forgotten probe items and a
 sample of predictions. Every piece of text from the results goes through html.escape, since candidate names,
 prompts and model outputs are arbitrary strings."""
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The HTML report's four figures, drawn with matplotlib and returned as inline SVG text: loss curves, the main
-metric with its interval per candidate, learning versus forgetting, quality versus cost. Each function returns
+"""The HTML report's figures, drawn with matplotlib and returned as inline SVG text: loss curves, the main metric
+on validation during training, the main metric with its interval per candidate, learning versus forgetting,
+quality versus cost. Each function returns
 None when the results hold nothing to draw; a failed candidate, an n/a benchmark or a missing probe only drops
 that element. The output is byte-for-byte repeatable: fixed hash salt for SVG ids, no date in the metadata."""
 from __future__ import annotations
@@ -30,8 +31,12 @@ NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 PANEL = (5.2, 3.6)  # inches per benchmark panel
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _ok(entry: Any) -> bool:
-    return isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)) and math.isfinite(entry["value"])
+    return isinstance(entry, dict) and _finite(entry.get("value"))
 
 
 def _score(b: dict[str, Any], split: str, metric: str) -> dict[str, Any] | None:
@@ -157,6 +162,39 @@ def _entries_per_benchmark(results: dict[str, Any], entry: Any) -> list[tuple[st
     return panels
 
 
+def metric_curves(results: dict[str, Any]) -> str | None:
+    """The main metric on validation at every evaluation during training (step 0 = before training), per candidate
+    and benchmark, where the run evaluated it (recipe.eval_metric); the best evaluation by recipe.monitor is ringed
+    (its weights are the ones kept when recipe.restore_best)."""
+    def line(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+        train = b.get("train") or {}
+        points = [(p["step"], p["val_metric"]) for p in train.get("curve") or [] if _finite(p.get("val_metric"))]
+        return (c["name"], points, train.get("best_step")) if points else None
+
+    panels = _entries_per_benchmark(results, line)
+    if not panels:
+        return None
+    colours = _colours(results)
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(panels))
+        for ax, (bench, metric, lines) in zip(axes, panels):
+            scale = metric_scale(metric)
+            for name, points, best in lines:
+                colour = colours.get(name, "C0")
+                ax.plot([s for s, _ in points], [scale * v for _, v in points], "-o", color=colour, ms=3,
+                        label=_short(name))
+                ax.plot([s for s, _ in points if s == best], [scale * v for s, v in points if s == best], "o",
+                        ms=10, mfc="none", color=colour)
+            ax.plot([], [], "o", ms=10, mfc="none", color="black", label="best evaluation")
+            ax.set_title(bench)
+            ax.set_xlabel("optimizer step (0 = before training)")
+            ax.set_ylabel(f"validation {metric}{_unit(metric)}")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        return _svg(fig, "valmetric")
+
+
 def metric_bars(results: dict[str, Any]) -> str | None:
     """Main metric per candidate with its 95% interval, test and shifted side by side, one panel per benchmark."""
     def row(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
@@ -266,6 +304,7 @@ def quality_cost(results: dict[str, Any]) -> str | None:
 
 
 FIGURES = (("Training and validation loss", loss_curves),
+           ("Main metric on validation during training", metric_curves),
            ("Main metric per candidate, test and shifted (95% intervals)", metric_bars),
            ("Learning versus forgetting", learning_forgetting),
            ("Quality versus cost", quality_cost))

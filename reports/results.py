@@ -10,7 +10,7 @@ Schema (version 1):
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
-      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16, curve[{step, train_loss, val_loss}], best_step, stopped_early},
+      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16, curve[{step, train_loss, val_loss, val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}], best_step (best evaluation by recipe.monitor), stopped_early},
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
       bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change, per attribute}],
       files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),

@@ -125,6 +125,14 @@ def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path
         chosen = [t for t in bench["sweep"] if t["chosen"]]
         assert len(chosen) == 1 and bench["learning_rate"] == chosen[0]["learning_rate"]
         assert chosen[0]["validation"] == max(t["validation"] for t in bench["sweep"])
+    # the validation score of each setting is the metric fit() measured at the kept weights (eval_metric auto);
+    # scoring validation again after training, as eval_metric off does, gives the same numbers
+    code, _, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "off"), "sweep={learning_rate: [0.0, 5e-3]}",
+                           "probes=[]", "bias=[]", "recipe.eval_metric=off"], capsys)
+    assert code == 0, stderr
+    tried = [[t["validation"] for t in c["benchmarks"][0]["sweep"]]
+             for name in ("o", "off") for c in json.loads((tmp_path / name / "results.json").read_text())["candidates"]]
+    assert tried[:2] == tried[2:]
 
 
 @pytest.mark.integration
@@ -151,3 +159,34 @@ def test_promote_then_gate_against_the_baseline(tiny_config, tmp_path, capsys):
     assert run(["report", first, "--format", "junit"], capsys)[0] == 0
     code, _, stderr = run(["show", "no-such-run"], capsys)
     assert code == 2 and "no-such-run" in stderr
+
+
+def test_validation_metric_while_training(tiny_config, tmp_path, capsys):
+    """recipe.eval_metric auto evaluates the main metric at every evaluation on both kinds of classifier (the tiny
+    intents validation split has 16 items) without changing any training number or score; monitor: metric keeps
+    the evaluation with the best metric."""
+    def bakeoff(name, *overrides):
+        code, _, err = run(["run", str(tiny_config), "--out", str(tmp_path / name), "probes=[]", "bias=[]",
+                            "recipe.eval_every=2", *overrides], capsys)
+        assert code == 0, err
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        return results, {c["name"]: c["benchmarks"][0] for c in results["candidates"]}
+
+    auto, on = bakeoff("auto")
+    off_results, off = bakeoff("off", "recipe.eval_metric=off")
+    assert off_results["units"]["reused"] == 0  # eval_metric is in the tune key: nothing kept by "auto" is reused
+    for name in ("tiny-llama", "tiny-bert"):
+        curve = on[name]["train"]["curve"]
+        assert [c["step"] for c in curve] == [0, 2, 4]
+        assert all(0.0 <= c["val_metric"] <= 1.0 and c["val_metric"] * 16 == round(c["val_metric"] * 16) for c in curve)
+        assert [c["val_metric"] for c in off[name]["train"]["curve"]] == [None] * 3
+        without = lambda curve: [{k: v for k, v in c.items() if k != "val_metric"} for c in curve]  # noqa: E731
+        assert without(curve) == without(off[name]["train"]["curve"])  # same training, same validation loss
+        assert on[name]["scores"] == off[name]["scores"] and on[name]["predictions"] == off[name]["predictions"]
+    assert "Main metric on validation during training</figcaption><svg" in (tmp_path / "auto" / "report.html").read_text()
+    assert "Main metric on validation during training: no data to plot." in (tmp_path / "off" / "report.html").read_text()
+    _, monitored = bakeoff("metric", "recipe.monitor=metric", "candidates=[{model: %s, name: tiny-bert, "
+                           "learning_rate: 5e-3}]" % auto["candidates"][1]["path"])
+    curve = monitored["tiny-bert"]["train"]["curve"]
+    best = max(curve[1:], key=lambda c: c["val_metric"])  # the first of equals
+    assert monitored["tiny-bert"]["train"]["best_step"] == best["step"]

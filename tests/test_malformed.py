@@ -100,6 +100,21 @@ CASES = [
     Case("override-bad-yaml", {}, None, None, "invalid YAML value", argv=("recipe.epochs=[",)),
     Case("sweep-without-validation", {"bakeoff.yaml": config("sweep: {learning_rate: [0.001, 0.01]}\n")},
          "bakeoff.yaml", None, "has no validation split"),
+    Case("eval-metric-value", {"bakeoff.yaml": config("recipe: {eval_metric: sometimes}\n")}, "bakeoff.yaml", None,
+         "recipe.eval_metric must be auto, on or off"),
+    Case("monitor-value", {"bakeoff.yaml": config("recipe: {monitor: accuracy}\n")}, "bakeoff.yaml", None,
+         "recipe.monitor must be loss or metric"),
+    Case("monitor-metric-eval-off", {"bakeoff.yaml": config("recipe: {monitor: metric, eval_metric: off}\n")},
+         "bakeoff.yaml", None, "recipe.monitor: metric needs the metric evaluated"),
+    Case("monitor-metric-without-validation", {"bakeoff.yaml": config("recipe: {monitor: metric}\n")},
+         "bakeoff.yaml", None, "benchmark 'bench' does not evaluate accuracy while training: it has no validation"),
+    Case("monitor-metric-generation-auto",
+         {"bakeoff.yaml": config("recipe: {monitor: metric}\n"), "bench/validation.jsonl": jsonl(TEST),
+          "bench/benchmark.yaml": bench(task="generation", labels=None, metrics=["bleu"],
+                                        splits={"train": "train.jsonl", "validation": "validation.jsonl",
+                                                "test": "test.jsonl"})},
+         "bakeoff.yaml", None, "benchmark 'bench' does not evaluate bleu while training: recipe.eval_metric auto "
+         "skips generation"),
     # names resolved from the config: the config is the file to blame (`run` names it too once it
     # pre-flights with harness.validate; until then these run through `validate` only)
     Case("unknown-tuner", {"bakeoff.yaml": config("recipe: {tuner: magic}\n")}, "bakeoff.yaml", None,

@@ -32,6 +32,12 @@ def test_overrides_are_typed():
     ("name: x\ncandidates: [a, a]\nbenchmarks: [b]\n", "duplicate candidate names: a"),
     ("name: x\ncandidates: [a]\nbenchmarks: [b]\ngates: [{metric: acc, value: 1}]\n", "benchmark.metric"),
     ("name: x\ncandidates: [a]\nbenchmarks: [b]\nrecipe: {dropout: 1.5}\n", "recipe.dropout"),
+    ("name: x\ncandidates: [a]\nbenchmarks: [b]\nrecipe: {eval_metric: sometimes}\n",
+     "recipe.eval_metric must be auto, on or off (got 'sometimes')"),
+    ("name: x\ncandidates: [a]\nbenchmarks: [b]\nrecipe: {monitor: accuracy}\n",
+     "recipe.monitor must be loss or metric (got 'accuracy')"),
+    ("name: x\ncandidates: [a]\nbenchmarks: [b]\nrecipe: {monitor: metric, eval_metric: off}\n",
+     "recipe.monitor: metric needs the metric evaluated"),
     ("- just\n- a list\n", "expected a mapping"),
     ("candidates: [a]\nbenchmarks: [b]\n", "missing"),
 ])
@@ -54,3 +60,16 @@ def test_yaml_is_loaded_safely(tmp_path):
     path = write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\ncandidates: [a]\nbenchmarks: [b]\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(path)
+
+
+def test_on_off_settings_accept_unquoted_yaml(tmp_path):
+    """YAML 1.1 reads an unquoted on/off as a boolean; the auto | on | off settings take it as the word."""
+    path = write(tmp_path, "name: x\ncandidates: [a]\nbenchmarks: [b]\nrecipe: {eval_metric: off, bf16: on}\n")
+    recipe = load_config(path).recipe
+    assert (recipe.eval_metric, recipe.bf16) == ("off", "on")
+    recipe = load_config(path, ["recipe.eval_metric=on", "recipe.monitor=metric"]).recipe
+    assert (recipe.eval_metric, recipe.monitor) == ("on", "metric")
+    with pytest.raises(ConfigError, match="group_by_length"):  # only those settings: a real bool stays a bool
+        load_config(path, ["recipe.group_by_length=auto"])
+    with pytest.raises(ConfigError, match="name must be str"):
+        load_config(path, ["name=off"])

@@ -28,9 +28,9 @@ def tiny_model(folder, recipe, rows=16):
     return model, items, val, tok.pad_token_id
 
 
-def tiny_run(folder, recipe, rows=16, lr=1e-2):
+def tiny_run(folder, recipe, rows=16, lr=1e-2, **kwargs):
     model, items, val, pad_id = tiny_model(folder, recipe, rows)
-    return fit(model, items, val, recipe, lr, pad_id), items
+    return fit(model, items, val, recipe, lr, pad_id, **kwargs), items
 
 
 def trainable(model):
@@ -146,3 +146,96 @@ def test_without_validation_data_nothing_stops_or_restores(tiny_llama):
 def test_negative_eval_every_or_patience_is_a_config_error(key):
     with pytest.raises(ConfigError, match=f"recipe.{key}"):
         RecipeConfig(**{key: -1})
+
+
+# ---- the main metric while training (recipe.eval_metric, recipe.monitor) -------------------------------------
+
+def scripted(values):
+    """A stand-in for the validation metric: returns the next scripted value at each evaluation."""
+    calls = iter(values)
+    return lambda: next(calls)
+
+
+def test_metric_is_recorded_at_every_evaluation(tiny_llama):
+    values = [0.1, 0.2, 0.3, 0.4, 0.5]
+    result, _ = tiny_run(tiny_llama, dataclasses.replace(LLAMA, eval_every=1), metric=scripted(values))
+    assert [c["step"] for c in result.curve] == [0, 1, 2, 3, 4]
+    assert [c["val_metric"] for c in result.curve] == values  # step 0 (before training) included
+    plain, _ = tiny_run(tiny_llama, LLAMA)
+    assert [c["val_metric"] for c in plain.curve] == [None, None, None]  # no metric: recorded as not computed
+
+
+def test_a_real_metric_does_not_move_training_numbers(tiny_llama):
+    """Training randomness (LoRA dropout here) is the same with and without the metric, even one that draws
+    random numbers: every evaluation runs on a forked RNG."""
+    from harness.score import score
+    from harness.tasks import predict
+
+    recipe = dataclasses.replace(LLAMA, eval_every=1)
+    assert recipe.dropout > 0
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    handle = resolve(str(tiny_llama))
+    tok = load_tokenizer(handle)
+    spec, splits = load_benchmark(SuiteRef("support_intents", max_train=16, max_validation=8), ROOT)
+    examples = splits["validation"].examples
+    modes = []
+
+    def accuracy():
+        modes.append(model.training)
+        torch.rand(1000)  # as a sampling decoder would
+        preds, _ = predict(spec, examples, model, tok, handle.kind, recipe.max_length)
+        return score("accuracy", preds, [list(ex.references) for ex in examples], resamples=0).value
+
+    with_metric = fit(model, items, val, recipe, 1e-2, pad_id, metric=accuracy)
+    torch.testing.assert_close(with_metric.train_loss, GOLDEN_TRAIN, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(with_metric.val_loss, GOLDEN_VAL, rtol=1e-5, atol=1e-5)
+    without, _ = tiny_run(tiny_llama, recipe)
+    assert [c["train_loss"] for c in with_metric.curve] == [c["train_loss"] for c in without.curve]
+    assert [c["val_loss"] for c in with_metric.curve] == [c["val_loss"] for c in without.curve]
+    metrics = [c["val_metric"] for c in with_metric.curve]
+    assert len(metrics) == 5 and all(0.0 <= m <= 1.0 and m * 8 == round(m * 8) for m in metrics)  # 8 items
+    assert modes == [False] * 5  # fit hands the metric a model in eval mode
+
+
+def test_monitor_metric_restores_the_best_metric_weights(tiny_llama):
+    # FULL_HOT at lr 0.1: the lowest validation loss is at step 2 (see above); the scripted metric peaks at step 4
+    recipe = dataclasses.replace(FULL_HOT, monitor="metric")
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    seen = {}
+    values = [0.1, 0.2, 0.3, 0.25, 0.9, 0.5, 0.4]
+    result = fit(model, items, val, recipe, 0.1, pad_id, metric=scripted(values),
+                 on_step=lambda step, _: seen.setdefault(step, trainable(model)))
+    assert min(result.curve[1:], key=lambda c: c["val_loss"])["step"] == 2
+    assert result.best_step == 4 and result.steps == 6 and not result.stopped_early
+    torch.testing.assert_close(trainable(model), seen[4], rtol=0, atol=0)
+    # lower is better for a loss-like metric: the same script then has its best at step 1
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    lower = fit(model, items, val, recipe, 0.1, pad_id, metric=scripted(values), higher_is_better=False)
+    assert lower.best_step == 1
+
+
+def test_monitor_metric_stops_after_patience_evaluations_without_a_higher_metric(tiny_llama):
+    recipe = dataclasses.replace(FULL_HOT, monitor="metric", patience=2)
+    # the validation loss falls at steps 1 and 2, but the metric stops rising after step 1
+    result, _ = tiny_run(tiny_llama, recipe, lr=0.1, metric=scripted([0.1, 0.5, 0.5, 0.4, 0.9, 0.9, 0.9]))
+    assert result.stopped_early and result.steps == 3 and result.best_step == 1
+
+
+def test_monitor_metric_without_a_metric_is_a_config_error(tiny_llama):
+    with pytest.raises(ConfigError, match="recipe.monitor is metric"):
+        tiny_run(tiny_llama, dataclasses.replace(FULL_HOT, monitor="metric"))
+
+
+def test_auto_evaluates_the_metric_only_where_it_is_cheap():
+    from harness.tasks import CHEAP_METRIC_ITEMS, metric_while_training
+
+    intents = load_benchmark(SuiteRef("support_intents"), ROOT)[0]
+    summaries = load_benchmark(SuiteRef("ticket_summaries"), ROOT)[0]
+    assert summaries.task == "generation"
+    assert metric_while_training(intents, 114, "auto") == ""
+    assert metric_while_training(intents, CHEAP_METRIC_ITEMS, "auto") == ""
+    assert "over 1000 items (this one has 1001" in metric_while_training(intents, CHEAP_METRIC_ITEMS + 1, "auto")
+    assert "skips generation" in metric_while_training(summaries, 10, "auto")
+    assert metric_while_training(summaries, 10, "on") == metric_while_training(intents, 5000, "on") == ""
+    assert "off" in metric_while_training(intents, 10, "off")
+    assert "no validation split" in metric_while_training(intents, 0, "on")

@@ -1,5 +1,5 @@
 """The HTML report is one self-contained page, escapes every string from the results (names, prompts,
-predictions, messages, config), draws its four figures when there is data, survives missing data, and renders
+predictions, messages, config), draws every figure when there is data, survives missing data, and renders
 the same bytes twice."""
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def bench(name, value, forgetting=None, *, main="accuracy", task="classification
             "data_sha256": {}, "scores": {"test": {main: metric(value, value - w, value + w)},
                                           "shifted": {main: metric(0.8 * value, 0.8 * value - w, 0.8 * value + w)}},
             "train": {"train_loss": [1.2, 0.7, 0.5], "val_loss": [2.0, 1.0, 0.8, 0.75], "seconds": 30.0,
-                      "tokens": 9000, "steps": 12, "bf16": False, "tokens_per_second": 300.0},
+                      "tokens": 9000, "steps": 12, "bf16": False, "tokens_per_second": 300.0, "best_step": 8,
+                      "curve": [{"step": s, "val_loss": loss, "val_metric": value * m}
+                                for s, loss, m in ((0, 2.0, 0.3), (4, 1.0, 0.8), (8, 0.8, 1.0), (12, 0.75, 0.95))]},
             "latency_ms_per_item": 4.0, "probes": probes, "predictions": {"test": predictions or ["yes"] * 12},
             "generalisation": {"metric": main, "gap": 0.1, "gap_ci_low": 0.02, "gap_ci_high": 0.18},
             "per_class_f1": {}, "bias": [bias_report()] if bias else []}
@@ -76,7 +78,7 @@ def full_results() -> dict:
 
 @pytest.fixture(scope="module")
 def pages() -> dict[str, str]:
-    """Rendering draws four figures (about a second), so each page is rendered once per module."""
+    """Rendering draws five figures (about a second), so each page is rendered once per module."""
     return {"sample": render_html(sample_results()), "full": render_html(full_results())}
 
 
@@ -91,9 +93,9 @@ def test_self_contained_and_no_script(pages):
         assert "@import" not in page and "url(http" not in page
 
 
-def test_four_figures_when_data_exists(pages):
+def test_every_figure_when_data_exists(pages):
     page = pages["full"]
-    assert page.count("<svg") == 4
+    assert page.count("<svg") == len(FIGURES) == 5
     assert "could not be drawn" not in page and "no data to plot" not in page
     for title, _ in FIGURES:
         assert title in page
@@ -103,6 +105,7 @@ def test_sample_without_train_curves_still_draws_the_rest(pages):
     page = pages["sample"]
     assert page.count("<svg") == 3  # the sample has no train curves
     assert "Training and validation loss: no data to plot." in page
+    assert "Main metric on validation during training: no data to plot." in page
     assert "could not be drawn" not in page
 
 
@@ -177,3 +180,17 @@ def test_figure_ids_are_unique_on_the_page(pages):
 def test_deterministic(pages):
     assert render_html(full_results()) == pages["full"]
     assert render_html(sample_results()) == pages["sample"]
+
+
+def test_validation_metric_curve_is_drawn_only_where_it_was_evaluated():
+    from reports.plots import metric_curves
+
+    results = full_results()
+    svg = metric_curves(results)
+    assert svg is not None and "validation accuracy (%)" in svg and "validation bleu" in svg
+    assert "optimizer step (0 = before training)" in svg and "best evaluation" in svg
+    for c in results["candidates"]:
+        for b in c["benchmarks"]:
+            for point in (b.get("train") or {}).get("curve", []):
+                point["val_metric"] = None  # recipe.eval_metric off, or a benchmark where auto skipped it
+    assert metric_curves(results) is None
