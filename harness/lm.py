@@ -50,66 +50,61 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: to
 
 @torch.no_grad()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], max_batch: int = 32,
+                          continuations: Sequence[Sequence[int]], max_batch: int = 64,
                           on_step: OnStep | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
-    Pairs that share a context (a prompt and its options) run the context once; its KV cache is
-    repeated for every continuation of that context. Contexts of equal length and equal option count
-    are batched together, so no context is ever padded (padding would shift positions). Each option's
-    first token is predicted by the context's last position, so the LM head runs once per context for
-    it; an option's own tokens run through the model all but the last (whose output predicts nothing).
-    on_step(pairs scored, pairs in total) is called after every batch.
+    Pairs that share a context (a prompt and its options) run the context once. Up to `max_batch`
+    distinct contexts, taken shortest first, run as one left-padded batch (positions count real tokens
+    only). Each option's first token is predicted by its context's last position, so the LM head runs
+    once per context for it; the options' later tokens then run as one batch over the repeated context
+    cache, each option's last token excluded (its output predicts nothing). on_step(pairs scored, pairs
+    in total) is called after every batch.
     """
     if any(len(c) == 0 for c in continuations):
         raise ValueError("an empty continuation has no likelihood to score")
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
         groups.setdefault(tuple(ctx), []).append(i)
-    buckets: dict[tuple[int, int], list[tuple[int, ...]]] = {}
-    for ctx, members in groups.items():
-        buckets.setdefault((len(ctx), len(members)), []).append(ctx)
+    ordered = sorted(groups, key=len)
     body, head = body_and_head(model)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
     done = 0
-    for (length, k), ctxs in buckets.items():
-        for start in range(0, len(ctxs), max_batch):
-            chunk = ctxs[start:start + max_batch]
-            members = [i for ctx in chunk for i in groups[ctx]]  # context-major, as the cache repeats
-            prefix = body(input_ids=torch.tensor(chunk), use_cache=True)  # (b, length)
-            first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
-            rows = torch.arange(len(chunk)).repeat_interleave(k)
-            totals = first[rows, torch.tensor([continuations[i][0] for i in members])].tolist()  # (b*k,)
-            # Options longer than one token, shortest first, so a batch pads them to similar lengths.
-            longer = sorted((r for r, i in enumerate(members) if len(continuations[i]) > 1),
-                            key=lambda r: len(continuations[members[r]]))
-            for s in range(0, len(longer), max_batch * k):
-                part = longer[s:s + max_batch * k]
-                for r, lp in zip(part, _rest_logprobs(body, head, prefix.cache, [r // k for r in part], length,
-                                                      [continuations[members[r]] for r in part], pad_id)):
-                    totals[r] += lp
-            for i, total in zip(members, totals):
-                out[i] = (total, len(continuations[i]))
-            done += len(members)
-            if on_step:
-                on_step(done, len(contexts))
+    for start in range(0, len(ordered), max_batch):
+        chunk = ordered[start:start + max_batch]
+        members = [i for ctx in chunk for i in groups[ctx]]
+        rows = torch.tensor([r for r, ctx in enumerate(chunk) for _ in groups[ctx]])  # each pair's context row
+        ids, mask = pad(chunk, pad_id, left=True)  # (b, width)
+        prefix = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                      use_cache=True)
+        first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
+        totals = first[rows, torch.tensor([continuations[i][0] for i in members])]  # (pairs,)
+        longer = [r for r, i in enumerate(members) if len(continuations[i]) > 1]
+        if longer:
+            totals[longer] += _rest_logprobs(body, head, prefix.cache, mask, rows[longer],
+                                             [continuations[members[r]] for r in longer], pad_id)
+        for i, total in zip(members, totals.tolist()):
+            out[i] = (total, len(continuations[i]))
+        done += len(members)
+        if on_step:
+            on_step(done, len(contexts))
     return out
 
 
-def _rest_logprobs(body: Any, head: Any, context_cache: Any, rows: list[int], length: int,
-                   options: list[Sequence[int]], pad_id: int) -> list[float]:
-    """log p of each option's tokens after its first, given the cached context of `rows` (one per option)."""
-    import copy
-
-    cache = copy.deepcopy(context_cache)  # the chunk's cache serves every batch of its options
-    cache.reorder_cache(torch.tensor(rows))  # (n_options, ...): each option's own context, repeated as needed
+def _rest_logprobs(body: Any, head: Any, cache: Any, context_mask: torch.Tensor, rows: torch.Tensor,
+                   options: list[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """log p of each option's tokens after its first, given the cached (left-padded) context `rows[j]`
+    of option j. Reorders `cache` in place to one row per option. Returns (n_options,)."""
+    cache.reorder_cache(rows)
     ids, mask = pad([o[:-1] for o in options], pad_id)  # (n, m-1): token j predicts token j+1
-    full_mask = torch.cat([torch.ones(len(options), length, dtype=torch.long), mask], dim=1)
-    hidden = body(input_ids=ids, attention_mask=full_mask, cache=cache).last_hidden_state  # (n, m-1, h)
+    positions = context_mask.sum(1)[rows][:, None] + torch.arange(ids.shape[1])  # after each context's real tokens
+    hidden = body(input_ids=ids, attention_mask=torch.cat([context_mask[rows], mask], dim=1), position_ids=positions,
+                  cache=cache).last_hidden_state  # (n, m-1, hidden)
     targets, _ = pad([o[1:] for o in options], -100)
     keep = targets != -100
     token_lp = torch.log_softmax(head(hidden[keep]).float(), dim=-1).gather(1, targets[keep][:, None])[:, 0]
-    return [float(part.sum()) for part in torch.split(token_lp, keep.sum(1).tolist())]
+    owner = torch.arange(len(options)).repeat_interleave(keep.sum(1))
+    return torch.zeros(len(options)).index_add_(0, owner, token_lp)
 
 
 def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from harness.lm import continuation_logprobs
@@ -12,17 +13,20 @@ def naive(model, context, continuation):
     return sum(float(logp[len(context) - 1 + j, t]) for j, t in enumerate(continuation))
 
 
-def test_shared_prefix_scoring_equals_one_sequence_at_a_time(tiny_llama):
+@pytest.mark.parametrize("max_batch", [1, 2, 64])  # 64: every context, of four lengths, in one left-padded batch
+def test_shared_prefix_scoring_equals_one_sequence_at_a_time(tiny_llama, max_batch):
     handle = resolve(str(tiny_llama))
     model, tok = load_model(handle), load_tokenizer(handle)
-    prompts = ["my parcel never came", "refund please", "my parcel never arrived!", "i cannot log in"]
+    prompts = ["my parcel never came", "refund please", "my parcel never arrived!", "i cannot log in",
+               "hi", "the parcel i ordered three weeks ago for my sister never arrived and nobody answers"]
     options = [" shipping", " refund", " account access"]
     contexts, conts = [], []
-    for p in prompts:
-        for o in options:
+    for n, p in enumerate(prompts):
+        for o in options[: 1 + n % 3]:  # one to three options per prompt
             contexts.append(tok(p)["input_ids"])
             conts.append(tok(o, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
-    got = continuation_logprobs(model, tok.pad_token_id, contexts, conts, max_batch=2)
+    got = continuation_logprobs(model, tok.pad_token_id, contexts, conts, max_batch=max_batch)
+    assert len({len(c) for c in contexts}) > 2
     for (value, count), ctx, cont in zip(got, contexts, conts):
         assert count == len(cont)
         torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
