@@ -58,3 +58,34 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def frozen_linears_in_bf16(model: Any, enabled: bool) -> Any:
+    """Inside the block, every frozen fp32 weight and bias of an nn.Linear (a LoRA or IA3 base layer, a
+    frozen block under `freeze`, a tied LM head) is a bf16 copy; on exit the original fp32 parameters are put
+    back, untouched.
+
+    Autocast rounds the same weights to bf16 for every matmul anyway, but it caches those casts only for
+    parameters that require grad: frozen ones are re-cast on every forward, a pass over all frozen weights
+    each step. The copy gives the same bf16 values once. Embeddings and norms are not touched (autocast keeps
+    them in fp32), and a head tied to the embedding gets its own copy, so the embedding's output stays fp32.
+    """
+    if not enabled:
+        yield
+        return
+    import torch
+
+    swapped = []  # (module, attribute, original parameter)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            for name in ("weight", "bias"):
+                p = getattr(module, name)
+                if p is not None and not p.requires_grad and p.dtype == torch.float32:
+                    swapped.append((module, name, p))
+                    setattr(module, name, torch.nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=False))
+    try:
+        yield
+    finally:
+        for module, name, p in swapped:
+            setattr(module, name, p)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import RecipeConfig
-from harness.device import autocast, use_bf16
+from harness.device import autocast, frozen_linears_in_bf16, use_bf16
 from harness.encode import Encoded
 from harness.errors import ConfigError, RunFailure
 from harness.lm import causal_loss, pad
@@ -161,46 +161,47 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             with autocast(bf16):
                 return loss, float(metric())
 
-    watch.record(0, *evaluate())
-    val_loss = [watch.curve[0]["val_loss"]]
-    train_loss: list[float] = []
-    tokens, steps, seconds, stop = 0, 0, 0.0, False
-    for epoch in range(recipe.epochs):
-        model.train()
-        total, count = 0.0, 0
-        for batch in batches(train, recipe.batch_size, rng, recipe.group_by_length):
-            start = time.perf_counter()  # training time only: validation passes are not in tokens/s
-            items = [train[i] for i in batch]
-            with autocast(bf16):
-                loss_sum, n = batch_loss(model, items, pad_id)
-            loss = loss_sum / max(n, 1)
-            if not torch.isfinite(loss):
-                raise RunFailure(f"loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1} "
-                                 f"(learning rate {learning_rate:g} too high?)")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            seconds += time.perf_counter() - start
-            step_loss = loss_sum.item()
-            total, count = total + step_loss, count + n
-            watch.add(step_loss, n)
-            tokens += sum(len(it.input_ids) for it in items)
-            steps += 1
-            if on_step:
-                on_step(steps, total_steps)
-            if recipe.eval_every and steps % recipe.eval_every == 0:
+    with frozen_linears_in_bf16(model, bf16):  # frozen weights cast once, not at every forward
+        watch.record(0, *evaluate())
+        val_loss = [watch.curve[0]["val_loss"]]
+        train_loss: list[float] = []
+        tokens, steps, seconds, stop = 0, 0, 0.0, False
+        for epoch in range(recipe.epochs):
+            model.train()
+            total, count = 0.0, 0
+            for batch in batches(train, recipe.batch_size, rng, recipe.group_by_length):
+                start = time.perf_counter()  # training time only: validation passes are not in tokens/s
+                items = [train[i] for i in batch]
+                with autocast(bf16):
+                    loss_sum, n = batch_loss(model, items, pad_id)
+                loss = loss_sum / max(n, 1)
+                if not torch.isfinite(loss):
+                    raise RunFailure(f"loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1} "
+                                     f"(learning rate {learning_rate:g} too high?)")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                seconds += time.perf_counter() - start
+                step_loss = loss_sum.item()
+                total, count = total + step_loss, count + n
+                watch.add(step_loss, n)
+                tokens += sum(len(it.input_ids) for it in items)
+                steps += 1
+                if on_step:
+                    on_step(steps, total_steps)
+                if recipe.eval_every and steps % recipe.eval_every == 0:
+                    stop = watch.record(steps, *evaluate())
+                    model.train()
+                    if stop:
+                        break
+            train_loss.append(total / max(count, 1))
+            if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
                 stop = watch.record(steps, *evaluate())
-                model.train()
-                if stop:
-                    break
-        train_loss.append(total / max(count, 1))
-        if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
-            stop = watch.record(steps, *evaluate())
-        val_loss.append(watch.curve[-1]["val_loss"])
-        if stop:
-            break
+            val_loss.append(watch.curve[-1]["val_loss"])
+            if stop:
+                break
     watch.restore(steps)
     model.eval()
     return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16, watch.curve, watch.best_step or steps,

@@ -239,3 +239,41 @@ def test_auto_evaluates_the_metric_only_where_it_is_cheap():
     assert metric_while_training(summaries, 10, "on") == metric_while_training(intents, 5000, "on") == ""
     assert "off" in metric_while_training(intents, 10, "off")
     assert "no validation split" in metric_while_training(intents, 0, "on")
+
+
+def test_frozen_linears_are_bf16_inside_the_block_and_the_originals_come_back(tiny_llama):
+    from harness.device import frozen_linears_in_bf16
+
+    model, *_ = tiny_model(tiny_llama, dataclasses.replace(LLAMA, tuner="lora"))
+    before = {n: (p, p.detach().clone()) for n, p in model.named_parameters()}
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    embedding = model.get_input_embeddings()
+    with frozen_linears_in_bf16(model, True):
+        frozen = [m.weight for m in linears if not m.weight.requires_grad]
+        trained = [m.weight for m in linears if m.weight.requires_grad]
+        assert frozen and trained
+        assert all(w.dtype == torch.bfloat16 for w in frozen) and all(w.dtype == torch.float32 for w in trained)
+        assert embedding.weight.dtype == torch.float32  # a tied head's copy leaves the embedding in fp32
+    after = dict(model.named_parameters())
+    assert after.keys() == before.keys()
+    for name, (param, values) in before.items():
+        assert after[name] is param and torch.equal(param, values), name
+
+
+@pytest.mark.parametrize("tuner", ["lora", "ia3", "freeze"])
+def test_bf16_copies_of_frozen_weights_change_no_training_number(tiny_llama, monkeypatch, tuner):
+    """Autocast rounds fp32 weights to the same bf16 values the copy holds: losses and weights are identical."""
+    import contextlib
+
+    import harness.train
+
+    recipe = dataclasses.replace(LLAMA, tuner=tuner, bf16="on", eval_every=1)
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    copied = fit(model, items, val, recipe, 1e-2, pad_id)
+    weights = trainable(model)
+    monkeypatch.setattr(harness.train, "frozen_linears_in_bf16", lambda model, enabled: contextlib.nullcontext())
+    model, items, val, pad_id = tiny_model(tiny_llama, recipe)
+    recast = fit(model, items, val, recipe, 1e-2, pad_id)
+    assert copied.bf16 and copied.curve == recast.curve and copied.train_loss == recast.train_loss
+    for name, value in trainable(model).items():
+        assert torch.equal(weights[name], value), name
