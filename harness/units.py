@@ -68,8 +68,10 @@ class Bench:
             self.prepared = True
         return self.model
 
-    def trainable_state(self) -> dict[str, Any]:
-        return {n: p.detach().clone().contiguous() for n, p in self.model.named_parameters() if p.requires_grad}
+    def trainable_state(self, copy: bool = True) -> dict[str, Any]:
+        """The trainable tensors by name; `copy=False` gives views that change as the model trains on."""
+        return {n: (p.detach().clone() if copy else p.detach()).contiguous()
+                for n, p in self.model.named_parameters() if p.requires_grad}
 
     def load_state(self, state: dict[str, Any]) -> None:
         expected = {n for n, p in self.model.named_parameters() if p.requires_grad}
@@ -105,9 +107,14 @@ class Bench:
 
 
 def keep_setting(bench: Bench, key: str, payload: dict[str, Any]) -> None:
-    """Store a just-tuned setting: its trainable tensors, and a standard peft adapter folder when peft made it."""
-    state = bench.trainable_state()
-    bench.kept[key], bench.attached = state, key
+    """Store a just-tuned setting: its trainable tensors, and a standard peft adapter folder when peft made it.
+    The tensors stay in memory only when nothing is written to disk (--no-cache): with a cache, reattaching the
+    setting reads them back, so a full fine-tune does not hold a second copy of the model."""
+    in_memory = bench.cache.root is None
+    state = bench.trainable_state(copy=in_memory)
+    bench.attached = key
+    if in_memory:
+        bench.kept[key] = state
 
     def write(folder: Path) -> None:
         from safetensors.torch import save_file

@@ -133,6 +133,29 @@ def test_a_sweep_scores_every_setting_against_one_loaded_base(tiny_config, tmp_p
         assert len(sweep) == 2 and sum(s["chosen"] for s in sweep) == 1
 
 
+def test_tuned_tensors_stay_in_memory_only_without_a_cache(tiny_config, tmp_path, capsys, monkeypatch):
+    """With a cache the sweep's settings are read back from disk (no second copy in memory), without one they are
+    held in memory; both paths score the same numbers."""
+    import harness.run
+    import harness.units
+
+    held = []
+    real = harness.units.keep_setting
+
+    def keep(bench, key, payload):
+        real(bench, key, payload)
+        held.append(len(bench.kept))
+
+    monkeypatch.setattr(harness.run, "keep_setting", keep)
+    sweep = ("sweep.learning_rate=[1e-3, 5e-3]", "probes=[]", "bias=[]")
+    cached = bakeoff(tiny_config, tmp_path / "a", *sweep)
+    assert held and set(held) == {0}
+    held.clear()
+    memory = bakeoff(tiny_config, tmp_path / "b", "--no-cache", *sweep)
+    assert held and max(held) == 2  # both settings of a candidate's sweep, until the best is chosen
+    assert numbers(memory) == numbers(cached)
+
+
 def _spawn(cfg: Path, out: Path, store: Path) -> subprocess.Popen:
     env = os.environ | {"SFTBENCH_STORE": str(store), "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-c", "from harness.cli import entry; entry()", "run", str(cfg), "--out",
