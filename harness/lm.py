@@ -3,6 +3,8 @@ sentence embeddings. The LM head is applied only at the positions that are score
 sequence, which saves a (batch, seq, vocab) logits tensor per step."""
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,30 +50,32 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: to
     return head(hidden[:, :-1][keep]).float(), shifted[keep]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], max_batch: int = 64,
+                          continuations: Sequence[Sequence[int]], max_batch: int = 512, max_tokens: int = 2048,
                           on_step: OnStep | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
-    Pairs that share a context (a prompt and its options) run the context once. Up to `max_batch`
-    distinct contexts, taken shortest first, run as one left-padded batch (positions count real tokens
-    only). Each option's first token is predicted by its context's last position, so the LM head runs
-    once per context for it; the options' later tokens then run as one batch over the repeated context
-    cache, each option's last token excluded (its output predicts nothing). on_step(pairs scored, pairs
-    in total) is called after every batch.
+    Pairs that share a context (a prompt and its options) run the context once. Distinct contexts,
+    shortest first, run as left-padded batches of at most `max_batch` contexts and `max_tokens` padded
+    tokens (positions count real tokens only). Each option's first token is predicted by its context's
+    last position, so the LM head runs once per context for it; the options' later tokens then run over
+    the repeated context cache, one batch per option length, each option's last token excluded (its
+    output predicts nothing). Large batches matter on a CPU: a forward pass over a few tokens costs
+    nearly as much as one over a few hundred. on_step(pairs scored, pairs in total) is called after
+    every batch.
     """
     if any(len(c) == 0 for c in continuations):
         raise ValueError("an empty continuation has no likelihood to score")
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
         groups.setdefault(tuple(ctx), []).append(i)
-    ordered = sorted(groups, key=len)
     body, head = body_and_head(model)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
     done = 0
-    for start in range(0, len(ordered), max_batch):
-        chunk = ordered[start:start + max_batch]
+    ordered = sorted(groups, key=len)
+    for span in _batches([len(c) for c in ordered], max_batch, max_tokens, CONTEXT_BATCH_COST):
+        chunk = ordered[span.start:span.stop]
         members = [i for ctx in chunk for i in groups[ctx]]
         rows = torch.tensor([r for r, ctx in enumerate(chunk) for _ in groups[ctx]])  # each pair's context row
         ids, mask = pad(chunk, pad_id, left=True)  # (b, width)
@@ -79,16 +83,49 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
                       use_cache=True)
         first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
         totals = first[rows, torch.tensor([continuations[i][0] for i in members])]  # (pairs,)
-        longer = [r for r, i in enumerate(members) if len(continuations[i]) > 1]
-        if longer:
-            totals[longer] += _rest_logprobs(body, head, prefix.cache, mask, rows[longer],
-                                             [continuations[members[r]] for r in longer], pad_id)
+        # Options longer than one token, shortest first, in batches of similar length; the last batch takes
+        # the chunk's cache itself, the others a copy (reordering a cache replaces its rows).
+        longer = sorted((r for r, i in enumerate(members) if len(continuations[i]) > 1),
+                        key=lambda r: len(continuations[members[r]]))
+        parts = _batches([len(continuations[members[r]]) - 1 for r in longer], len(longer), max_tokens, FORWARD_COST)
+        for n, span in enumerate(parts):
+            part = longer[span.start:span.stop]
+            cache = prefix.cache if n == len(parts) - 1 else copy.deepcopy(prefix.cache)
+            totals[part] += _rest_logprobs(body, head, cache, mask, rows[part],
+                                           [continuations[members[r]] for r in part], pad_id)
         for i, total in zip(members, totals.tolist()):
             out[i] = (total, len(continuations[i]))
         done += len(members)
         if on_step:
             on_step(done, len(contexts))
     return out
+
+
+# A forward pass costs about as much as this many more tokens (fp32, 2 CPU cores, SmolLM2-135M). A batch of
+# contexts costs about three: its own, then its options' later tokens in a pass or two.
+FORWARD_COST = 64
+CONTEXT_BATCH_COST = 3 * FORWARD_COST
+
+
+def _batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: int) -> list[range]:
+    """Split ascending `lengths` into consecutive batches, each within `max_batch` rows and `max_tokens` padded
+    tokens, minimising padded tokens plus `batch_cost` per batch: neither many small batches nor short
+    sequences padded to long ones."""
+    best = [0.0] + [math.inf] * len(lengths)  # best[j]: cost of batching the first j
+    cut = [0] * (len(lengths) + 1)
+    for j in range(1, len(lengths) + 1):
+        for i in range(j - 1, max(-1, j - 1 - max_batch), -1):  # batch i..j-1, padded to lengths[j-1]
+            if i < j - 1 and (j - i) * lengths[j - 1] > max_tokens:
+                break
+            cost = best[i] + (j - i) * lengths[j - 1] + batch_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    out: list[range] = []
+    j = len(lengths)
+    while j:
+        out.append(range(cut[j], j))
+        j = cut[j]
+    return out[::-1]
 
 
 def _rest_logprobs(body: Any, head: Any, cache: Any, context_mask: torch.Tensor, rows: torch.Tensor,
