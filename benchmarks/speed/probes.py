@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--lm-eval-batch", type=int, nargs="+", default=[1, 32],
                         help="lm-eval batch sizes to time (1 is its default)")
     parser.add_argument("--bf16", action="store_true",
-                        help="run both under bf16 autocast (the pipeline probes in fp32)")
+                        help="run both under bf16 autocast (the pipeline probes in the recipe's precision, bf16 where the CPU has it)")
     args = parser.parse_args()
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     threads = set_threads()
