@@ -52,7 +52,7 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: to
 
 @torch.inference_mode()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], max_batch: int = 512, max_tokens: int = 2048,
+                          continuations: Sequence[Sequence[int]], max_batch: int = 256, max_tokens: int = 2048,
                           on_step: OnStep | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
@@ -81,8 +81,8 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         ids, mask = pad(chunk, pad_id, left=True)  # (b, width)
         prefix = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
                       use_cache=True)
-        first = torch.log_softmax(head(prefix.last_hidden_state[:, -1]).float(), dim=-1)  # (b, vocab)
-        totals = first[rows, torch.tensor([continuations[i][0] for i in members])]  # (pairs,)
+        totals = _token_logprobs(head(prefix.last_hidden_state[:, -1]), rows,
+                                 torch.tensor([continuations[i][0] for i in members]))  # (pairs,)
         # Options longer than one token, shortest first, in batches of similar length; the last batch takes
         # the chunk's cache itself, the others a copy (reordering a cache replaces its rows).
         longer = sorted((r for r, i in enumerate(members) if len(continuations[i]) > 1),
@@ -128,6 +128,13 @@ def _batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: in
     return out[::-1]
 
 
+def _token_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(tokens[j]) under row rows[j] of logits (n, vocab): the gathered logit minus the row's logsumexp,
+    without materialising a second (n, vocab) tensor of log-probabilities."""
+    logits = logits.float()
+    return logits[rows, tokens] - torch.logsumexp(logits, dim=-1)[rows]
+
+
 def _rest_logprobs(body: Any, head: Any, cache: Any, context_mask: torch.Tensor, rows: torch.Tensor,
                    options: list[Sequence[int]], pad_id: int) -> torch.Tensor:
     """log p of each option's tokens after its first, given the cached (left-padded) context `rows[j]`
@@ -139,7 +146,7 @@ def _rest_logprobs(body: Any, head: Any, cache: Any, context_mask: torch.Tensor,
                   cache=cache).last_hidden_state  # (n, m-1, hidden)
     targets, _ = pad([o[1:] for o in options], -100)
     keep = targets != -100
-    token_lp = torch.log_softmax(head(hidden[keep]).float(), dim=-1).gather(1, targets[keep][:, None])[:, 0]
+    token_lp = _token_logprobs(head(hidden[keep]), torch.arange(int(keep.sum())), targets[keep])
     owner = torch.arange(len(options)).repeat_interleave(keep.sum(1))
     return torch.zeros(len(options)).index_add_(0, owner, token_lp)
 
