@@ -3,9 +3,9 @@ sentence embeddings. The LM head is applied only at the positions that are score
 sequence, which saves a (batch, seq, vocab) logits tensor per step."""
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -56,55 +56,92 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
                           on_step: OnStep | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
-    Pairs that share a context (a prompt and its options) run the context once. Distinct contexts,
-    shortest first, run as left-padded batches of at most `max_batch` contexts and `max_tokens` padded
-    tokens (positions count real tokens only). Each option's first token is predicted by its context's
-    last position, so the LM head runs once per context for it; the options' later tokens then run over
-    the repeated context cache, one batch per option length, each option's last token excluded (its
-    output predicts nothing). Large batches matter on a CPU: a forward pass over a few tokens costs
-    nearly as much as one over a few hundred. on_step(pairs scored, pairs in total) is called after
-    every batch.
+    Pairs that share a context (a prompt and its options) are packed into one row: the context once, then
+    every option's tokens but the last (whose output predicts nothing), each option attending to the context
+    and to itself only, its positions continuing from the context's end. So one forward pass scores all the
+    options of a context, and the context runs once. The LM head runs once per context for every option's
+    first token, and once per later option token. Rows are left-padded and batched by packed length, at most
+    `max_batch` rows and `max_tokens` padded tokens a pass, split by a cost model: on a CPU a pass over a few
+    tokens costs nearly as much as one over a few hundred. on_step(pairs scored, pairs in total) is called
+    after every batch.
     """
     if any(len(c) == 0 for c in continuations):
         raise ValueError("an empty continuation has no likelihood to score")
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
         groups.setdefault(tuple(ctx), []).append(i)
+    packed = {ctx: len(ctx) + sum(len(continuations[i]) - 1 for i in members) for ctx, members in groups.items()}
     body, head = body_and_head(model)
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
+    eager = getattr(unwrap(model).config, "_attn_implementation", None) not in ("sdpa", "flash_attention_2")
+    totals = torch.zeros(len(contexts), dtype=torch.float64)
     done = 0
-    ordered = sorted(groups, key=len)
-    for span in _batches([len(c) for c in ordered], max_batch, max_tokens, CONTEXT_BATCH_COST):
+    ordered = sorted(groups, key=lambda c: packed[c])
+    for span in _batches([packed[c] for c in ordered], max_batch, max_tokens, FORWARD_COST):
         chunk = ordered[span.start:span.stop]
-        members = [i for ctx in chunk for i in groups[ctx]]
-        rows = torch.tensor([r for r, ctx in enumerate(chunk) for _ in groups[ctx]])  # each pair's context row
-        ids, mask = pad(chunk, pad_id, left=True)  # (b, width)
-        prefix = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-                      use_cache=True)
-        totals = _token_logprobs(head(prefix.last_hidden_state[:, -1]), rows,
-                                 torch.tensor([continuations[i][0] for i in members]))  # (pairs,)
-        # Options longer than one token, shortest first, in batches of similar length; the last batch takes
-        # the chunk's cache itself, the others a copy (reordering a cache replaces its rows).
-        longer = sorted((r for r, i in enumerate(members) if len(continuations[i]) > 1),
-                        key=lambda r: len(continuations[members[r]]))
-        parts = _batches([len(continuations[members[r]]) - 1 for r in longer], len(longer), max_tokens, FORWARD_COST)
-        for n, span in enumerate(parts):
-            part = longer[span.start:span.stop]
-            cache = prefix.cache if n == len(parts) - 1 else copy.deepcopy(prefix.cache)
-            totals[part] += _rest_logprobs(body, head, cache, mask, rows[part],
-                                           [continuations[members[r]] for r in part], pad_id)
-        for i, total in zip(members, totals.tolist()):
-            out[i] = (total, len(continuations[i]))
-        done += len(members)
+        rows = _pack(chunk, groups, continuations, packed[chunk[-1]], pad_id)
+        mask = rows.mask[:, None]  # (b, 1, query, key)
+        if eager:  # an additive mask; SDPA takes the boolean one
+            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+        hidden = body(input_ids=rows.ids, attention_mask=mask, position_ids=rows.positions).last_hidden_state
+        at = torch.tensor(rows.scored)  # (n, 2): the distinct positions whose outputs are scored
+        logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), torch.tensor(rows.source),
+                                   torch.tensor(rows.targets))
+        totals.index_add_(0, torch.tensor(rows.owners), logprobs.double())
+        done += sum(len(groups[ctx]) for ctx in chunk)
         if on_step:
             on_step(done, len(contexts))
-    return out
+    return [(float(t), len(c)) for t, c in zip(totals, continuations)]
 
 
-# A forward pass costs about as much as this many more tokens (fp32, 2 CPU cores, SmolLM2-135M). A batch of
-# contexts costs about three: its own, then its options' later tokens in a pass or two.
+@dataclass
+class _Packed:
+    ids: torch.Tensor  # (b, width), left-padded
+    positions: torch.Tensor  # (b, width): an option's positions continue from its context's end
+    mask: torch.Tensor  # (b, width, width) bool: query may attend to key
+    scored: list[tuple[int, int]] = field(default_factory=list)  # (row, column) of each scored output
+    source: list[int] = field(default_factory=list)  # per target token: its index into `scored`
+    targets: list[int] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)  # per target token: its pair
+
+
+def _pack(chunk: list[tuple[int, ...]], groups: dict[tuple[int, ...], list[int]],
+          continuations: Sequence[Sequence[int]], width: int, pad_id: int) -> _Packed:
+    """One row per context: [padding] context, option 1 but its last token, option 2 ..., with a mask in which
+    the context is causal, each option sees the context and its own earlier tokens, and padding sees itself."""
+    b = len(chunk)
+    rows = _Packed(torch.full((b, width), pad_id, dtype=torch.long), torch.zeros((b, width), dtype=torch.long),
+                   torch.zeros(0))
+    segment = torch.full((b, width), -1, dtype=torch.long)  # -1 padding, 0 the context, s option s
+    for r, ctx in enumerate(chunk):
+        tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(len(ctx)))
+        start = width - len(ctx) - sum(len(continuations[i]) - 1 for i in groups[ctx])
+        rows.scored.append((r, start + len(ctx) - 1))  # predicts every option's first token
+        last = len(rows.scored) - 1
+        for s, i in enumerate(groups[ctx], start=1):
+            option = continuations[i]
+            rows.source.append(last)
+            rows.targets.append(option[0])
+            rows.owners.append(i)
+            for j, token in enumerate(option[:-1]):  # token j predicts token j + 1
+                rows.scored.append((r, start + len(tokens)))
+                rows.source.append(len(rows.scored) - 1)
+                rows.targets.append(option[j + 1])
+                rows.owners.append(i)
+                tokens.append(token)
+                segments.append(s)
+                positions.append(len(ctx) + j)
+        rows.ids[r, start:] = torch.tensor(tokens)
+        rows.positions[r, start:] = torch.tensor(positions)
+        segment[r, start:] = torch.tensor(segments)
+    real = segment >= 0
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    visible = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])  # context or own option
+    rows.mask = (causal & visible & real[:, None, :] & real[:, :, None]) | torch.eye(width, dtype=torch.bool)
+    return rows
+
+
+# A forward pass costs about as much as this many more tokens (fp32, 2 CPU cores, SmolLM2-135M).
 FORWARD_COST = 64
-CONTEXT_BATCH_COST = 3 * FORWARD_COST
 
 
 def _batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: int) -> list[range]:
@@ -133,22 +170,6 @@ def _token_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tens
     without materialising a second (n, vocab) tensor of log-probabilities."""
     logits = logits.float()
     return logits[rows, tokens] - torch.logsumexp(logits, dim=-1)[rows]
-
-
-def _rest_logprobs(body: Any, head: Any, cache: Any, context_mask: torch.Tensor, rows: torch.Tensor,
-                   options: list[Sequence[int]], pad_id: int) -> torch.Tensor:
-    """log p of each option's tokens after its first, given the cached (left-padded) context `rows[j]`
-    of option j. Reorders `cache` in place to one row per option. Returns (n_options,)."""
-    cache.reorder_cache(rows)
-    ids, mask = pad([o[:-1] for o in options], pad_id)  # (n, m-1): token j predicts token j+1
-    positions = context_mask.sum(1)[rows][:, None] + torch.arange(ids.shape[1])  # after each context's real tokens
-    hidden = body(input_ids=ids, attention_mask=torch.cat([context_mask[rows], mask], dim=1), position_ids=positions,
-                  cache=cache).last_hidden_state  # (n, m-1, hidden)
-    targets, _ = pad([o[1:] for o in options], -100)
-    keep = targets != -100
-    token_lp = _token_logprobs(head(hidden[keep]), torch.arange(int(keep.sum())), targets[keep])
-    owner = torch.arange(len(options)).repeat_interleave(keep.sum(1))
-    return torch.zeros(len(options)).index_add_(0, owner, token_lp)
 
 
 def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:

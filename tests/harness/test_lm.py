@@ -62,3 +62,22 @@ def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes(
     assert all(len(s) > 1 for s in spans)
     assert len(_batches([1, 50], max_batch=2, max_tokens=1000, batch_cost=0)) == 2  # padding 1 to 50 never pays
     assert _batches([7], max_batch=1, max_tokens=1, batch_cost=64) == [range(0, 1)]  # a row longer than the budget
+
+
+@pytest.mark.parametrize("arch", ["llama-eager", "gpt2"])
+def test_packed_options_match_one_sequence_at_a_time_with_an_additive_mask_and_learned_positions(
+        arch, tiny_llama, tiny_gpt2):
+    """Eager attention takes the packed mask as an additive float mask; GPT-2 reads positions from position_ids."""
+    handle = resolve(str(tiny_gpt2 if arch == "gpt2" else tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    if arch == "llama-eager":
+        model.set_attn_implementation("eager")
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    contexts, conts = [], []
+    for prompt in ["hi", "my parcel never came", "the parcel i ordered three weeks ago never arrived"]:
+        for option in [[5], [5, 9, 11], [7, 7]]:  # options that share a first token must not see each other
+            contexts.append(tok(prompt)["input_ids"])
+            conts.append(option)
+    got = continuation_logprobs(model, pad_id, contexts, conts)
+    for (value, _), ctx, cont in zip(got, contexts, conts):
+        torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
