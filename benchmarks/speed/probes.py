@@ -1,5 +1,5 @@
 """Speed benchmark (not a test): multiple-choice knowledge-probe scoring by sftbench (harness/probes.py
-`score_probe`: each prompt runs once, its KV cache is shared by the four options) against
+`score_probe`: each prompt runs once, packed with its four options in one row) against
 lm-evaluation-harness 0.4.13 (HFLM wrapping the same loaded model and tokenizer; one full sequence per
 option), in one process, on the same items and in the same precision. Needs `pip install -e .[speed]`.
 

@@ -1,5 +1,5 @@
-"""Speed benchmark (not a test): label-option scoring with a shared-prefix KV cache against one padded
-sequence per option, on the same model, items and precision, in one process. Prints the ratio.
+"""Speed benchmark (not a test): label-option scoring with each prompt run once for all its options (one
+packed row, harness/lm.py) against one padded sequence per option, on the same model, items and precision, in one process. Prints the ratio.
 
     .venv/bin/python benchmarks/speed/scoring.py [--items 40] [--model smollm2-135m]
 """
