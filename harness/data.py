@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,24 @@ TASK_KINDS = ("classification", "generation")
 SPLITS = ("train", "validation", "test", "shifted")
 
 
+EncoderText = str | tuple[str, str]  # one text, or a text pair that the tokenizer joins with its separator
+
+
 @dataclass(frozen=True)
 class Example:
-    text: str  # the input, already rendered through the prompt template
+    """One row as each model kind reads it. Built by render_example only, so that every caller (training,
+    scoring, bias pairs, validate --examples) gives a kind the same input."""
+
+    prompt: str  # what a causal LM reads: the spec's `prompt` rendered (its chat template is applied at encoding)
+    encoder_text: EncoderText  # what an encoder reads: the spec's `encoder_input` rendered (default "{input}")
     target: str  # label key (classification) or the first reference (generation)
     references: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     line: int | None = field(default=None, compare=False, repr=False)  # where the row is in its file
+
+    def input_for(self, kind: str) -> EncoderText:
+        """The text a model of this kind (causal | encoder) reads."""
+        return self.encoder_text if kind == "encoder" else self.prompt
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class BenchmarkSpec:
     task: str
     path: str
     prompt: str
-    input_field: str
+    input_fields: dict[str, str]  # template variable -> data column; `input` first when declared
     target_field: str | None
     reference_fields: tuple[str, ...]
     labels: dict[str, str]  # label key -> verbalised label text a causal LM is tuned to produce
@@ -55,6 +67,37 @@ class BenchmarkSpec:
     max_new_tokens: int = 64
     description: str = ""
     stop: tuple[str, ...] = ()  # generation stops at the first of these strings
+    encoder_input: tuple[str, ...] = ("{input}",)  # one template, or two for a text pair
+
+    @property
+    def input_field(self) -> str:
+        """The main input column (the first declared input field): what lints and bias pairs read."""
+        return next(iter(self.input_fields.values()))
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders(template: str) -> list[str]:
+    return PLACEHOLDER.findall(template)
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """`{name}` replaced by values[name], in one pass: a value that itself contains `{x}` stays as it is."""
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def render_example(spec: BenchmarkSpec, values: dict[str, str], target: str, references: tuple[str, ...] = (),
+                   raw: dict[str, Any] | None = None, line: int | None = None) -> Example:
+    """The one place where a row becomes each kind's input: the causal LM's prompt, and the encoder's text (or
+    text pair) without the instruction wording, which a classification head over a sentence encoder cannot use."""
+    missing = [name for name in spec.input_fields if name not in values]
+    if missing:
+        raise DataError(f"no value for input field '{missing[0]}'", spec.path, line)
+    encoder = tuple(render(t, values) for t in spec.encoder_input)
+    return Example(prompt=render(spec.prompt, values), encoder_text=encoder[0] if len(encoder) == 1 else
+                   (encoder[0], encoder[1]), target=target, references=references, raw=raw if raw is not None else {},
+                   line=line)
 
 
 def find_spec(ref: str, base: Path, filename: str) -> Path:
@@ -86,8 +129,9 @@ def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
     return raw[key]
 
 
-BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "fields", "labels", "metrics",
+BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "encoder_input", "fields", "labels", "metrics",
                   "main_metric", "splits", "columns", "max_new_tokens", "stop"}
+TARGET_KEYS = ("target", "references")  # every other key of `fields` is an input: template variable -> column
 
 
 def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
@@ -98,9 +142,12 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     if task not in TASK_KINDS:
         raise ConfigError(f"unknown task kind '{task}'; known: {', '.join(TASK_KINDS)}")
     fields = _require(raw, "fields", dict)
-    input_field = fields.get("input")
-    if not isinstance(input_field, str):
+    inputs = {str(k): v for k, v in sorted(fields.items(), key=lambda kv: kv[0] != "input") if k not in TARGET_KEYS}
+    if not inputs:
         raise ConfigError("fields.input must name the input column")
+    bad = next((k for k, v in inputs.items() if not isinstance(v, str)), None)
+    if bad is not None:
+        raise ConfigError(f"fields.{bad} must name a column")
     refs = fields.get("references") or ([fields["target"]] if isinstance(fields.get("target"), str) else [])
     if isinstance(refs, str):
         refs = [refs]
@@ -125,8 +172,16 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
             raise ConfigError(f"missing split '{s}'")
     splits = {s: str((path.parent / str(f)).resolve()) for s, f in splits_raw.items()}
     prompt = _require(raw, "prompt", str)
-    if "{input}" not in prompt:
-        raise ConfigError("prompt must contain {input}")
+    encoder_input = _encoder_input(raw.get("encoder_input"), inputs)
+    for key, templates in (("prompt", (prompt,)), ("encoder_input", encoder_input)):
+        used = [name for t in templates for name in placeholders(t)]
+        if not used:
+            names = ", ".join("{" + name + "}" for name in inputs)
+            raise ConfigError(f"{key} must contain {names}" if len(inputs) == 1 else
+                              f"{key} must contain at least one of {names}")
+        unknown_field = next((name for name in used if name not in inputs), None)
+        if unknown_field:
+            raise ConfigError(f"{key} uses {{{unknown_field}}}, which is not among fields ({', '.join(inputs)})")
     metrics = tuple(str(m) for m in _require(raw, "metrics", list))
     if not metrics:
         raise ConfigError("'metrics' must name at least one metric")
@@ -146,12 +201,27 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     stop = raw.get("stop") or []
     return BenchmarkSpec(
         name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
-        task=task, path=str(path), prompt=prompt, input_field=input_field,
+        task=task, path=str(path), prompt=prompt, input_fields=inputs, encoder_input=encoder_input,
         target_field=target or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
         splits=splits, columns=tuple(columns) if columns else None,
         max_new_tokens=max_new_tokens, description=str(raw.get("description", "")),
         stop=(stop,) if isinstance(stop, str) else tuple(str(x) for x in stop),
     )
+
+
+def _encoder_input(raw: Any, inputs: dict[str, str]) -> tuple[str, ...]:
+    """`encoder_input`: a template, or a list of two for a text pair (NLI, QA). By default the input itself
+    ({input}), or the two declared input fields as a pair, in their order."""
+    if raw is None:
+        if "input" in inputs or len(inputs) == 1:
+            return ("{" + ("input" if "input" in inputs else next(iter(inputs))) + "}",)
+        if len(inputs) == 2:
+            return tuple("{" + name + "}" for name in inputs)
+        raise ConfigError(f"with {len(inputs)} input fields, set encoder_input (one template, or two for a pair)")
+    templates = [raw] if isinstance(raw, str) else raw
+    if not (isinstance(templates, list) and len(templates) in (1, 2) and all(isinstance(t, str) for t in templates)):
+        raise ConfigError("encoder_input must be a template string, or a list of two (a text pair)")
+    return tuple(templates)
 
 
 def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -253,14 +323,13 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Spl
     needed = (spec.target_field,) if split in ("train", "validation") else spec.reference_fields
     examples = []
     for number, (line, row) in enumerate(rows, 1):
-        text = field_text(row, spec.input_field, path, line, number)
+        values = {name: field_text(row, column, path, line, number) for name, column in spec.input_fields.items()}
         refs = tuple(field_text(row, k, path, line, number) for k in needed)
         target = field_text(row, spec.target_field, path, line, number) if spec.target_field in row else refs[0]
         if spec.task == "classification" and target not in spec.labels:
             raise row_error(f"label '{target}' is not among the declared labels ({', '.join(spec.labels)})",
                             path, line, number)
-        examples.append(Example(text=spec.prompt.replace("{input}", text), target=target, references=refs, raw=row,
-                                line=line))
+        examples.append(render_example(spec, values, target, refs, row, line))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if limit is not None and limit < len(examples):
         examples = examples[:limit]

@@ -48,6 +48,12 @@ def encode_causal(tokenizer: Any, text: str, answer: str, max_length: int) -> En
     return Encoded(prompt + completion, [-100] * len(prompt) + completion)
 
 
-def encode_encoder(tokenizer: Any, text: str, label_index: int, max_length: int) -> Encoded:
-    ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
-    return Encoded(ids, label_index)
+def encoder_ids(tokenizer: Any, text: str | tuple[str, str], max_length: int) -> list[int]:
+    """An encoder's input ids: one text, or a text pair joined the tokenizer's way ([CLS] a [SEP] b [SEP]),
+    the longer side truncated first."""
+    pair = (text,) if isinstance(text, str) else text
+    return tokenizer(*pair, truncation=True, max_length=max_length)["input_ids"]
+
+
+def encode_encoder(tokenizer: Any, text: str | tuple[str, str], label_index: int, max_length: int) -> Encoded:
+    return Encoded(encoder_ids(tokenizer, text, max_length), label_index)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.data import BenchmarkSpec, Example
-from harness.encode import Encoded, completion_ids, encode_causal, encode_encoder, prompt_ids, uses_chat, fit_length
+from harness.encode import (Encoded, completion_ids, encode_causal, encode_encoder, encoder_ids, fit_length, prompt_ids,
+                            uses_chat)
 
 OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; harness.lm imports torch, this module not
 
@@ -51,9 +52,9 @@ def metric_while_training(spec: BenchmarkSpec, n_validation: int, setting: str) 
 def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any, kind: str, max_length: int) -> list[Encoded]:
     if kind == "encoder":
         index = {label: i for i, label in enumerate(spec.labels)}
-        return [encode_encoder(tokenizer, ex.text, index[ex.target], max_length) for ex in examples]
+        return [encode_encoder(tokenizer, ex.encoder_text, index[ex.target], max_length) for ex in examples]
     answer = (lambda ex: spec.labels[ex.target]) if spec.task == "classification" else (lambda ex: ex.target)
-    return [encode_causal(tokenizer, ex.text, answer(ex), max_length) for ex in examples]
+    return [encode_causal(tokenizer, ex.prompt, answer(ex), max_length) for ex in examples]
 
 
 def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
@@ -79,7 +80,7 @@ def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None
     preds = []
     with torch.no_grad():
         for s in range(0, len(examples), 32):
-            ids = [tokenizer(ex.text, truncation=True, max_length=max_length)["input_ids"] for ex in examples[s:s + 32]]
+            ids = [encoder_ids(tokenizer, ex.encoder_text, max_length) for ex in examples[s:s + 32]]
             input_ids, mask = pad(ids, tokenizer.pad_token_id)
             logits = model(input_ids=input_ids, attention_mask=mask).logits  # (batch, n_labels)
             preds += [keys[i] for i in logits.argmax(-1).tolist()]
@@ -96,7 +97,7 @@ def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None)
     options = [completion_ids(tokenizer, spec.labels[k], chat) for k in keys]
     contexts, conts = [], []
     for ex in examples:
-        p = prompt_ids(tokenizer, ex.text, chat)
+        p = prompt_ids(tokenizer, ex.prompt, chat)
         for opt in options:
             contexts.append(fit_length(p, opt, max_length))
             conts.append(opt)
@@ -109,7 +110,7 @@ def _generate(spec, examples, model, tokenizer, max_length, on_step=None):
     from harness.lm import generate
 
     chat = uses_chat(tokenizer)
-    prompts = [prompt_ids(tokenizer, ex.text, chat)[-max_length:] for ex in examples]
+    prompts = [prompt_ids(tokenizer, ex.prompt, chat)[-max_length:] for ex in examples]
     return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop, on_step=on_step)
 
 
@@ -121,6 +122,6 @@ def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, t
 
     chat = uses_chat(tokenizer)
     conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]
-    contexts = [fit_length(prompt_ids(tokenizer, ex.text, chat), c, max_length) for ex, c in zip(examples, conts)]
+    contexts = [fit_length(prompt_ids(tokenizer, ex.prompt, chat), c, max_length) for ex, c in zip(examples, conts)]
     scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
     return [-total / count for total, count in scored], [count for _, count in scored]

@@ -318,7 +318,7 @@ def estimate_tokens(text: str) -> int:
 def _lengths(split: Split, max_length: int) -> list[Finding]:
     findings = []
     for ex in split.examples:
-        tokens = estimate_tokens(ex.text + " " + ex.target)
+        tokens = estimate_tokens(ex.prompt + " " + ex.target)
         if tokens > max_length:
             findings.append(Finding("warning", split.path, ex.line, f"about {tokens} tokens (estimated) with its "
                                     f"target, over recipe.max_length {max_length}: it will be truncated"))

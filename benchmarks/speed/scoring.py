@@ -47,7 +47,7 @@ def main() -> None:
     options = [completion_ids(tok, spec.labels[k], chat) for k in spec.labels]
     contexts, conts = [], []
     for ex in splits["test"].examples:
-        p = prompt_ids(tok, ex.text, chat)
+        p = prompt_ids(tok, ex.prompt, chat)
         contexts += [p] * len(options)
         conts += options
     bf16 = use_bf16("auto")

@@ -100,8 +100,8 @@ def test_render_pair_inputs_uses_the_benchmark_prompt():
     examples_a, examples_b = render_pair_inputs(bench, pairs)
     assert len(examples_a) == len(examples_b) == 122
     first = examples_a[0]
-    assert first.text == bench.prompt.replace("{input}", pairs[0].a) and first.text.endswith("Intent:")
-    assert examples_b[0].text == bench.prompt.replace("{input}", pairs[0].b)
+    assert first.prompt == bench.prompt.replace("{input}", pairs[0].a) and first.prompt.endswith("Intent:")
+    assert examples_b[0].prompt == bench.prompt.replace("{input}", pairs[0].b)
     assert first.target == pairs[0].label and first.references == (pairs[0].label,)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,7 +16,7 @@ def test_bundled_intents_benchmark_meets_its_size_contract():
     assert spec.task == "classification" and len(spec.labels) >= 6
     sizes = {s: len(sp.examples) for s, sp in splits.items()}
     assert sizes["train"] >= 400 and sizes["validation"] >= 100 and sizes["test"] >= 200 and sizes["shifted"] >= 150
-    assert all(ex.text.endswith("Intent:") for ex in splits["test"].examples)
+    assert all(ex.prompt.endswith("Intent:") for ex in splits["test"].examples)
     texts = {s: {ex.raw["text"].lower().strip() for ex in sp.examples} for s, sp in splits.items()}
     assert not texts["train"] & texts["test"], "train/test leakage"
 
@@ -86,3 +87,36 @@ def test_headerless_tsv_with_columns(tmp_path):
 def test_sst2_tsv_with_header():
     rows = read_rows(shared_data("sst2", "dev.tsv"))
     assert len(rows) == 872 and set(rows[0]) == {"sentence", "label"}
+
+
+def test_each_kind_reads_its_own_input(tmp_path):
+    """The causal LM reads the instruction prompt; the encoder reads the text itself (issue 13)."""
+    rows = '{"text": "great film", "label": "a"}\n{"text": "dull film", "label": "b"}\n'
+    spec, splits = load_benchmark(SuiteRef(str(spec_dir(tmp_path, rows, prompt="Is this positive?\nReview: {input}\n"
+                                                                                "Sentiment:"))), tmp_path)
+    ex = splits["train"].examples[0]
+    assert ex.prompt == "Is this positive?\nReview: great film\nSentiment:" == ex.input_for("causal")
+    assert ex.encoder_text == "great film" == ex.input_for("encoder")
+    assert spec.encoder_input == ("{input}",)
+
+
+def test_two_input_fields_go_to_the_encoder_as_a_pair(tmp_path):
+    rows = '{"p": "A man sleeps.", "h": "A person rests.", "label": "a"}\n'
+    path = spec_dir(tmp_path, rows, prompt="Premise: {premise}\nHypothesis: {hypothesis}\nAnswer:",
+                    fields={"premise": "p", "hypothesis": "h", "target": "label"})
+    spec, splits = load_benchmark(SuiteRef(str(path)), tmp_path)
+    ex = splits["test"].examples[0]
+    assert ex.encoder_text == ("A man sleeps.", "A person rests.")
+    assert ex.prompt == "Premise: A man sleeps.\nHypothesis: A person rests.\nAnswer:"
+    assert spec.input_field == "p"
+
+
+def test_encoder_input_template_and_placeholders_checked(tmp_path):
+    rows = '{"text": "x {input} y", "label": "a"}\n'
+    spec, splits = load_benchmark(SuiteRef(str(spec_dir(tmp_path, rows, encoder_input="Review: {input}"))), tmp_path)
+    assert splits["train"].examples[0].encoder_text == "Review: x {input} y"  # a value is never re-substituted
+    for extra, message in (({"encoder_input": "{other}"}, "encoder_input uses {other}"),
+                           ({"prompt": "{input} {label}"}, "prompt uses {label}"),
+                           ({"encoder_input": ["{input}", "{input}", "{input}"]}, "a list of two")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_benchmark(SuiteRef(str(spec_dir(tmp_path, rows, **extra))), tmp_path)

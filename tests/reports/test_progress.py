@@ -61,7 +61,7 @@ def test_prediction_loops_report_progress_and_predict_the_same(intents, llama, t
 def test_generation_and_reference_losses_report_progress(intents, llama):
     spec, examples = intents
     model, tok = llama
-    prompts = [tok(ex.text)["input_ids"] for ex in examples]
+    prompts = [tok(ex.prompt)["input_ids"] for ex in examples]
     steps = Steps()
     out = generate(model, tok, prompts, 3, batch_size=4, on_step=steps)
     assert steps.calls == [(4, 10), (8, 10), (10, 10)]
