@@ -168,3 +168,64 @@ def test_forgetting_report_on_cloze_shows_the_generations():
     assert [w["answer"] for w in worst] == ["Paris", "New York State"]  # the bigger drop first
     assert worst[0]["output_before"] == "Paris." and worst[0]["output_after"] == "Lyon"
     assert "before_norm" not in report
+
+
+# --- paraphrase ranking (encoders) ----------------------------------------------------------------------------
+
+PARA = ProbeSpec("para", "1", "paraphrase_ranking", "", "")
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert):
+    handle = resolve(str(tiny_bert))
+    return load_model(handle), load_tokenizer(handle)
+
+
+def naive_embedding(encoder, tok, text: str) -> torch.Tensor:
+    """Mean of the last hidden state over the text's own tokens: one unpadded sequence, no batch, no mask. (hidden,)"""
+    with torch.no_grad():
+        hidden = encoder(input_ids=torch.tensor([tok(text)["input_ids"]])).last_hidden_state[0]  # (seq, hidden)
+    return hidden.mean(0)
+
+
+def naive_similarities(encoder, tok, item: ProbeItem) -> list[float]:
+    """Cosine similarity of the anchor with the paraphrase, then with each distractor (unnormalised vectors)."""
+    anchor = naive_embedding(encoder, tok, item.prompt)
+    return [float(torch.nn.functional.cosine_similarity(anchor, naive_embedding(encoder, tok, t), dim=0))
+            for t in (item.answer, *item.distractors)]
+
+
+def test_paraphrase_ranking_equals_naive_cosine(bert):
+    model, tok = bert
+    _, bundled, _ = load_probe(SuiteRef("paraphrase_probe", max_items=5), ROOT)
+    # texts of very different lengths share a batch (padding); one item has a single distractor
+    items = [*bundled, ProbeItem("refund", "i want my money back for the order that never came",
+                                 ("refund please",))]
+    got = score_probe(PARA, items, model, tok)
+    for i, item in enumerate(items):
+        sims = naive_similarities(model, tok, item)
+        assert got.correct[i] == int(sims[0] > max(sims[1:]))
+        torch.testing.assert_close(got.margin[i], sims[0] - max(sims[1:]), rtol=0, atol=1e-5)
+    assert got.correct_norm == [] and got.outputs == []
+
+
+def test_paraphrase_ranking_the_preferred_text_is_correct_and_the_head_is_ignored(tiny_bert, bert):
+    """The text the naive cosine ranks closest, as the paraphrase: correct; ranked last: wrong. Scored through a
+    LoRA-wrapped classifier, the probe must read the encoder body (the new head changes nothing)."""
+    from harness.config import RecipeConfig
+    from tuners import load_all
+
+    base, tok = bert
+    anchors = ["my parcel never came", "i was charged twice for my subscription"]
+    pool = ["where is my order", "the app crashes", "please refund me", "cancel my plan"]
+    items = []
+    for a in anchors:
+        sims = naive_similarities(base, tok, ProbeItem(a, pool[0], tuple(pool[1:])))
+        ranked = [t for _, t in sorted(zip(sims, pool), key=lambda st: -st[0])]
+        items += [ProbeItem(a, ranked[0], tuple(ranked[1:])), ProbeItem(a, ranked[-1], tuple(ranked[:-1]))]
+    wrapped = load_all().get("lora").prepare(load_model(resolve(str(tiny_bert)), head_labels=3), RecipeConfig(),
+                                             "encoder")
+    for model in (base, wrapped):
+        got = score_probe(PARA, items, model, tok)
+        assert got.correct == [1, 0] * len(anchors)
+        assert all(m > 0 for m in got.margin[::2]) and all(m < 0 for m in got.margin[1::2])
