@@ -111,7 +111,9 @@ def _threshold(cand: dict[str, Any], gate: GateConfig) -> Verdict:
     _, entry, why = lookup(cand, gate.metric)
     if entry is None:
         return closed(cand["name"], gate.name, why)
-    observed = entry[gate.on]
+    observed = entry.get(gate.on)
+    if observed is None:  # an absent bound (null in hand-edited or older results) is missing: no crash
+        return closed(cand["name"], gate.name, f"no {gate.on} recorded for {gate.metric}")
     passed = observed == observed and OPS[gate.op](observed, gate.value)  # NaN never passes
     return Verdict(cand["name"], gate.name, bool(passed), observed,
                    f"{gate.on} {observed:.4f} {'meets' if passed else 'misses'} {gate.op} {gate.value:g}")

@@ -81,6 +81,86 @@ def test_unknown_correction_is_a_config_error():
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Thresholds: the point estimate or an interval bound, and NaN never passes
+
+def scored(value: float, low: float, high: float, shifted: float | None = None) -> dict[str, Any]:
+    """rich_results' first candidate with its intents accuracy (and optionally shifted accuracy) set by hand."""
+    small = rich_results()["candidates"][0]
+    scores = small["benchmarks"][0]["scores"]
+    scores["test"]["accuracy"] |= {"value": value, "ci_low": low, "ci_high": high}
+    if shifted is not None:
+        scores["shifted"] = {"accuracy": {"value": shifted, "ci_low": shifted - 0.1, "ci_high": shifted + 0.1, "n": 40}}
+    return small
+
+
+def threshold(cand: dict[str, Any], **raw: Any):
+    (verdict,) = check([cand], [gate(**raw)])
+    return verdict
+
+
+def test_threshold_on_the_value_and_on_the_lower_bound():
+    small = scored(0.8, 0.72, 0.88)
+    on_value = threshold(small, metric="intents.accuracy", op=">=", value=0.75)
+    assert (on_value.passed, on_value.observed, on_value.message) == (True, 0.8, "value 0.8000 meets >= 0.75")
+    assert on_value.gate == "intents.accuracy >= 0.75"
+    on_low = threshold(small, metric="intents.accuracy", op=">=", value=0.75, on="ci_low")
+    assert (on_low.passed, on_low.observed, on_low.message) == (False, 0.72, "ci_low 0.7200 misses >= 0.75")
+    assert on_low.gate == "intents.accuracy >= 0.75 on ci_low"
+    assert threshold(small, metric="intents.accuracy", op=">=", value=0.72, on="ci_low").passed  # the bound itself
+    assert not threshold(small, metric="intents.accuracy", op=">", value=0.72, on="ci_low").passed
+    high = threshold(small, metric="intents.accuracy", op="<=", value=0.85, on="ci_high")
+    assert (high.passed, high.observed) == (False, 0.88)
+    assert threshold(small, metric="intents.accuracy", op="<", value=0.9, on="ci_high").passed
+
+
+def test_threshold_reads_the_named_split():
+    small = scored(0.8, 0.72, 0.88, shifted=0.6)
+    assert threshold(small, metric="intents.accuracy", value=0.7).passed
+    shifted = threshold(small, metric="intents.accuracy.shifted", value=0.7)
+    assert (shifted.passed, shifted.observed) == (False, 0.6)
+    assert not threshold(small, metric="intents.accuracy.shifted", value=0.55, on="ci_low").passed  # 0.5
+    missing = threshold(small, metric="intents.accuracy.validation", value=0.0)
+    assert missing.message == "fails closed: no metric 'accuracy' on intents/validation"
+
+
+@pytest.mark.parametrize("on", ["value", "ci_low", "ci_high"])
+@pytest.mark.parametrize("op", [">=", ">", "<=", "<"])
+def test_nan_never_passes_a_threshold(on, op):
+    """A NaN (no items scored, or no interval) passes no threshold, whatever the comparison, and it still fails
+    after the results go through JSON (results.json and the run store keep NaN as NaN)."""
+    nan = float("nan")
+    small = scored(0.8, 0.72, 0.88)
+    small["benchmarks"][0]["scores"]["test"]["accuracy"][on] = nan
+    value = -1.0 if op.startswith(">") else 2.0  # any finite number would pass
+    for cand in (small, json.loads(json.dumps(small))):
+        v = threshold(cand, metric="intents.accuracy", op=op, value=value, on=on)
+        assert not v.passed and v.observed != v.observed, v
+        assert v.message == f"{on} nan misses {op} {value:g}"
+    # the other numbers still decide their own gates
+    other = "ci_low" if on != "ci_low" else "value"
+    assert threshold(small, metric="intents.accuracy", op=op, value=value, on=other).passed
+
+
+def test_a_nan_candidate_is_never_recommended():
+    small, large = rich_results()["candidates"]
+    small["benchmarks"][0]["scores"]["test"]["accuracy"]["value"] = float("nan")
+    verdicts = check([small, large], [gate(metric="intents.accuracy", op=">=", value=0.0)])
+    assert [v.passed for v in verdicts] == [False, True]
+    assert recommend([small, large], verdicts)[0] == "large"  # the smaller candidate had the NaN
+
+
+def test_a_missing_interval_bound_fails_closed():
+    """A bound that is absent (null in hand-edited or older results) fails closed with what is missing."""
+    small = scored(0.8, 0.72, 0.88)
+    small["benchmarks"][0]["scores"]["test"]["accuracy"]["ci_low"] = None
+    v = threshold(small, metric="intents.accuracy", op=">=", value=0.5, on="ci_low")
+    assert not v.passed and v.observed is None and v.message.startswith("fails closed: no ci_low")
+    del small["benchmarks"][0]["scores"]["test"]["accuracy"]["ci_high"]
+    assert threshold(small, metric="intents.accuracy", op="<=", value=0.9, on="ci_high").message.startswith(
+        "fails closed: no ci_high")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Caps
 
 def test_forgetting_cap_on_the_value_and_on_the_upper_bound():
