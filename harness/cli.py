@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--as", dest="baseline_name", default=None, help="baseline name (default: the bake-off name)")
         if name == "compare":
             cmd.add_argument("other", help="second run id")
+            cmd.add_argument("--format", choices=("table", "json"), default="table",
+                             help="a table (default), or one JSON object per row")
         if name == "gate":
             cmd.add_argument("--gates", default=None, help="YAML file with a `gates:` list (default: the run's own)")
         if name == "report":

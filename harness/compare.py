@@ -8,9 +8,11 @@ Which test, by metric:
   resampled differences shifted to the null: (1 + #{|d* - d| >= |d|}) / (B + 1).
 - corpus metrics (bleu, chrf, macro_f1): the same paired bootstrap, recomputing the corpus score on each
   resample from sacrebleu's per-sentence sufficient statistics or from predictions and gold (`corpus_stats`).
-  Without them the per-item mean is compared instead (sentence BLEU/chrF, or correctness for macro_f1),
-  and the `test` string says so. loss and perplexity are compared as unweighted per-item means, since
-  token counts are not stored.
+  Without them `paired_difference` compares the per-item mean instead (sentence BLEU/chrF, or correctness for
+  macro_f1) and its `test` string starts with NOT; loss and perplexity likewise (unweighted per-item means,
+  token counts are not stored). `compare_runs` never shows such a number under the metric's name: it
+  recomputes corpus metrics from each run's stored predictions and references, and omits a row it cannot
+  compute (with the reason), as it omits loss and perplexity.
 
 Differences are always first minus second: a - b, candidate - baseline. Bootstrap intervals are
 percentile intervals; the seed fixes the resamples, so the same inputs give the same numbers.
@@ -270,9 +272,59 @@ def _stats(metric: str, bench: dict[str, Any], split: str,
     return corpus_stats(metric, preds, refs)
 
 
-def _rows_for(ca: dict[str, Any], cb: dict[str, Any], problems: list[str], resamples: int, seed: int,
-              references: dict[tuple[str, str], list[list[str]]] | None) -> Iterator[dict[str, Any]]:
-    """Rows comparing one candidate across two runs: every benchmark split metric and probe both have."""
+def _corpus_side(results: dict[str, Any], cand: str, bench: dict[str, Any], split: str, metric: str,
+                 references: dict[tuple[str, str], list[list[str]]] | None) -> tuple[Any, str]:
+    """`corpus_stats` for one run's side of a corpus metric, from its stored predictions and references (or the
+    `references` passed in); or (None, why not)."""
+    from harness.references import stored_references
+
+    key, run = (bench["benchmark"], split), results.get("run_id", "?")
+    refs, why = ((references[key], "") if references and key in references
+                 else stored_references(results, *key, bench["data_sha256"].get(split)))
+    if refs is None:
+        return None, why
+    preds = (bench.get("predictions") or {}).get(split)
+    if preds is None:
+        return None, f"run {run} stores no predictions of {cand} for {key[0]}/{split}"
+    if len(preds) != len(refs):
+        return None, f"run {run} stores {len(preds)} predictions of {cand} but {len(refs)} references for {key[0]}/{split}"
+    return corpus_stats(metric, preds, refs), ""
+
+
+def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: dict[str, Any], bb: dict[str, Any], split: str,
+                metric: str, resamples: int, seed: int,
+                references: dict[tuple[str, str], list[list[str]]] | None) -> dict[str, Any]:
+    """One metric of one split compared, or the row with `omitted` saying why it cannot be: a number is only ever
+    shown under the name of the metric it is, so `a` and `b` must be the values the runs themselves report."""
+    ea, eb = ba["scores"][split][metric], bb["scores"][split][metric]
+    row = {"candidate": cand, "benchmark": ba["benchmark"], "split": split, "metric": metric,
+           "higher_is_better": higher_is_better(metric)}
+    if metric in UNWEIGHTED:
+        return row | {"omitted": f"{metric} is token-weighted and token counts are not stored; the mean of per-item "
+                                 f"{metric} is another number"}
+    stats: tuple[Any, Any] = (None, None)
+    if metric in CORPUS:
+        (sa, why_a), (sb, why_b) = (_corpus_side(ra, cand, ba, split, metric, references),
+                                    _corpus_side(rb, cand, bb, split, metric, references))
+        if sa is None or sb is None:
+            return row | {"omitted": f"corpus {metric} needs predictions and references: {why_a or why_b}"}
+        stats = sa, sb
+    try:
+        res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed, *stats)
+    except DataError as err:
+        return row | {"omitted": err.message}
+    for side, got, entry, results in (("a", res["a"], ea, ra), ("b", res["b"], eb, rb)):
+        want = entry.get("value")
+        if want is None or not abs(got - want) <= 1e-9 * max(1.0, abs(want)):
+            return row | {"omitted": f"{metric} recomputed from what run {results.get('run_id', '?')} stores is "
+                                     f"{got:.6g}, not the {want} it reports"}
+    return row | res
+
+
+def _rows_for(ra: dict[str, Any], rb: dict[str, Any], ca: dict[str, Any], cb: dict[str, Any], problems: list[str],
+              resamples: int, seed: int, references: dict[tuple[str, str], list[list[str]]] | None
+              ) -> Iterator[dict[str, Any]]:
+    """Rows comparing one candidate across runs ra and rb: every benchmark split metric and probe both have."""
     for ba in ca["benchmarks"]:
         bb = _benchmark(cb, ba["benchmark"])
         if bb is None or ba["status"] != "ok" or bb["status"] != "ok":
@@ -288,14 +340,8 @@ def _rows_for(ca: dict[str, Any], cb: dict[str, Any], problems: list[str], resam
             if not ha or ha != hb:
                 problems.append(f"{where}/{split}: data sha256 {ha} (a) != {hb} (b)")
                 continue
-            for metric, ea in metrics.items():
-                eb = bb["scores"][split].get(metric)
-                if eb is not None:
-                    stats = _stats(metric, ba, split, references), _stats(metric, bb, split, references)
-                    res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples,
-                                            seed, *stats)
-                    yield {"candidate": ca["name"], "benchmark": ba["benchmark"], "split": split, "metric": metric,
-                           "higher_is_better": higher_is_better(metric), **res}
+            for metric in (m for m in metrics if m in bb["scores"][split]):
+                yield _metric_row(ra, rb, ca["name"], ba, bb, split, metric, resamples, seed, references)
         probes_b = {p["probe"]: p for p in bb.get("probes") or []}
         for pa in ba.get("probes") or []:
             pb = probes_b.get(pa["probe"])
@@ -314,8 +360,10 @@ def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamp
                  alpha: float = 0.05, correction: str = "holm",
                  references: dict[tuple[str, str], list[list[str]]] | None = None) -> list[dict[str, Any]]:
     """Run a vs run b, per candidate (matched by name) x benchmark x split x metric, plus each probe's
-    after-tuning correctness. `significant` applies Holm (or "bh": Benjamini-Hochberg) across all rows.
-    `references[(benchmark, split)]` lets corpus metrics be recomputed from the stored predictions.
+    after-tuning correctness. `significant` applies Holm (or "bh": Benjamini-Hochberg) across the compared rows.
+    Corpus metrics are recomputed from each run's stored predictions and references (`references[(benchmark,
+    split)]`, when given, replaces both runs' own). A row that cannot show the metric it names (an old run
+    without references; loss without token counts) has `omitted`, the reason, and no numbers.
     A benchmark or probe whose version or data hash differs between the runs raises DataError naming it."""
     if correction not in ("holm", "bh"):
         raise ValueError(f"correction must be holm or bh (got {correction!r})")
@@ -324,15 +372,16 @@ def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamp
     problems: list[str] = []
     for ca in results_a["candidates"]:
         if ca["name"] in by_name:
-            rows += _rows_for(ca, by_name[ca["name"]], problems, resamples, seed, references)
+            rows += _rows_for(results_a, results_b, ca, by_name[ca["name"]], problems, resamples, seed, references)
     if problems:
         raise DataError(f"runs {results_a['run_id']} and {results_b['run_id']} are not comparable: "
                         + "; ".join(problems))
     if not rows:
         raise DataError(f"runs {results_a['run_id']} and {results_b['run_id']} share no candidate, benchmark, split "
                         "and metric to compare")
-    flags = (holm if correction == "holm" else benjamini_hochberg)([r["p_value"] for r in rows], alpha)
-    for row, flag in zip(rows, flags):
+    compared = [r for r in rows if "omitted" not in r]
+    flags = (holm if correction == "holm" else benjamini_hochberg)([r["p_value"] for r in compared], alpha)
+    for row, flag in zip(compared, flags):
         row["significant"] = flag
     return rows
 
@@ -343,7 +392,9 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
                   ) -> tuple[dict[str, Any] | None, str]:
     """`non_inferiority` of `candidate` against the promoted baseline on `benchmark.metric[.split]`, plus `metric` and
     `source` (which baseline); or (None, why) when there is no baseline, either side lacks the metric, or the
-    benchmark version or the split's data hash differs from the baseline's."""
+    benchmark version or the split's data hash differs from the baseline's. Corpus metrics are recomputed from both
+    sides' predictions and the baseline run's stored references (the data hashes match: they are the candidate's
+    too), unless `references` is given; with neither, the per-item stand-in is tested and its `test` says NOT."""
     if baseline is None:
         return None, "no promoted baseline in the store; promote one with `sftbench promote RUN_ID`"
     base_results, base_name = baseline
@@ -362,6 +413,11 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
     here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
     if not here or here != there:
         return None, f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}"
+    if references is None and metric_name in CORPUS:  # same items, so the baseline run's references are both sides'
+        from harness.references import stored_references
+
+        items = stored_references(base_results, bench_name, split, there)[0]
+        references = {(bench_name, split): items} if items is not None else None
     try:
         res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
                               higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,

@@ -24,7 +24,7 @@ def dispatch(args: argparse.Namespace) -> int:
             print(f"promoted: {promoted}")
             return EXIT_OK
         if args.command == "compare":
-            return _compare(results, store.get(args.other))
+            return _compare(results, store.get(args.other), args.format)
         if args.command == "gate":
             results = _regate(results, args.gates, store)
             _terminal(results)
@@ -91,9 +91,21 @@ def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict
     return finish(results["run_id"], results["name"], results["config_hash"], config, results["candidates"], verdicts)
 
 
-def _compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:
+    """Run a against run b: a table (reports/compare.py), or one JSON object per row, omitted rows included."""
     from harness.compare import compare_runs
 
-    for row in compare_runs(a, b):
-        print(json.dumps(row))
+    correction, alpha = "holm", 0.05
+    rows = compare_runs(a, b, alpha=alpha, correction=correction)
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
+    from rich.console import Console
+
+    from reports.compare import render_comparison
+
+    runs = {side: {k: r.get(k) for k in ("run_id", "name", "created")} for side, r in (("a", a), ("b", b))}
+    render_comparison(runs | {"correction": correction, "alpha": alpha, "rows": rows},
+                      Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
     return EXIT_OK

@@ -5,6 +5,7 @@ Schema (version 1):
   recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
+  references{benchmark{split{data_sha256, items[[reference]]}}} (what predictions are scored against: harness/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params,
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
@@ -30,6 +31,7 @@ from typing import Any
 from harness.cache import package_versions
 from harness.config import BakeoffConfig
 from harness.gate import Verdict, check, recommend
+from harness.references import scored_references
 from harness.run import Bakeoff, CandidateResult
 from harness.stats import paired_diff_ci
 
@@ -93,7 +95,7 @@ def build_results(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any
              for c in bakeoff.candidates]
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
     return finish(bakeoff.run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts) | {
-        "warnings": bakeoff.warnings}
+        "warnings": bakeoff.warnings, "references": scored_references(cfg)}
 
 
 def finish(run_id: str, name: str, config_hash: str, config: dict[str, Any], cands: list[dict[str, Any]],
