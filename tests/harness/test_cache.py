@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.cache import UnitCache, unit_key
 from harness.cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
 
 
 def numbers(results: dict) -> str:
@@ -36,7 +37,23 @@ def bakeoff(cfg: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_rerun_reuses_every_unit_with_identical_results(tiny_config, tmp_path, capsys):
+def forbid_model_loads(m: pytest.MonkeyPatch) -> None:
+    """Make every way to load weights or a tokenizer raise: the harness's loaders and transformers' own."""
+    import harness.models
+    import harness.units
+    from transformers import AutoTokenizer, PreTrainedModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model or tokenizer was loaded")
+
+    for module in (harness.models, harness.units):
+        m.setattr(module, "load_model", refuse)
+        m.setattr(module, "load_tokenizer", refuse)
+    m.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
+    m.setattr(AutoTokenizer, "from_pretrained", classmethod(refuse))
+
+
+def test_rerun_reuses_every_unit_with_identical_results(tiny_config, tmp_path, capsys, monkeypatch):
     first = bakeoff(tiny_config, tmp_path / "a")
     assert first["units"]["reused"] == 0 and first["units"]["computed"] > 0
     # every path the config names is recorded as resolved: model folders, specs, data files, the kept adapter
@@ -45,9 +62,14 @@ def test_rerun_reuses_every_unit_with_identical_results(tiny_config, tmp_path, c
              *bench["probes"][0]["files"].values(), *bench["bias"][0]["files"].values()]
     assert set(bench["files"]) == {"spec", "train", "validation", "test", "shifted"}
     assert all(Path(p).is_absolute() and Path(p).exists() for p in paths), paths
-    second = bakeoff(tiny_config, tmp_path / "b")
+    with monkeypatch.context() as m:  # "running the same command again loads no model": any load would raise
+        forbid_model_loads(m)
+        second = bakeoff(tiny_config, tmp_path / "b")
     assert second["units"] == first["units"] | {"reused": first["units"]["computed"], "computed": 0}
     assert numbers(second) == numbers(first)
+    with monkeypatch.context() as m:  # the guard bites: with nothing kept, the same run must load and fails here
+        forbid_model_loads(m)
+        assert main(["run", str(tiny_config), "--out", str(tmp_path / "x"), "--quiet", "--no-cache"]) == 3
     # costs are part of the kept units too: a resumed run reports what the run that did the work measured
     assert [c["cost"] for c in second["candidates"]] == [c["cost"] for c in first["candidates"]]
     forced = bakeoff(tiny_config, tmp_path / "c", "--force")
@@ -83,6 +105,98 @@ def test_unit_keys_cover_their_inputs():
     assert unit_key("tune", lr=1e-3, data="a") == unit_key("tune", data="a", lr=1e-3)
     assert unit_key("tune", lr=1e-3, data="a") != unit_key("tune", lr=2e-3, data="a")
     assert unit_key("tune", lr=1e-3) != unit_key("score", lr=1e-3)
+
+
+def test_unit_keys_record_real_package_versions():
+    from harness.cache import PACKAGES, package_versions
+
+    versions = package_versions()
+    assert set(versions) == set(PACKAGES) >= {"torch", "transformers", "peft", "sacrebleu", "rouge-score",
+                                              "scikit-learn", "numpy"}
+    assert "absent" not in versions.values(), versions  # a misspelt distribution name would never change a key
+
+
+SMALL = """
+name: keys
+candidates: [{{model: "{model}", name: tiny-llama}}]
+recipe: {{epochs: 1, batch_size: 8, max_length: 64, learning_rate: 1e-3, bf16: "{bf16}", seed: {seed}}}
+benchmarks: [{{spec: "{bench}", max_train: 8, max_validation: 4, max_test: 6}}]
+probes: [{{spec: general_knowledge, max_items: 4}}]
+bootstrap_resamples: 100
+"""
+BUNDLED_INTENTS = str(ROOT / "benchmarks" / "support_intents")
+
+
+def small_run(folder: Path, model: Path, bench: str = BUNDLED_INTENTS, seed: int = 0, bf16: str = "off") -> dict:
+    """One candidate, one benchmark, one probe, no bias suite: 5 units (base probe, tune, 2 scored splits,
+    tuned probe). The run store (and so the units) live in `folder`."""
+    cfg = folder / "keys.yaml"
+    cfg.write_text(SMALL.format(model=model, bench=bench, seed=seed, bf16=bf16))
+    assert main(["run", str(cfg), "--out", str(folder / "out"), "--store", str(folder / "runs.sqlite"),
+                 "--quiet"]) in (0, 1)  # the gate verdict does not matter here
+    return json.loads((folder / "out" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def kept_small_run(tmp_path_factory, tiny_llama) -> Path:
+    folder = tmp_path_factory.mktemp("keys-reference")
+    assert small_run(folder, tiny_llama)["units"]["computed"] == 5
+    return folder
+
+
+def computed_kinds(before: set[str], units: Path) -> dict[str, int]:
+    fresh = [d.name.split("-")[0] for d in units.iterdir() if d.name not in before and not d.name.startswith(".")]
+    return {kind: fresh.count(kind) for kind in sorted(set(fresh))}
+
+
+ALL_FIVE = {"probe": 2, "score": 2, "tune": 1}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("nothing", {}),
+    ("seed", ALL_FIVE),  # the seed shapes the adapter, the batches and every bootstrap interval
+    ("bf16", ALL_FIVE),  # precision changes training and every score, base-model probes included
+    ("weights", ALL_FIVE),  # another model: nothing of the old one applies
+    ("versions", ALL_FIVE),  # a library upgrade may change any number
+    ("train data", {"tune": 1, "score": 2, "probe": 1}),  # the base-model probe does not read train data
+    ("test data", {"score": 1}),  # only the test split's scores; shifted and both probes are reused
+])
+def test_each_input_changes_the_keys_of_the_units_it_determines(kept_small_run, tiny_llama, tmp_path, monkeypatch,
+                                                                change, expected):
+    import harness.cache
+
+    folder = tmp_path / "run"
+    shutil.copytree(kept_small_run, folder, ignore=shutil.ignore_patterns("out"))
+    model, bench, seed, bf16 = tiny_llama, BUNDLED_INTENTS, 0, "off"
+    if change == "seed":
+        seed = 1
+    elif change == "bf16":
+        bf16 = "on"
+    elif change == "weights":
+        from safetensors.torch import load_file, save_file
+
+        model = tmp_path / "model"
+        shutil.copytree(tiny_llama, model)
+        tensors = load_file(model / "model.safetensors")
+        name = sorted(tensors)[0]
+        tensors[name] = tensors[name] + 1e-3
+        save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
+    elif change == "versions":
+        monkeypatch.setitem(harness.cache._VERSIONS, "transformers", "0.0.0-not-this-one")
+    elif change == "nothing" or change.endswith("data"):
+        bench = str(tmp_path / "intents")
+        shutil.copytree(BUNDLED_INTENTS, bench)  # another folder, same spec: same keys until a row changes
+        if change != "nothing":
+            data = Path(bench) / ("train.jsonl" if change == "train data" else "test.jsonl")
+            first, rest = data.read_text().split("\n", 1)
+            row = json.loads(first)
+            row["text"] += " Thanks."
+            data.write_text(json.dumps(row) + "\n" + rest)
+    before = {d.name for d in (folder / "units").iterdir()}
+    results = small_run(folder, model, bench, seed, bf16)
+    assert computed_kinds(before, folder / "units") == expected
+    assert results["units"]["computed"] == sum(expected.values())
+    assert results["units"]["reused"] == 5 - sum(expected.values())
 
 
 def test_a_damaged_unit_is_recomputed_and_force_never_reads(tmp_path):
@@ -131,6 +245,38 @@ def test_a_sweep_scores_every_setting_against_one_loaded_base(tiny_config, tmp_p
     for c in results["candidates"]:
         sweep = c["benchmarks"][0]["sweep"]
         assert len(sweep) == 2 and sum(s["chosen"] for s in sweep) == 1
+
+
+def kept_settings(units: Path) -> dict[str, tuple[dict, dict]]:
+    """Every kept tuned setting of a units folder: key -> (unit.json, trainable tensors)."""
+    from safetensors.torch import load_file
+
+    return {d.name: (json.loads((d / "unit.json").read_text()), load_file(d / "trainable.safetensors"))
+            for d in units.iterdir() if d.name.startswith("tune-")}
+
+
+def test_each_sweep_setting_starts_from_the_seeded_initial_state(tiny_config, tmp_path, capsys, monkeypatch):
+    """The second setting of a two-setting sweep trains after the first in the same process, on the same loaded
+    model: it must end with exactly the weights (LoRA and the encoder's new head) and losses of that setting run
+    alone. Separate unit folders, so the lone run cannot reuse the sweep's units."""
+    off = ("probes=[]", "bias=[]")
+    monkeypatch.setenv("SFTBENCH_UNITS", str(tmp_path / "units-sweep"))
+    sweep = bakeoff(tiny_config, tmp_path / "sweep", "sweep.learning_rate=[1e-3, 2e-2]", *off)
+    assert all([s["learning_rate"] for s in c["benchmarks"][0]["sweep"]] == [1e-3, 2e-2] for c in sweep["candidates"])
+    monkeypatch.setenv("SFTBENCH_UNITS", str(tmp_path / "units-alone"))
+    bakeoff(tiny_config, tmp_path / "alone", "sweep.learning_rate=[2e-2]", *off)
+    swept, alone = kept_settings(tmp_path / "units-sweep"), kept_settings(tmp_path / "units-alone")
+    assert len(swept) == 4 and len(alone) == 2 and set(alone) <= set(swept)  # same inputs, same keys
+    for key, (record, tensors) in alone.items():
+        swept_record, swept_tensors = swept[key]
+        assert record["learning_rate"] == 2e-2
+        assert swept_record["train"]["train_loss"] == record["train"]["train_loss"]
+        assert swept_record["train"]["val_loss"] == record["train"]["val_loss"]
+        assert tensors.keys() == swept_tensors.keys()
+        for name, tensor in tensors.items():
+            assert torch.equal(swept_tensors[name], tensor), name
+    heads = [n for _, tensors in alone.values() for n in tensors if "classifier" in n]
+    assert heads, "the encoder's new head is part of the restored state"
 
 
 def test_tuned_tensors_stay_in_memory_only_without_a_cache(tiny_config, tmp_path, capsys, monkeypatch):
