@@ -1,11 +1,15 @@
 """A candidate that fails at run time (corrupt weights, a diverging loss) is marked failed with the reason,
-the other candidates finish, its gates fail closed, and the run exits 3 with every report written."""
+the other candidates finish with the numbers they have alone, its gates fail closed, and the run exits 3 with
+every report naming the failed candidates and their reasons."""
 from __future__ import annotations
 
+import html
 import json
 import shutil
+import xml.etree.ElementTree as ET
 
 from harness.cli import main
+from reports.markdown import escape as md_escape
 
 
 def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_path, capsys):
@@ -13,11 +17,11 @@ def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_
     shutil.copytree(tiny_llama, corrupt)
     weights = corrupt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated mid-tensor
-    text = tiny_config.read_text().replace("candidates:\n", f"""candidates:
+    clean = tiny_config.read_text()
+    tiny_config.write_text(clean.replace("candidates:\n", f"""candidates:
   - {{model: "{corrupt}", name: corrupt}}
   - {{model: "{tiny_llama}", name: diverging, learning_rate: 1.0e+30}}
-""")
-    tiny_config.write_text(text)
+"""))
     code = main(["run", str(tiny_config), "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 3, err
@@ -29,5 +33,29 @@ def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_
     gates = {(g["candidate"], g["passed"]) for g in results["gates"]}
     assert ("corrupt", False) in gates and ("diverging", False) in gates and ("tiny-llama", True) in gates
     assert results["recommendation"] in ("tiny-llama", "tiny-bert")  # the failures never win
-    for name in ("report.html", "summary.md", "junit.xml"):
-        assert (tmp_path / "out" / name).stat().st_size > 0
+    reasons = {"corrupt": by_name["corrupt"]["reason"], "diverging": by_name["diverging"]["reason"]}
+    out = tmp_path / "out"
+    # every report names both failed candidates with their reasons
+    for page, escape in (("summary.md", md_escape), ("report.md", md_escape), ("report.html", html.escape)):
+        content = (out / page).read_text()
+        for name, reason in reasons.items():
+            assert escape(name) in content and escape(reason) in content, (page, name)
+    suite = ET.fromstring((out / "junit.xml").read_text()).find("testsuite")
+    ran = {case.get("classname"): case.find("failure") for case in suite.iter("testcase") if case.get("name") == "ran"}
+    assert set(ran) == {"corrupt", "diverging", "tiny-llama", "tiny-bert"}
+    assert ran["corrupt"].get("message") == f"candidate failed: {reasons['corrupt']}"
+    assert ran["diverging"].get("message") == f"candidate failed: {reasons['diverging']}"
+    assert ran["tiny-llama"] is None and ran["tiny-bert"] is None
+    gate_cases = [c for c in suite.iter("testcase") if c.get("name") != "ran"]
+    assert {c.get("classname"): c.find("failure") is None for c in gate_cases} == {
+        "corrupt": False, "diverging": False, "tiny-llama": True, "tiny-bert": True}
+    # the other candidates' numbers are those of a run without the failing candidates (nothing shared: no cache)
+    (tmp_path / "clean.yaml").write_text(clean)
+    main(["run", str(tmp_path / "clean.yaml"), "--out", str(tmp_path / "clean"), "--quiet", "--no-cache", "--no-store"])
+    alone = {c["name"]: c for c in json.loads((tmp_path / "clean" / "results.json").read_text())["candidates"]}
+    assert set(alone) == {"tiny-llama", "tiny-bert"}
+    for name in alone:
+        for got, expected in zip(by_name[name]["benchmarks"], alone[name]["benchmarks"], strict=True):
+            for key in ("scores", "predictions", "probes", "bias", "generalisation", "per_class_f1"):
+                assert got[key] == expected[key], (name, key)
+            assert got["train"]["train_loss"] == expected["train"]["train_loss"]
