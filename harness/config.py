@@ -89,11 +89,18 @@ class CandidateConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False  # accept .bin/.pt weights (read with torch.load(weights_only=True)), never by default
     learning_rate: float | None = None  # overrides recipe.learning_rate for this candidate only
+    tuner: str = ""  # "" = the shared recipe's tuner; "none" = score the base model untuned (a zero-shot reference)
 
     def __post_init__(self) -> None:
         _check(bool(self.model.strip()), "candidate.model must not be empty")
+        _check(self.tuner in ("", "none"), f"candidate {self.model}: tuner may only be 'none' (a zero-shot "
+               f"reference row); every tuned candidate shares recipe.tuner (got {self.tuner!r})")
         if not self.name:
             object.__setattr__(self, "name", self.model.rstrip("/").split("/")[-1])
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.tuner == "none"
 
 
 @dataclass(frozen=True)
@@ -188,10 +195,16 @@ class BakeoffConfig:
     gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gate.py)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
+    zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
     source: str = ""  # the file this config was read from; specs resolve relative to it
 
     def __post_init__(self) -> None:
         _check(bool(self.candidates), "config names no candidates")
+        if self.zero_shot:  # idempotent, so a stored config (already expanded) reads back the same
+            have = {c.name for c in self.candidates}
+            extra = [dataclasses.replace(c, name=f"{c.name}-zero-shot", tuner="none", learning_rate=None)
+                     for c in self.candidates if not c.zero_shot and f"{c.name}-zero-shot" not in have]
+            object.__setattr__(self, "candidates", [*self.candidates, *extra])
         _check(bool(self.benchmarks), "config names no benchmarks")
         names = [c.name for c in self.candidates]
         dupes = sorted({n for n in names if names.count(n) > 1})

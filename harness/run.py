@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from harness.bias import bias_report, render_pair_inputs
 from harness.cache import UnitCache
+from harness.chance import chance, learned, what_to_try
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data import BenchmarkSpec, Split, load_benchmark
 from harness.device import autocast, peak_rss_mb, reset_peak_rss, set_threads, use_bf16
@@ -22,7 +23,7 @@ from harness.probes import ProbeItem, ProbeScore, ProbeSpec, forgetting_report, 
 from harness.score import METRICS, MetricValue, per_class_f1, score, score_losses
 from harness.tasks import applicable, metric_while_training, predict, reference_losses, training_items
 from harness.train import TrainResult, fit
-from harness.units import Bench, keep_setting, scoring_key, tune_key
+from harness.units import Bench, keep_setting, scoring_key, tune_key, zero_shot_key
 
 SCORED_SPLITS = ("test", "shifted")
 
@@ -73,6 +74,10 @@ class BenchmarkResult:
     bias: list[dict[str, Any]] = field(default_factory=list)  # counterfactual flip rates before/after tuning
     files: dict[str, str] = field(default_factory=dict)  # resolved spec and data paths, as read
     unit: Path | None = None  # the kept tuned setting (trainable.safetensors, peft adapter/)
+    chance: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> {value, how}: harness/chance.py
+    learned: bool | None = None  # beats chance by the documented margin (None: nothing to compare with)
+    learned_reason: str = ""
+    zero_shot: bool = False  # the base model scored as it is, no tuning (a reference row)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class CandidateResult:
     trainable_params: int = 0
     peak_rss_mb: float = 0.0
     benchmarks: list[BenchmarkResult] = field(default_factory=list)
+    zero_shot: bool = False  # a reference row: the base model untuned; never the recommendation
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
     reset_peak_rss()  # this candidate's peak memory, not an earlier candidate's
     computed = cache.computed
     for spec, splits in suites.benchmarks:
-        reason = applicable(spec, handle.kind)
+        reason = applicable(spec, handle.kind, cand.zero_shot)
         if reason:
             results.append(BenchmarkResult(spec.name, spec.version, spec.task, "n/a", reason))
             continue
@@ -176,7 +182,7 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
     if cache.computed > computed:
         peaks.append(peak_rss_mb())
     return CandidateResult(cand.name, cand.model, status, failed[0].reason if failed else "", handle, params,
-                           trainable, max(peaks), results)
+                           trainable, max(peaks), results, cand.zero_shot)
 
 
 def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, kind: str, cfg: BakeoffConfig,
@@ -202,8 +208,12 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
     bias = [(b, pairs, h) for b, pairs, h in suites.bias if b.benchmark == spec.name and handle.kind == "causal"]
     bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, tell, "base model")
                    for b, pairs, h in bias]
-    key, chosen, sweep = tune(cand, bench, splits, bf16, progress)
-    tuned = lambda: bench.tuned(key)  # noqa: E731
+    if cand.zero_shot:  # the base model as it is: "after" is the base model, so nothing can be forgotten
+        key, chosen, sweep = handle.weights_hash, zero_shot_record(bench), []
+        tuned = bench.base
+    else:
+        key, chosen, sweep = tune(cand, bench, splits, bf16, progress)
+        tuned = lambda: bench.tuned(key)  # noqa: E731
     scores, predictions, per_class, latency = {}, {}, {}, None
     for split in (s for s in SCORED_SPLITS if s in splits):
         out = score_unit(bench, key, splits[split], tuned, bf16, tell)
@@ -214,19 +224,53 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
         latency = latency if latency is not None else out["latency_ms"]
     reports = []
     for (p, items, digest), b in zip(probes, before):
-        after = probe_unit(bench, p, items, digest, key, tuned, bf16, tell, "tuned model")
+        after = b if cand.zero_shot else probe_unit(bench, p, items, digest, key, tuned, bf16, tell, "tuned model")
         reports.append(forgetting_report(p, items, b, after, digest, cfg.bootstrap_resamples, cfg.recipe.seed)
                        | {"files": {"spec": p.path, "data": p.data}})
     bias_reports = []
     for (b, pairs, h), (pa, pb) in zip(bias, bias_before):
-        qa, qb = bias_unit(bench, b, pairs, h, key, tuned, bf16, tell, "tuned model")
+        qa, qb = (pa, pb) if cand.zero_shot else bias_unit(bench, b, pairs, h, key, tuned, bf16, tell, "tuned model")
         bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h, "files": {"spec": b.path, "data": b.data},
                              **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, cfg.recipe.seed)})
+    chances, did_learn, why = learning(bench, splits, scores, chosen, sweep)
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
-                             {s: sp.sha256 for s, sp in splits.items()}, scores, TrainResult(**chosen["train"]), latency,
+                             {s: sp.sha256 for s, sp in splits.items()}, scores,
+                             TrainResult(**chosen["train"]) if chosen["train"] else None, latency,
                              reports, predictions, per_class, sweep, bias_reports,
-                             {"spec": spec.path, **{s: sp.path for s, sp in splits.items()}}, bench.cache.folder(key))
+                             {"spec": spec.path, **{s: sp.path for s, sp in splits.items()}},
+                             None if cand.zero_shot else bench.cache.folder(key), chances, did_learn, why, cand.zero_shot)
     return result, chosen["params"], chosen["trainable_params"]
+
+
+def learning(bench: Bench, splits: dict[str, Split], scores: dict[str, dict[str, MetricValue]], chosen: dict[str, Any],
+             sweep: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], bool | None, str]:
+    """Chance per split, and whether the candidate beats it (harness/chance.py). A zero-shot row is judged the
+    same way: a base model at chance is worth knowing about too."""
+    spec, metric = bench.spec, bench.spec.main_metric
+    found = {s: chance(spec, splits[s], metric) for s in ("validation", *SCORED_SPLITS) if s in splits}
+    chances = {s: {"value": c.value, "how": c.how} for s, c in found.items() if c is not None}
+    test = scores.get("test", {}).get(metric)
+    if test is None:
+        return chances, None, f"no test {metric}"
+    validation = chosen.get("validation")
+    if validation is None and chosen.get("train"):
+        validation = kept_value(chosen["train"], bench.cfg.recipe.restore_best, "val_metric")
+    did, why = learned(metric, test, found.get("test"), validation, found.get("validation"))
+    if did is False and chosen.get("train") is not None:
+        why += "; " + what_to_try(sweep, chosen["learning_rate"], chosen.get("epochs"))
+    return chances, did, why
+
+
+def zero_shot_record(bench: Bench) -> dict[str, Any]:
+    """What a tune record says, for the untuned base model: its size, no training. Kept as a unit so a re-run
+    does not load the model to count its parameters."""
+    def compute() -> dict[str, Any]:
+        params, _ = count_parameters(bench.base())
+        return {"params": params}
+
+    out = bench.memo(zero_shot_key(bench), compute)
+    return {"learning_rate": None, "epochs": None, "train": None, "validation": None, "params": out["params"],
+            "trainable_params": 0}
 
 
 def probe_unit(bench: Bench, p: ProbeSpec, items: list[ProbeItem], digest: str, model_id: str,
@@ -318,10 +362,14 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
         return keys[0], records[keys[0]], []
     sign = 1 if METRICS.get(spec.main_metric).higher_is_better else -1
     best = max(keys, key=lambda k: sign * records[k]["validation"])  # the first of equals wins
+    # Every setting on the same validation score: nothing was chosen, and the sweep table must say so. The first
+    # setting is still scored, so that the candidate has a row; did-not-learn usually follows (harness/chance.py).
+    tied = len({round(records[k]["validation"], 12) for k in keys}) == 1
     bench.kept = {k: v for k, v in bench.kept.items() if k == best}
     sweep = [{"learning_rate": records[k]["learning_rate"], "epochs": records[k]["epochs"],
               "best_step": records[k]["train"].get("best_step"), "validation": records[k]["validation"],
-              "val_loss": kept_value(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best} for k in keys]
+              "val_loss": kept_value(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best,
+              "tied": tied} for k in keys]
     return best, records[best], sweep
 
 

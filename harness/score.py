@@ -47,14 +47,17 @@ class Metric:
     higher_is_better: bool
     compute: Callable[[Sequence[str], Sequence[Sequence[str]], int, int], MetricValue]
     description: str
+    scale: float = 1.0  # 1 for fractions, 100 for sacrebleu's 0-100 scores: what a margin of "0.02" means here
+    from_losses: bool = False  # computed from per-item losses (score_losses), not from prediction strings
 
 
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def register_metric(name: str, higher_is_better: bool, description: str):
+def register_metric(name: str, higher_is_better: bool, description: str, scale: float = 1.0,
+                    from_losses: bool = False):
     def decorator(fn):
-        METRICS.add(name, Metric(name, higher_is_better, fn, description))
+        METRICS.add(name, Metric(name, higher_is_better, fn, description, scale, from_losses))
         return fn
 
     return decorator
@@ -193,7 +196,7 @@ def _sacrebleu_corpus(metric, sentence_metric, preds, refs, resamples, seed) -> 
 
 @register_metric("bleu", True, "corpus BLEU, 0-100 (sacrebleu BLEU() defaults: 13a tokenizer, mixed case, exp "
                  "smoothing); any number of references per item; per item: sentence BLEU (effective order, as "
-                 "sacrebleu.sentence_bleu); seeded bootstrap over per-sentence n-gram statistics")
+                 "sacrebleu.sentence_bleu); seeded bootstrap over per-sentence n-gram statistics", scale=100)
 def _bleu(preds, refs, resamples, seed):
     from sacrebleu.metrics import BLEU
 
@@ -205,7 +208,7 @@ def _bleu(preds, refs, resamples, seed):
 
 @register_metric("chrf", True, "corpus chrF2, 0-100 (sacrebleu CHRF() defaults: character 6-grams, beta 2, "
                  "whitespace ignored); best reference per item; per item: sentence chrF; seeded bootstrap over "
-                 "per-sentence character n-gram statistics")
+                 "per-sentence character n-gram statistics", scale=100)
 def _chrf(preds, refs, resamples, seed):
     from sacrebleu.metrics import CHRF
 
@@ -318,8 +321,8 @@ def _needs_losses(name: str):
 
 
 register_metric("loss", False, "token-weighted mean cross-entropy (nats) over items; from per-item losses via "
-                "harness.score.score_losses, not from strings; seeded bootstrap of the ratio of sums")(
+                "harness.score.score_losses, not from strings; seeded bootstrap of the ratio of sums", from_losses=True)(
     _needs_losses("loss"))
 register_metric("perplexity", False, "exp of the token-weighted mean loss; from per-item losses via "
-                "harness.score.score_losses, not from strings; interval is exp of the loss interval")(
+                "harness.score.score_losses, not from strings; interval is exp of the loss interval", from_losses=True)(
     _needs_losses("perplexity"))

@@ -20,10 +20,12 @@ from harness.encode import (Encoded, completion_ids, encode_causal, encode_encod
 OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; harness.lm imports torch, this module not
 
 
-def applicable(spec: BenchmarkSpec, kind: str) -> str:
-    """Empty when the model kind can do the task, else the reason it cannot."""
+def applicable(spec: BenchmarkSpec, kind: str, zero_shot: bool = False) -> str:
+    """Empty when the model kind can do the task (untuned, with `zero_shot`), else the reason it cannot."""
     if spec.task == "generation" and kind == "encoder":
         return "an encoder-only model cannot generate text"
+    if zero_shot and kind == "encoder":
+        return "zero-shot is n/a for an encoder: its classification head is new and untrained until tuning"
     return ""
 
 

@@ -133,6 +133,10 @@ def tune_key(bench: Bench, splits: dict[str, Split], learning_rate: float, epoch
                     validation=splits["validation"].sha256 if "validation" in splits else None)
 
 
+def zero_shot_key(bench: Bench) -> str:
+    return unit_key("zero-shot", weights=bench.handle.weights_hash, kind=bench.handle.kind)
+
+
 def scoring_key(unit: str, base: str, bench: Bench, bf16: bool, **inputs: Any) -> str:
     """Keys of units that score a model (`base` is the weights hash or the tuned setting's key)."""
     return unit_key(unit, model=base, spec=spec_id(bench.spec), bf16=bf16, max_length=bench.cfg.recipe.max_length,

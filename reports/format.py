@@ -53,6 +53,43 @@ def gate_failure(results: dict[str, Any], c: dict[str, Any]) -> str:
     return failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
 
 
+def verdict(results: dict[str, Any], c: dict[str, Any]) -> tuple[str, str]:
+    """(label, detail) for a candidate's gate column, keeping apart what a reader must not confuse: a zero-shot
+    reference row, a candidate that did not learn (at chance: fix the recipe, not the model choice), one that
+    learned but fails a gate (worse), and one that passes."""
+    failure = gate_failure(results, c)
+    if c.get("status") != "ok":
+        return "FAIL", failure
+    if c.get("zero_shot"):
+        return "reference", "zero-shot, untuned" + (f"; fails {failure}" if failure else "; passes every gate")
+    if c.get("did_not_learn"):
+        return "DID NOT LEARN", ", ".join(c["did_not_learn"]) + " at chance level"
+    return ("FAIL", failure) if failure else ("pass", "")
+
+
+def learning_lines(results: dict[str, Any]) -> list[str]:
+    """A line per candidate and benchmark that did not learn (with what to try), and what tuning bought over each
+    zero-shot reference row."""
+    out = [f"{c['name']} / {b['benchmark']}: did not learn: {b.get('learned_reason', '')}"
+           for c in results.get("candidates", []) for b in c.get("benchmarks", []) if b.get("learned") is False
+           and not c.get("zero_shot")]
+    by_name = {c["name"]: c for c in results.get("candidates", [])}
+    mains = {name: metric for name, metric, _ in main_metrics(results)}
+    for ref in (c for c in results.get("candidates", []) if c.get("zero_shot")):
+        tuned = by_name.get(ref["name"].removesuffix("-zero-shot"))
+        for b in ref.get("benchmarks", []):
+            metric = mains.get(b["benchmark"], "")
+            zero = ((b.get("scores") or {}).get("test") or {}).get(metric)
+            t = next((x for x in (tuned or {}).get("benchmarks", []) if x["benchmark"] == b["benchmark"]), None)
+            after = ((t or {}).get("scores") or {}).get("test", {}).get(metric) if t else None
+            if zero and after:
+                scale = 1 if metric in NOT_PERCENT else 100
+                out.append(f"{tuned['name']} / {b['benchmark']}: tuning bought {scale * (after['value'] - zero['value']):+.1f} "
+                           f"{'' if scale == 1 else 'points of '}{metric} over zero-shot "
+                           f"({scale * zero['value']:.1f} -> {scale * after['value']:.1f})")
+    return out
+
+
 def bias_reports(c: dict[str, Any]) -> list[dict[str, Any]]:
     """Every counterfactual bias report of a candidate, over its benchmarks."""
     return [r for b in c.get("benchmarks", []) if b.get("status") == "ok" for r in b.get("bias") or []]
@@ -81,7 +118,11 @@ def sweep_lines(results: dict[str, Any]) -> list[str]:
         for b in c.get("benchmarks", []):
             rows = b.get("sweep") or []
             if rows:
+                tied = all(r.get("tied") for r in rows)
                 tried = "; ".join(f"lr {r['learning_rate']:g}, {r['epochs']} ep -> {r['validation']:.3f}"
-                                  + (" (chosen)" if r.get("chosen") else "") for r in rows)
-                out.append(f"sweep {c['name']} / {b['benchmark']} (validation {mains.get(b['benchmark'], '')}): {tried}")
+                                  + (" (chosen)" if r.get("chosen") and not tied else "") for r in rows)
+                verdict = (f" - all {len(rows)} settings tied on validation: none is better, the first was scored"
+                           if tied else "")
+                out.append(f"sweep {c['name']} / {b['benchmark']} (validation {mains.get(b['benchmark'], '')}): "
+                           f"{tried}{verdict}")
     return out

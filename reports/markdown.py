@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, metric_text,
-                            sweep_lines, warning_lines)
+from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, learning_lines, main_metrics,
+                            metric_text, sweep_lines, verdict, warning_lines)
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -56,11 +56,11 @@ def _candidate_cells(results: dict[str, Any], c: dict[str, Any], groups: list[Ti
     if bias:
         cells.append(_labelled([(r["probe"], r.get("change")) for r in bias_reports(c)]))
     cost = c.get("cost") or {}
-    failure = gate_failure(results, c)
+    label, detail = verdict(results, c)
     return cells + [f"{_params(c['params'])} ({_params(c['trainable_params'])})" if c.get("params") else "-",
                     _num(cost.get("train_seconds")), _num(cost.get("train_tokens_per_second")),
                     _num(cost.get("latency_ms_per_item"), ".1f"), _num(cost.get("peak_rss_mb")),
-                    f"**FAIL**: {escape(failure)}" if failure else "pass"]
+                    (f"**{label}**" if label != "pass" else label) + (f": {escape(detail)}" if detail else "")]
 
 
 def _header(results: dict[str, Any], bias: bool) -> list[str]:
@@ -83,6 +83,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ["", f"**Recommendation [{verdict}]:** {escape(results['recommendation_reason'])}", ""]
     lines += [f"- {escape(note)}" for note in [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]]
     lines.append(f"- {escape(BIAS_NOTE if bias else 'bias change: not measured (no bias suite in the config)')}")
+    learning = learning_lines(results)
+    if learning:
+        lines += ["", "Did the candidates learn? (chance = the best trivial predictor on the split):", ""]
+        lines += [f"- {escape(line)}" for line in learning]
     failed = [v for v in results["gates"] if not v["passed"]]
     if failed:
         lines += ["", "Failing gates:", ""]

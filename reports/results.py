@@ -7,11 +7,14 @@ Schema (version 1):
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
   references{benchmark{split{data_sha256, items[[reference]]}}} (what predictions are scored against: harness/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
-    params, trainable_params,
+    params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
+    did_not_learn[benchmark names whose `learned` is false],
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16, curve[{step, train_loss, val_loss, val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}], best_step (best evaluation by recipe.monitor), stopped_early},
+      chance{split{value, how}} (the best trivial predictor on that split, by the same metric code: harness/chance.py),
+      learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
       bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change, per attribute}],
       files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
@@ -72,7 +75,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
              "per_class_f1": b.per_class_f1, "sweep": b.sweep,
-             "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None}
+             "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
+             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot}
         d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
         benches.append(d)
         if b.train:
@@ -84,7 +88,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "source": h.source if h else None, "path": h.path if h else None,
             "architecture": h.architecture if h else None, "kind": h.kind if h else None,
             "revision": h.revision if h else None, "weights_sha": h.weights_hash if h else None,
-            "params": c.params, "trainable_params": c.trainable_params,
+            "params": c.params, "trainable_params": c.trainable_params, "zero_shot": c.zero_shot,
+            "did_not_learn": [b.benchmark for b in c.benchmarks if b.learned is False],
             "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
                      "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb},
             "benchmarks": benches}

@@ -16,8 +16,8 @@ from rich.padding import Padding
 from rich.text import Text
 from rich.table import Table
 
-from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, gate_failure, main_metrics, sweep_lines,
-                            warning_lines)
+from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, learning_lines, main_metrics,
+                            sweep_lines, verdict, warning_lines)
 from reports.format import metric_text as _metric
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
@@ -57,8 +57,10 @@ def _cost(c: dict[str, Any]) -> str:
 
 
 def _gate(results: dict[str, Any], c: dict[str, Any]) -> str:
-    failure = gate_failure(results, c)
-    return "FAIL\n" + ("run failed" if c.get("status") != "ok" else failure) if failure else "pass"
+    label, detail = verdict(results, c)
+    if c.get("status") != "ok":  # the reason is in the notes under the table
+        detail = "run failed"
+    return f"{label}\n{detail}" if detail else label
 
 
 def _table(title: str) -> Table:
@@ -129,6 +131,7 @@ def notes(results: dict[str, Any], groups: list[TieGroups]) -> list[str]:
     lines += [f"{v['candidate']}: FAIL {v['gate']} ({v['message']})" for v in results["gates"] if not v["passed"]]
     lines += [f"{c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}" for c in results["candidates"]
               for b in c["benchmarks"] if b["status"] != "ok"]
+    lines += learning_lines(results)
     signatures = {(b["benchmark"], m, v["signature"]) for c in results["candidates"] for b in c["benchmarks"]
                   for m, v in b["scores"].get("test", {}).items() if v.get("signature")}
     lines += [f"{bench} {metric}: sacrebleu {signature}" for bench, metric, signature in sorted(signatures)]

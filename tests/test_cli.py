@@ -6,6 +6,7 @@ import json
 import pytest
 
 from harness.cli import main
+from tests.conftest import TINY_EXIT
 
 
 def run(argv, capsys):
@@ -17,9 +18,9 @@ def run(argv, capsys):
 def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     out_dir = tmp_path / "out"
     code, stdout, stderr = run(["run", str(tiny_config), "--out", str(out_dir)], capsys)
-    assert code == 0, stderr
+    assert code == TINY_EXIT, stderr
     results = json.loads((out_dir / "results.json").read_text())
-    assert results["schema_version"] == 1 and results["passed"] is True
+    assert results["schema_version"] == 1 and results["passed"] is False
     assert "tiny-llama" in (out_dir / "report.html").read_text()
     report_md = (out_dir / "report.md").read_text()
     assert "## Forgetting" in report_md and "| tiny-llama | support\\_intents | general\\_knowledge |" in report_md
@@ -44,10 +45,15 @@ def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     probe = bench["probes"][0]
     assert probe["n"] == 12 and len(probe["per_item"]["before"]) == 12
     assert probe["forgetting"]["value"] == pytest.approx(probe["before"]["value"] - probe["after"]["value"])
-    assert "tiny-llama" in stdout and "Recommendation [PASS]" in stdout
-    # the smallest passing candidate is recommended
-    smallest = min(results["candidates"], key=lambda c: c["params"])["name"]
-    assert results["recommendation"] == smallest
+    # neither tiny model learned: each is called out with chance and what to try, and neither is recommended
+    assert "tiny-llama" in stdout and "Recommendation [FAIL]" in stdout and stdout.count("DID NOT LEARN") == 2
+    for c in (llama, bert):
+        b = c["benchmarks"][0]
+        assert c["did_not_learn"] == ["support_intents"] and b["learned"] is False
+        assert set(b["chance"]) == {"validation", "test", "shifted"} and "majority class" in b["chance"]["test"]["how"]
+        assert "does not beat chance" in b["learned_reason"] and "sweep.learning_rate" in b["learned_reason"]
+        assert f"{c['name']}: did not learn support_intents" in results["recommendation_reason"]
+    assert results["recommendation"] is None
 
 
 def test_failing_gate_exits_1(tiny_config, tmp_path, capsys):
@@ -114,11 +120,11 @@ def test_score_command_mismatch_is_a_data_error(tmp_path, capsys):
 def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path, capsys):
     code, stdout, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "o"),
                                 "sweep={learning_rate: [0.0, 5e-3]}", "probes=[]"], capsys)
-    assert code == 0, stderr
+    assert code == TINY_EXIT, stderr
     # the reports say which setting won for whom
     assert "sweep tiny-llama / support_intents (validation accuracy): lr 0, 1 ep -> " in stdout
     for text in (stdout, (tmp_path / "o" / "summary.md").read_text(), (tmp_path / "o" / "report.html").read_text()):
-        assert "sweep tiny-bert" in text and "lr 0.005, 1 ep" in text and text.count("(chosen)") == 2
+        assert "sweep tiny-bert" in text and "lr 0.005, 1 ep" in text and text.count("(chosen)") + text.count("settings tied on validation") == 2
     for cand in json.loads((tmp_path / "o" / "results.json").read_text())["candidates"]:
         bench = cand["benchmarks"][0]
         assert [t["learning_rate"] for t in bench["sweep"]] == [0.0, 5e-3]
@@ -129,7 +135,7 @@ def test_sweep_picks_each_candidates_setting_on_validation(tiny_config, tmp_path
     # scoring validation again after training, as eval_metric off does, gives the same numbers
     code, _, stderr = run(["run", str(tiny_config), "--out", str(tmp_path / "off"), "sweep={learning_rate: [0.0, 5e-3]}",
                            "probes=[]", "bias=[]", "recipe.eval_metric=off"], capsys)
-    assert code == 0, stderr
+    assert code == TINY_EXIT, stderr
     tried = [[t["validation"] for t in c["benchmarks"][0]["sweep"]]
              for name in ("o", "off") for c in json.loads((tmp_path / name / "results.json").read_text())["candidates"]]
     assert tried[:2] == tried[2:]
@@ -168,7 +174,7 @@ def test_validation_metric_while_training(tiny_config, tmp_path, capsys):
     def bakeoff(name, *overrides):
         code, _, err = run(["run", str(tiny_config), "--out", str(tmp_path / name), "probes=[]", "bias=[]",
                             "recipe.eval_every=2", *overrides], capsys)
-        assert code == 0, err
+        assert code == TINY_EXIT, err
         results = json.loads((tmp_path / name / "results.json").read_text())
         return results, {c["name"]: c["benchmarks"][0] for c in results["candidates"]}
 

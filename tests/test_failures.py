@@ -32,7 +32,8 @@ def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_
     assert by_name["tiny-llama"]["status"] == by_name["tiny-bert"]["status"] == "ok"
     gates = {(g["candidate"], g["passed"]) for g in results["gates"]}
     assert ("corrupt", False) in gates and ("diverging", False) in gates and ("tiny-llama", True) in gates
-    assert results["recommendation"] in ("tiny-llama", "tiny-bert")  # the failures never win
+    # the tiny models pass the 0.0 gate but stay at chance (tests/conftest.py TINY_EXIT): no recommendation either
+    assert results["recommendation"] is None and by_name["tiny-llama"]["did_not_learn"] == ["support_intents"]
     reasons = {"corrupt": by_name["corrupt"]["reason"], "diverging": by_name["diverging"]["reason"]}
     out = tmp_path / "out"
     # every report names both failed candidates with their reasons

@@ -16,7 +16,7 @@ import torch
 
 from harness.cache import UnitCache, unit_key
 from harness.cli import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_EXIT
 
 
 def numbers(results: dict) -> str:
@@ -33,7 +33,7 @@ def numbers(results: dict) -> str:
 
 def bakeoff(cfg: Path, out: Path, *extra: str) -> dict:
     code = main(["run", str(cfg), "--out", str(out), "--quiet", *extra])
-    assert code == 0
+    assert code == TINY_EXIT
     return json.loads((out / "results.json").read_text())
 
 
@@ -336,12 +336,13 @@ def test_sigkill_then_rerun_finishes_with_the_same_numbers(tiny_config, tmp_path
     assert proc.returncode == -signal.SIGKILL
     resumed = _spawn(tiny_config, tmp_path / "out", store)
     _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
+    assert resumed.returncode == TINY_EXIT, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["units"]["reused"] >= kill_after
     assert numbers(results) == numbers(reference)
 
 
+@pytest.mark.integration  # a tiny bake-off in a subprocess, interrupted: a multi-process test, as the SIGKILL one
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_config, tmp_path):
     store = tmp_path / "s" / "runs.sqlite"
     proc = _spawn(tiny_config, tmp_path / "out", store)
