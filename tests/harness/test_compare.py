@@ -161,7 +161,7 @@ N, ALPHA = 500, 0.05
 
 def _trials(scale: float, margin: float, trials: int, seed: int) -> tuple[float, float]:
     """(share of trials that pass non-inferiority, share that flag a regression)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))  # a named bit generator: see tests/harness/test_coverage.py
     p = rng.beta(4, 1, size=(trials, N))  # (trials, items)
     base = (rng.random((trials, N)) < p).astype(float)
     cand = (rng.random((trials, N)) < scale * p).astype(float)
@@ -210,6 +210,56 @@ def test_power_against_a_five_point_regression():
     passed, regressed = _trials(s, 0.0, 500, seed=3)
     assert abs(regressed - predicted) <= 0.08
     assert passed == 0.0
+
+
+def test_power_to_show_an_identical_model_non_inferior():
+    """The lower side of test_a_a_calibration and test_false_pass_rate_at_the_margin, which a rule that never passes
+    would also satisfy: an identical model (scale 1) with margin 0.03 must pass about as often as the normal
+    approximation says. Per item d = cand - base is +-1 with probability E[p (1 - p)] = 2/15 each, so
+    sd(d) = sqrt(4/15) and the pass rate is Phi(margin sqrt(n) / sd(d) - z_{1-alpha}) = 0.365 (3,000 trials
+    measured 0.358: the resamples tied at exactly -margin count against passing)."""
+    sd = np.sqrt(2 * (0.8 - 2 / 3))
+    predicted = float(norm.cdf(0.03 * np.sqrt(N) / sd - norm.ppf(1 - ALPHA)))
+    assert predicted == pytest.approx(0.365, abs=0.001)
+    passed, regressed = _trials(1.0, 0.03, 600, seed=4)
+    assert abs(passed - predicted) <= _slack(600, predicted)
+    assert regressed <= ALPHA + _slack(600)
+
+
+# The null-shifted bootstrap p-value of paired_difference, for a metric averaged over items (rouge*): item i has a
+# quality q_i ~ Beta(2, 2) and each model scores it q_i + N(0, 0.1^2), the candidate shifted by `shift`; so
+# d_i = shift + e_a - e_b is normal with sd 0.1 sqrt(2), and a two-sided level-alpha test of the mean of 200 items
+# has power Phi(shift sqrt(n) / sd - z) + Phi(-shift sqrt(n) / sd - z), z = z_{1 - alpha/2}. 1000 resamples a
+# trial (the default is 2000): the p-value's resolution, 0.001, is far below the slack.
+
+MEAN_N, NOISE = 200, 0.1
+
+
+def _mean_metric_rejections(shift: float, trials: int, seed: int) -> float:
+    """Share of trials in which paired_difference("rouge1", ...) gives p < alpha."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    quality = rng.beta(2, 2, size=(trials, MEAN_N))  # (trials, items)
+    cand = quality + shift + rng.normal(0, NOISE, size=(trials, MEAN_N))
+    base = quality + rng.normal(0, NOISE, size=(trials, MEAN_N))
+    p = [paired_difference("rouge1", cand[t], base[t], resamples=1000, seed=t)["p_value"] for t in range(trials)]
+    return float(np.mean(np.array(p) < ALPHA))
+
+
+def predicted_two_sided_power(shift: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    z, effect = norm.ppf(1 - alpha / 2), shift * np.sqrt(n) / sd
+    return float(norm.cdf(effect - z) + norm.cdf(-effect - z))
+
+
+def test_a_a_calibration_of_the_null_shifted_bootstrap_p():
+    """Two models with the same score distribution: p < alpha in about alpha of trials, no more."""
+    assert _mean_metric_rejections(0.0, 1000, seed=16) <= ALPHA + _slack(1000)
+
+
+def test_power_of_the_null_shifted_bootstrap_p():
+    """A 0.025 shift (sd of d 0.141, 200 items): predicted power 0.705 by the normal approximation."""
+    predicted = predicted_two_sided_power(0.025, NOISE * np.sqrt(2), MEAN_N)
+    assert predicted == pytest.approx(0.705, abs=0.001)
+    assert abs(_mean_metric_rejections(0.025, 600, seed=7) - predicted) <= _slack(600, predicted)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@ it is not significantly different from that group's leader (not from its neighbo
 paired gets a group of its own with the reason."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from scipy import stats as sps
+
 from harness.stats import mcnemar_exact
 from reports.ties import ALPHA, all_tie_groups, ranked, tie_groups
 from tests.reports.sample import sample_results
@@ -81,3 +85,61 @@ def test_a_metric_no_longer_registered_ranks_nothing_and_says_why():
 def test_empty_results():
     assert all_tie_groups({"candidates": []}) == []
     assert ranked({"candidates": []}, []) == []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Calibration and power of the rule on two candidates, each trial 400 fresh items. Item i has difficulty
+# p_i ~ Beta(4, 1) (E[p] = 0.8, E[p^2] = 2/3); candidate "a" answers it correctly with probability p_i, "b" with
+# scale * p_i, independently given the item (the design of tests/harness/test_compare.py). Items are independent,
+# so the counts of items only a got right (probability p10 = E[p (1 - scale p)]) and only b got right
+# (p01 = scale E[p (1 - p)]) are multinomial, and the rate at which the exact McNemar test splits the two into
+# separate groups can be computed exactly rather than approximated.
+
+def mcnemar_rejection_rate(n: int, p10: float, p01: float, alpha: float = ALPHA) -> float:
+    """P(exact two-sided McNemar p < alpha): D ~ Binomial(n, p10 + p01) discordant items, k | D ~ Binomial(D,
+    p10 / (p10 + p01)) of them won by a, and p = min(1, 2 min(P(K <= k), P(K >= k))) for K ~ Binomial(D, 1/2)."""
+    d, k = np.arange(n + 1)[:, None], np.arange(n + 1)[None, :]  # (D, 1), (1, k)
+    p = np.minimum(1.0, 2 * np.minimum(sps.binom.cdf(k, d, 0.5), sps.binom.sf(k - 1, d, 0.5)))
+    reject = (k <= d) & (p < alpha)
+    weight = sps.binom.pmf(d, n, p10 + p01) * sps.binom.pmf(k, d, p10 / (p10 + p01))
+    return float((weight * reject).sum())
+
+
+def split_rate(scale: float, trials: int, seed: int) -> float:
+    """Share of trials in which tie_groups puts the two candidates in different groups."""
+    rng = np.random.Generator(np.random.PCG64(seed))  # a named bit generator: see tests/harness/test_coverage.py
+    p = rng.beta(4, 1, size=(trials, N))  # (trials, items)
+    a, b = rng.random((trials, N)) < p, rng.random((trials, N)) < scale * p
+    split = [len(set(tie_groups(results_with({"a": a[t].astype(float).tolist(), "b": b[t].astype(float).tolist()}),
+                                "b", "accuracy").group.values())) == 2 for t in range(trials)]
+    return float(np.mean(split))
+
+
+def test_exact_rejection_rate_is_mcnemar_exact():
+    rng = np.random.Generator(np.random.PCG64(0))
+    for _ in range(5):  # the closed form of the p-value used above is the project's test
+        lost, gained = rng.integers(0, 30, 2)
+        p = mcnemar_exact([1] * lost + [0] * gained, [0] * lost + [1] * gained)[2]
+        tail = 2 * min(sps.binom.cdf(lost, lost + gained, 0.5), sps.binom.sf(lost - 1, lost + gained, 0.5))
+        assert p == pytest.approx(min(1.0, tail), abs=1e-12)
+
+
+def test_a_a_calibration_of_tie_groups():
+    """Two identical models are split in at most alpha of trials, and as often as the exact McNemar size predicts
+    (0.0397 at 400 items: the exact test is conservative; measured 0.043), within three binomial standard errors."""
+    e = 0.8 - 2 / 3
+    predicted = mcnemar_rejection_rate(N, e, e)
+    assert predicted == pytest.approx(0.0397, abs=0.0005)
+    rate = split_rate(1.0, 1000, seed=1)
+    assert rate <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / 1000)
+    assert abs(rate - predicted) <= 3 * np.sqrt(predicted * (1 - predicted) / 1000)
+
+
+def test_power_of_tie_groups_against_a_five_point_gap():
+    """b loses five points of accuracy (scale 0.9375: 0.8 -> 0.75): split as often as the exact power of the
+    two-sided test at 400 items says, 0.412 (measured 0.435)."""
+    s, e_p, e_p2 = 0.9375, 0.8, 2 / 3
+    predicted = mcnemar_rejection_rate(N, e_p - s * e_p2, s * (e_p - e_p2))
+    assert predicted == pytest.approx(0.412, abs=0.001)
+    rate = split_rate(s, 600, seed=2)
+    assert abs(rate - predicted) <= 3 * np.sqrt(predicted * (1 - predicted) / 600)
