@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import itertools
+import random
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -49,17 +53,59 @@ def test_one_token_options_alone_and_mixed_with_longer_ones(tiny_llama):
         torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
 
 
+def batching_cost(lengths: list[int], spans: list[range], batch_cost: int) -> int:
+    """harness.lm's cost model: every batch pads its rows to its longest (the last: lengths ascend) and costs
+    `batch_cost` more for the pass itself."""
+    return sum(len(s) * lengths[s.stop - 1] + batch_cost for s in spans)
+
+
+def all_splits(n: int) -> Iterator[list[range]]:
+    """Every way to cut n rows into consecutive batches: one per subset of the n - 1 gaps (2^(n-1) splits)."""
+    for gaps in itertools.product([False, True], repeat=n - 1):
+        cuts = [0] + [i + 1 for i, cut in enumerate(gaps) if cut] + [n]
+        yield [range(a, b) for a, b in zip(cuts, cuts[1:])]
+
+
+def allowed(lengths: list[int], s: range, max_batch: int, max_tokens: int) -> bool:
+    """Within the limits; a row longer than max_tokens alone is allowed (it has to run somehow)."""
+    return len(s) <= max_batch and (len(s) == 1 or len(s) * lengths[s.stop - 1] <= max_tokens)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batches_are_the_cheapest_split_by_brute_force(seed):
+    """Against every split of short random length lists (up to 10 rows: 512 splits), under assorted limits: the
+    chosen split is allowed and no allowed split costs less."""
+    from harness.lm import _batches
+
+    rng = random.Random(seed)
+    for _ in range(50):
+        lengths = sorted(rng.choice([rng.randint(1, 8), rng.randint(1, 80)]) for _ in range(rng.randint(1, 10)))
+        max_batch, max_tokens = rng.choice([1, 2, 3, 5, 64]), rng.choice([1, 16, 64, 256, 10_000])
+        batch_cost = rng.choice([0, 1, 8, 64, 500])
+        spans = _batches(lengths, max_batch, max_tokens, batch_cost)
+        assert [i for s in spans for i in s] == list(range(len(lengths)))
+        assert all(allowed(lengths, s, max_batch, max_tokens) for s in spans)
+        best = min(batching_cost(lengths, split, batch_cost) for split in all_splits(len(lengths))
+                   if all(allowed(lengths, s, max_batch, max_tokens) for s in split))
+        assert batching_cost(lengths, spans, batch_cost) == best, (lengths, max_batch, max_tokens, batch_cost)
+
+
 def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes():
     from harness.lm import _batches
 
     lengths = sorted([3] * 50 + [4] + [9] * 10 + [40] * 3)
     spans = _batches(lengths, max_batch=32, max_tokens=256, batch_cost=64)
     assert [i for s in spans for i in s] == list(range(len(lengths)))  # consecutive, complete, in order
-    assert all(len(s) <= 32 and len(s) * lengths[s.stop - 1] <= 256 for s in spans)
-    # the fewest passes the limits allow (51 short rows need two): the lone 4 is padded into a neighbour's batch
-    # rather than given a pass of its own, and the 40s, too long to share, never pad the short rows
-    assert len(spans) == 4 and spans[-1] == range(61, 64)
-    assert all(len(s) > 1 for s in spans)
+    assert all(allowed(lengths, s, 32, 256) for s in spans)
+    # Too many rows (2^63 splits) for the brute force above; the split, its cost by hand, and the two nearest
+    # rivals. Not the fewest passes: three are allowed (26 rows padded to 9 fit in 256 tokens) but pad more.
+    # The lone 4 is padded into the 9s rather than given a pass of its own, and the 40s never pad short rows.
+    assert spans == [range(0, 32), range(32, 50), range(50, 61), range(61, 64)]
+    assert batching_cost(lengths, spans, 64) == (32 * 3 + 64) + (18 * 3 + 64) + (11 * 9 + 64) + (3 * 40 + 64) == 625
+    three_passes = [range(0, 32), range(32, 58), range(58, 64)]
+    four_with_the_short_rows = [range(0, 32), range(32, 51), range(51, 61), range(61, 64)]
+    assert all(allowed(lengths, s, 32, 256) for s in three_passes)
+    assert batching_cost(lengths, three_passes, 64) == 762 and batching_cost(lengths, four_with_the_short_rows, 64) == 638
     assert len(_batches([1, 50], max_batch=2, max_tokens=1000, batch_cost=0)) == 2  # padding 1 to 50 never pays
     assert _batches([7], max_batch=1, max_tokens=1, batch_cost=64) == [range(0, 1)]  # a row longer than the budget
 
