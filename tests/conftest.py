@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -18,11 +19,25 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 INTENTS = ROOT / "benchmarks" / "support_intents"
 
 
+def in_ci() -> bool:
+    """CI=true (GitHub Actions, GitLab and .ci/run set it): a run that is meant to have every component."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip a test whose component (a browser, the shared data) is missing here; under CI=true fail it instead, so
+    a CI run that lost a component goes red rather than green with fewer tests."""
+    if in_ci():
+        pytest.fail(f"{reason} [CI=true: CI must have it, so this test fails instead of skipping]", pytrace=False)
+    pytest.skip(reason)
+
+
 def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test with the reason."""
+    """A path under ../shared/data, or skip the test with the reason (fail it under CI=true)."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"../shared/data not found ({path}): real-data tests need the shared data folder beside the project")
+        skip_unless_ci(f"../shared/data not found ({path}): real-data tests need the shared data folder beside the "
+                       "project")
     return path
 
 
