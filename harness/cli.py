@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
     val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
+    val.add_argument("--examples", type=int, default=0, metavar="N",
+                     help="print the first N rows of every split as each candidate reads them (JSON lines; loads "
+                          "each causal candidate's tokenizer, no weights)")
     for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
                             ("promote", "mark a stored run's candidate as the accepted baseline"),
                             ("compare", "paired differences between two stored runs"),
@@ -164,7 +167,16 @@ def _validate(args: argparse.Namespace) -> int:
         print(finding, file=sys.stderr)
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
-    print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+    if args.examples and not errors:  # stdout carries only the JSON lines then; the summary goes to stderr
+        import json
+
+        from harness.config import load_config
+        from harness.examples import model_inputs
+
+        for row in model_inputs(load_config(config, overrides), args.examples):
+            print(json.dumps(row, ensure_ascii=False))
+    print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
+          file=sys.stderr if args.examples else sys.stdout)
     return EXIT_USAGE if errors else EXIT_OK
 
 

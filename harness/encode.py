@@ -21,11 +21,18 @@ def uses_chat(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def prompt_ids(tokenizer: Any, text: str, chat: bool) -> list[int]:
+def prompt_text(tokenizer: Any, text: str, chat: bool) -> str:
+    """The prompt as the causal LM reads it: through its chat template (a user turn, then the assistant's turn
+    opened) when it has one, else as it is."""
     if chat:
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                 tokenize=False)
-        return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    return text
+
+
+def prompt_ids(tokenizer: Any, text: str, chat: bool) -> list[int]:
+    if chat:  # the template already holds the special tokens it wants
+        return tokenizer(prompt_text(tokenizer, text, chat), add_special_tokens=False)["input_ids"]
     return tokenizer(text)["input_ids"]
 
 

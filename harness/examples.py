@@ -1,0 +1,37 @@
+"""`sftbench validate --examples N`: the first N rows of every benchmark split exactly as each candidate reads them.
+
+One JSON line per candidate, benchmark, split and row: {"benchmark", "split", "line", "kind", "candidate", "input",
+"target"}. `input` is a causal LM's prompt through that candidate's chat template (its tokenizer is loaded, never its
+weights), or an encoder's text (a [first, second] list for a text pair). `target` is what training teaches: the
+label text a causal LM is tuned to produce (before EOS), the label key an encoder's head predicts, or the reference.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from harness.config import BakeoffConfig
+from harness.data import load_benchmark
+from harness.encode import prompt_text, uses_chat
+from harness.models import load_tokenizer, resolve
+
+
+def model_inputs(cfg: BakeoffConfig, n: int) -> Iterator[dict[str, Any]]:
+    benchmarks = [load_benchmark(ref, cfg.base_dir) for ref in cfg.benchmarks]
+    for cand in cfg.candidates:
+        handle = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle)
+        tokenizer = load_tokenizer(handle) if handle.kind == "causal" else None
+        chat = tokenizer is not None and uses_chat(tokenizer)
+        for spec, splits in benchmarks:
+            if spec.task == "generation" and handle.kind == "encoder":
+                continue  # n/a: an encoder cannot generate (the run says so too)
+            for name, split in splits.items():
+                for ex in split.examples[:n]:
+                    if handle.kind == "encoder":
+                        text: Any = ex.encoder_text if isinstance(ex.encoder_text, str) else list(ex.encoder_text)
+                        target = ex.target
+                    else:
+                        text = prompt_text(tokenizer, ex.prompt, chat)
+                        target = spec.labels[ex.target] if spec.task == "classification" else ex.target
+                    yield {"benchmark": spec.name, "split": name, "line": ex.line, "kind": handle.kind,
+                           "candidate": cand.name, "input": text, "target": target}
