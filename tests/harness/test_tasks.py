@@ -1,73 +1,122 @@
-"""Each model kind reads its own input (issue 13): encoders the text itself (or a text pair), causal LMs the
-instruction prompt through the chat template where the tokenizer has one."""
+"""How a causal LM is asked a benchmark's questions: through its chat template when it has one (training items,
+label scoring, generation and reference losses alike), and classification by the log-likelihood of each label's
+text followed by EOS, so a label that is a prefix of another ("account" / "account access") does not win by
+default."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 
-from harness.config import SuiteRef
+import harness.lm
+from harness.config import RecipeConfig, SuiteRef
 from harness.data import load_benchmark
-from harness.encode import prompt_ids, uses_chat
-from harness.models import load_tokenizer, resolve
-from harness.tasks import predict, training_items
+from harness.models import load_model, load_tokenizer, resolve
+from harness.tasks import applicable, predict, reference_losses, training_items
+from harness.train import fit
 from tests.conftest import ROOT
+from tests.harness.test_encode import CHAT
+from tests.harness.test_probes import naive_logprob
+from tuners import load_all
 
 
-def _bench(tmp_path, **extra):
-    (tmp_path / "d.jsonl").write_text('{"text": "the parcel never arrived", "label": "shipping"}\n'
-                                      '{"text": "refund my order", "label": "refund"}\n')
-    spec = {"name": "t", "version": 1, "task": "classification", "labels": ["shipping", "refund"],
-            "prompt": "Classify this support message.\nMessage: {input}\nIntent:",
-            "fields": {"input": "text", "target": "label"}, "metrics": ["accuracy"],
-            "splits": {"train": "d.jsonl", "test": "d.jsonl"}} | extra
-    (tmp_path / "benchmark.yaml").write_text(json.dumps(spec))
-    return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+@pytest.fixture(scope="module")
+def chat_llama(tiny_llama, tmp_path_factory):
+    """The tiny Llama with a chat template saved beside it, loaded the way a run loads it."""
+    folder = tmp_path_factory.mktemp("chat-llama") / "model"
+    shutil.copytree(tiny_llama, folder)
+    handle = resolve(str(folder))
+    tok = load_tokenizer(handle)
+    tok.chat_template = CHAT
+    tok.save_pretrained(folder)
+    handle = resolve(str(folder))
+    return load_model(handle), load_tokenizer(handle)
 
 
-def test_encoder_trains_and_predicts_on_the_raw_text(tmp_path, tiny_bert):
-    spec, splits = _bench(tmp_path)
-    tok = load_tokenizer(resolve(str(tiny_bert)))
-    items = training_items(spec, splits["train"].examples, tok, "encoder", 64)
-    assert [it.input_ids for it in items] == [tok("the parcel never arrived")["input_ids"], tok("refund my order")["input_ids"]]
-    assert "classify" not in tok.decode(items[0].input_ids)  # the instruction is what the causal LM reads, not this
-
-    seen = []
-
-    class Spy:
-        def __call__(self, input_ids, attention_mask):
-            import torch
-
-            seen.extend(input_ids[i][attention_mask[i].bool()].tolist() for i in range(len(input_ids)))
-            return type("Out", (), {"logits": torch.zeros(len(input_ids), 2)})()
-
-    predict(spec, splits["test"].examples, Spy(), tok, "encoder", 64)
-    assert seen == [it.input_ids for it in items]
+def chat_ids(tok, prompt: str) -> list[int]:
+    return tok(f"<|user|>{prompt}\n<|assistant|>", add_special_tokens=False)["input_ids"]
 
 
-def test_text_pair_goes_to_the_tokenizer_as_a_pair(tmp_path, tiny_bert):
-    (tmp_path / "p.jsonl").write_text('{"p": "the parcel never arrived", "h": "refund my order", "label": "refund"}\n')
-    spec, splits = _bench(tmp_path, prompt="{premise} / {hypothesis}", fields={"premise": "p", "hypothesis": "h",
-                          "target": "label"}, splits={"train": "p.jsonl", "test": "p.jsonl"})
-    tok = load_tokenizer(resolve(str(tiny_bert)))
-    (item,) = training_items(spec, splits["train"].examples, tok, "encoder", 64)
-    assert item.input_ids == tok("the parcel never arrived", "refund my order")["input_ids"]
-    assert item.input_ids.count(tok.sep_token_id) == 2  # [CLS] a [SEP] b [SEP]
+def answer_ids(tok, answer: str) -> list[int]:
+    return [*tok(answer, add_special_tokens=False)["input_ids"], tok.eos_token_id]
 
 
-def test_causal_lm_reads_the_prompt(tmp_path, tiny_llama):
-    spec, splits = _bench(tmp_path)
-    tok = load_tokenizer(resolve(str(tiny_llama)))
-    (first, _) = training_items(spec, splits["train"].examples, tok, "causal", 96)
-    prompt = prompt_ids(tok, "Classify this support message.\nMessage: the parcel never arrived\nIntent:", uses_chat(tok))
-    assert first.input_ids[:len(prompt)] == prompt
-    assert first.labels[:len(prompt)] == [-100] * len(prompt)
+def test_a_chat_template_reaches_training_scoring_and_generation(chat_llama, monkeypatch):
+    model, tok = chat_llama
+    assert tok.chat_template == CHAT  # saved and loaded back with the model
+    spec, splits = load_benchmark(SuiteRef("support_intents", max_train=3, max_test=3), ROOT)
+    examples = splits["test"].examples
+    for ex, item in zip(splits["train"].examples, training_items(spec, splits["train"].examples, tok, "causal", 256)):
+        prompt, answer = chat_ids(tok, ex.prompt), answer_ids(tok, spec.labels[ex.target])
+        assert item.input_ids == prompt + answer and item.labels == [-100] * len(prompt) + answer
+
+    seen: list[tuple[list[list[int]], list[list[int]]]] = []
+
+    def record(model, pad_id, contexts, continuations, **kwargs):
+        seen.append(([list(c) for c in contexts], [list(c) for c in continuations]))
+        return [(float(-len(c)), len(c)) for c in continuations]
+
+    monkeypatch.setattr(harness.lm, "continuation_logprobs", record)
+    predict(spec, examples, model, tok, "causal", 256)
+    contexts, conts = seen.pop()
+    labels = [answer_ids(tok, text) for text in spec.labels.values()]
+    assert contexts == [chat_ids(tok, ex.prompt) for ex in examples for _ in labels]
+    assert conts == labels * len(examples)
+
+    summaries, gen_splits = load_benchmark(SuiteRef("ticket_summaries", max_test=2), ROOT)
+    reference_losses(summaries, gen_splits["test"].examples, model, tok, 4096)  # long enough for every ticket
+    contexts, conts = seen.pop()
+    assert contexts == [chat_ids(tok, ex.prompt) for ex in gen_splits["test"].examples]
+    assert conts == [answer_ids(tok, ex.references[0]) for ex in gen_splits["test"].examples]
+
+    prompts = []
+    monkeypatch.setattr(harness.lm, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or ["x"] * len(p))
+    predict(summaries, gen_splits["test"].examples, model, tok, "causal", 4096)
+    assert prompts == [chat_ids(tok, ex.prompt) for ex in gen_splits["test"].examples]
 
 
-@pytest.mark.parametrize("kind", ["causal", "encoder"])
-def test_bundled_benchmark_inputs_per_kind(kind):
-    spec, splits = load_benchmark(SuiteRef("support_intents", max_train=3), ROOT)
-    for ex in splits["train"].examples:
-        text = ex.input_for(kind)
-        assert (text == ex.raw["text"]) == (kind == "encoder")
-        assert ex.raw["text"] in text
+def prefix_benchmark(tmp_path) -> SuiteRef:
+    """Two labels whose texts are prefixes of one another; every train row is the longer one."""
+    texts = [json.loads(line)["text"] for line in (ROOT / "benchmarks" / "support_intents" / "train.jsonl")
+             .read_text().splitlines()[:24]]
+    rows = [{"text": t, "label": "account_access"} for t in texts]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:16]))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[16:]))
+    (tmp_path / "benchmark.yaml").write_text(json.dumps({
+        "name": "prefix", "version": 1, "task": "classification", "prompt": "Ticket: {input}\nIntent:",
+        "labels": {"account": "account", "account_access": "account access"},
+        "fields": {"input": "text", "target": "label"}, "metrics": ["accuracy"],
+        "splits": {"train": "train.jsonl", "test": "test.jsonl"}}))
+    return SuiteRef(str(tmp_path / "benchmark.yaml"))
+
+
+def test_a_label_that_is_a_prefix_of_another_does_not_win_by_default(tiny_llama, tmp_path):
+    handle = resolve(str(tiny_llama))
+    tok = load_tokenizer(handle)
+    spec, splits = load_benchmark(prefix_benchmark(tmp_path), tmp_path)
+    short, long = (tok(" " + spec.labels[k], add_special_tokens=False)["input_ids"] for k in spec.labels)
+    assert long[: len(short)] == short and len(long) > len(short)  # the premise: the short label's tokens start the long one
+    torch.manual_seed(0)
+    recipe = RecipeConfig(tuner="full", epochs=4, batch_size=2, bf16="off", max_length=96)
+    model = load_all().get("full").prepare(load_model(handle), recipe, "causal")
+    fit(model, training_items(spec, splits["train"].examples, tok, "causal", 96), [], recipe, 1e-2, tok.pad_token_id)
+    model.eval()
+    preds, _ = predict(spec, splits["test"].examples, model, tok, "causal", 96)
+    for ex, pred in zip(splits["test"].examples, preds):
+        ctx = tok(ex.prompt)["input_ids"]
+        with_eos = {k: naive_logprob(model, ctx, ids + [tok.eos_token_id]) for k, ids in (("account", short),
+                                                                                         ("account_access", long))}
+        without = {"account": naive_logprob(model, ctx, short), "account_access": naive_logprob(model, ctx, long)}
+        assert pred == max(with_eos, key=with_eos.get)
+        assert without["account"] > without["account_access"]  # without EOS the prefix always wins
+    assert preds.count("account_access") >= len(preds) // 2, preds  # trained on the long label: EOS lets it win
+
+
+def test_an_encoder_cannot_be_asked_to_generate():
+    summaries, _ = load_benchmark(SuiteRef("ticket_summaries", max_test=1), ROOT)
+    intents, _ = load_benchmark(SuiteRef("support_intents", max_test=1), ROOT)
+    assert applicable(summaries, "encoder") == "an encoder-only model cannot generate text"
+    assert applicable(summaries, "causal") == applicable(intents, "encoder") == applicable(intents, "causal") == ""
+
