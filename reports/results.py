@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import time
@@ -60,7 +61,8 @@ def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, see
         out.update(metric=main_metric, gap=test["value"] - shifted["value"],
                    gap_ci_low=float(np.percentile(diffs, 2.5)), gap_ci_high=float(np.percentile(diffs, 97.5)))
     train = bench.get("train")
-    if train and train["train_loss"] and len(train["val_loss"]) > 1:
+    # no validation split: every validation loss is NaN, and there is no overfitting signal to report
+    if train and train["train_loss"] and len(train["val_loss"]) > 1 and math.isfinite(train["val_loss"][-1]):
         out["overfit_loss_gap"] = train["val_loss"][-1] - train["train_loss"][-1]
     return out
 

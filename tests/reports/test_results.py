@@ -79,6 +79,7 @@ def test_no_shifted_split_no_gap():
     ({"train_loss": [0.9], "val_loss": [2.5, 0.6]}, 0.6 - 0.9),  # negative: validation below training
     ({"train_loss": [], "val_loss": [2.0]}, None),  # epochs 0: nothing trained
     ({"train_loss": [0.9], "val_loss": [2.0]}, None),  # no validation after training began
+    ({"train_loss": [0.9], "val_loss": [float("nan"), float("nan")]}, None),  # no validation split: not NaN
     (None, None),
 ])
 def test_overfit_loss_gap_is_last_validation_minus_last_training_loss(train, expected):
