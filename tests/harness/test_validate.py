@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,16 +52,7 @@ def test_finding_format():
 
 
 def write_bench(tmp_path, train, test, labels=("refund", "billing", "shipping")):
-    def lines(rows):
-        return "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows)
-
-    (tmp_path / "train.jsonl").write_text(lines(train))
-    (tmp_path / "test.jsonl").write_text(lines(test))
-    (tmp_path / "benchmark.yaml").write_text(json.dumps({
-        "name": "b", "version": 1, "task": "classification", "prompt": "{input}", "labels": list(labels),
-        "fields": {"input": "text", "target": "label"}, "metrics": ["accuracy"],
-        "splits": {"train": "train.jsonl", "test": "test.jsonl"}}))
-    return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+    return write_splits(tmp_path, {"train": train, "test": test}, labels)
 
 
 SENTENCE = "the parcel was left at the wrong house and nobody answered the door when i called the depot"
@@ -90,6 +82,53 @@ def test_lint_names_each_problem_at_its_line(tmp_path):
     assert by_line[("train.jsonl", None)] == ["label 'shipping' has no train rows: the model never sees it"]
     long_rows = [f for f in findings if "over recipe.max_length 20" in f.message]
     assert [f.line for f in long_rows] == [5, 6] and all(f.level == "warning" for f in findings)
+
+
+def write_splits(tmp_path, splits: dict[str, list[tuple[str, str]]], labels=("refund", "billing", "shipping")):
+    """A classification benchmark with the given splits (name -> (text, label) rows), loaded."""
+    for name, rows in splits.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    (tmp_path / "benchmark.yaml").write_text(json.dumps({
+        "name": "b", "version": 1, "task": "classification", "prompt": "{input}", "labels": list(labels),
+        "fields": {"input": "text", "target": "label"}, "metrics": ["accuracy"],
+        "splits": {name: f"{name}.jsonl" for name in splits}}))
+    return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+
+
+def test_leakage_into_validation_and_shifted_is_found_at_its_line(tmp_path):
+    train = [("I want my money back", "refund"), ("Why was I charged twice?", "billing"), (SENTENCE, "shipping")]
+    validation = [("track my parcel please", "shipping"),  # 1
+                  ("why was I charged TWICE", "billing")]  # 2: train line 2 after normalisation
+    test = [("Where is my parcel", "shipping")]
+    shifted = [("hey", "refund"),  # 1
+               (SENTENCE + " yesterday", "shipping"),  # 2: near-duplicate of train line 3
+               ("I want my money back", "billing")]  # 3: exact copy of train line 1, with another label
+    spec, splits = write_splits(tmp_path, {"train": train, "validation": validation, "test": test, "shifted": shifted})
+    leaks = [(Path(f.path).name, f.line, f.message) for f in lint_benchmark(spec, splits, max_length=256)
+             if f.message.startswith("leakage")]
+    assert leaks == [
+        ("validation.jsonl", 2, "leakage: duplicate after normalisation of train line 2 (train.jsonl)"),
+        ("shifted.jsonl", 2, "leakage: near-duplicate (Jaccard 0.94) of train line 3 (train.jsonl)"),
+        ("shifted.jsonl", 3, "leakage: exact duplicate of train line 1 (train.jsonl), with a different label "
+                             "('billing' here, 'refund' there)")]
+
+
+def test_leakage_is_linted_on_the_rows_a_run_uses(tmp_path):
+    """Caps apply before the lint: a validation row past max_validation, or a shifted row past max_test, is never
+    scored, so its copy of a train row is not leakage; a train row past max_train was never trained on."""
+    train = [("I want my money back", "refund"), ("Why was I charged twice?", "billing")]
+    spec_dir = tmp_path / "b"
+    spec_dir.mkdir()
+    write_splits(spec_dir, {"train": train, "test": [("Where is my parcel", "shipping")],
+                            "validation": [("hello", "refund"), ("I want my money back", "refund")],
+                            "shifted": [("hi", "refund"), ("Why was I charged twice?", "billing")]})
+    cfg = load_config(None, [f"benchmarks=[{{spec: {spec_dir / 'benchmark.yaml'}, max_validation: 1, max_test: 1}}]",
+                             "probes=[]", "bias=[]", "gates=[]"])
+    assert not [f for f in lint(cfg) if f.message.startswith("leakage")]
+    cfg = load_config(None, [f"benchmarks=[{{spec: {spec_dir / 'benchmark.yaml'}, max_train: 1}}]",
+                             "probes=[]", "bias=[]", "gates=[]"])
+    leaks = [(Path(f.path).name, f.line) for f in lint(cfg) if f.message.startswith("leakage")]
+    assert leaks == [("validation.jsonl", 2)]  # train line 2 is past max_train, so its shifted copy is no leak
 
 
 def test_label_imbalance_and_capped_listing(tmp_path):
