@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.sftbench-installed
 
-.PHONY: install demo test unit integration clean
+.PHONY: install demo test unit integration lint clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ unit: install
 
 integration: install
 	$(PY) -m pytest -q -m integration
+
+# ruff and mypy on the packages (settings in pyproject.toml); not yet part of `make test`.
+lint: install
+	$(VENV)/bin/ruff check harness tuners reports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

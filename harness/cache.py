@@ -21,7 +21,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 3  # bump when a change in sftbench alters what a unit computes (2: option scoring; 3: its batching and packed rows, Nov 2026)
+# bump when a change in sftbench alters what a unit computes (2: option scoring; 3: its batching and packed rows,
+# Nov 2026)
+CACHE_VERSION = 3
 PACKAGES = ("sftbench", "torch", "transformers", "peft", "sacrebleu", "rouge-score", "scikit-learn", "numpy")
 
 

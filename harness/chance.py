@@ -66,7 +66,8 @@ def learned(metric: str, test: MetricValue, test_chance: Chance | None, validati
     clear = bound != bound or sign * (bound - test_chance.value) > 0  # an interval-less metric is judged on value
     shown = f"test {metric} {test.value:.4g} vs chance {test_chance.value:.4g} ({test_chance.how})"
     if not (beats and clear):
-        why = "does not beat chance by the margin" if not beats else "does not beat chance: its 95% interval includes it"
+        why = ("does not beat chance by the margin" if not beats
+               else "does not beat chance: its 95% interval includes it")
         return False, f"{shown}: {why} (margin {m:g})"
     if validation is not None and validation_chance is not None:
         if sign * (validation - validation_chance.value) < m:

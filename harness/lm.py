@@ -38,7 +38,8 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple
     return ids, mask
 
 
-def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict a target token (targets != -100), and those targets.
 
     ids, mask, targets: (batch, seq). Returns (n_answer_tokens, vocab) and (n_answer_tokens,).

@@ -19,7 +19,8 @@ from typing import Any
 from harness.errors import ModelError
 from harness.registry import Registry
 
-ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2", "albert", "modernbert"}
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2", "albert",
+                 "modernbert"}
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
         raise ModelError(f"cannot read GGUF file: {type(err).__name__}: {err}".splitlines()[0], gguf) from None
     # A GGUF-loaded model refuses save_pretrained while it carries its quantizer; the weights are
     # already dequantised to fp32, so dropping the quantizer config loses nothing.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # (PreTrainedModel does not declare these two, so mypy types them as nn.Module.__getattr__'s Tensor | Module)
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp, safe_serialization=True)
@@ -164,7 +166,7 @@ def model_kind(cfg: dict[str, Any]) -> str:
 def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
     if list(folder.glob("*.safetensors")):
         return
-    pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")] + [p.name for p in folder.glob("*.pth")]
+    pickles = [p.name for pattern in ("*.bin", "*.pt", "*.pth") for p in folder.glob(pattern)]
     if pickles and not allow_pickle:
         raise ModelError(f"only pickle weights ({', '.join(sorted(pickles))}); refusing to unpickle "
                          "(convert to safetensors, or set allow_pickle: true on the candidate if you trust the file)",

@@ -33,7 +33,8 @@ class MetricValue:
                    d.get("signature", ""))
 
     def to_dict(self, per_item: bool = True) -> dict:
-        out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n, "ci_method": self.method}
+        out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
+               "ci_method": self.method}
         if self.signature:
             out["signature"] = self.signature
         if per_item:
@@ -70,7 +71,8 @@ def score(name: str, predictions: Sequence[str], references: Sequence[Sequence[s
     return METRICS.get(name).compute(list(predictions), [list(r) for r in references], resamples, seed)
 
 
-@register_metric("accuracy", True, "share of predictions equal to the label (scikit-learn accuracy_score); Wilson interval")
+@register_metric("accuracy", True, "share of predictions equal to the label (scikit-learn accuracy_score); Wilson "
+                 "interval")
 def _accuracy(preds, refs, resamples, seed):
     from sklearn.metrics import accuracy_score
 
@@ -321,8 +323,8 @@ def _needs_losses(name: str):
 
 
 register_metric("loss", False, "token-weighted mean cross-entropy (nats) over items; from per-item losses via "
-                "harness.score.score_losses, not from strings; seeded bootstrap of the ratio of sums", from_losses=True)(
-    _needs_losses("loss"))
+                "harness.score.score_losses, not from strings; seeded bootstrap of the ratio of sums",
+                from_losses=True)(_needs_losses("loss"))
 register_metric("perplexity", False, "exp of the token-weighted mean loss; from per-item losses via "
-                "harness.score.score_losses, not from strings; interval is exp of the loss interval", from_losses=True)(
-    _needs_losses("perplexity"))
+                "harness.score.score_losses, not from strings; interval is exp of the loss interval",
+                from_losses=True)(_needs_losses("perplexity"))

@@ -37,7 +37,7 @@ def score_files(metric: str, predictions: Path, references: list[Path], resample
     for path, column in zip(references, columns):
         if len(column) != len(preds):
             raise DataError(f"{len(column)} items but the predictions file {predictions} has {len(preds)}", path)
-    refs = [[column[i] for column in columns if column[i] is not None] for i in range(len(preds))]
+    refs = [[text for column in columns if (text := column[i]) is not None] for i in range(len(preds))]
     value = score(metric, preds, refs, resamples, seed)
     return {"metric": metric, "value": value.value, "ci_low": value.ci_low, "ci_high": value.ci_high,
             "n": value.n, "signature": value.signature}

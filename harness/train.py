@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,7 @@ def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int) -> tuple[torch
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (batch, n_labels)
         gold = torch.tensor([it.labels for it in items])
         return F.cross_entropy(logits, gold, reduction="sum"), len(items)
-    targets, _ = pad([it.labels for it in items], -100)
+    targets, _ = pad([cast("list[int]", it.labels) for it in items], -100)  # a batch is of one kind: causal here
     return causal_loss(model, ids, mask, targets)
 
 
@@ -129,9 +129,13 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
     """AdamW with linear warmup then linear decay to zero at `total_steps`."""
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=recipe.weight_decay)
     warmup = int(total_steps * recipe.warmup_ratio)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    return optimizer, schedule
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,

@@ -54,7 +54,8 @@ class Bench:
 
             self.model = None
             torch.manual_seed(self.cfg.recipe.seed)  # a fresh classifier head is initialised at load time
-            head = len(self.spec.labels) if self.handle.kind == "encoder" and self.spec.task == "classification" else None
+            encoder_head = self.handle.kind == "encoder" and self.spec.task == "classification"
+            head = len(self.spec.labels) if encoder_head else None
             self.model, self.prepared, self.attached = load_model(self.handle, head_labels=head), False, None
         return self.model
 
@@ -120,7 +121,8 @@ def keep_setting(bench: Bench, key: str, payload: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
         save_file(state, str(folder / "trainable.safetensors"))
-        if hasattr(bench.model, "peft_config"):  # loadable elsewhere with PeftModel.from_pretrained(base, folder/adapter)
+        # loadable elsewhere with PeftModel.from_pretrained(base, folder/adapter)
+        if hasattr(bench.model, "peft_config"):
             bench.model.save_pretrained(str(folder / "adapter"))
 
     bench.cache.put(key, payload, write)

@@ -34,8 +34,8 @@ def ia3_modules(model: Any, recipe: RecipeConfig) -> tuple[list[str] | str, list
     if recipe.target_modules == "auto":
         if model_type in MODULES:
             return MODULES[model_type]
-        from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FF,
-                                          TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS)
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FF
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS
         if model_type in PEFT_TARGETS and model_type in PEFT_FF:
             return list(PEFT_TARGETS[model_type]), list(PEFT_FF[model_type])
         raise ConfigError(f"ia3 tuner: no default modules for model type '{model_type}'; set recipe.target_modules "
