@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 Z95 = 1.959963984540054
@@ -42,7 +43,7 @@ def mean_ci(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> tu
     return bootstrap_ci(lambda idx: float(arr[idx].mean()), len(arr), resamples, seed)
 
 
-def mcnemar_exact(before: Sequence[int], after: Sequence[int]) -> tuple[int, int, float]:
+def mcnemar_exact(before: ArrayLike, after: ArrayLike) -> tuple[int, int, float]:
     """Counts of 1->0 (lost) and 0->1 (gained) transitions and the exact two-sided McNemar p-value."""
     b = np.asarray(before, dtype=int)
     a = np.asarray(after, dtype=int)
