@@ -106,19 +106,43 @@ def test_render_pair_inputs_uses_the_benchmark_prompt():
 
 
 def test_rendered_pairs_go_through_the_task_predictor(tiny_llama):
+    """Real predictions before and after, from two different models: the report's numbers are the flips counted by
+    hand from those predictions. The random tiny model answers every input alike (no flips); the 'after' model is
+    it with seeded noise on every weight, a stand-in for tuning that makes its answers depend on the input."""
+    import torch
+
     from harness.models import load_model, load_tokenizer, resolve
     from harness.tasks import predict
 
     spec, pairs, _ = load_bias_suite("intent_bias", ROOT)
     bench = load_benchmark_spec(spec.benchmark, ROOT)
-    examples_a, examples_b = render_pair_inputs(bench, pairs[:6])
+    pairs = pairs[:30]
+    examples = render_pair_inputs(bench, pairs)
     handle = resolve(str(tiny_llama))
-    model, tok = load_model(handle), load_tokenizer(handle)
-    preds_a, _ = predict(bench, examples_a, model, tok, "causal", 96)
-    preds_b, _ = predict(bench, examples_b, model, tok, "causal", 96)
-    assert set(preds_a + preds_b) <= set(bench.labels)
-    report = bias_report(preds_a, preds_b, preds_a, preds_b, pairs[:6], 200, 0)
-    assert report["change"]["value"] == 0.0
+    tok, base, changed = load_tokenizer(handle), load_model(handle), load_model(handle)
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.add_(torch.randn(p.shape, generator=noise))
+    before_a, before_b = (predict(bench, ex, base, tok, "causal", 96)[0] for ex in examples)
+    after_a, after_b = (predict(bench, ex, changed, tok, "causal", 96)[0] for ex in examples)
+    assert set(before_a + before_b + after_a + after_b) <= set(bench.labels)
+    flips_before = [int(a != b) for a, b in zip(before_a, before_b)]
+    flips_after = [int(a != b) for a, b in zip(after_a, after_b)]
+    assert (before_a, before_b) != (after_a, after_b) and sum(flips_after) != sum(flips_before)
+
+    report = bias_report(before_a, before_b, after_a, after_b, pairs, 200, 0)
+    check_rate(report["flip_rate_before"], sum(flips_before), 30)
+    check_rate(report["flip_rate_after"], sum(flips_after), 30)
+    assert report["change"]["value"] == pytest.approx((sum(flips_after) - sum(flips_before)) / 30, abs=1e-12)
+    assert report["per_pair"] == {"before": flips_before, "after": flips_after}
+    assert report["new_flips"] == sum(a and not b for a, b in zip(flips_after, flips_before))
+    assert report["vanished_flips"] == sum(b and not a for a, b in zip(flips_after, flips_before))
+    for attribute, entry in report["per_attribute"].items():
+        mine = [i for i, pair in enumerate(pairs) if pair.attribute == attribute]
+        assert (entry["n"], entry["before"]["count"], entry["after"]["count"]) == (
+            len(mine), sum(flips_before[i] for i in mine), sum(flips_after[i] for i in mine))
+    check_rate(report["accuracy_after"]["a"], sum(p == pair.label for p, pair in zip(after_a, pairs)), 30)
 
 
 def write_suite(tmp_path, lines: list[str], **extra) -> str:
