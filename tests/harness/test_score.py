@@ -1,6 +1,6 @@
-"""Every metric in harness.score against its reference library called directly (sacrebleu, rouge-score,
-scikit-learn), on real data from ../shared/data when it is there, to the last digit; plus edge cases, interval
-determinism and harness.scorefiles."""
+"""Every metric in harness.score on cases computed by hand, and against its reference library (sacrebleu,
+rouge-score, scikit-learn) on real data from ../shared/data when it is there, to the last digit; plus edge cases,
+interval determinism and harness.scorefiles."""
 from __future__ import annotations
 
 import gzip
@@ -75,12 +75,27 @@ def test_accuracy_and_macro_f1_match_sklearn_on_sst2(sst2):
     assert score("macro_f1", preds, refs).value == f1_score(gold, preds, average="macro", zero_division=0)
 
 
-def test_per_class_f1_matches_sklearn_and_averages_to_macro_f1(sst2):
+# gold a a b b c, predicted a b b b a: a TP 1 FP 1 FN 1 (F1 1/2); b TP 2 FP 1 FN 0 (P 2/3, R 1, F1 4/5);
+# c TP 0 FN 1 (F1 0). A predicted label that is never gold ('d') only costs its item's gold class.
+HAND_GOLD, HAND_PRED = ["a", "a", "b", "b", "c"], ["a", "b", "b", "b", "a"]
+
+
+def test_macro_and_per_class_f1_by_hand():
+    refs = [[g] for g in HAND_GOLD]
+    assert per_class_f1(HAND_PRED, refs) == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0}, abs=1e-15)
+    assert score("macro_f1", HAND_PRED, refs).value == pytest.approx((0.5 + 0.8 + 0.0) / 3, abs=1e-15)
+    assert score("accuracy", HAND_PRED, refs).value == 0.6
+    # item 5 predicted 'd' instead of 'a': c still has F1 0, a loses its false positive (P 1, R 1/2, F1 2/3)
+    other = HAND_PRED[:4] + ["d"]
+    assert per_class_f1(other, refs) == pytest.approx({"a": 2 / 3, "b": 0.8, "c": 0.0}, abs=1e-15)
+    assert score("macro_f1", other, refs).value == pytest.approx((2 / 3 + 0.8) / 3, abs=1e-15)
+    assert score("macro_f1", HAND_GOLD, refs).value == 1.0 and score("macro_f1", ["z"] * 5, refs).value == 0.0
+
+
+def test_per_class_f1_averages_to_macro_f1_on_sst2(sst2):
     preds, gold = sst2
     got = per_class_f1(preds, [[g] for g in gold])
-    expected = f1_score(gold, preds, labels=["0", "1"], average=None, zero_division=0)
-    assert got == {"0": float(expected[0]), "1": float(expected[1])}
-    assert per_class_f1(preds, gold) == got
+    assert set(got) == {"0", "1"} and per_class_f1(preds, gold) == got
     assert abs(np.mean(list(got.values())) - score("macro_f1", preds, [[g] for g in gold]).value) < 1e-12
     assert per_class_f1([], []) == {}
 
@@ -110,6 +125,17 @@ def test_exact_match_counts_any_reference():
 
 
 # --- BLEU and chrF ------------------------------------------------------------------------------------------
+
+def test_bleu_by_hand():
+    """Every n-gram precision is 1 (5/5, 4/4, 3/3, 2/2); the hypothesis is one token short of the reference's 6, so
+    BLEU = 100 * brevity penalty = 100 * exp(1 - 6/5)."""
+    got = score("bleu", ["the cat sat on the"], [["the cat sat on the mat"]])
+    assert got.value == pytest.approx(100 * math.exp(1 - 6 / 5), rel=1e-12)
+    assert score("bleu", ["the cat sat on the mat"], [["the cat sat on the mat"]]).value == pytest.approx(100, rel=1e-12)
+    # two references: the closest length (6, not 2) sets the brevity penalty; precisions count against either
+    assert score("bleu", ["the cat sat on the"], [["a cat", "the cat sat on the mat"]]).value == pytest.approx(
+        100 * math.exp(1 - 6 / 5), rel=1e-12)
+
 
 def test_bleu_matches_sacrebleu_on_multi30k(multi30k):
     preds, refs = multi30k
@@ -180,15 +206,39 @@ def test_rouge_multi_reference_takes_best_f(dialogsum):
     assert score("rouge1", preds, refs).per_item == best
 
 
-def test_rouge_lsum_splits_sentences_on_newlines(dialogsum):
-    preds, refs = dialogsum
-    split = [p.replace(". ", ".\n") for p in preds[:100]]
-    refs = [[r.replace(". ", ".\n") for r in rs] for rs in refs[:100]]
-    scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True)
-    expected = [scorer.score_multi(r, p)["rougeLsum"].fmeasure for p, r in zip(split, refs)]
-    got = score("rougeLsum", split, refs)
-    assert got.per_item == expected
-    assert got.value != score("rougeL", split, refs).value  # multi-sentence text: summary-level LCS differs
+# rouge-score's tokenizer lowercases and keeps runs of [a-z0-9]; tokens longer than 3 characters are stemmed.
+@pytest.mark.parametrize("pred, ref, expected", [
+    # 6 tokens each; unigrams in common: the, cat, on, mat (4); bigrams: 'the cat' (1 of 5); LCS: the cat on mat (4)
+    ("the cat sat on the mat", "the cat was on a mat", {"rouge1": 4 / 6, "rouge2": 1 / 5, "rougeL": 4 / 6}),
+    # stemmed: dogs -> dog, running and runs -> run; P 2/4, R 2/3, F 4/7; no bigram in common
+    ("The dogs were running!", "a dog runs", {"rouge1": 4 / 7, "rouge2": 0.0, "rougeL": 4 / 7}),
+    # non-ASCII letters split words: m|dchen, ber, stra|e; 8 tokens, all but laufen/rennen shared, 5 of 7 bigrams
+    ("Die Mädchen laufen über die Straße.", "Die Mädchen rennen über die Straße.",
+     {"rouge1": 7 / 8, "rouge2": 5 / 7, "rougeL": 7 / 8}),
+    ("東京は日本の首都です。", "東京は日本の首都です。", {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}),  # no tokens
+])
+def test_rouge_by_hand(pred, ref, expected):
+    for kind, value in expected.items():
+        got = score(kind, [pred], [[ref]])
+        assert got.per_item == pytest.approx([value], abs=1e-15) and got.value == pytest.approx(value, abs=1e-15)
+
+
+def test_rouge_lsum_by_hand():
+    """Two sentences in swapped order: each reference sentence is matched whole by one predicted sentence (summary
+    level LCS 6 of 6), while the LCS of the whole texts is 3 of 6; bigrams: 4 of 5 ('f a' vs 'c d' differ)."""
+    pred, ref = "d e f\na b c", "a b c\nd e f"
+    assert score("rougeLsum", [pred], [[ref]]).value == 1.0
+    assert score("rougeL", [pred], [[ref]]).value == 0.5
+    assert score("rouge2", [pred], [[ref]]).value == pytest.approx(0.8, abs=1e-15)
+    one_line = [pred.replace("\n", " ")], [[ref.replace("\n", " ")]]
+    assert score("rougeLsum", *one_line).value == score("rougeL", *one_line).value == 0.5  # one sentence each
+
+
+def test_rouge_takes_the_best_reference_and_averages_items():
+    got = score("rouge1", ["the cat sat on the mat", "a dog runs"], [["a mat", "the cat sat on the mat"],
+                                                                     ["The dogs were running!"]])
+    assert got.per_item == pytest.approx([1.0, 4 / 7], abs=1e-15)
+    assert got.value == pytest.approx((1 + 4 / 7) / 2, abs=1e-15)
 
 
 # --- edge cases ---------------------------------------------------------------------------------------------
@@ -219,9 +269,9 @@ def test_unicode_matches_libraries():
     streams = reference_streams(UNICODE_REFS)
     assert score("bleu", UNICODE_PREDS, UNICODE_REFS).value == BLEU().corpus_score(UNICODE_PREDS, streams).score
     assert score("chrf", UNICODE_PREDS, UNICODE_REFS).value == CHRF().corpus_score(UNICODE_PREDS, streams).score
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    expected = [scorer.score_multi(r, p)["rougeL"].fmeasure for p, r in zip(UNICODE_PREDS, UNICODE_REFS)]
-    assert score("rougeL", UNICODE_PREDS, UNICODE_REFS).per_item == expected
+    # by hand (see test_rouge_by_hand): 7 of 8 tokens; no ASCII token at all; 'ein junge isst' of 4 and 5 tokens
+    # (Äpfel -> pfel), so P 3/4, R 3/5, F 2/3
+    assert score("rougeL", UNICODE_PREDS, UNICODE_REFS).per_item == pytest.approx([7 / 8, 0.0, 2 / 3], abs=1e-15)
     assert score("exact_match", ["東京は日本の首都です"], [["東京は日本の首都です。"]]).value == 1.0
 
 
