@@ -169,7 +169,19 @@ def test_missing_data_never_crashes():
     for v in variants:
         page = render_html(v)
         assert "could not be drawn" not in page
-    assert render_html(empty).count("<svg") == 0
+    for v in (empty, {"candidates": [], "gates": []}):
+        page = render_html(v)
+        assert page.count("<svg") == 0
+        assert all(f"{title}: no data to plot." in page for title, _ in FIGURES)
+        assert "No predictions were stored." in page and "No probe items were forgotten, or no probes ran." in page
+    assert "No gates configured" in render_html({"candidates": [], "gates": []})
+    failed = leaderboard_row(render_html(empty), "tiny-bert")
+    assert failed[:3] == ["tiny-bert", "4.0M", "40.0K"] and failed[-1] == "FAILcandidate failed:"
+    odd_row = leaderboard_row(render_html(odd), ESCAPED)
+    assert odd_row[1] == "80.0"  # no lower bound: the value alone, not a broken interval
+    assert odd_row[5] == "general_knowledge- &middot; 9 / 4"  # a NaN forgetting shows as '-'
+    bert = leaderboard_row(render_html(odd), "tiny-bert")
+    assert bert[13:19] == ["-", "40.0K", "-", "-", "-", "-"]  # no params and no costs recorded: '-', not 0
 
 
 def test_figure_ids_are_unique_on_the_page(pages):
@@ -194,3 +206,64 @@ def test_validation_metric_curve_is_drawn_only_where_it_was_evaluated():
             for point in (b.get("train") or {}).get("curve", []):
                 point["val_metric"] = None  # recipe.eval_metric off, or a benchmark where auto skipped it
     assert metric_curves(results) is None
+
+
+def leaderboard_row(page: str, name: str) -> list[str]:
+    """The text of each cell of the leaderboard row whose first cell is `name` (as it appears, escaped)."""
+    table = page[page.index("<h2>Leaderboard"):page.index("<h2>Gate verdicts")]
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.DOTALL):
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no leaderboard row for {name}")
+
+
+def test_leaderboard_cells_hold_the_numbers(pages):
+    """full_results' first candidate: intents accuracy 0.8 with a half-width of 0.8/15, shifted 0.8 x 0.8, gap 0.1
+    [0.02, 0.18], forgetting 0.01 +- 0.02 (9 forgotten, 4 gained), bias change 0.05 [-0.02, 0.12], all in points;
+    BLEU 21 on its own 0-100 scale, its shifted 16.8; 30M parameters, 0.3M trained, 60 s, 300 tokens/s."""
+    row = leaderboard_row(pages["full"], ESCAPED)
+    assert row == [ESCAPED, "80.0 [74.7, 85.3]", "1", "64.0 [58.7, 69.3]", "10.0 [2.0, 18.0]",
+                   "general_knowledge1.0 [-1.0, 3.0] &middot; 9 / 4", f"bias {ESCAPED}5.0 [-2.0, 12.0]",
+                   "21.0 [19.6, 22.4]", "1", "16.8 [15.4, 18.2]", "0.1 [0.0, 0.2]",
+                   "general_knowledge2.0 [0.0, 4.0] &middot; 9 / 4", "-",
+                   "30.0M", "0.3M", "60", "300", "4.0", "900", "FAILintents.accuracy &gt;= 0.9"]
+    bert = leaderboard_row(pages["full"], "tiny-bert")
+    assert bert[1:4] == ["70.0 [65.3, 74.7]", "2", "56.0 [51.3, 60.7]"] and bert[7] == "n/a"
+    assert '<td class="muted" title="encoders cannot generate">n/a</td>' in pages["full"]
+    assert leaderboard_row(pages["full"], "crashed")[1] == "failed"
+    assert 'title="RunFailure: out of memory &lt;oops&gt;">crashed</td>' in pages["full"]
+    gates = pages["full"][pages["full"].index("<h2>Gate verdicts"):pages["full"].index("<h2>Data warnings")]
+    assert '<td class="num">0.8</td>' in gates and f"value 0.8 misses &gt;= 0.9 {ESCAPED}" in gates
+
+
+def figure_texts(page: str) -> dict[str, list[str]]:
+    """Caption -> the <text> labels of that figure's SVG, unescaped."""
+    import html
+
+    out = {}
+    for fig in re.findall(r"<figure.*?</figure>", page, re.DOTALL):
+        caption = re.search(r"<figcaption>(.*?)</figcaption>", fig).group(1)
+        labels = [html.unescape(re.sub(r"<[^>]+>", "", t)).strip()
+                  for t in re.findall(r"<text[^>]*>.*?</text>", fig, re.DOTALL)]
+        out[caption] = [t for t in labels if t]
+    return out
+
+
+def test_figures_show_what_was_measured(pages):
+    figures = figure_texts(pages["full"])
+    assert list(figures) == [title for title, _ in FIGURES]
+    for caption, labels in figures.items():
+        assert INJECTED in labels, caption  # the candidate's name, escaped in the SVG and shown as itself
+        assert "crashed" not in labels, caption  # a failed candidate has nothing to draw
+        assert {"intents", "summaries"} <= set(labels), caption  # one panel per benchmark
+    loss = figures["Training and validation loss"]
+    assert {"tiny-bert", "train", "validation", "epoch (0 = before training)", "loss"} <= set(loss)
+    metric = figures["Main metric on validation during training"]
+    assert {"validation accuracy (%)", "validation bleu", "best evaluation"} <= set(metric)
+    bars = figures["Main metric per candidate, test and shifted (95% intervals)"]
+    assert {"accuracy (%), 95% interval", "bleu, 95% interval", "test", "shifted"} <= set(bars)
+    assert bars.count("tiny-bert") == 1  # on intents only: it is n/a on summaries
+    assert "100" in bars and "25" in bars  # accuracy in percent, BLEU on its 0-100 scale up to its 22.4 bound
+    assert "forgetting on first probe" in figures["Learning versus forgetting"]
+    assert {"parameters (log scale)", "test accuracy (%)", "test bleu"} <= set(figures["Quality versus cost"])
