@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pytest
 import sacrebleu
+from rouge_score import rouge_scorer
 
 from harness.cli import main
 from tests.conftest import shared_data
@@ -30,6 +32,19 @@ bootstrap_resamples: 200
     return bench
 
 
+def assert_rouge_equals_rouge_score(bench: dict, refs: list[list[str]]) -> None:
+    """Every stored ROUGE score recomputed by rouge-score from the stored predictions: per item the best F over the
+    item's references, the value their mean, to the last digit."""
+    preds = bench["predictions"]["test"]
+    assert len(preds) == len(refs)
+    for kind in ("rougeL", "rouge1", "rouge2"):
+        scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+        per_item = [max(scorer.score(r, p)[kind].fmeasure for r in rs) for p, rs in zip(preds, refs)]
+        got = bench["scores"]["test"][kind]
+        assert got["per_item"] == per_item, kind
+        assert got["value"] == float(np.mean(per_item)), kind
+
+
 def test_dialogsum_rouge_improves_with_lora(tmp_path):
     train, test = shared_data("dialogsum", "train.jsonl"), shared_data("dialogsum", "test.jsonl")
     spec = tmp_path / "dialogsum.yaml"
@@ -45,8 +60,11 @@ stop: ["\\n"]
 splits: {{train: "{train}", test: "{test}"}}
 """)
     caps = "max_train: 160, max_test: 40"
-    before = bakeoff(tmp_path, spec, 0, caps)["scores"]["test"]
-    after = bakeoff(tmp_path, spec, 1, caps)["scores"]["test"]
+    refs = [[row[f"summary{k}"] for k in (1, 2, 3)] for row in map(json.loads, test.read_text().splitlines()[:40])]
+    runs = [bakeoff(tmp_path, spec, epochs, caps) for epochs in (0, 1)]
+    for bench in runs:
+        assert_rouge_equals_rouge_score(bench, refs)
+    before, after = (bench["scores"]["test"] for bench in runs)
     assert after["rougeL"]["value"] > before["rougeL"]["value"], (before["rougeL"], after["rougeL"])
     assert after["loss"]["value"] < before["loss"]["value"]  # the references became more likely
     assert 0.0 <= after["rougeL"]["ci_low"] <= after["rougeL"]["value"] <= after["rougeL"]["ci_high"] <= 1.0
