@@ -207,20 +207,23 @@ def recommend(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> tupl
     reference row, and never a candidate that did not learn a benchmark (harness/chance.py): a gate it passes
     at chance level is a gate that could not tell."""
     ok = set(passing(candidates, verdicts))
-    unlearned = {c["name"]: c.get("did_not_learn") or [] for c in candidates if c.get("did_not_learn")}
-    pool = [c for c in candidates if c["name"] in ok and not c.get("zero_shot") and c["name"] not in unlearned]
-    notes = [f"{name} did not learn {', '.join(benches)}" for name, benches in unlearned.items()]
+    tuned = [c for c in candidates if not c.get("zero_shot")]
+    unlearned = {c["name"]: c.get("did_not_learn") or [] for c in tuned if c.get("did_not_learn")}
+    pool = [c for c in tuned if c["name"] in ok and c["name"] not in unlearned]
+    names = {c["name"] for c in tuned}
+    untuned = [f"{c['name']} passes every gate untuned (a zero-shot reference row)" for c in candidates
+               if c.get("zero_shot") and c["name"] in ok]
     if not pool:
-        reasons = sorted({f"{v.candidate}: {v.gate} ({v.message})" for v in verdicts if not v.passed}
-                         | {f"{c['name']}: {c['reason']}" for c in candidates if c["status"] == "failed"}
-                         | {f"{c['name']}: no applicable benchmark" for c in candidates
+        reasons = sorted({f"{v.candidate}: {v.gate} ({v.message})" for v in verdicts if not v.passed
+                          and v.candidate in names}
+                         | {f"{c['name']}: {c['reason']}" for c in tuned if c["status"] == "failed"}
+                         | {f"{c['name']}: no applicable benchmark" for c in tuned
                             if c["status"] == "ok" and not any(b["status"] == "ok" for b in c["benchmarks"])}
-                         | {f"{n}: passes every gate but is a zero-shot reference row" for c in candidates
-                            if c.get("zero_shot") and (n := c["name"]) in ok}
                          | {f"{n}: did not learn {', '.join(b)}" for n, b in unlearned.items()})
-        return None, "no candidate passes every gate: " + "; ".join(reasons)
+        return None, "no candidate passes every gate: " + "; ".join(reasons + untuned)
     best = min(pool, key=lambda c: (c["params"], c["cost"]["train_seconds"]))
     others = len(pool) - 1
+    notes = [f"{name} did not learn {', '.join(benches)} (not eligible)" for name, benches in unlearned.items()]
     return best["name"], (f"{best['name']} is the smallest candidate ({best['params'] / 1e6:.1f}M parameters) "
                           f"that passes every gate" + (f"; {others} other(s) pass too" if others else "")
-                          + "".join(f"; {n} (not eligible)" for n in notes))
+                          + "".join(f"; {n}" for n in notes + untuned))
