@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/sftbench run --out runs/demo
 
-test: install
+# lint first: a lint failure stops `make test` before the (slow) tests run
+test: install lint
 	$(PY) -m pytest -q
 
 unit: install
@@ -30,7 +31,7 @@ unit: install
 integration: install
 	$(PY) -m pytest -q -m integration
 
-# ruff and mypy on the packages (settings in pyproject.toml); not yet part of `make test`.
+# ruff and mypy on the packages (settings in pyproject.toml); `make test` runs it first.
 lint: install
 	$(VENV)/bin/ruff check harness tuners reports
 	$(VENV)/bin/mypy

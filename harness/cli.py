@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("run_id", help="run id (or a unique prefix)")
         if name == "promote":
             cmd.add_argument("--candidate", default=None)
-            cmd.add_argument("--as", dest="baseline_name", default=None, help="baseline name (default: the bake-off name)")
+            cmd.add_argument("--as", dest="baseline_name", default=None,
+                             help="baseline name (default: the bake-off name)")
         if name == "compare":
             cmd.add_argument("other", help="second run id")
             cmd.add_argument("--format", choices=("table", "json"), default="table",
@@ -137,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sftbench: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     results = build_results(bakeoff, cfg, baselines)
-    results["units"] = {"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None}
+    results["units"] = {"reused": cache.hits, "computed": cache.computed,
+                        "root": str(cache.root) if cache.root else None}
     write_reports(results, out)
     if store:
         store.save(results)
@@ -211,7 +213,8 @@ def _ls() -> int:
 
     print("benchmarks:", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/benchmark.yaml"))))
     print("probes:    ", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/probe.yaml"))))
-    print("metrics:   ", ", ".join(f"{n} ({'higher' if m.higher_is_better else 'lower'} is better)" for n, m in METRICS.items()))
+    print("metrics:   ", ", ".join(f"{n} ({'higher' if m.higher_is_better else 'lower'} is better)"
+                                     for n, m in METRICS.items()))
     print("tuners:    ", ", ".join(load_all()))
     for name, alias in ALIASES.items():
         print(f"model alias {name}: {alias.description}")

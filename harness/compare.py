@@ -68,7 +68,7 @@ def _sacrebleu(metric: str) -> Any:
 def resample_counts(n: int, resamples: int, seed: int, chunk: int = 256) -> Iterator[np.ndarray]:
     """Seeded bootstrap resamples of n items as draw counts, in blocks of (chunk, n): row r, column i says
     how often item i was drawn. Counts let one matrix product score a whole block of resamples."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))  # PCG64 named: default_rng's bit generator may change
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
         idx = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
@@ -287,7 +287,8 @@ def _corpus_side(results: dict[str, Any], cand: str, bench: dict[str, Any], spli
     if preds is None:
         return None, f"run {run} stores no predictions of {cand} for {key[0]}/{split}"
     if len(preds) != len(refs):
-        return None, f"run {run} stores {len(preds)} predictions of {cand} but {len(refs)} references for {key[0]}/{split}"
+        return None, (f"run {run} stores {len(preds)} predictions of {cand} but {len(refs)} references for "
+                      f"{key[0]}/{split}")
     return corpus_stats(metric, preds, refs), ""
 
 
@@ -313,7 +314,7 @@ def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: dict[str,
         res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed, *stats)
     except DataError as err:
         return row | {"omitted": err.message}
-    for side, got, entry, results in (("a", res["a"], ea, ra), ("b", res["b"], eb, rb)):
+    for _side, got, entry, results in (("a", res["a"], ea, ra), ("b", res["b"], eb, rb)):
         want = entry.get("value")
         if want is None or not abs(got - want) <= 1e-9 * max(1.0, abs(want)):
             return row | {"omitted": f"{metric} recomputed from what run {results.get('run_id', '?')} stores is "

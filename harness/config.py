@@ -166,7 +166,8 @@ class GateConfig:
         _check(self.on in ("value", "ci_low", "ci_high"), "gate 'on' must be value, ci_low or ci_high")
         _check(self.metric.count(".") in (1, 2), f"gate metric must be benchmark.metric[.split] (got {self.metric!r})")
         if not self.name:
-            object.__setattr__(self, "name", f"{self.metric} {self.op} {self.value:g}" + ("" if self.on == "value" else f" on {self.on}"))
+            on = "" if self.on == "value" else f" on {self.on}"
+            object.__setattr__(self, "name", f"{self.metric} {self.op} {self.value:g}{on}")
 
     def _check_cap(self) -> None:
         cap, target = self.cap, getattr(self, self.cap)
@@ -291,7 +292,8 @@ def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"unknown key {'/'.join(unknown)!r} in {label}; known: {', '.join(sorted(known - {'source'}))}")
+        raise ConfigError(f"unknown key {'/'.join(unknown)!r} in {label}; "
+                          f"known: {', '.join(sorted(known - {'source'}))}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [k for k in required if k not in raw]
@@ -327,7 +329,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a list")
         (item,) = typing.get_args(hint)
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a type hint is a class, never an instance
         return build(hint, value, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

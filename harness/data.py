@@ -57,7 +57,7 @@ class BenchmarkSpec:
     path: str
     prompt: str
     input_fields: dict[str, str]  # template variable -> data column; `input` first when declared
-    target_field: str | None
+    target_field: str  # always set: fields.target, or the first reference column
     reference_fields: tuple[str, ...]
     labels: dict[str, str]  # label key -> verbalised label text a causal LM is tuned to produce
     metrics: tuple[str, ...]
@@ -158,7 +158,8 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     labels: dict[str, str] = {}
     if task == "classification":
         raw_labels = _require(raw, "labels", (dict, list))
-        labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {str(x): str(x) for x in raw_labels}
+        labels = ({str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict)
+                  else {str(x): str(x) for x in raw_labels})
         if len(labels) < 2:
             raise ConfigError("a classification benchmark needs at least two labels")
         if len(set(labels.values())) != len(labels):
@@ -280,8 +281,8 @@ def _jsonl_rows(text: str, path: Path) -> list[tuple[int | None, dict[str, Any]]
 
 def _delimited_rows(text: str, path: Path, delimiter: str,
                     columns: tuple[str, ...] | None) -> list[tuple[int | None, dict[str, Any]]]:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
+    reader = csv.reader(text.splitlines(), delimiter=delimiter,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
     header = list(columns) if columns else next(reader, [])
     rows: list[tuple[int | None, dict[str, Any]]] = []
     start = reader.line_num + 1  # a quoted cell may span lines: a row is named by the line it starts on

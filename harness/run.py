@@ -41,6 +41,9 @@ class Quiet:
         pass
 
 
+QUIET = Quiet()  # the default progress: it keeps no state, so one instance serves every call
+
+
 @dataclass(frozen=True)
 class Tell:
     """One candidate's progress: a line per stage, a bar per loop."""
@@ -115,7 +118,7 @@ def load_suites(cfg: BakeoffConfig) -> Suites:
     return suites
 
 
-def resolve_all(cfg: BakeoffConfig, progress: Progress = Quiet()) -> dict[str, ModelHandle]:
+def resolve_all(cfg: BakeoffConfig, progress: Progress = QUIET) -> dict[str, ModelHandle]:
     handles = {}
     for c in cfg.candidates:
         progress.stage(c.name, "resolving model")  # a bundled GGUF model is converted once, with a bar
@@ -131,7 +134,7 @@ class Bakeoff:
     warnings: list[dict[str, Any]] = field(default_factory=list)  # data lint findings that did not stop the run
 
 
-def run(cfg: BakeoffConfig, progress: Progress = Quiet(), cache: UnitCache | None = None) -> Bakeoff:
+def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None) -> Bakeoff:
     """Every candidate through the pipeline. Units already in `cache` are reused, finished ones kept there."""
     from harness.validate import run_warnings
     from tuners import load_all
@@ -208,6 +211,7 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
     bias = [(b, pairs, h) for b, pairs, h in suites.bias if b.benchmark == spec.name and handle.kind == "causal"]
     bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, tell, "base model")
                    for b, pairs, h in bias]
+    sweep: list[dict[str, Any]]
     if cand.zero_shot:  # the base model as it is: "after" is the base model, so nothing can be forgotten
         key, chosen, sweep = handle.weights_hash, zero_shot_record(bench), []
         tuned = bench.base
@@ -230,7 +234,8 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
     bias_reports = []
     for (b, pairs, h), (pa, pb) in zip(bias, bias_before):
         qa, qb = (pa, pb) if cand.zero_shot else bias_unit(bench, b, pairs, h, key, tuned, bf16, tell, "tuned model")
-        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h, "files": {"spec": b.path, "data": b.data},
+        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": h,
+                             "files": {"spec": b.path, "data": b.data},
                              **bias_report(pa, pb, qa, qb, pairs, cfg.bootstrap_resamples, cfg.recipe.seed)})
     chances, did_learn, why = learning(bench, splits, scores, chosen, sweep)
     result = BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
@@ -238,7 +243,8 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
                              TrainResult(**chosen["train"]) if chosen["train"] else None, latency,
                              reports, predictions, per_class, sweep, bias_reports,
                              {"spec": spec.path, **{s: sp.path for s, sp in splits.items()}},
-                             None if cand.zero_shot else bench.cache.folder(key), chances, did_learn, why, cand.zero_shot)
+                             None if cand.zero_shot else bench.cache.folder(key), chances, did_learn, why,
+                             cand.zero_shot)
     return result, chosen["params"], chosen["trainable_params"]
 
 
@@ -305,7 +311,8 @@ def score_unit(bench: Bench, key: str, split: Split, model: Callable[[], Any], b
     def compute() -> dict[str, Any]:
         tell.stage(f"scoring {spec.name}/{split.name}")
         m = model()
-        scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics, tell)
+        scores, preds, ms = _score_split(spec, split, m, bench.tokenizer, bench.handle.kind, cfg, bf16, spec.metrics,
+                                         tell)
         refs = [list(ex.references) for ex in split.examples]
         if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
             # bench.memo already runs this under the recipe's precision
@@ -333,7 +340,8 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
         bench.prepare()
         tok, kind, length = bench.tokenizer, bench.handle.kind, cfg.recipe.max_length
         train_items = training_items(spec, splits["train"].examples, tok, kind, length)
-        val_items = training_items(spec, splits["validation"].examples, tok, kind, length) if "validation" in splits else []
+        val_items = (training_items(spec, splits["validation"].examples, tok, kind, length)
+                     if "validation" in splits else [])
         skipped = metric_while_training(spec, len(val_items), cfg.recipe.eval_metric)  # why not, or ""
         metric = None if skipped else validation_metric(bench, splits["validation"])
         higher = METRICS.get(spec.main_metric).higher_is_better
@@ -353,24 +361,26 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
                                    Tell(progress, cand.name))[0]
                 validation = val[spec.main_metric].value
             params, trainable = count_parameters(bench.model)
-            records[k] = {"learning_rate": lr, "epochs": epochs, "train": dataclasses.asdict(trained),
-                          "validation": validation, "params": params, "trainable_params": trainable,
-                          "peak_rss_mb": peak_rss_mb()}
-            keep_setting(bench, k, records[k])
-    bench.peaks += [r["peak_rss_mb"] for r in records.values()]
+            record: dict[str, Any] = {"learning_rate": lr, "epochs": epochs, "train": dataclasses.asdict(trained),
+                                      "validation": validation, "params": params, "trainable_params": trainable,
+                                      "peak_rss_mb": peak_rss_mb()}
+            records[k] = record
+            keep_setting(bench, k, record)
+    done = {k: r for k, r in records.items() if r is not None}  # every setting: read from the cache or tuned above
+    bench.peaks += [r["peak_rss_mb"] for r in done.values()]
     if len(settings) == 1:
-        return keys[0], records[keys[0]], []
+        return keys[0], done[keys[0]], []
     sign = 1 if METRICS.get(spec.main_metric).higher_is_better else -1
-    best = max(keys, key=lambda k: sign * records[k]["validation"])  # the first of equals wins
+    best = max(keys, key=lambda k: sign * done[k]["validation"])  # the first of equals wins
     # Every setting on the same validation score: nothing was chosen, and the sweep table must say so. The first
     # setting is still scored, so that the candidate has a row; did-not-learn usually follows (harness/chance.py).
-    tied = len({round(records[k]["validation"], 12) for k in keys}) == 1
+    tied = len({round(done[k]["validation"], 12) for k in keys}) == 1
     bench.kept = {k: v for k, v in bench.kept.items() if k == best}
-    sweep = [{"learning_rate": records[k]["learning_rate"], "epochs": records[k]["epochs"],
-              "best_step": records[k]["train"].get("best_step"), "validation": records[k]["validation"],
-              "val_loss": kept_value(records[k]["train"], cfg.recipe.restore_best), "chosen": k == best,
+    sweep = [{"learning_rate": done[k]["learning_rate"], "epochs": done[k]["epochs"],
+              "best_step": done[k]["train"].get("best_step"), "validation": done[k]["validation"],
+              "val_loss": kept_value(done[k]["train"], cfg.recipe.restore_best), "chosen": k == best,
               "tied": tied} for k in keys]
-    return best, records[best], sweep
+    return best, done[best], sweep
 
 
 def kept_value(train: dict[str, Any], restore_best: bool, key: str = "val_loss") -> float | None:

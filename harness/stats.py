@@ -23,7 +23,7 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) item indices; the same seed always gives the same resamples."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.Generator(np.random.PCG64(seed))  # PCG64 named: default_rng's bit generator may change
     return rng.integers(0, n, size=(resamples, n))
 
 

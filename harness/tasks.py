@@ -14,8 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.data import BenchmarkSpec, Example
-from harness.encode import (Encoded, completion_ids, encode_causal, encode_encoder, encoder_ids, fit_length, prompt_ids,
-                            uses_chat)
+from harness.encode import (
+    Encoded,
+    completion_ids,
+    encode_causal,
+    encode_encoder,
+    encoder_ids,
+    fit_length,
+    prompt_ids,
+    uses_chat,
+)
 
 OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; harness.lm imports torch, this module not
 
@@ -51,7 +59,8 @@ def metric_while_training(spec: BenchmarkSpec, n_validation: int, setting: str) 
     return ""
 
 
-def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any, kind: str, max_length: int) -> list[Encoded]:
+def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any, kind: str,
+                   max_length: int) -> list[Encoded]:
     if kind == "encoder":
         index = {label: i for i, label in enumerate(spec.labels)}
         return [encode_encoder(tokenizer, ex.encoder_text, index[ex.target], max_length) for ex in examples]

@@ -23,6 +23,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,14 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
             findings.append(_error(err, source))
             return None
 
-    benchmarks = [b for ref in cfg.benchmarks if (b := attempt(lambda r=ref: load_benchmark(r, base)))]
+    benchmarks = [b for ref in cfg.benchmarks if (b := attempt(partial(load_benchmark, ref, base)))]
     for ref in cfg.probes:
-        attempt(lambda r=ref: load_probe(r, base))
-    bias = [b for ref in cfg.bias if (b := attempt(lambda r=ref: load_bias_suite(r.spec, base)))]
+        attempt(partial(load_probe, ref, base))
+    bias = [b for ref in cfg.bias if (b := attempt(partial(load_bias_suite, ref.spec, base)))]
     findings += cross_checks(cfg, benchmarks, [spec for spec, _, _ in bias])
     attempt(lambda: check_tuner(cfg.recipe.tuner))
     for cand in cfg.candidates:
-        findings += attempt(lambda c=cand: check_candidate(c)) or []
+        findings += attempt(partial(check_candidate, cand)) or []
     return findings + run_warnings(cfg, benchmarks)
 
 
@@ -249,9 +250,10 @@ def _matches(texts: list[str], others: list[str] | None) -> dict[int, tuple[int,
     reps = sorted(set(first.values()))  # one representative per normalised text for the Jaccard pass
     for i, text in enumerate(texts):
         n = normalise(text) if others is not None else norm[i]
-        j = first.get(n)
-        if j is not None and (others is not None or j < i):
-            found[i] = (j, "exact duplicate" if pool[j].strip() == text.strip() else "duplicate after normalisation")
+        hit = first.get(n)
+        if hit is not None and (others is not None or hit < i):
+            same = pool[hit].strip() == text.strip()
+            found[i] = (hit, "exact duplicate" if same else "duplicate after normalisation")
     sets = [frozenset(norm[j].split()) for j in reps]
     if others is None:
         for a, b, jac in near_pairs(sets):

@@ -32,7 +32,10 @@ def _value(row: dict[str, Any], key: str) -> str:
 
 def _diff(row: dict[str, Any]) -> str:
     scale, spec = _scale(row["metric"])
-    f = lambda x: format(scale * x, "+" + spec)
+
+    def f(x: float) -> str:
+        return format(scale * x, "+" + spec)
+
     return f"{f(row['diff'])}\n[{f(row['ci_low'])}, {f(row['ci_high'])}]"
 
 
@@ -78,7 +81,8 @@ def notes(comparison: dict[str, Any]) -> list[str]:
     compared = [r for r in rows if "omitted" not in r]
     correction = CORRECTIONS.get(comparison["correction"], comparison["correction"])
     lines = [(f"a = run {a['run_id']} ({a.get('name', '')}, {a.get('created', '')}); b = run {b['run_id']} "
-              f"({b.get('name', '')}, {b.get('created', '')}); diff = a - b, in points where the metric is a percentage"),
+              f"({b.get('name', '')}, {b.get('created', '')}); "
+              "diff = a - b, in points where the metric is a percentage"),
              (f"significant: {correction}-adjusted p < {comparison['alpha']:g} over the {len(compared)} compared "
               f"row{'s' * (len(compared) != 1)}")]
     tests: dict[str, str] = {}

@@ -30,7 +30,7 @@ def main_metrics(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
     seen: dict[str, list[str]] = {}
     for c in results.get("candidates", []):
         for b in c.get("benchmarks", []):
-            names = list(((b.get("scores") or {}).get("test") or {}))
+            names = list((b.get("scores") or {}).get("test") or {})
             if names and b["benchmark"] not in seen:
                 main = (b.get("generalisation") or {}).get("metric")
                 seen[b["benchmark"]] = [main] + [n for n in names if n != main] if main in names else names
@@ -77,6 +77,8 @@ def learning_lines(results: dict[str, Any]) -> list[str]:
     mains = {name: metric for name, metric, _ in main_metrics(results)}
     for ref in (c for c in results.get("candidates", []) if c.get("zero_shot")):
         tuned = by_name.get(ref["name"].removesuffix("-zero-shot"))
+        if tuned is None:  # no tuned row of this model: nothing to compare with
+            continue
         for b in ref.get("benchmarks", []):
             metric = mains.get(b["benchmark"], "")
             zero = ((b.get("scores") or {}).get("test") or {}).get(metric)
@@ -84,7 +86,8 @@ def learning_lines(results: dict[str, Any]) -> list[str]:
             after = ((t or {}).get("scores") or {}).get("test", {}).get(metric) if t else None
             if zero and after:
                 scale = 1 if metric in NOT_PERCENT else 100
-                out.append(f"{tuned['name']} / {b['benchmark']}: tuning bought {scale * (after['value'] - zero['value']):+.1f} "
+                bought = scale * (after["value"] - zero["value"])
+                out.append(f"{tuned['name']} / {b['benchmark']}: tuning bought {bought:+.1f} "
                            f"{'' if scale == 1 else 'points of '}{metric} over zero-shot "
                            f"({scale * zero['value']:.1f} -> {scale * after['value']:.1f})")
     return out

@@ -10,8 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, learning_lines, main_metrics,
-                            metric_text, sweep_lines, verdict, warning_lines)
+from reports.format import (
+    BIAS_NOTE,
+    NOT_PERCENT,
+    bias_measured,
+    bias_reports,
+    learning_lines,
+    main_metrics,
+    metric_text,
+    sweep_lines,
+    verdict,
+    warning_lines,
+)
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -129,7 +139,8 @@ def render_report(results: dict[str, Any]) -> str:
                 pct = g["metric"] not in NOT_PERCENT
                 general.append([name, bench, escape(g["metric"]), _metric(b["scores"]["test"][g["metric"]], pct),
                                 _metric(b["scores"]["shifted"][g["metric"]], pct),
-                                _metric({"value": g["gap"], "ci_low": g["gap_ci_low"], "ci_high": g["gap_ci_high"]}, pct),
+                                _metric({"value": g["gap"], "ci_low": g["gap_ci_low"], "ci_high": g["gap_ci_high"]},
+                                        pct),
                                 _num(g.get("overfit_loss_gap"), ".3f")])
             bias += [[name, escape(r["probe"]), _metric(r.get("flip_rate_before")), _metric(r.get("flip_rate_after")),
                       _metric(r.get("change")), _p(r.get("mcnemar_p"))] for r in b.get("bias") or []]
@@ -139,8 +150,8 @@ def render_report(results: dict[str, Any]) -> str:
     lines += _table(["candidate", "tuned on", "probe", "before %", "after %", "forgetting pts [95% CI]", "forgotten",
                      "gained", "McNemar p"], forgetting, "No probes in the config.")
     lines += ["", "## Generalisation (in-distribution test minus shifted test; final validation minus train loss)", ""]
-    lines += _table(["candidate", "benchmark", "metric", "test", "shifted", "gap [95% CI]", "val - train loss"], general,
-                    "No benchmark has a shifted split.")
+    lines += _table(["candidate", "benchmark", "metric", "test", "shifted", "gap [95% CI]", "val - train loss"],
+                    general, "No benchmark has a shifted split.")
     lines += ["", "## Bias (counterfactual flip rate before and after tuning)", ""]
     lines += _table(["candidate", "suite", "before %", "after %", "change pts [95% CI]", "McNemar p"], bias,
                     "No bias suite measured (none in the config, or only encoders, which have no 'before').")

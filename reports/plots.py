@@ -9,23 +9,26 @@ import io
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
-
-from reports.format import main_metrics as format_main_metrics
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+
+from reports.format import main_metrics as format_main_metrics
 
 matplotlib.use("Agg")
 from matplotlib.axes import Axes  # imported after the backend is chosen
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reports.format import NOT_PERCENT
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 # parse_math off: names with "$" stay plain text, never mathtext (a stray "$" or "\\" would not parse); so no
 # formatter here may rely on mathtext either (the log axis gets its own).
-RC = {"svg.hashsalt": "sftbench", "svg.fonttype": "none", "text.parse_math": False}
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "sftbench", "svg.fonttype": "none", "text.parse_math": False}
 MARKERS = "osD^vP*X"
 NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 PANEL = (5.2, 3.6)  # inches per benchmark panel
@@ -141,7 +144,8 @@ def loss_curves(results: dict[str, Any]) -> str | None:
             ax.set_title(bench)
             ax.set_xlabel("epoch (0 = before training)")
             ax.set_ylabel("loss")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            if isinstance(locator := ax.xaxis.get_major_locator(), MaxNLocator):  # a linear axis's AutoLocator
+                locator.set_params(integer=True)
             ax.grid(alpha=0.3)
         # one legend for every panel, under them: colour = candidate, line style = split
         handles = [Line2D([], [], color=colours.get(n, "C0"), lw=2, label=_short(n)) for n in names]
@@ -189,7 +193,8 @@ def metric_curves(results: dict[str, Any]) -> str | None:
             ax.set_title(bench)
             ax.set_xlabel("optimizer step (0 = before training)")
             ax.set_ylabel(f"validation {metric}{_unit(metric)}")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            if isinstance(locator := ax.xaxis.get_major_locator(), MaxNLocator):  # a linear axis's AutoLocator
+                locator.set_params(integer=True)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         return _svg(fig, "valmetric")
@@ -210,8 +215,8 @@ def metric_bars(results: dict[str, Any]) -> str | None:
             scale, width = metric_scale(metric), 0.38
             for offset, split, colour in ((-width / 2, "test", "C0"), (width / 2, "shifted", "C1")):
                 xs, ys, errs = [], [], []
-                for i, row in enumerate(rows):
-                    entry = row[1] if split == "test" else row[2]
+                for i, item in enumerate(rows):
+                    entry = item[1] if split == "test" else item[2]
                     if entry is not None:
                         xs.append(i + offset)
                         ys.append(scale * entry["value"])

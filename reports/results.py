@@ -5,20 +5,27 @@ Schema (version 1):
   recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
-  references{benchmark{split{data_sha256, items[[reference]]}}} (what predictions are scored against: harness/references.py),
+  references{benchmark{split{data_sha256, items[[reference]]}}}
+    (what predictions are scored against: harness/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
     did_not_learn[benchmark names whose `learned` is false],
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
-      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16, curve[{step, train_loss, val_loss, val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}], best_step (best evaluation by recipe.monitor), stopped_early},
+      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16,
+        curve[{step, train_loss, val_loss,
+               val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}],
+        best_step (best evaluation by recipe.monitor), stopped_early},
       chance{split{value, how}} (the best trivial predictor on that split, by the same metric code: harness/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
-      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}}, sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
-      bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change, per attribute}],
+      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
+      bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change,
+            per attribute}],
       files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
-      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{}, forgetting{value, ci_low, ci_high},
+      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{},
+              forgetting{value, ci_low, ci_high},
               forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
 """
 from __future__ import annotations
@@ -37,7 +44,6 @@ from harness.config import BakeoffConfig
 from harness.gate import Verdict, check, recommend
 from harness.references import scored_references
 from harness.run import Bakeoff, CandidateResult
-from harness.stats import paired_diff_ci
 
 SCHEMA_VERSION = 1
 def git_sha() -> str:
@@ -50,14 +56,16 @@ def git_sha() -> str:
 
 def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    test, shifted = bench["scores"].get("test", {}).get(main_metric), bench["scores"].get("shifted", {}).get(main_metric)
+    test = bench["scores"].get("test", {}).get(main_metric)
+    shifted = bench["scores"].get("shifted", {}).get(main_metric)
     if test and shifted:
         # independent samples: the gap's interval comes from resampling each split separately
         import numpy as np
 
         a, b = np.asarray(test["per_item"]), np.asarray(shifted["per_item"])
-        rng = np.random.default_rng(seed)
-        diffs = [a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean() for _ in range(resamples)]
+        rng = np.random.Generator(np.random.PCG64(seed))  # PCG64 named: default_rng's bit generator may change
+        diffs = [a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean()
+                 for _ in range(resamples)]
         out.update(metric=main_metric, gap=test["value"] - shifted["value"],
                    gap_ci_low=float(np.percentile(diffs, 2.5)), gap_ci_high=float(np.percentile(diffs, 97.5)))
     train = bench.get("train")
@@ -74,7 +82,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
         d = {"benchmark": b.benchmark, "version": b.version, "task": b.task, "status": b.status, "reason": b.reason,
              "learning_rate": b.learning_rate, "data_sha256": b.data_sha256,
              "scores": {s: {m: v.to_dict() for m, v in ms.items()} for s, ms in b.scores.items()},
-             "train": dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second} if b.train else None,
+             "train": (dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second}
+                       if b.train else None),
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
              "per_class_f1": b.per_class_f1, "sweep": b.sweep,
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,

@@ -13,15 +13,23 @@ from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.padding import Padding
-from rich.text import Text
 from rich.table import Table
+from rich.text import Text
 
-from reports.format import (BIAS_NOTE, NOT_PERCENT, bias_measured, bias_reports, learning_lines, main_metrics,
-                            sweep_lines, verdict, warning_lines)
+from reports.format import (
+    BIAS_NOTE,
+    NOT_PERCENT,
+    bias_measured,
+    bias_reports,
+    learning_lines,
+    main_metrics,
+    sweep_lines,
+    verdict,
+    warning_lines,
+)
 from reports.format import metric_text as _metric
 from reports.format import params_text as _params
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
-
 
 
 def _value(name: str, entry: dict[str, Any]) -> str:
@@ -73,7 +81,7 @@ def leaderboard(results: dict[str, Any], groups: list[TieGroups] | None = None, 
     bias = bias_measured(results)
     table = _table(f"sftbench - {results['name']} - run {results['run_id']}")
     table.add_column("candidate", no_wrap=True)
-    for bench, metric, others in metrics:
+    for bench, metric, _others in metrics:
         unit = "" if metric in NOT_PERCENT else " %"
         table.add_column(Text(f"{bench}\n{metric}{unit}\n[95% CI]"), justify="right", overflow="fold")
         table.add_column(Text(f"shifted\n{metric}{unit}"), justify="right", overflow="fold")

@@ -36,14 +36,14 @@ class TieGroups:
 
 def _scored(results: dict[str, Any], bench: str, metric: str) -> list[tuple[str, dict[str, Any], str | None]]:
     """(candidate, test entry, test data hash) for every candidate with a finite main metric on test."""
-    out = []
+    out: list[tuple[str, dict[str, Any], str | None]] = []
     for c in results.get("candidates", []):
         b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench), None)
         if b is None or b.get("status") != "ok":
             continue
         entry = ((b.get("scores") or {}).get("test") or {}).get(metric)
         value = (entry or {}).get("value")
-        if isinstance(value, (int, float)) and math.isfinite(value):
+        if entry is not None and isinstance(value, (int, float)) and math.isfinite(value):
             out.append((c["name"], entry, (b.get("data_sha256") or {}).get("test")))
     return out
 
