@@ -105,7 +105,8 @@ def _macro_f1(predictions: Sequence[str], gold: Sequence[str]) -> Statistic:
     return f1
 
 
-def _statistic(metric: str, per_item: np.ndarray, stats: Any) -> Statistic:
+def statistic(metric: str, per_item: np.ndarray, stats: Any) -> Statistic:
+    """The metric as a function of item draw counts: a per-item mean, or the corpus score recomputed."""
     if stats is None or metric not in CORPUS:
         return _mean(per_item)
     if metric == "macro_f1":
@@ -161,7 +162,7 @@ def paired_difference(metric: str, a_per_item: Sequence[float], b_per_item: Sequ
     if (a_stats is None) != (b_stats is None):
         raise ValueError("pass corpus statistics for both sides or for neither")
     corpus = metric in CORPUS and a_stats is not None
-    va, vb, diffs = _paired(_statistic(metric, a, a_stats), _statistic(metric, b, b_stats), len(a), resamples, seed)
+    va, vb, diffs = _paired(statistic(metric, a, a_stats), statistic(metric, b, b_stats), len(a), resamples, seed)
     diff = va - vb
     mcnemar = not corpus and (metric in BINARY or metric == "macro_f1")
     if mcnemar:
@@ -195,7 +196,7 @@ def non_inferiority(candidate_per_item: Sequence[float], baseline_per_item: Sequ
     if margin < 0 or not 0 < alpha < 0.5:
         raise ValueError(f"need margin >= 0 and 0 < alpha < 0.5 (got margin={margin}, alpha={alpha})")
     c, b = _aligned(candidate_per_item, baseline_per_item)
-    vc, vb, diffs = _paired(_statistic(metric, c, candidate_stats), _statistic(metric, b, baseline_stats), len(c),
+    vc, vb, diffs = _paired(statistic(metric, c, candidate_stats), statistic(metric, b, baseline_stats), len(c),
                             resamples, seed)
     gain = diffs if higher_is_better else -diffs  # > 0: the candidate is better
     low = float(np.quantile(gain, alpha, method="inverted_cdf"))

@@ -54,11 +54,39 @@ def git_sha() -> str:
         return "unknown"
 
 
-def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int) -> dict[str, Any]:
+def _corpus_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], resamples: int,
+                seed: int) -> tuple[float, float] | None:
+    """The gap's interval for a corpus metric (macro-F1, BLEU, chrF): the corpus score recomputed on each split's
+    own resamples (independent samples) from the predictions and references, as the metric itself is computed.
+    None when the predictions or references are not at hand."""
+    import numpy as np
+
+    from harness.compare import CORPUS, corpus_stats, resample_counts, statistic
+
+    preds = bench.get("predictions") or {}
+    if metric not in CORPUS or not all(preds.get(s) and (references.get(s) or {}).get("items") for s in
+                                       ("test", "shifted")):
+        return None
+    sides = []
+    for offset, split in enumerate(("test", "shifted")):
+        items = references[split]["items"]
+        per_item = np.asarray(bench["scores"][split][metric]["per_item"], dtype=float)
+        stat = statistic(metric, per_item, corpus_stats(metric, preds[split], items))
+        sides.append(np.concatenate([stat(c) for c in resample_counts(len(items), resamples, seed + offset)]))
+    diffs = sides[0] - sides[1]
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int,
+                    references: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     test = bench["scores"].get("test", {}).get(main_metric)
     shifted = bench["scores"].get("shifted", {}).get(main_metric)
-    if test and shifted:
+    corpus = _corpus_gap(bench, main_metric, references or {}, resamples, seed) if test and shifted else None
+    if corpus:
+        out.update(metric=main_metric, gap=test["value"] - shifted["value"], gap_ci_low=corpus[0],
+                   gap_ci_high=corpus[1])
+    elif test and shifted:
         # independent samples: the gap's interval comes from resampling each split separately
         import numpy as np
 
@@ -75,7 +103,8 @@ def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, see
     return out
 
 
-def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: int, seed: int) -> dict[str, Any]:
+def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: int, seed: int,
+                   references: dict[str, Any] | None = None) -> dict[str, Any]:
     benches = []
     train_seconds, tps, latency = 0.0, 0.0, None
     for b in c.benchmarks:
@@ -88,7 +117,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "per_class_f1": b.per_class_f1, "sweep": b.sweep,
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
              "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot}
-        d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed)
+        d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
+                                              (references or {}).get(b.benchmark))
         benches.append(d)
         if b.train:
             train_seconds += b.train.seconds
@@ -107,11 +137,12 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
 
 
 def build_results(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | None = None) -> dict[str, Any]:
-    cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed)
+    references = scored_references(cfg)
+    cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed, references)
              for c in bakeoff.candidates]
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
     return finish(bakeoff.run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts) | {
-        "warnings": bakeoff.warnings, "references": scored_references(cfg)}
+        "warnings": bakeoff.warnings, "references": references}
 
 
 def finish(run_id: str, name: str, config_hash: str, config: dict[str, Any], cands: list[dict[str, Any]],

@@ -91,19 +91,40 @@ def test_overfit_loss_gap_is_last_validation_minus_last_training_loss(train, exp
     assert got["gap"] == pytest.approx(9 / 12 - 3 / 7, abs=1e-15)  # the gap does not depend on training
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 19: for corpus metrics (macro-F1, BLEU, chrF) the gap is the difference of corpus values, but its "
-    "interval resamples per_item, which holds per-item correctness (sentence BLEU / chrF): an interval of another "
-    "quantity, which here excludes the gap (macro-F1 gap -0.53, interval about [-0.25, 0]); a generalisation_gap "
-    "gate `on: ci_high` then caps the wrong number"))
 def test_the_gap_interval_of_a_corpus_metric_contains_the_gap():
     """macro-F1: on test, 18 'a' and 2 'b' all predicted 'a' (accuracy 0.9, macro-F1 (36/38 + 0) / 2 = 0.474); on
-    shifted, 10 'a' and 10 'b' all right (1.0 and 1.0). The gap is 0.474 - 1 = -0.526, whatever the interval
-    method, an interval for it must contain it."""
+    shifted, 10 'a' and 10 'b' all right (1.0 and 1.0). The gap is 0.474 - 1 = -0.526. Its interval used to resample
+    per_item (per-item correctness, i.e. accuracy: about [-0.25, 0], excluding the gap); it now recomputes macro-F1
+    on each split's resamples from the predictions and references, as the metric is computed."""
     gold_test, gold_shifted = ["a"] * 18 + ["b"] * 2, ["a"] * 10 + ["b"] * 10
     test = score("macro_f1", ["a"] * 20, [[g] for g in gold_test], resamples=0)
     shifted = score("macro_f1", gold_shifted, [[g] for g in gold_shifted], resamples=0)
     assert test.value == pytest.approx((36 / 38 + 0) / 2) and shifted.value == 1.0
-    got = _generalisation(bench(test.to_dict(), shifted.to_dict(), metric="macro_f1"), "macro_f1", 1000, 0)
+    entry = bench(test.to_dict(), shifted.to_dict(), metric="macro_f1")
+    entry["predictions"] = {"test": ["a"] * 20, "shifted": gold_shifted}
+    refs = {"test": {"items": [[g] for g in gold_test]}, "shifted": {"items": [[g] for g in gold_shifted]}}
+    got = _generalisation(entry, "macro_f1", 1000, 0, refs)
     assert got["gap"] == pytest.approx(36 / 76 - 1)
     assert got["gap_ci_low"] <= got["gap"] <= got["gap_ci_high"], got
+    # every resample with a 'b' gives macro-F1 near (2 * 18 / 38) / 2: the interval hugs -0.53, far from [-0.25, 0]
+    assert -0.6 < got["gap_ci_low"] and got["gap_ci_high"] <= -0.5
+    # without predictions and references (an old stored run) it falls back to the per-item interval
+    assert _generalisation(bench(test.to_dict(), shifted.to_dict(), metric="macro_f1"), "macro_f1", 1000, 0)[
+        "gap_ci_high"] == pytest.approx(0.0)
+
+
+def test_the_gap_interval_of_bleu_recomputes_corpus_bleu():
+    import sacrebleu
+
+    hyp_t = ["the cat sat on the mat", "a dog ran in the park", "it is raining today", "we like green tea"]
+    ref_t = ["the cat sat on a mat", "a dog ran in a park", "it rains today", "we love green tea"]
+    hyp_s, ref_s = ["hello there friend", "good morning all"], ["hello my friend", "good morning everyone"]
+    test = score("bleu", hyp_t, [[r] for r in ref_t], resamples=0)
+    shifted = score("bleu", hyp_s, [[r] for r in ref_s], resamples=0)
+    entry = bench(test.to_dict(), shifted.to_dict(), metric="bleu")
+    entry["predictions"] = {"test": hyp_t, "shifted": hyp_s}
+    refs = {"test": {"items": [[r] for r in ref_t]}, "shifted": {"items": [[r] for r in ref_s]}}
+    got = _generalisation(entry, "bleu", 500, 0, refs)
+    assert got["gap"] == pytest.approx(sacrebleu.corpus_bleu(hyp_t, [ref_t]).score
+                                       - sacrebleu.corpus_bleu(hyp_s, [ref_s]).score)
+    assert got["gap_ci_low"] <= got["gap"] <= got["gap_ci_high"]
