@@ -113,6 +113,12 @@ def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny("bert", tmp_path_factory.mktemp("tiny-bert"))
 
 
+# The tiny models are random 2-layer networks: a few steps on 32 rows leave them at chance on support_intents, so
+# the tiny bake-off has no candidate that learned and ends with no recommendation, exit 1 (harness/chance.py: a
+# candidate at chance level is never recommended). Tests of the passing path use a real model (MiniLM).
+TINY_EXIT = 1
+
+
 @pytest.fixture()
 def tiny_config(tmp_path, tiny_llama, tiny_bert) -> Path:
     """A complete bake-off on the tiny models and the bundled intents benchmark, capped small."""
@@ -128,12 +134,6 @@ benchmarks:
 probes:
   - {{spec: general_knowledge, max_items: 12}}
   - {{spec: paraphrase_probe, max_items: 12}}
-# The tiny models are random 2-layer networks: a few steps on 32 rows leave them at chance on support_intents, so
-# the tiny bake-off has no candidate that learned and ends with no recommendation, exit 1 (harness/chance.py: a
-# candidate at chance level is never recommended). Tests of the passing path use a real model (MiniLM).
-TINY_EXIT = 1
-
-
 bias:
   - intent_bias
 bootstrap_resamples: 200
