@@ -26,6 +26,8 @@ import numpy as np
 
 from harness.errors import DataError
 from harness.gate import Verdict, closed, lookup
+from harness.references import stored_references
+from harness.seeds import is_seeded, non_inferiority_seeds, paired_difference_seeds
 from harness.stats import mcnemar_exact
 
 PROBE_METRIC = "probe_correct"  # a probe item answered correctly by the tuned model (0/1)
@@ -273,11 +275,20 @@ def _stats(metric: str, bench: dict[str, Any], split: str,
     return corpus_stats(metric, preds, refs)
 
 
+def seed_stats(metric: str, bench: dict[str, Any], split: str, refs: list[list[str]] | None) -> list[Any] | None:
+    """`corpus_stats` under each training seed (one entry with a single seed), or None without references."""
+    if metric not in CORPUS or refs is None:
+        return None
+    preds = (bench.get("seed_predictions") or {}).get(split) or [(bench.get("predictions") or {}).get(split)]
+    if any(p is None or len(p) != len(refs) for p in preds):
+        return None
+    return [corpus_stats(metric, p, refs) for p in preds]
+
+
 def _corpus_side(results: dict[str, Any], cand: str, bench: dict[str, Any], split: str, metric: str,
                  references: dict[tuple[str, str], list[list[str]]] | None) -> tuple[Any, str]:
     """`corpus_stats` for one run's side of a corpus metric, from its stored predictions and references (or the
     `references` passed in); or (None, why not)."""
-    from harness.references import stored_references
 
     key, run = (bench["benchmark"], split), results.get("run_id", "?")
     refs, why = ((references[key], "") if references and key in references
@@ -312,9 +323,17 @@ def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: dict[str,
             return row | {"omitted": f"corpus {metric} needs predictions and references: {why_a or why_b}"}
         stats = sa, sb
     try:
-        res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed, *stats)
-    except DataError as err:
-        return row | {"omitted": err.message}
+        if is_seeded(ea) or is_seeded(eb):  # several training seeds: the test counts the seed variance too
+            refs = [(references or {}).get((ba["benchmark"], split))
+                    or stored_references(r, ba["benchmark"], split, b["data_sha256"].get(split))[0]
+                    for r, b in ((ra, ba), (rb, bb))]
+            res = paired_difference_seeds(metric, ea, eb, resamples, seed, seed_stats(metric, ba, split, refs[0]),
+                                          seed_stats(metric, bb, split, refs[1]))
+        else:
+            res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed,
+                                    *stats)
+    except (DataError, ValueError) as err:
+        return row | {"omitted": str(err)}
     for _side, got, entry, results in (("a", res["a"], ea, ra), ("b", res["b"], eb, rb)):
         want = entry.get("value")
         if want is None or not abs(got - want) <= 1e-9 * max(1.0, abs(want)):
@@ -421,6 +440,13 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
         items = stored_references(base_results, bench_name, split, there)[0]
         references = {(bench_name, split): items} if items is not None else None
     try:
+        if is_seeded(entry) or is_seeded(base_entry):  # several training seeds on either side: seed-aware test
+            refs = (references or {}).get((bench_name, split))
+            return non_inferiority_seeds(entry, base_entry, margin, alpha, higher_is_better(metric_name),
+                                         metric=metric_name, resamples=resamples, seed=seed,
+                                         candidate_stats=seed_stats(metric_name, bench, split, refs),
+                                         baseline_stats=seed_stats(metric_name, base_bench, split, refs)) | {
+                "metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
         res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
                               higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,
                               candidate_stats=_stats(metric_name, bench, split, references),

@@ -38,6 +38,7 @@ class RecipeConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
     seed: int = 0
+    seeds: int | list[int] = 1  # training seeds: a count (seed, seed + 1, ...) or a list; each is its own tune unit
     bf16: str = "auto"  # auto | on | off
     group_by_length: bool = True
     freeze_keep_last: int = 2  # used by the freeze tuner only
@@ -58,6 +59,11 @@ class RecipeConfig:
         _check(0.0 <= self.warmup_ratio < 1.0, "recipe.warmup_ratio must be in [0, 1)")
         _check(self.bf16 in ("auto", "on", "off"), "recipe.bf16 must be auto, on or off")
         _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
+        if isinstance(self.seeds, list):
+            _check(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
+                   f"recipe.seeds must be a count or a non-empty list of distinct seeds (got {self.seeds})")
+        else:
+            _check(self.seeds >= 1, f"recipe.seeds must be at least 1 (got {self.seeds})")
         _check(self.eval_every >= 0, "recipe.eval_every must be >= 0 (0 = once per epoch)")
         _check(self.patience >= 0, "recipe.patience must be >= 0 (0 = no early stopping)")
         _check(self.eval_metric in ("auto", "on", "off"), f"recipe.eval_metric must be auto, on or off "
@@ -65,6 +71,16 @@ class RecipeConfig:
         _check(self.monitor in ("loss", "metric"), f"recipe.monitor must be loss or metric (got {self.monitor!r})")
         _check(not (self.monitor == "metric" and self.eval_metric == "off"),
                "recipe.monitor: metric needs the metric evaluated: set recipe.eval_metric to auto or on, not off")
+
+
+    @property
+    def seed_values(self) -> list[int]:
+        """`seeds: 3` -> [seed, seed + 1, seed + 2]; a list as it is."""
+        return list(self.seeds) if isinstance(self.seeds, list) else [self.seed + i for i in range(self.seeds)]
+
+    def for_seed(self, seed: int) -> RecipeConfig:
+        """The recipe of one seed's tune unit: what a one-seed run with that seed would use (same unit keys)."""
+        return dataclasses.replace(self, seed=seed, seeds=1)
 
 
 @dataclass(frozen=True)

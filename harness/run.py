@@ -81,6 +81,9 @@ class BenchmarkResult:
     learned: bool | None = None  # beats chance by the documented margin (None: nothing to compare with)
     learned_reason: str = ""
     zero_shot: bool = False  # the base model scored as it is, no tuning (a reference row)
+    seeds: list[int] = field(default_factory=list)  # training seeds merged into this result (harness/seeded.py)
+    seed_runs: list[dict[str, Any]] = field(default_factory=list)  # per seed: its unit, training seconds, loss
+    seed_predictions: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)  # split -> per seed
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,14 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
             continue
         bench = Bench(handle, spec, cfg, cache)
         try:
-            result, params, trainable = tune_and_score(cand, bench, splits, suites, progress)
+            if len(cfg.recipe.seed_values) > 1 and not cand.zero_shot:
+                from harness.seeded import tune_and_score_seeds
+
+                result, params, trainable, seed_peaks = tune_and_score_seeds(cand, handle, spec, cfg, cache, splits,
+                                                                             suites, progress)
+                bench.peaks += seed_peaks
+            else:
+                result, params, trainable = tune_and_score(cand, bench, splits, suites, progress)
         except SftbenchError as err:
             result = BenchmarkResult(spec.name, spec.version, spec.task, "failed", str(err))
         except Exception as err:  # a candidate's crash must not lose the other candidates' results
@@ -198,21 +208,39 @@ def _score_split(spec: BenchmarkSpec, split: Split, model: Any, tokenizer: Any, 
     return scores, preds, seconds_per_item * 1000
 
 
-def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], suites: Suites,
-                   progress: Progress) -> tuple[BenchmarkResult, int, int]:
-    spec, handle, cfg = bench.spec, bench.handle, bench.cfg
-    bf16 = use_bf16(cfg.recipe.bf16)  # scoring runs under the same precision the recipe trains in
-    tell = Tell(progress, cand.name)
+BaseUnits = tuple[list[Any], list[ProbeScore], list[Any], list[tuple[list[str], list[str]]]]
+
+
+def base_units(cand: CandidateConfig, bench: Bench, suites: Suites, bf16: bool, progress: Progress) -> BaseUnits:
+    """The probes and bias pairs of the untuned base model (the "before" of forgetting and bias): its suites,
+    their scores, and the bias suites with their predictions. They do not depend on the training seed."""
+    handle, tell = bench.handle, Tell(progress, cand.name)
     probes = [(p, items, h) for p, items, h in suites.probes if p.model_kind == handle.kind]
     before = [probe_unit(bench, p, items, h, handle.weights_hash, bench.base, bf16, tell, "base model")
               for p, items, h in probes]
     # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
     # untrained before tuning, so its before/after change would be noise; encoders are skipped.
-    bias = [(b, pairs, h) for b, pairs, h in suites.bias if b.benchmark == spec.name and handle.kind == "causal"]
+    bias = [(b, pairs, h) for b, pairs, h in suites.bias
+            if b.benchmark == bench.spec.name and handle.kind == "causal"]
     bias_before = [bias_unit(bench, b, pairs, h, handle.weights_hash, bench.base, bf16, tell, "base model")
                    for b, pairs, h in bias]
+    return probes, before, bias, bias_before
+
+
+def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], suites: Suites,
+                   progress: Progress, choice: tuple[str, dict[str, Any], list[dict[str, Any]]] | None = None,
+                   base: BaseUnits | None = None) -> tuple[BenchmarkResult, int, int]:
+    """One candidate on one benchmark under one training seed. `choice` (key, record, sweep) is a setting already
+    tuned and chosen (across seeds: harness/seeded.py); `base` the base model's units, already scored."""
+    spec, handle, cfg = bench.spec, bench.handle, bench.cfg
+    bf16 = use_bf16(cfg.recipe.bf16)  # scoring runs under the same precision the recipe trains in
+    tell = Tell(progress, cand.name)
+    probes, before, bias, bias_before = base or base_units(cand, bench, suites, bf16, progress)
     sweep: list[dict[str, Any]]
-    if cand.zero_shot:  # the base model as it is: "after" is the base model, so nothing can be forgotten
+    if choice is not None:
+        key, chosen, sweep = choice
+        tuned = lambda: bench.tuned(key)  # noqa: E731
+    elif cand.zero_shot:  # the base model as it is: "after" is the base model, so nothing can be forgotten
         key, chosen, sweep = handle.weights_hash, zero_shot_record(bench), []
         tuned = bench.base
     else:
@@ -244,7 +272,7 @@ def tune_and_score(cand: CandidateConfig, bench: Bench, splits: dict[str, Split]
                              reports, predictions, per_class, sweep, bias_reports,
                              {"spec": spec.path, **{s: sp.path for s, sp in splits.items()}},
                              None if cand.zero_shot else bench.cache.folder(key), chances, did_learn, why,
-                             cand.zero_shot)
+                             cand.zero_shot, [] if cand.zero_shot else [cfg.recipe.seed])
     return result, chosen["params"], chosen["trainable_params"]
 
 
@@ -331,6 +359,16 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
     """Tune every (learning rate, epochs) setting from the same initial state; keep the best on validation.
 
     Returns the chosen setting's unit key and its record, and the sweep table (empty without a sweep)."""
+    keys, done = train_settings(cand, bench, splits, bf16, progress)
+    best, sweep = choose(bench.spec, bench.cfg, [keys], [done])
+    bench.kept = {k: v for k, v in bench.kept.items() if k == keys[best]}
+    return keys[best], done[keys[best]], sweep
+
+
+def train_settings(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bool,
+                   progress: Progress) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Every sweep setting's tune unit under this bench's seed: read from the cache or trained. The unit keys in
+    the sweep's order, and their records."""
     spec, cfg = bench.spec, bench.cfg
     settings = cfg.settings(cand)
     keys = [tune_key(bench, splits, lr, epochs) for lr, epochs in settings]
@@ -368,19 +406,28 @@ def tune(cand: CandidateConfig, bench: Bench, splits: dict[str, Split], bf16: bo
             keep_setting(bench, k, record)
     done = {k: r for k, r in records.items() if r is not None}  # every setting: read from the cache or tuned above
     bench.peaks += [r["peak_rss_mb"] for r in done.values()]
-    if len(settings) == 1:
-        return keys[0], done[keys[0]], []
+    return keys, done
+
+
+def choose(spec: BenchmarkSpec, cfg: BakeoffConfig, keys: list[list[str]],
+           records: list[dict[str, dict[str, Any]]]) -> tuple[int, list[dict[str, Any]]]:
+    """The sweep setting (its index) with the best validation main metric, averaged over the training seeds
+    (keys[s][i] is setting i under seed s), and the sweep table (empty without a sweep)."""
+    if len(keys[0]) == 1:
+        return 0, []
+    per_seed = [[records[s][keys[s][i]]["validation"] for s in range(len(keys))] for i in range(len(keys[0]))]
+    means = [sum(v) / len(v) for v in per_seed]
     sign = 1 if METRICS.get(spec.main_metric).higher_is_better else -1
-    best = max(keys, key=lambda k: sign * done[k]["validation"])  # the first of equals wins
+    best = max(range(len(means)), key=lambda i: sign * means[i])  # the first of equals wins
     # Every setting on the same validation score: nothing was chosen, and the sweep table must say so. The first
     # setting is still scored, so that the candidate has a row; did-not-learn usually follows (harness/chance.py).
-    tied = len({round(done[k]["validation"], 12) for k in keys}) == 1
-    bench.kept = {k: v for k, v in bench.kept.items() if k == best}
-    sweep = [{"learning_rate": done[k]["learning_rate"], "epochs": done[k]["epochs"],
-              "best_step": done[k]["train"].get("best_step"), "validation": done[k]["validation"],
-              "val_loss": kept_value(done[k]["train"], cfg.recipe.restore_best), "chosen": k == best,
-              "tied": tied} for k in keys]
-    return best, done[best], sweep
+    tied = len({round(m, 12) for m in means}) == 1
+    first = records[0]
+    sweep = [{"learning_rate": first[k]["learning_rate"], "epochs": first[k]["epochs"],
+              "best_step": first[k]["train"].get("best_step"), "validation": means[i],
+              "val_loss": kept_value(first[k]["train"], cfg.recipe.restore_best), "chosen": i == best,
+              "tied": tied} | ({"seeds": per_seed[i]} if len(keys) > 1 else {}) for i, k in enumerate(keys[0])]
+    return best, sweep
 
 
 def kept_value(train: dict[str, Any], restore_best: bool, key: str = "val_loss") -> float | None:

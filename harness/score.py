@@ -19,26 +19,33 @@ from harness.stats import bootstrap_ci, mean_ci, wilson
 
 @dataclass(frozen=True)
 class MetricValue:
-    value: float
+    value: float  # with several training seeds: the mean over seeds (harness/seeds.py)
     ci_low: float
     ci_high: float
     n: int
     method: str  # how the interval was computed
-    per_item: list[float] = field(default_factory=list, repr=False)
+    per_item: list[float] = field(default_factory=list, repr=False)  # several seeds: each item's mean over seeds
     signature: str = ""
+    seeds: list[float] = field(default_factory=list)  # the value under each training seed ([] with one seed)
+    seed_sd: float | None = None  # their standard deviation (ddof 1)
+    per_seed: list[list[float]] = field(default_factory=list, repr=False)  # per_item under each seed
 
     @classmethod
     def from_dict(cls, d: dict) -> MetricValue:
         return cls(d["value"], d["ci_low"], d["ci_high"], d["n"], d["ci_method"], d.get("per_item", []),
-                   d.get("signature", ""))
+                   d.get("signature", ""), d.get("seeds", []), d.get("seed_sd"), d.get("per_seed", []))
 
     def to_dict(self, per_item: bool = True) -> dict:
         out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
                "ci_method": self.method}
         if self.signature:
             out["signature"] = self.signature
+        if self.seeds:
+            out |= {"seeds": self.seeds, "seed_sd": self.seed_sd}
         if per_item:
             out["per_item"] = self.per_item
+            if self.per_seed:
+                out["per_seed"] = self.per_seed
         return out
 
 

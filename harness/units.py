@@ -106,6 +106,11 @@ class Bench:
     def release(self) -> None:
         self.model, self._tokenizer, self.kept = None, None, {}
 
+    def drop_model(self) -> None:
+        """Free the model between one seed's units and the next; tensors tuned here stay (--no-cache keeps them
+        in memory only) and the model reloads when a unit needs it."""
+        self.model, self.prepared, self.attached = None, False, None
+
 
 def keep_setting(bench: Bench, key: str, payload: dict[str, Any]) -> None:
     """Store a just-tuned setting: its trainable tensors, and a standard peft adapter folder when peft made it.

@@ -93,6 +93,18 @@ def learning_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def seed_note(results: dict[str, Any]) -> str:
+    """How many training seeds each verdict rests on, said under every leaderboard."""
+    counts = {len(b.get("seeds") or []) for c in results.get("candidates", []) if not c.get("zero_shot")
+              for b in c.get("benchmarks", []) if b.get("status") == "ok"}
+    counts.discard(0)  # a stored run from before seeds were recorded
+    if not counts or counts == {1}:
+        return ("the verdict rests on one training seed per candidate: intervals count test items only, not the "
+                "spread between trainings (set recipe.seeds: 3 to measure it)")
+    return (f"{'/'.join(map(str, sorted(counts)))} training seeds per candidate: values are means over seeds, "
+            "intervals and tests count the seed and the item variance (seed sd under each value)")
+
+
 def bias_reports(c: dict[str, Any]) -> list[dict[str, Any]]:
     """Every counterfactual bias report of a candidate, over its benchmarks."""
     return [r for b in c.get("benchmarks", []) if b.get("status") == "ok" for r in b.get("bias") or []]

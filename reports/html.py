@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from reports.format import BIAS_NOTE, bias_measured, learning_lines, sweep_lines, verdict, warning_lines
+from reports.format import BIAS_NOTE, bias_measured, learning_lines, seed_note, sweep_lines, verdict, warning_lines
 from reports.plots import FIGURES, main_metrics, metric_scale
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -164,7 +164,8 @@ def leaderboard(results: dict[str, Any], groups: list[TieGroups]) -> str:
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))
         rows.append(_row(cells, "chosen" if c["name"] == results.get("recommendation") else ""))
-    notes = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes] + learning_lines(results)
+    notes = ([RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes] + [seed_note(results)]
+             + learning_lines(results))
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
     return (f'<div class="scroll"><table><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>'

@@ -18,6 +18,7 @@ from reports.format import (
     learning_lines,
     main_metrics,
     metric_text,
+    seed_note,
     sweep_lines,
     verdict,
     warning_lines,
@@ -91,7 +92,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += [_row(_candidate_cells(results, c, groups, bias)) for c in ranked(results, groups)]
     verdict = "PASS" if results["passed"] else "FAIL"
     lines += ["", f"**Recommendation [{verdict}]:** {escape(results['recommendation_reason'])}", ""]
-    lines += [f"- {escape(note)}" for note in [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]]
+    lines += [f"- {escape(note)}" for note in [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
+              + [seed_note(results)]]
     lines.append(f"- {escape(BIAS_NOTE if bias else 'bias change: not measured (no bias suite in the config)')}")
     learning = learning_lines(results)
     if learning:

@@ -116,7 +116,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
              "per_class_f1": b.per_class_f1, "sweep": b.sweep,
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
-             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot}
+             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot,
+             "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions}
         d["generalisation"] = _generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
                                               (references or {}).get(b.benchmark))
         benches.append(d)

@@ -23,6 +23,7 @@ from reports.format import (
     bias_reports,
     learning_lines,
     main_metrics,
+    seed_note,
     sweep_lines,
     verdict,
     warning_lines,
@@ -44,6 +45,9 @@ def _bench_cells(b: dict[str, Any] | None, metric: str, others: list[str], group
     pct = metric not in NOT_PERCENT
     test = b["scores"].get("test", {})
     lines = [_metric(test.get(metric), pct)] + ([f"group {group}"] if group is not None else [])
+    sd = (test.get(metric) or {}).get("seed_sd")
+    if sd is not None:
+        lines.append(f"seed sd {100 * sd if pct else sd:.1f}")
     lines += [_value(m, test[m]) for m in others if m in test]
     return ["\n".join(lines), _metric(b["scores"].get("shifted", {}).get(metric), pct)]
 
@@ -134,7 +138,7 @@ def _fits(table: Table, console: Console) -> bool:
 
 def notes(results: dict[str, Any], groups: list[TieGroups]) -> list[str]:
     """Everything a reader needs under the table: the tie rule, what each column could not show, failures."""
-    lines = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
+    lines = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes] + [seed_note(results)]
     lines.append(BIAS_NOTE if bias_measured(results) else "bias change: not measured (no bias suite in the config)")
     lines += [f"{v['candidate']}: FAIL {v['gate']} ({v['message']})" for v in results["gates"] if not v["passed"]]
     lines += [f"{c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}" for c in results["candidates"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.compare import higher_is_better, paired_difference
 from harness.errors import ConfigError, DataError
+from harness.seeds import is_seeded, paired_difference_seeds
 from reports.format import main_metrics
 
 ALPHA = 0.05
@@ -60,10 +61,13 @@ def _significant(metric: str, leader: tuple[str, dict[str, Any], str | None],
     if other[2] and leader[2] and other[2] != leader[2]:
         return True, f"{other[0]} was scored on other test data than {leader[0]}: not paired, own group", ""
     try:
-        res = paired_difference(metric, leader[1].get("per_item") or [], other[1].get("per_item") or [],
-                                resamples, seed)
-    except DataError as err:
-        return True, f"{other[0]} vs {leader[0]}: not paired ({err.message}), own group", ""
+        if is_seeded(leader[1]) or is_seeded(other[1]):  # several training seeds: count their variance too
+            res = paired_difference_seeds(metric, leader[1], other[1], resamples, seed)
+        else:
+            res = paired_difference(metric, leader[1].get("per_item") or [], other[1].get("per_item") or [],
+                                    resamples, seed)
+    except (DataError, ValueError) as err:
+        return True, f"{other[0]} vs {leader[0]}: not paired ({err}), own group", ""
     return res["p_value"] < ALPHA, "", res["test"].split(";")[0]
 
 

@@ -1,0 +1,114 @@
+"""Seed-aware statistics (harness/seeds.py) on hand-computed cases, and several training seeds through a tiny
+bake-off: every seed its own unit, the sweep chosen on the mean over seeds, per-seed values kept."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness.cli import main
+from harness.config import RecipeConfig
+from harness.errors import ConfigError
+from harness.score import score
+from harness.seeds import combine, combine_change, combine_metric, non_inferiority_seeds, paired_difference_seeds
+from tests.conftest import TINY_EXIT
+
+
+def test_seed_values_and_validation():
+    assert RecipeConfig(seed=5, seeds=3).seed_values == [5, 6, 7]
+    assert RecipeConfig(seeds=[3, 9]).seed_values == [3, 9]
+    assert RecipeConfig(seed=5, seeds=3).for_seed(6) == RecipeConfig(seed=6)  # a one-seed run's recipe: same keys
+    for bad in (0, [], [1, 1]):
+        with pytest.raises(ConfigError, match="recipe.seeds"):
+            RecipeConfig(seeds=bad)
+
+
+def test_combine_adds_seed_and_item_variance_with_welch_df():
+    values, items = [0.60, 0.70, 0.80], np.array([0.69, 0.71] * 50)  # item part: var 1e-4 (ddof 1: 1.0101e-4)
+    sa = combine([values], items)
+    seed_part, item_part = np.var(values, ddof=1) / 3, np.var(items, ddof=1)
+    assert sa.estimate == pytest.approx(0.70) and sa.se == pytest.approx(math.sqrt(seed_part + item_part))
+    assert sa.df == pytest.approx((seed_part + item_part) ** 2 / (seed_part ** 2 / 2))
+    low, high = sa.interval()
+    assert high - sa.estimate == pytest.approx(sps.t.ppf(0.975, sa.df) * sa.se)
+    assert sa.seed_sd == pytest.approx(0.1) and low < 0.5  # three seeds 10 points apart: a wide, honest interval
+    one = combine([[0.7]], items)  # one seed: the item part alone, normal quantile
+    assert one.df == math.inf and one.seed_sd is None and one.se == pytest.approx(math.sqrt(item_part))
+    two = combine([[0.6, 0.8], [0.5, 0.5, 0.8]], np.zeros(10))  # difference of two sides: both seed parts
+    pa, pb = np.var([0.6, 0.8], ddof=1) / 2, np.var([0.5, 0.5, 0.8], ddof=1) / 3
+    assert two.estimate == pytest.approx(0.7 - 0.6) and two.se == pytest.approx(math.sqrt(pa + pb))
+    assert two.df == pytest.approx((pa + pb) ** 2 / (pa ** 2 / 1 + pb ** 2 / 2))
+
+
+def _per_seed(accuracies, n=200, seed=0):
+    rng = np.random.Generator(np.random.PCG64(seed))
+    gold = [["a"]] * n
+    return [score("accuracy", ["a" if u < p else "b" for u in rng.random(n)], gold, 200, 0) for p in accuracies]
+
+
+def test_combine_metric_keeps_every_seed():
+    per = _per_seed([0.6, 0.7, 0.8])
+    m = combine_metric("accuracy", per, None, 1000, 0)
+    assert m.value == pytest.approx(np.mean([v.value for v in per])) and m.seeds == [v.value for v in per]
+    assert m.seed_sd == pytest.approx(np.std([v.value for v in per], ddof=1))
+    assert m.per_item == pytest.approx(np.mean([v.per_item for v in per], axis=0).tolist())
+    assert m.per_seed == [v.per_item for v in per] and "3 seeds" in m.method
+    assert m.ci_low < min(v.ci_low for v in per) + 0.05 and m.ci_high - m.ci_low > per[0].ci_high - per[0].ci_low
+    assert combine_metric("accuracy", per[:1], None, 1000, 0) == per[0]  # one seed: unchanged
+    d = m.to_dict()
+    assert d["seeds"] == m.seeds and d["seed_sd"] == m.seed_sd and len(d["per_seed"]) == 3
+
+
+def test_combine_change_is_the_mean_paired_change():
+    before = [1, 1, 0, 1] * 25
+    afters = [[1, 0, 0, 1] * 25, [1, 1, 0, 0] * 25, [0, 1, 0, 1] * 25]
+    out = combine_change([[b - a for b, a in zip(before, after)] for after in afters], 500, 0)
+    assert out["value"] == pytest.approx(0.25) and out["seeds"] == [0.25, 0.25, 0.25] and out["seed_sd"] == 0
+    assert out["ci_low"] < 0.25 < out["ci_high"]
+
+
+def _entry(per):
+    m = combine_metric("accuracy", per, None, 200, 0)
+    return m.to_dict()
+
+
+def test_seed_aware_comparisons_count_both_sides_seeds():
+    a, b = _per_seed([0.70, 0.72, 0.74], seed=1), _per_seed([0.60, 0.70, 0.80], seed=2)
+    res = paired_difference_seeds("accuracy", _entry(a), _entry(b), 500, 0)
+    assert res["diff"] == pytest.approx(np.mean([v.value for v in a]) - np.mean([v.value for v in b]))
+    assert res["ci_low"] < res["diff"] < res["ci_high"] and "3 vs 3 training seeds" in res["test"]
+    ni = non_inferiority_seeds(_entry(a), _entry(b), 0.02, 0.05, metric="accuracy", resamples=500)
+    assert ni["p_regression"] == pytest.approx(1 - ni["p_value"]) and ni["ci_low"] < ni["diff"] < ni["ci_high"]
+    assert ni["regressed"] is False  # the baseline's seed spread (sd 10 points) leaves no evidence either way
+    lower = non_inferiority_seeds(_entry(b), _entry(a), 0.0, 0.05, False, metric="accuracy", resamples=500)
+    assert lower["diff"] == pytest.approx(-res["diff"])  # lower-is-better flips the gain, not the difference
+
+
+def test_several_seeds_through_a_tiny_bakeoff(tiny_config, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["run", str(tiny_config), "--quiet", "probes=[{spec: general_knowledge, max_items: 12}]", "bias=[]"]
+    code = main([*argv, "--out", str(out), "recipe.seeds=2", "sweep={learning_rate: [1e-3, 5e-3]}"])
+    assert code == TINY_EXIT, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    llama = next(c for c in results["candidates"] if c["name"] == "tiny-llama")["benchmarks"][0]
+    assert llama["seeds"] == [0, 1] and [r["seed"] for r in llama["seed_runs"]] == [0, 1]
+    acc = llama["scores"]["test"]["accuracy"]
+    assert len(acc["seeds"]) == 2 and len(acc["per_seed"]) == 2 and acc["value"] == pytest.approx(np.mean(acc["seeds"]))
+    assert "2 seeds" in acc["ci_method"] and len(llama["seed_predictions"]["test"]) == 2
+    assert all(len(row["seeds"]) == 2 for row in llama["sweep"])  # each setting's validation under each seed
+    chosen = next(row for row in llama["sweep"] if row["chosen"] or row["tied"])
+    assert chosen["validation"] == pytest.approx(np.mean(chosen["seeds"]))
+    forgetting = llama["probes"][0]["forgetting"]
+    assert len(forgetting["seeds"]) == 2 and len(llama["probes"][0]["per_item"]["after_per_seed"]) == 2
+    # 2 settings x 2 seeds tune units, each seed's chosen setting scored on test and shifted, probed after tuning;
+    # the base model's probe once: a one-seed run with seed 1 reuses seed 1's units
+    assert results["units"]["computed"] > 0
+    again = main([*argv, "--out", str(tmp_path / "one"), "recipe.seed=1", "sweep={learning_rate: [1e-3, 5e-3]}"])
+    assert again == TINY_EXIT
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert one["units"]["computed"] == 1  # only tiny-llama's base-model probe, under seed 1's key
+    one_llama = next(c for c in one["candidates"] if c["name"] == "tiny-llama")["benchmarks"][0]
+    assert one_llama["scores"]["test"]["accuracy"]["value"] == acc["seeds"][1]
