@@ -159,6 +159,7 @@ class GateConfig:
     bias: str = ""  # a counterfactual bias suite name
     cost: str = ""  # one of COSTS
     max: float | None = None  # the cap's ceiling
+    recommendation_stability: float | None = None  # the bake-off's own gate: minimum share (harness/stability.py)
 
     @property
     def cap(self) -> str:
@@ -166,9 +167,16 @@ class GateConfig:
         return next((k for k in CAPS if getattr(self, k)), "")
 
     def __post_init__(self) -> None:
-        kinds = [k for k in ("metric", *CAPS) if getattr(self, k)]
+        kinds = [k for k in ("metric", *CAPS) if getattr(self, k)] + (
+            ["recommendation_stability"] if self.recommendation_stability is not None else [])
         _check(len(kinds) == 1, "a gate needs exactly one of metric, " + ", ".join(CAPS)
-               + (f" (got {', '.join(kinds)})" if kinds else ""))
+               + ", recommendation_stability" + (f" (got {', '.join(kinds)})" if kinds else ""))
+        if self.recommendation_stability is not None:
+            _check(0 < self.recommendation_stability <= 1,
+                   f"gate recommendation_stability must be in (0, 1] (got {self.recommendation_stability})")
+            if not self.name:
+                object.__setattr__(self, "name", f"recommendation stability >= {self.recommendation_stability:g}")
+            return
         _check(self.margin >= 0, "gate margin must be >= 0")
         _check(0 < self.alpha < 0.5, "gate alpha must be in (0, 0.5)")
         if self.cap:

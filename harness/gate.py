@@ -92,6 +92,8 @@ def _candidate(cand: dict[str, Any], gates: list[GateConfig], baselines: dict[st
     verdicts: dict[int, Verdict] = {}
     tests: dict[int, dict[str, Any]] = {}
     for i, gate in enumerate(gates):
+        if gate.recommendation_stability is not None:
+            continue  # the bake-off's own gate, checked on the recommendation (reports/results.py finish)
         if gate.baseline:
             res, why = baseline_test(cand, gate.metric, baselines.get(gate.baseline), gate.margin, gate.alpha,
                                      resamples=resamples, seed=seed)
@@ -104,7 +106,7 @@ def _candidate(cand: dict[str, Any], gates: list[GateConfig], baselines: dict[st
     adjusted = adjust([res["p_regression"] for res in tests.values()], correction)
     for (i, res), p in zip(tests.items(), adjusted):
         verdicts[i] = baseline_verdict(cand["name"], gates[i].name, res, p, correction, len(tests))
-    return [verdicts[i] for i in range(len(gates))]
+    return [verdicts[i] for i in range(len(gates)) if i in verdicts]
 
 
 def _threshold(cand: dict[str, Any], gate: GateConfig) -> Verdict:

@@ -88,7 +88,8 @@ def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict
     baselines = {g.baseline: store.baseline(g.baseline) for g in gates if g.baseline}
     verdicts = check(results["candidates"], gates, baselines, config.get("bootstrap_resamples", 1000),
                      config.get("recipe", {}).get("seed", 0), correction)
-    return finish(results["run_id"], results["name"], results["config_hash"], config, results["candidates"], verdicts)
+    return finish(results["run_id"], results["name"], results["config_hash"], config, results["candidates"], verdicts,
+                  gates)
 
 
 def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:

@@ -93,6 +93,16 @@ def learning_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def recommendation_text(results: dict[str, Any]) -> str:
+    """The recommendation's reason, with how stable it is under resampled seeds and items (harness/stability.py)."""
+    text = results.get("recommendation_reason", "")
+    stability = results.get("recommendation_stability")
+    if stability is None:
+        return text
+    what = results.get("recommendation") or "no recommendation"
+    return f"{text} [stability: {what} in {stability:.0%} of resamples of training seeds and test items]"
+
+
 def seed_note(results: dict[str, Any]) -> str:
     """How many training seeds each verdict rests on, said under every leaderboard."""
     counts = {len(b.get("seeds") or []) for c in results.get("candidates", []) if not c.get("zero_shot")

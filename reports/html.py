@@ -10,7 +10,16 @@ import math
 import re
 from typing import Any
 
-from reports.format import BIAS_NOTE, bias_measured, learning_lines, seed_note, sweep_lines, verdict, warning_lines
+from reports.format import (
+    BIAS_NOTE,
+    bias_measured,
+    learning_lines,
+    recommendation_text,
+    seed_note,
+    sweep_lines,
+    verdict,
+    warning_lines,
+)
 from reports.plots import FIGURES, main_metrics, metric_scale
 from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
@@ -322,7 +331,7 @@ def render_html(results: dict[str, Any]) -> str:
     meta = " &middot; ".join(f"{label} <code>{_e(results.get(key) or '-')}</code>" for label, key in
                              (("run", "run_id"), ("config", "config_hash"), ("git", "git_sha"), ("created", "created")))
     verdict = (f'<div class="verdict {"pass" if passed else "fail"}"><strong>{"PASS" if passed else "FAIL"}</strong>'
-               f"Recommendation: {_e(chosen) if chosen else 'none'}<br>{_e(results.get('recommendation_reason', ''))}"
+               f"Recommendation: {_e(chosen) if chosen else 'none'}<br>{_e(recommendation_text(results))}"
                "</div>")
     body = [f"<h1>sftbench &middot; {_e(name)}</h1>", f'<p class="meta">{meta}</p>', verdict,
             "<h2>Leaderboard</h2>", leaderboard(results, all_tie_groups(results)), problems(results),

@@ -18,6 +18,7 @@ from reports.format import (
     learning_lines,
     main_metrics,
     metric_text,
+    recommendation_text,
     seed_note,
     sweep_lines,
     verdict,
@@ -91,7 +92,7 @@ def render_markdown(results: dict[str, Any]) -> str:
              _row(header), _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])]
     lines += [_row(_candidate_cells(results, c, groups, bias)) for c in ranked(results, groups)]
     verdict = "PASS" if results["passed"] else "FAIL"
-    lines += ["", f"**Recommendation [{verdict}]:** {escape(results['recommendation_reason'])}", ""]
+    lines += ["", f"**Recommendation [{verdict}]:** {escape(recommendation_text(results))}", ""]
     lines += [f"- {escape(note)}" for note in [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
               + [seed_note(results)]]
     lines.append(f"- {escape(BIAS_NOTE if bias else 'bias change: not measured (no bias suite in the config)')}")

@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.cache import package_versions
-from harness.config import BakeoffConfig
+from harness.config import BakeoffConfig, GateConfig
 from harness.gate import Verdict, check, recommend
 from harness.references import scored_references
 from harness.run import Bakeoff, CandidateResult
+from harness.stability import recommendation_stability
 
 SCHEMA_VERSION = 1
 def git_sha() -> str:
@@ -142,17 +143,32 @@ def build_results(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any
     cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed, references)
              for c in bakeoff.candidates]
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
-    return finish(bakeoff.run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts) | {
+    return finish(bakeoff.run_id, cfg.name, cfg.hash(), dataclasses.asdict(cfg), cands, verdicts, cfg.gates) | {
         "warnings": bakeoff.warnings, "references": references}
 
 
 def finish(run_id: str, name: str, config_hash: str, config: dict[str, Any], cands: list[dict[str, Any]],
-           verdicts: list[Verdict]) -> dict[str, Any]:
+           verdicts: list[Verdict], gates: list[GateConfig] | None = None) -> dict[str, Any]:
     choice, reason = recommend(cands, verdicts)
+    resamples, seed = int(config.get("bootstrap_resamples") or 1000), int((config.get("recipe") or {}).get("seed") or 0)
+    stability = recommendation_stability(cands, verdicts, gates or [], choice, min(resamples, 500), seed)
+    for gate in gates or []:
+        minimum = gate.recommendation_stability
+        if minimum is None:
+            continue
+        ok = stability >= minimum
+        verdicts = [*verdicts, Verdict(choice or "-", gate.name, ok, stability,
+                                       f"the same candidate is recommended in {stability:.0%} of resamples of seeds "
+                                       f"and items ({'meets' if ok else 'misses'} {minimum:g})")]
+        if not ok and choice is not None:
+            reason = (f"{choice} would be recommended, but only in {stability:.0%} of resamples of seeds and items "
+                      f"(gate: {minimum:g}): not a stable choice; {reason}")
+            choice = None
     return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "name": name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash, "config": config,
             "git_sha": git_sha(), "packages": package_versions(),
             "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
+            "recommendation_stability": stability,
             "gates": [dataclasses.asdict(v) for v in verdicts], "candidates": cands}
 
 

@@ -23,6 +23,7 @@ from reports.format import (
     bias_reports,
     learning_lines,
     main_metrics,
+    recommendation_text,
     seed_note,
     sweep_lines,
     verdict,
@@ -164,4 +165,4 @@ def render(results: dict[str, Any], console: Console) -> None:
     for line in notes(results, groups) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
         console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
     verdict = "PASS" if results["passed"] else "FAIL"
-    console.print(f"Recommendation [{verdict}]: {results['recommendation_reason']}", highlight=False, markup=False)
+    console.print(f"Recommendation [{verdict}]: {recommendation_text(results)}", highlight=False, markup=False)
