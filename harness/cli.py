@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
 
@@ -169,6 +170,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(finding, file=sys.stderr)
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
+    if not errors:
+        _power(config, overrides, sys.stderr if args.examples else sys.stdout)
     if args.examples and not errors:  # stdout carries only the JSON lines then; the summary goes to stderr
         import json
 
@@ -180,6 +183,21 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
           file=sys.stderr if args.examples else sys.stdout)
     return EXIT_USAGE if errors else EXIT_OK
+
+
+def _power(config: str | None, overrides: list[str], out: Any) -> None:
+    """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
+    from harness.config import load_config
+    from harness.data import load_benchmark
+    from harness.power import power_lines
+
+    cfg = load_config(config, overrides)
+    sizes = {}
+    for ref in cfg.benchmarks:
+        spec, splits = load_benchmark(ref, cfg.base_dir)
+        sizes[spec.name] = len(splits["test"].examples)
+    for line in power_lines(cfg, sizes):
+        print(line, file=out)
 
 
 def write_reports(results: dict, out: Path) -> None:

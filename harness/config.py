@@ -312,6 +312,8 @@ def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
         raw = {"spec": raw} if cls is SuiteRef else {"model": raw}
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
+    # YAML 1.1 reads an unquoted key `on` (a gate's `on: ci_low`) as the boolean true, and `off`, `yes`, `no` too
+    raw = {("on" if k is True else "off" if k is False else str(k)): v for k, v in raw.items()}
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
