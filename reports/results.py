@@ -78,13 +78,35 @@ def _corpus_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], 
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
+def _seeded_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], resamples: int,
+                seed: int) -> dict[str, Any] | None:
+    """The gap over several training seeds: each seed's gap (its model on both splits), a seed-aware interval
+    (harness/seeds.py) whose item part resamples the two splits independently. None with one seed."""
+    from harness.compare import seed_stats
+    from harness.seeds import combine, is_seeded, item_draws, per_seed_items
+
+    entries = [bench["scores"][s][metric] for s in ("test", "shifted")]
+    if not all(is_seeded(e) for e in entries):
+        return None
+    draws = [item_draws(metric, per_seed_items(e), seed_stats(metric, bench, split, (references.get(split) or {})
+                                                               .get("items")), resamples, seed + offset).mean(axis=0)
+             for offset, (split, e) in enumerate(zip(("test", "shifted"), entries))]
+    gaps = [a - b for a, b in zip(entries[0]["seeds"], entries[1]["seeds"])]
+    sa = combine([gaps], draws[0] - draws[1])
+    low, high = sa.interval()
+    return {"gap_ci_low": low, "gap_ci_high": high, "gap_seeds": gaps, "gap_seed_sd": sa.seed_sd}
+
+
 def _generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int,
                     references: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     test = bench["scores"].get("test", {}).get(main_metric)
     shifted = bench["scores"].get("shifted", {}).get(main_metric)
+    seeded = _seeded_gap(bench, main_metric, references or {}, resamples, seed) if test and shifted else None
     corpus = _corpus_gap(bench, main_metric, references or {}, resamples, seed) if test and shifted else None
-    if corpus:
+    if seeded:
+        out.update(metric=main_metric, gap=test["value"] - shifted["value"], **seeded)
+    elif corpus:
         out.update(metric=main_metric, gap=test["value"] - shifted["value"], gap_ci_low=corpus[0],
                    gap_ci_high=corpus[1])
     elif test and shifted:

@@ -128,3 +128,23 @@ def test_the_gap_interval_of_bleu_recomputes_corpus_bleu():
     assert got["gap"] == pytest.approx(sacrebleu.corpus_bleu(hyp_t, [ref_t]).score
                                        - sacrebleu.corpus_bleu(hyp_s, [ref_s]).score)
     assert got["gap_ci_low"] <= got["gap"] <= got["gap_ci_high"]
+
+
+def test_the_gap_over_seeds_counts_the_seed_spread():
+    """Three seeds whose gaps disagree (+0.2, 0, -0.2 on identical item sets): the seed-aware interval holds each
+    seed's gap and is wider than the per-item interval of the seed means."""
+    test_rows = [[1] * 8 + [0] * 2, [1] * 6 + [0] * 4, [1] * 4 + [0] * 6]
+    shifted_rows = [[1] * 6 + [0] * 4] * 3
+
+    def entry(rows):
+        return {"value": float(np.mean(rows)), "per_item": np.mean(rows, axis=0).tolist(), "per_seed": rows,
+                "seeds": [float(np.mean(r)) for r in rows]}
+
+    seeded = bench(entry(test_rows), entry(shifted_rows))
+    got = _generalisation(seeded, "accuracy", 1000, 0)
+    assert got["gap_seeds"] == pytest.approx([0.2, 0.0, -0.2]) and got["gap"] == pytest.approx(0.0)
+    assert got["gap_seed_sd"] == pytest.approx(0.2)
+    flat = _generalisation(bench({k: v for k, v in entry(test_rows).items() if k not in ("per_seed", "seeds")},
+                                 {k: v for k, v in entry(shifted_rows).items() if k not in ("per_seed", "seeds")}),
+                           "accuracy", 1000, 0)
+    assert got["gap_ci_low"] < flat["gap_ci_low"] and got["gap_ci_high"] > flat["gap_ci_high"]
