@@ -168,9 +168,12 @@ def evaluate_candidate(cand: CandidateConfig, handle: ModelHandle, cfg: BakeoffC
         if reason:
             results.append(BenchmarkResult(spec.name, spec.version, spec.task, "n/a", reason))
             continue
-        bench = Bench(handle, spec, cfg, cache)
+        seeds = cfg.recipe.seed_values
+        # one seed given as a list (`seeds: [7]`) trains under that seed, exactly as `seed: 7` would
+        bench = Bench(handle, spec, cfg if len(seeds) > 1 else
+                      dataclasses.replace(cfg, recipe=cfg.recipe.for_seed(seeds[0])), cache)
         try:
-            if len(cfg.recipe.seed_values) > 1 and not cand.zero_shot:
+            if len(seeds) > 1 and not cand.zero_shot:
                 from harness.seeded import tune_and_score_seeds
 
                 result, params, trainable, seed_peaks = tune_and_score_seeds(cand, handle, spec, cfg, cache, splits,

@@ -112,3 +112,10 @@ def test_several_seeds_through_a_tiny_bakeoff(tiny_config, tmp_path, capsys):
     assert one["units"]["computed"] == 1  # only tiny-llama's base-model probe, under seed 1's key
     one_llama = next(c for c in one["candidates"] if c["name"] == "tiny-llama")["benchmarks"][0]
     assert one_llama["scores"]["test"]["accuracy"]["value"] == acc["seeds"][1]
+    listed = main([*argv, "--out", str(tmp_path / "listed"), "recipe.seeds=[1]", "sweep={learning_rate: [1e-3, 5e-3]}"])
+    assert listed == TINY_EXIT  # `seeds: [1]` trains under seed 1, exactly as `seed: 1`: every unit is reused
+    same = json.loads((tmp_path / "listed" / "results.json").read_text())
+    assert same["units"]["computed"] == 0
+    for a, b in zip(same["candidates"], one["candidates"]):
+        assert [x["scores"] for x in a["benchmarks"]] == [x["scores"] for x in b["benchmarks"]]
+        assert [x["seeds"] for x in a["benchmarks"]] == [[1], [1]][: len(a["benchmarks"])]

@@ -71,7 +71,10 @@ bootstrap_resamples: 200
     code = main(["run", str(cfg), "--out", str(folder / name), "--quiet"])
     results = json.loads((folder / name / "results.json").read_text())
     bench = results["candidates"][0]["benchmarks"][0]
-    assert code == 0 and bench["status"] == "ok", bench["reason"]
+    # At these caps (120 rows, 24 test items) a recipe may stay at chance on the task: the run then says "did not
+    # learn" and exits 1 with no recommendation. This test is about forgetting, which is measured either way.
+    assert code == (0 if bench["learned"] else 1) and bench["status"] == "ok", (code, bench["reason"],
+                                                                                bench["learned_reason"])
     return bench
 
 
