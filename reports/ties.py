@@ -22,8 +22,9 @@ from reports.format import main_metrics
 ALPHA = 0.05
 RULE = (f"Tie groups: per benchmark, candidates sorted best first by the main metric on test; a candidate joins "
         f"the group of the candidate leading the group above it when their paired difference on the same items "
-        f"is not significant at {ALPHA:g} (two-sided; McNemar exact for 0/1 scores, paired bootstrap otherwise; "
-        f"no multiplicity correction). Same group = these test items cannot tell them apart.")
+        f"is not significant at {ALPHA:g} (two-sided; McNemar exact for 0/1 scores, paired bootstrap otherwise, "
+        f"the seed-aware t test when a side has several training seeds; no multiplicity correction). Same group "
+        f"= these test items (and seeds) cannot tell them apart.")
 
 
 @dataclass(frozen=True)
