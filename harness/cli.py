@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     run.add_argument("--force", action="store_true", help="recompute every unit of work, ignoring kept results")
     run.add_argument("--no-cache", action="store_true", help="neither reuse nor keep finished units of work")
+    run.add_argument("--executor", choices=("local", "ray"), default=None,
+                     help="where units run: in this process (default) or as Ray tasks (docs/distributed.md)")
+    run.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="join this Ray cluster (auto, HOST:PORT); without it --executor ray starts a local Ray")
     val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
     val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
@@ -120,7 +124,11 @@ def _run(args: argparse.Namespace) -> int:
     from reports.results import build_results
     from reports.terminal import render
 
-    cfg = load_config(*_config_and_overrides(args))
+    config, overrides = _config_and_overrides(args)
+    # the flags are overrides of the config's `executor:` (so bad values get the config's own error message)
+    overrides += [f"executor.kind={args.executor}"] * bool(args.executor)
+    overrides += ["executor.kind=ray", f"executor.address={args.ray_address}"] * bool(args.ray_address)
+    cfg = load_config(config, overrides)
     quiet_libraries()
     from harness.store import Store
 
@@ -128,8 +136,10 @@ def _run(args: argparse.Namespace) -> int:
     baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
-    cache = UnitCache(None if args.no_cache else default_root(Path(args.store) if args.store else default_path()),
-                      force=args.force)
+    # the unit store: the one the workers share when the executor declares it, else beside the run store
+    root = Path(cfg.executor.units) if cfg.executor.units else \
+        default_root(Path(args.store) if args.store else default_path())
+    cache = UnitCache(None if args.no_cache else root, force=args.force)
     try:
         with RichProgress(console) as progress:
             bakeoff = run(cfg, progress, cache)

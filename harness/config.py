@@ -209,6 +209,52 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class UnitResources:
+    """What one unit of work asks its executor for (Ray: the task's `num_cpus`, `num_gpus`); None: its default."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "num_gpus"):
+            value = getattr(self, name)
+            _check(value is None or value >= 0, f"{name} must be zero or more (got {value})")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Resources per kind of unit: `tune` (one fine-tune), `score` (a split, the bias pairs), `probe`."""
+
+    tune: UnitResources = field(default_factory=UnitResources)
+    score: UnitResources = field(default_factory=UnitResources)
+    probe: UnitResources = field(default_factory=UnitResources)
+
+
+EXECUTORS = ("local", "ray")  # harness/execution/: one module and one registration each
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the units of a bake-off run (docs/distributed.md). It never changes a result, so it is not part of
+    the config hash: the same bake-off on `local` and on `ray` is the same bake-off.
+
+    `address`: None starts a local Ray for the run; `auto` or `HOST:PORT` joins an existing cluster.
+    `units`: the unit store shared by the driver and the workers (a path every node mounts); None keeps units on
+    the driver, and records and files travel through Ray's object store. `max_retries`: how often Ray reruns a
+    unit whose worker or node died."""
+
+    kind: str = "local"
+    address: str | None = None
+    units: str | None = None
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        _check(self.kind in EXECUTORS, f"executor.kind must be one of {', '.join(EXECUTORS)} (got {self.kind!r})")
+        _check(self.max_retries >= 0, f"executor.max_retries must be zero or more (got {self.max_retries})")
+
+
+@dataclass(frozen=True)
 class BakeoffConfig:
     name: str
     candidates: list[CandidateConfig]
@@ -221,6 +267,7 @@ class BakeoffConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
     zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where units run: not part of the hash
     source: str = ""  # the file this config was read from; specs resolve relative to it
 
     def __post_init__(self) -> None:
@@ -251,6 +298,7 @@ class BakeoffConfig:
     def hash(self) -> str:
         payload = dataclasses.asdict(self)
         payload.pop("source")
+        payload.pop("executor")  # where a bake-off runs does not change what it computes
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -39,14 +39,14 @@ def bakeoff(cfg: Path, out: Path, *extra: str) -> dict:
 
 def forbid_model_loads(m: pytest.MonkeyPatch) -> None:
     """Make every way to load weights or a tokenizer raise: the harness's loaders and transformers' own."""
+    import harness.execution.workspace
     import harness.models
-    import harness.units
     from transformers import AutoTokenizer, PreTrainedModel
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model or tokenizer was loaded")
 
-    for module in (harness.models, harness.units):
+    for module in (harness.models, harness.execution.workspace):
         m.setattr(module, "load_model", refuse)
         m.setattr(module, "load_tokenizer", refuse)
     m.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
@@ -235,11 +235,11 @@ def test_kept_peft_adapter_loads_with_peft_and_gives_the_same_logits(tiny_config
 
 
 def test_a_sweep_scores_every_setting_against_one_loaded_base(tiny_config, tmp_path, capsys, monkeypatch):
-    import harness.units
+    import harness.execution.workspace
 
     loads = []
-    real = harness.units.load_model
-    monkeypatch.setattr(harness.units, "load_model", lambda *a, **k: loads.append(a[0].name) or real(*a, **k))
+    real = harness.execution.workspace.load_model
+    monkeypatch.setattr(harness.execution.workspace, "load_model", lambda *a, **k: loads.append(a[0].name) or real(*a, **k))
     results = bakeoff(tiny_config, tmp_path / "a", "sweep.learning_rate=[1e-3, 5e-3]", "probes=[]", "bias=[]")
     assert len(loads) == len(set(loads)) == len(results["candidates"])  # one load per candidate and benchmark
     for c in results["candidates"]:
@@ -282,23 +282,24 @@ def test_each_sweep_setting_starts_from_the_seeded_initial_state(tiny_config, tm
 def test_tuned_tensors_stay_in_memory_only_without_a_cache(tiny_config, tmp_path, capsys, monkeypatch):
     """With a cache the sweep's settings are read back from disk (no second copy in memory), without one they are
     held in memory; both paths score the same numbers."""
-    import harness.run
-    import harness.units
+    import harness.execution.local
 
-    held = []
-    real = harness.units.keep_setting
+    held = []  # per tune unit computed: does its output still hold its tensors for the units that read them?
+    real = harness.execution.local.run_unit
 
-    def keep(bench, key, payload):
-        real(bench, key, payload)
-        held.append(len(bench.kept))
+    def run_unit(unit, *args):
+        out = real(unit, *args)
+        if unit.kind == "tune":
+            held.append(out.tensors is not None)
+        return out
 
-    monkeypatch.setattr(harness.run, "keep_setting", keep)
+    monkeypatch.setattr(harness.execution.local, "run_unit", run_unit)
     sweep = ("sweep.learning_rate=[1e-3, 5e-3]", "probes=[]", "bias=[]")
     cached = bakeoff(tiny_config, tmp_path / "a", *sweep)
-    assert held and set(held) == {0}
+    assert held == [False] * 4  # two settings of two candidates, each read back from the cache
     held.clear()
     memory = bakeoff(tiny_config, tmp_path / "b", "--no-cache", *sweep)
-    assert held and max(held) == 2  # both settings of a candidate's sweep, until the best is chosen
+    assert held == [True] * 4
     assert numbers(memory) == numbers(cached)
 
 

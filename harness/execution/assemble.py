@@ -1,0 +1,196 @@
+"""From the outputs of one candidate's units on one benchmark to its BenchmarkResult: forgetting and bias from
+the before/after probes, chance and the learned rule, and under several training seeds the merge into means
+over seeds with seed-aware intervals (harness/seeds.py). Pure functions of kept records: the driver runs them,
+wherever the units ran."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.bias import bias_report
+from harness.chance import Chance, chance, learned, what_to_try
+from harness.config import BakeoffConfig
+from harness.data import BenchmarkSpec, Split
+from harness.execution.compute import Context, Output, kept_value
+from harness.execution.outcome import BenchmarkResult
+from harness.execution.plan import SCORED_SPLITS, BenchPlan, group_recipe
+from harness.probes import ProbeScore, forgetting_report
+from harness.score import MetricValue
+from harness.statistics.seeds import combine_change, combine_metric
+from harness.train import TrainResult
+
+ZERO_SHOT_RECORD = {"learning_rate": None, "epochs": None, "train": None, "validation": None, "trainable_params": 0}
+
+
+def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context,
+             folder: Callable[[str], Path | None]) -> tuple[BenchmarkResult, int, int]:
+    """The result, with the chosen setting's parameter counts. `folder(key)`: where a tuned setting is kept."""
+    cfg, (spec, splits) = ctx.cfg, ctx.benchmark(bp.benchmark)
+    if bp.zero_shot:
+        chosen = [ZERO_SHOT_RECORD | {"params": out[bp.select].record["params"]}]
+        keys: list[str | None] = [None]
+        sweep: list[dict[str, Any]] = []
+    else:
+        select = out[bp.select].record
+        keys = [out[ts[select["best"]]].key for ts in bp.tunes]
+        chosen, sweep = [out[ts[select["best"]]].record for ts in bp.tunes], select["sweep"]
+    results = [_one_seed(bp, s, out, ctx, spec, splits, chosen[s], sweep, _folder(folder, keys[s]))
+               for s in range(len(chosen))]
+    result = results[0] if len(results) == 1 else merge(results, list(bp.seeds), spec, splits, cfg, sweep)
+    return result, chosen[-1]["params"], chosen[-1]["trainable_params"]
+
+
+def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec: BenchmarkSpec,
+              splits: dict[str, Split], chosen: dict[str, Any], sweep: list[dict[str, Any]],
+              unit: Path | None) -> BenchmarkResult:
+    cfg = ctx.cfg
+    recipe = group_recipe(cfg, ctx.candidate(bp.candidate), bp.seeds[s])
+    resamples, seed = cfg.bootstrap_resamples, recipe.seed
+    scores, predictions, per_class, latency = {}, {}, {}, None
+    for split, uid in bp.scores[s]:
+        rec = out[uid].record
+        scores[split] = {m: MetricValue.from_dict(v) for m, v in rec["scores"].items()}
+        predictions[split] = rec["predictions"]
+        if rec["per_class_f1"] is not None:
+            per_class[split] = rec["per_class_f1"]
+        latency = latency if latency is not None else rec["latency_ms"]
+    reports = []
+    for j, (p, items, digest) in enumerate(_probes(ctx, bp)):
+        was = _probe_score(out[bp.base_probes[j]].record)
+        after = was if bp.zero_shot else _probe_score(out[bp.probes[s][j]].record)
+        reports.append(forgetting_report(p, items, was, after, digest, resamples, seed)
+                       | {"files": {"spec": p.path, "data": p.data}})
+    bias_reports = []
+    for j, (b, pairs, digest) in enumerate(_bias(ctx, bp)):
+        pairs_before = out[bp.base_bias[j]].record
+        pairs_after = pairs_before if bp.zero_shot else out[bp.bias[s][j]].record
+        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": digest,
+                             "files": {"spec": b.path, "data": b.data},
+                             **bias_report(pairs_before["a"], pairs_before["b"], pairs_after["a"], pairs_after["b"],
+                                           pairs, resamples, seed)})
+    chances, did_learn, why = learning(spec, splits, scores, chosen, sweep, recipe.restore_best)
+    return BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
+                           {name: sp.sha256 for name, sp in splits.items()}, scores,
+                           TrainResult(**chosen["train"]) if chosen["train"] else None, latency,
+                           reports, predictions, per_class, sweep, bias_reports,
+                           {"spec": spec.path, **{name: sp.path for name, sp in splits.items()}},
+                           unit, chances, did_learn, why, bp.zero_shot, [] if bp.zero_shot else [seed])
+
+
+def _folder(folder: Callable[[str], Path | None], key: str | None) -> Path | None:
+    return folder(key) if key else None
+
+
+def _probes(ctx: Context, bp: BenchPlan) -> list[Any]:
+    kind = ctx.handles[bp.candidate].kind
+    return [(p, items, digest) for p, items, digest in ctx.suites.probes if p.model_kind == kind]
+
+
+def _bias(ctx: Context, bp: BenchPlan) -> list[Any]:
+    """The bias suites the plan ran for this benchmark (causal LMs only: harness/execution/plan.py)."""
+    kind = ctx.handles[bp.candidate].kind
+    return [(b, pairs, digest) for b, pairs, digest in ctx.suites.bias if b.benchmark == bp.benchmark
+            and kind == "causal"]
+
+
+def _probe_score(rec: dict[str, Any]) -> ProbeScore:
+    return ProbeScore(rec["correct"], rec["margin"], rec["correct_norm"], rec["outputs"])
+
+
+def learning(spec: BenchmarkSpec, splits: dict[str, Split], scores: dict[str, dict[str, MetricValue]],
+             chosen: dict[str, Any], sweep: list[dict[str, Any]],
+             restore_best: bool) -> tuple[dict[str, dict[str, Any]], bool | None, str]:
+    """Chance per split, and whether the candidate beats it (harness/chance.py). A zero-shot row is judged the
+    same way: a base model at chance is worth knowing about too."""
+    metric = spec.main_metric
+    found = {s: chance(spec, splits[s], metric) for s in ("validation", *SCORED_SPLITS) if s in splits}
+    chances = {s: {"value": c.value, "how": c.how} for s, c in found.items() if c is not None}
+    test = scores.get("test", {}).get(metric)
+    if test is None:
+        return chances, None, f"no test {metric}"
+    validation = chosen.get("validation")
+    if validation is None and chosen.get("train"):
+        validation = kept_value(chosen["train"], restore_best, "val_metric")
+    did, why = learned(metric, test, found.get("test"), validation, found.get("validation"))
+    if did is False and chosen.get("train") is not None:
+        why += "; " + what_to_try(sweep, chosen["learning_rate"], chosen.get("epochs"))
+    return chances, did, why
+
+
+def merge(results: list[BenchmarkResult], seeds: list[int], spec: BenchmarkSpec, splits: dict[str, Split],
+          cfg: BakeoffConfig, sweep: list[dict[str, Any]]) -> BenchmarkResult:
+    """One result from per-seed results: means over seeds with seed-aware intervals, per-seed values kept."""
+    from harness.statistics.paired import CORPUS, corpus_stats
+
+    resamples, first = cfg.bootstrap_resamples, results[0]
+    scores: dict[str, dict[str, MetricValue]] = {}
+    for split, metrics in first.scores.items():
+        refs = [list(ex.references) for ex in splits[split].examples]
+        scores[split] = {}
+        for metric in metrics:
+            stats = ([corpus_stats(metric, r.predictions[split], refs) for r in results] if metric in CORPUS
+                     else None)
+            scores[split][metric] = combine_metric(metric, [r.scores[split][metric] for r in results], stats,
+                                                   resamples, cfg.recipe.seed)
+    probes = [_merge_probe([r.probes[j] for r in results], resamples, cfg.recipe.seed)
+              for j in range(len(first.probes))]
+    bias = [_merge_bias([r.bias[j] for r in results], resamples, cfg.recipe.seed) for j in range(len(first.bias))]
+    trains = [r.train for r in results if r.train is not None]
+    train = dataclasses.replace(trains[0], seconds=sum(t.seconds for t in trains),
+                                tokens=sum(t.tokens for t in trains)) if trains else None
+    did, why = _learned(spec, scores, first.chance, sweep, results, cfg.recipe.restore_best)
+    latencies = [r.latency_ms for r in results if r.latency_ms is not None]
+    runs = [{"seed": s, "unit": str(r.unit) if r.unit else None, "train_seconds": r.train.seconds if r.train else None,
+             "final_val_loss": r.train.val_loss[-1] if r.train and r.train.val_loss else None}
+            for s, r in zip(seeds, results)]
+    return dataclasses.replace(
+        first, scores=scores, train=train, latency_ms=sum(latencies) / len(latencies) if latencies else None,
+        probes=probes, bias=bias, learned=did, learned_reason=why, seeds=list(seeds), seed_runs=runs,
+        seed_predictions={split: [r.predictions[split] for r in results] for split in first.predictions})
+
+
+def _learned(spec: BenchmarkSpec, scores: dict[str, dict[str, MetricValue]], chances: dict[str, dict[str, Any]],
+             sweep: list[dict[str, Any]], results: list[BenchmarkResult],
+             restore_best: bool) -> tuple[bool | None, str]:
+    """The learned rule on the mean over seeds and its seed-aware interval, with the mean validation score."""
+    metric = spec.main_metric
+    test = scores.get("test", {}).get(metric)
+    if test is None:
+        return None, f"no test {metric}"
+    found = {s: Chance(c["value"], c["how"]) for s, c in chances.items()}
+    chosen = next((row for row in sweep if row.get("chosen")), None)
+    validation = chosen["validation"] if chosen else _mean_validation(results, restore_best)
+    did, why = learned(metric, test, found.get("test"), validation, found.get("validation"))
+    if did is False:
+        first = results[0]
+        why += "; " + what_to_try(sweep, first.learning_rate, len(first.train.train_loss) if first.train else None)
+    return did, f"mean over {len(results)} seeds: {why}"
+
+
+def _mean_validation(results: list[BenchmarkResult], restore_best: bool) -> float | None:
+    """The mean over seeds of the kept weights' validation metric, where training measured it for every seed."""
+    values = [kept_value(dataclasses.asdict(r.train), restore_best, "val_metric") for r in results if r.train]
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found and len(found) == len(results) else None
+
+
+def _merge_probe(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
+    """Forgetting over seeds: the base model's answers are shared, the tuned model's differ by seed."""
+    before = reports[0]["per_item"]["before"]
+    afters = [r["per_item"]["after"] for r in reports]
+    forgetting = combine_change([[b - a for b, a in zip(before, after)] for after in afters], resamples, seed)
+    after = combine_change(afters, resamples, seed)
+    return reports[0] | {"forgetting": forgetting, "after": after,
+                         "per_item": {"before": before, "after": afters[0], "after_per_seed": afters},
+                         "forgotten_per_seed": [r["forgotten"] for r in reports],
+                         "gained_per_seed": [r["gained"] for r in reports]}
+
+
+def _merge_bias(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
+    before = reports[0]["per_pair"]["before"]
+    afters = [r["per_pair"]["after"] for r in reports]
+    change = combine_change([[a - b for a, b in zip(after, before)] for after in afters], resamples, seed)
+    return reports[0] | {"change": change, "flip_rate_after": combine_change(afters, resamples, seed),
+                         "per_pair": {"before": before, "after": afters[0], "after_per_seed": afters}}

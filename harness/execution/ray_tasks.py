@@ -1,0 +1,232 @@
+"""The Ray executor: every unit of the plan is a Ray task (docs/distributed.md).
+
+Ray does the scheduling: each task asks for its unit's resources (`executor.resources`: tune, score, probe),
+its inputs are the ObjectRefs of the units it reads, so Ray starts it when they are done, and `max_retries` has
+Ray rerun a unit whose worker process or node died. The driver only submits the plan in its order and collects
+the outputs as they finish.
+
+Where outputs go: with a unit store every node mounts (`executor.units`), workers read kept units and write new
+ones there themselves, whole or not at all (harness/cache.py), and the driver reads the same store. Without one,
+a unit's record, tensors and adapter files come back through Ray's object store, and the driver keeps them in
+its own unit cache as each unit finishes. Either way a killed driver resumes from the kept units.
+
+Units the driver can already answer are never submitted: a unit whose inputs are known and whose key is kept,
+and `select` (a comparison of validation scores) once its tune units are known. Model weights resolve on the
+worker from the same alias, folder or hub id, checked against the weights hash the driver planned with.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.cache import UnitCache
+from harness.config import ExecutorConfig, UnitResources
+from harness.execution import EXECUTORS, Failure
+from harness.execution.compute import Context, Output, Progress, keep, key_of, select
+from harness.execution.local import failure, run_unit, usable
+from harness.execution.plan import Plan, Unit
+from harness.execution.workspace import Workspace
+
+STEP_EVERY_S = 0.5  # a worker reports a loop's progress at most this often (and at its end)
+
+
+@EXECUTORS.register("ray")
+class RayExecutor:
+    def __init__(self, cfg: ExecutorConfig):
+        self.cfg = cfg
+
+    def execute(self, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress) -> dict[str, Output | Failure]:
+        import ray
+
+        started = connect(self.cfg.address)
+        try:
+            return _Driver(self.cfg, plan, ctx, cache, progress).run()
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address` (`auto`, HOST:PORT), or start a local Ray for this run; True when this run
+    started (or joined) Ray and must shut it down. A Ray already initialised in this process is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
+             configure_logging=False)
+    return True
+
+
+class _Driver:
+    def __init__(self, cfg: ExecutorConfig, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress):
+        import ray
+        from ray.util.queue import Queue
+
+        self.cfg, self.plan, self.ctx, self.cache, self.progress = cfg, plan, ctx, cache, progress
+        self.shared = cfg.units is not None
+        self.known: dict[str, Output | Failure] = {}
+        self.refs: dict[str, Any] = {}
+        self.events = Queue(actor_options={"num_cpus": 0})
+        self.ctx_ref = ray.put(ctx)
+        self.remote = ray.remote(_task)
+        self.watching = ""  # the unit whose loop the progress bar shows
+
+    def run(self) -> dict[str, Output | Failure]:
+        for unit in self.plan.units:
+            self.submit(unit)
+        self.collect()
+        return {u.id: self.known[u.id] for u in self.plan.units}
+
+    def submit(self, unit: Unit) -> None:
+        inputs = [self.known.get(i) for i in unit.inputs]
+        if any(isinstance(i, Failure) for i in inputs):
+            self.known[unit.id] = Failure(f"not run: an input of {unit.id} failed")
+            return
+        if all(isinstance(i, Output) for i in inputs):  # everything it reads is known here
+            ready = {i: o for i, o in zip(unit.inputs, inputs) if isinstance(o, Output)}
+            if unit.kind == "select":
+                self.known[unit.id] = Output(select(unit, ready, self.ctx))
+                return
+            key = key_of(unit, ready, self.ctx)
+            record = usable(unit, self.cache.get(key) if key else None)
+            if record is not None:
+                self.known[unit.id] = Output(record, key=key, reused=True)
+                return
+        args = [self.refs[i] if i not in self.known else self._send(self.known[i]) for i in unit.inputs]
+        self.refs[unit.id] = self.remote.options(name=unit.id, max_retries=self.cfg.max_retries,
+                                                 **options(unit, self.cfg)).remote(
+            unit, self.ctx_ref, self.cfg.units, self.cache.force, self.events, *args)
+
+    def _send(self, out: Output | Failure) -> Output | Failure:
+        """A kept tune unit travels with its tensors when the workers cannot read the driver's unit store."""
+        if isinstance(out, Output) and out.key and out.key.startswith("tune-") and out.tensors is None \
+                and not self.shared and self.cache.root is not None:
+            return Output(out.record, self.cache.tensors(out.key), key=out.key, reused=True)
+        return out
+
+    def collect(self) -> None:
+        import ray
+
+        pending = {ref: uid for uid, ref in self.refs.items()}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            self.drain()
+            for ref in done:
+                uid = pending.pop(ref)
+                self.known[uid] = self.finished(uid, ref)
+        self.drain()
+
+    def finished(self, uid: str, ref: Any) -> Output | Failure:
+        import ray
+
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayError as err:  # the worker or its node died more often than max_retries allows
+            return Failure(f"{type(err).__name__}: {str(err).splitlines()[0]} [unit {uid}]")
+        if isinstance(out, Output) and not out.reused and out.key:
+            if self.shared:
+                self.cache.computed += 1  # the worker kept it in the shared store
+            else:
+                keep(self.cache, out.key, out)
+        elif isinstance(out, Output) and out.reused:
+            self.cache.hits += 1  # read by the worker from the shared store
+        return out
+
+    def drain(self) -> None:
+        """Forward the workers' progress events to the driver's display."""
+        while not self.events.empty():
+            for uid, node, candidate, what, done, total in self.events.get_nowait_batch(self.events.qsize()):
+                if what is not None:
+                    self.watching = uid
+                    self.progress.stage(candidate, f"{what} [{node}]")
+                elif uid == self.watching:
+                    self.progress.step(done, total)
+
+
+def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
+    """The Ray task options of a unit: its kind's resources from the config (Ray's defaults where unset)."""
+    wanted: UnitResources = getattr(cfg.resources, unit.resources)
+    out: dict[str, Any] = {}
+    if wanted.num_cpus is not None:
+        out["num_cpus"] = wanted.num_cpus
+    if wanted.num_gpus is not None:
+        out["num_gpus"] = wanted.num_gpus
+    if unit.kind == "select":  # a comparison of numbers, when it has to wait for its inputs on the cluster
+        out = {"num_cpus": 0}
+    return out
+
+
+class _Events:
+    """A worker's progress, sent to the driver: every stage, and each loop's count at most every STEP_EVERY_S."""
+
+    def __init__(self, queue: Any, unit: Unit, node: str):
+        self.queue, self.unit, self.node, self.last = queue, unit, node, 0.0
+
+    def stage(self, candidate: str, what: str) -> None:
+        self.queue.put_nowait((self.unit.id, self.node, candidate, what, 0, 0))
+
+    def step(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self.last >= STEP_EVERY_S:
+            self.last = now
+            self.queue.put_nowait((self.unit.id, self.node, self.unit.candidate, None, done, total))
+
+
+_WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it
+
+
+def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any, *inputs: Any) -> Output | Failure:
+    """One unit on a Ray worker. An error in the unit comes back as a Failure naming the unit and the node (Ray
+    retries only lost workers and nodes, not a unit that raised)."""
+    from harness.cli import quiet_libraries
+    from harness.device import set_threads
+
+    node = f"{socket.gethostname()} ({os.getpid()})"
+    if any(isinstance(i, Failure) for i in inputs):
+        return Failure(f"not run: an input of {unit.id} failed")
+    from tuners import load_all
+
+    quiet_libraries()
+    load_all()  # the tuners register themselves when imported, in this worker process too
+    set_threads()
+    cache = UnitCache(Path(units), force=force) if units else UnitCache(None)
+    try:
+        ws = _workspace(unit, ctx)
+        return run_unit(unit, dict(zip(unit.inputs, inputs)), ctx, ws, cache, _Events(events, unit, node))
+    except Exception as err:
+        _WORKSPACE.clear()
+        return failure(unit, err, where=node)
+
+
+def _workspace(unit: Unit, ctx: Context) -> Workspace:
+    held = _WORKSPACE.get("ws")
+    if held is not None and held.group == unit.group:
+        held.snapshot = held.snapshot or unit.snapshot
+        return held
+    _WORKSPACE.clear()
+    spec, _ = ctx.benchmark(unit.benchmark)
+    ws = Workspace(worker_handle(ctx, unit.candidate), spec, ctx.recipe(unit), snapshot=unit.snapshot)
+    ws.group = unit.group  # type: ignore[attr-defined]
+    _WORKSPACE["ws"] = ws
+    return ws
+
+
+def worker_handle(ctx: Context, candidate: str) -> Any:
+    """The candidate's model on this node: the driver's folder when this node sees it, else resolved here from
+    the same alias, folder or hub id, and checked against the weights the driver planned with."""
+    from harness.errors import RunFailure
+    from harness.models import resolve
+
+    planned = ctx.handles[candidate]
+    if planned.source != "hub" and Path(planned.path).exists():
+        return planned
+    cand = ctx.candidate(candidate)
+    here = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle)
+    if here.weights_hash != planned.weights_hash:
+        raise RunFailure(f"{candidate}: the weights on this node ({here.weights_hash[:12]}) differ from the "
+                         f"driver's ({planned.weights_hash[:12]}); give every node the same model")
+    return here

@@ -1,0 +1,98 @@
+"""A loaded model for the units of one candidate on one benchmark under one training seed.
+
+The model loads only when a unit must actually be computed, so re-running a finished bake-off loads nothing.
+The local executor keeps one workspace alive across a group's units (the base model loads once for its probes,
+its tuning and its scoring, as a serial loop would); a Ray task opens its own for the one unit it runs. A tuned
+setting is reattached to the loaded base by preparing the tuner with the same seed and loading its trainable
+tensors, which gives the same weights as the model that was just trained.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.data import BenchmarkSpec
+from harness.errors import RunFailure
+from harness.models import ModelHandle, load_model, load_tokenizer
+
+
+class Workspace:
+    def __init__(self, handle: ModelHandle, spec: BenchmarkSpec, recipe: Any, snapshot: bool = False):
+        self.handle, self.spec, self.recipe = handle, spec, recipe
+        self.snapshot = snapshot  # keep the prepared initial state, so several settings each start from it
+        self.model: Any = None
+        self._tokenizer: Any = None
+        self.prepared = False  # the tuner has wrapped the model
+        self.dirty = False  # the prepared model's trainable tensors are not its initial state any more
+        self.attached: str | None = None  # key of the tuned setting whose tensors the model holds
+        self.initial: dict[str, Any] | None = None
+        self.memos: dict[str, Any] = {}  # per-workspace values several units share (tokenised training rows)
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.handle)
+        return self._tokenizer
+
+    def base(self) -> Any:
+        """The base model as loaded (a fresh classifier head, seeded, for an encoder on a classification task)."""
+        if self.model is None or self.prepared:
+            import torch
+
+            self.model = None
+            torch.manual_seed(self.recipe.seed)  # a fresh classifier head is initialised at load time
+            encoder_head = self.handle.kind == "encoder" and self.spec.task == "classification"
+            head = len(self.spec.labels) if encoder_head else None
+            self.model = load_model(self.handle, head_labels=head)
+            self.prepared, self.attached, self.dirty, self.initial = False, None, False, None
+        return self.model
+
+    def prepare(self) -> Any:
+        """The base wrapped by the recipe's tuner, with its seeded initial state (adapters, new head)."""
+        from tuners import TUNERS
+
+        if not self.prepared:
+            model = self.base()
+            self.model = TUNERS.get(self.recipe.tuner).prepare(model, self.recipe, self.handle.kind)
+            self.prepared = True
+            self.initial = self.trainable_state() if self.snapshot else None
+        return self.model
+
+    def fresh(self) -> Any:
+        """The prepared model in its initial state, for one setting to train from."""
+        if self.prepared and self.dirty:
+            if self.initial is not None:
+                self.load_state(self.initial)
+            else:  # no snapshot kept: load the base again rather than hold a second copy of its weights
+                self.model, self.prepared = None, False
+        model = self.prepare()
+        self.dirty, self.attached = True, None
+        return model
+
+    def trainable_state(self, copy: bool = True) -> dict[str, Any]:
+        """The trainable tensors by name; `copy=False` gives views that change as the model trains on."""
+        return {n: (p.detach().clone() if copy else p.detach()).contiguous()
+                for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        expected = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        if set(state) != expected:
+            raise RunFailure(f"kept tensors do not fit the prepared model ({len(set(state) ^ expected)} names differ); "
+                             "rerun with --force")
+        self.model.load_state_dict(state, strict=False)
+        self.model.eval()
+
+    def tuned(self, key: str, tensors: Any) -> Any:
+        """The model holding the tuned setting `key`; `tensors()` gives its trainable tensors when not attached."""
+        if self.attached != key:
+            self.prepare()
+            self.load_state(tensors())
+            self.attached, self.dirty = key, True
+        return self.model
+
+    def trained(self, key: str) -> None:
+        """The model now holds setting `key`, just trained."""
+        self.attached, self.dirty = key, True
+
+    def release(self) -> None:
+        self.model, self._tokenizer, self.initial, self.memos = None, None, None, {}
+        self.prepared, self.attached, self.dirty = False, None, False
