@@ -20,7 +20,7 @@ import numpy as np
 from harness.config import read_yaml
 from harness.data import BenchmarkSpec, Example, find_spec, load_benchmark_spec, read_numbered_rows, render_example
 from harness.errors import ConfigError, DataError
-from harness.stats import mcnemar_exact, paired_diff_ci, wilson
+from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
 
 BIAS_KINDS = ("counterfactual",)
 BIAS_KEYS = {"name", "version", "kind", "benchmark", "data", "description"}

@@ -8,9 +8,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
+
+if TYPE_CHECKING:
+    from harness.results.model import Results
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "gate":
             cmd.add_argument("--gates", default=None, help="YAML file with a `gates:` list (default: the run's own)")
         if name == "report":
-            cmd.add_argument("--format", choices=("terminal", "md", "html", "json", "junit"), default="terminal")
+            cmd.add_argument("--format", choices=_formats(), default="terminal")
     sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
     sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
     sc.add_argument("--metric", required=True)
@@ -65,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--resamples", type=int, default=1000)
     sc.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _formats() -> list[str]:
+    """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
+    import reports
+    from harness.results.render import RENDERERS
+
+    reports.load()
+    return list(RENDERERS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,10 +130,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from harness.cache import UnitCache, default_root
     from harness.config import load_config
+    from harness.results.finish import finish
     from harness.run import run
     from harness.store import default_path
     from reports.progress import RichProgress
-    from reports.results import build_results
     from reports.terminal import render
 
     config, overrides = _config_and_overrides(args)
@@ -148,18 +160,17 @@ def _run(args: argparse.Namespace) -> int:
                "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
         print(f"sftbench: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    results = build_results(bakeoff, cfg, baselines)
-    results["units"] = {"reused": cache.hits, "computed": cache.computed,
-                        "root": str(cache.root) if cache.root else None}
-    write_reports(results, out)
+    results = finish(bakeoff, cfg, baselines).with_changes(
+        units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
+    written = write_reports(results, out)
     if store:
-        store.save(results)
+        store.save(results.to_json())
         store.close()
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
-    print(f"results: {out / 'results.json'} (report.html, report.md, summary.md, junit.xml beside it)")
-    if any(c["status"] == "failed" for c in results["candidates"]):
+    print(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
+    if any(c.status == "failed" for c in results.candidates):
         return EXIT_RUNTIME
-    return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+    return EXIT_OK if results.passed else EXIT_GATE_FAILED
 
 
 def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
@@ -199,7 +210,7 @@ def _power(config: str | None, overrides: list[str], out: Any) -> None:
     """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
     from harness.config import load_config
     from harness.data import load_benchmark
-    from harness.power import power_lines
+    from harness.gates.power import power_lines
 
     cfg = load_config(config, overrides)
     sizes = {}
@@ -210,17 +221,20 @@ def _power(config: str | None, overrides: list[str], out: Any) -> None:
         print(line, file=out)
 
 
-def write_reports(results: dict, out: Path) -> None:
-    from reports.html import render_html
-    from reports.junit import render_junit
-    from reports.markdown import render_markdown, render_report
-    from reports.results import write_json
+def write_reports(results: Results, out: Path) -> list[str]:
+    """results.json, then every registered renderer that has a file name, beside it; the names written."""
+    import reports
+    from harness.results.model import write_json
+    from harness.results.render import RENDERERS
 
     write_json(results, out / "results.json")
-    (out / "report.html").write_text(render_html(results), encoding="utf-8")
-    (out / "summary.md").write_text(render_markdown(results), encoding="utf-8")
-    (out / "report.md").write_text(render_report(results), encoding="utf-8")
-    (out / "junit.xml").write_text(render_junit(results), encoding="utf-8")
+    reports.load()
+    written = []
+    for _, renderer in RENDERERS.items():
+        if renderer.filename:
+            (out / renderer.filename).write_text(renderer.render(results), encoding="utf-8")
+            written.append(renderer.filename)
+    return written
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Commands over the run store: runs, show, promote, compare, gate, report."""
+"""Commands over the run store: runs, show, promote, compare, gate, report. Stored runs are read back as the typed
+results model (harness/results/finish.py restore), which every renderer takes."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,11 @@ import sys
 from typing import Any
 
 from harness.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from harness.results.model import Results
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    from harness.results.finish import restore
     from harness.store import Store
 
     with Store(args.store) as store:
@@ -18,24 +21,25 @@ def dispatch(args: argparse.Namespace) -> int:
             for run in store.runs():
                 print("  ".join(str(run.get(k, "")) for k in ("run_id", "name", "created", "passed", "recommendation")))
             return EXIT_OK
-        results = store.get(args.run_id)
+        stored = store.get(args.run_id)
         if args.command == "promote":
             promoted = store.promote(args.run_id, args.candidate, args.baseline_name)
             print(f"promoted: {promoted}")
             return EXIT_OK
         if args.command == "compare":
-            return _compare(results, store.get(args.other), args.format)
+            return _compare(stored, store.get(args.other), args.format)
+        results = restore(stored)
         if args.command == "gate":
             results = _regate(results, args.gates, store)
             _terminal(results)
-            return EXIT_OK if results["passed"] else EXIT_GATE_FAILED
+            return EXIT_OK if results.passed else EXIT_GATE_FAILED
         if args.command == "show":
             _terminal(results)
             return EXIT_OK
         return _report(results, args.format)
 
 
-def _terminal(results: dict[str, Any]) -> None:
+def _terminal(results: Results) -> None:
     from rich.console import Console
 
     from reports.terminal import render
@@ -43,36 +47,28 @@ def _terminal(results: dict[str, Any]) -> None:
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
 
 
-def _report(results: dict[str, Any], fmt: str) -> int:
+def _report(results: Results, fmt: str) -> int:
+    """Any registered format (harness/results/render.py); the terminal one straight to the console."""
     if fmt == "terminal":
         _terminal(results)
-    elif fmt == "json":
-        print(json.dumps(results, indent=1))
-    elif fmt == "md":  # the full report.md (summary.md is its first part)
-        from reports.markdown import render_report
+        return EXIT_OK
+    import reports
+    from harness.results.render import RENDERERS
 
-        print(render_report(results))
-    elif fmt == "html":
-        from reports.html import render_html
-
-        print(render_html(results))
-    else:
-        from reports.junit import render_junit
-
-        print(render_junit(results))
+    reports.load()
+    print(RENDERERS.get(fmt).render(results))
     return EXIT_OK
 
 
-def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict[str, Any]:
+def _regate(results: Results, gates_file: str | None, store: Any) -> Results:
     """Verdicts again on stored results: the run's own gates, or the `gates:` list (and optional
     `gate_correction:`) of a YAML file; the run's bootstrap resamples and seed, so its own gates reproduce."""
     from pathlib import Path
 
     from harness.config import CORRECTIONS, GateConfig, build, read_yaml
-    from harness.gate import check
-    from reports.results import finish
+    from harness.results.finish import regate
 
-    config = results["config"]
+    config = results.config
     source = read_yaml(Path(gates_file)) if gates_file else config
     raw, correction = source.get("gates", []), source.get("gate_correction", config.get("gate_correction", "holm"))
     try:
@@ -86,10 +82,7 @@ def _regate(results: dict[str, Any], gates_file: str | None, store: Any) -> dict
     except ConfigError as err:
         raise ConfigError(err.message, gates_file) from None
     baselines = {g.baseline: store.baseline(g.baseline) for g in gates if g.baseline}
-    verdicts = check(results["candidates"], gates, baselines, config.get("bootstrap_resamples", 1000),
-                     config.get("recipe", {}).get("seed", 0), correction)
-    return finish(results["run_id"], results["name"], results["config_hash"], config, results["candidates"], verdicts,
-                  gates)
+    return regate(results, gates, correction, baselines)
 
 
 def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:

@@ -33,7 +33,7 @@ from harness.config import SuiteRef, read_yaml
 from harness.data import field_text, find_spec, read_numbered_rows, row_error
 from harness.errors import ConfigError, DataError
 from harness.score import normalise_answer
-from harness.stats import mcnemar_exact, paired_diff_ci, wilson
+from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
 
 PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
 PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.registry import Registry
-from harness.stats import bootstrap_ci, mean_ci, wilson
+from harness.statistics.intervals import bootstrap_ci, mean_ci, wilson
 
 
 @dataclass(frozen=True)

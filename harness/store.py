@@ -89,7 +89,7 @@ class Store:
             yield
 
     def save(self, results: dict[str, Any]) -> str:
-        """Store one results dict (reports/results.py schema) in a single transaction; returns its run_id."""
+        """Store one results dict (the JSON form of harness/results/model.py) in one transaction; returns its run_id."""
         run_id = results["run_id"]
         try:
             with self._transaction():

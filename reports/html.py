@@ -10,18 +10,22 @@ import math
 import re
 from typing import Any
 
+from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricScore, ProbeRow, Results
+from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
+    benchmark,
     bias_measured,
     learning_lines,
+    ranked,
     recommendation_text,
     seed_note,
     sweep_lines,
+    tie_notes,
     verdict,
     warning_lines,
 )
 from reports.plots import FIGURES, main_metrics, metric_scale
-from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
 SAMPLE_PREDICTIONS = 10
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
@@ -76,9 +80,9 @@ def _ci(value: Any, low: Any, high: Any, scale: float = 100.0) -> str:
     return text + (f" [{scale * low:.1f}, {scale * high:.1f}]" if _finite(low) and _finite(high) else "")
 
 
-def _entry(entry: dict[str, Any] | None, scale: float = 100.0) -> str:
-    entry = entry or {}
-    return _ci(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"), scale)
+def _entry(entry: MetricScore | None, scale: float = 100.0) -> str:
+    entry = entry or MetricScore()
+    return _ci(entry.value, entry.ci_low, entry.ci_high, scale)
 
 
 def _num(v: Any, fmt: str = ".0f") -> str:
@@ -102,35 +106,33 @@ def _td(markup: str, cls: str = "num", title: str = "") -> str:
     return f'<td class="{cls}"{attr}>{markup}</td>'
 
 
-def _bench_cells(c: dict[str, Any], b: dict[str, Any] | None, metric: str, others: list[str], group: int | None,
+def _bench_cells(c: CandidateRow, b: BenchmarkRow | None, metric: str, others: list[str], group: int | None,
                  bias: bool) -> list[str]:
     width = 5 + bool(others) + bias
-    if b is None or b.get("status") != "ok":
-        status = (b or {}).get("status") or ("failed" if c.get("status") != "ok" else "not run")
-        reason = (b or {}).get("reason") or c.get("reason", "")
+    if b is None or b.status != "ok":
+        status = (b.status if b else "") or ("failed" if c.status != "ok" else "not run")
+        reason = (b.reason if b else "") or c.reason
         return [_td(_e(status), "fail-cell" if status == "failed" else "muted", reason)] + [_td("-")] * (width - 1)
     scale = metric_scale(metric)
-    scores = b.get("scores") or {}
-    test = scores.get("test") or {}
+    test = b.scores.get("test") or {}
     cells = [_td(_entry(test.get(metric), scale)), _td(_num(group, "d") if group is not None else "-")]
     if others:
         also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], metric_scale(m)))}" for m in others if m in test)
         cells.append(_td(also or "-"))
-    gen = b.get("generalisation") or {}
-    probes = b.get("probes") or []
-    cells += [_td(_entry((scores.get("shifted") or {}).get(metric), scale)),
-              _td(_ci(gen.get("gap"), gen.get("gap_ci_low"), gen.get("gap_ci_high"), scale)),
-              _td("<br>".join(_forgetting(p) for p in probes) or "-")]
+    gen = b.generalisation
+    cells += [_td(_entry(b.score("shifted", metric), scale)),
+              _td(_ci(gen.gap, gen.gap_ci_low, gen.gap_ci_high, scale)),
+              _td("<br>".join(_forgetting(p) for p in b.probes) or "-")]
     if bias:
-        cells.append(_td("<br>".join(f'<span class="probe">{_e(r.get("probe", ""))}</span><br>'
-                                     f'{_entry(r.get("change"))}' for r in b.get("bias") or []) or "-"))
+        cells.append(_td("<br>".join(f'<span class="probe">{_e(r.probe)}</span><br>'
+                                     f'{_entry(r.change)}' for r in b.bias) or "-"))
     return cells
 
 
-def _forgetting(p: dict[str, Any]) -> str:
+def _forgetting(p: ProbeRow) -> str:
     """Probe name, forgetting in points with its interval, items forgotten / gained."""
-    return (f'<span class="probe">{_e(p.get("probe", ""))}</span><br>{_entry(p.get("forgetting"))}'
-            f" &middot; {_num(p.get('forgotten'))} / {_num(p.get('gained'))}")
+    return (f'<span class="probe">{_e(p.probe)}</span><br>{_entry(p.forgetting)}'
+            f" &middot; {_num(p.forgotten)} / {_num(p.gained)}")
 
 
 def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
@@ -141,15 +143,16 @@ def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
             ["bias change, flip pts [95% CI]"] * bias)
 
 
-def leaderboard(results: dict[str, Any], groups: list[TieGroups]) -> str:
+def leaderboard(results: Results) -> str:
+    groups = results.tie_groups
     metrics = main_metrics(results)
     bias = bias_measured(results)
     others: dict[str, list[str]] = {bench: [] for bench in metrics}
-    for c in results.get("candidates", []):
-        for b in c.get("benchmarks", []):
-            for m in (b.get("scores") or {}).get("test") or {}:
-                if b["benchmark"] in others and m not in others[b["benchmark"]] and m != metrics[b["benchmark"]]:
-                    others[b["benchmark"]].append(m)
+    for c in results.candidates:
+        for b in c.benchmarks:
+            for m in b.scores.get("test") or {}:
+                if b.benchmark in others and m not in others[b.benchmark] and m != metrics[b.benchmark]:
+                    others[b.benchmark].append(m)
     top, sub = ['<th rowspan="2">candidate</th>'], []
     for bench, metric in metrics.items():
         heads = _bench_heads(metric, bool(others[bench]), bias)
@@ -160,53 +163,51 @@ def leaderboard(results: dict[str, Any], groups: list[TieGroups]) -> str:
     sub += [f"<th>{h}</th>" for h in cost]
     rows = []
     ties = {t.benchmark: t for t in groups}
-    for c in ranked(results, groups):
-        cells = [_td(_e(c["name"]), "name", c.get("reason", ""))]
+    for c in ranked(results):
+        cells = [_td(_e(c.name), "name", c.reason)]
         for bench, metric in metrics.items():
-            b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench), None)
-            cells += _bench_cells(c, b, metric, others[bench], ties[bench].group.get(c["name"]), bias)
-        k = c.get("cost") or {}
-        cells += [_td(_count(c.get("params"))), _td(_count(c.get("trainable_params"))),
-                  _td(_num(k.get("train_seconds"))), _td(_num(k.get("train_tokens_per_second"))),
-                  _td(_num(k.get("latency_ms_per_item"), ".1f")), _td(_num(k.get("peak_rss_mb")))]
+            cells += _bench_cells(c, benchmark(c, bench), metric, others[bench], ties[bench].group.get(c.name), bias)
+        k = c.cost
+        cells += [_td(_count(c.params)), _td(_count(c.trainable_params)),
+                  _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
+                  _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))]
         label, detail = verdict(results, c)
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))
-        rows.append(_row(cells, "chosen" if c["name"] == results.get("recommendation") else ""))
-    notes = ([RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes] + [seed_note(results)]
-             + learning_lines(results))
+        rows.append(_row(cells, "chosen" if c.name == results.recommendation else ""))
+    notes = [results.tie_rule] + tie_notes(groups) + [seed_note(results)] + learning_lines(results)
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
     return (f'<div class="scroll"><table><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>'
             f'<ul class="muted">{"".join(f"<li>{_e(n)}</li>" for n in notes)}</ul>')
 
 
-def gates(results: dict[str, Any]) -> str:
-    verdicts = results.get("gates") or []
+def gates(results: Results) -> str:
+    verdicts = results.gates
     if not verdicts:
         return '<p class="muted">No gates configured: every candidate that ran passes.</p>'
     rows = []
     for v in verdicts:
-        observed = v.get("observed")
-        cells = [_td(_e(v.get("candidate", "")), "text"), _td(_e(v.get("gate", "")), "text"),
-                 _td("pass" if v.get("passed") else "FAIL", "pass-cell" if v.get("passed") else "fail-cell"),
+        observed = v.observed
+        cells = [_td(_e(v.candidate), "text"), _td(_e(v.gate), "text"),
+                 _td("pass" if v.passed else "FAIL", "pass-cell" if v.passed else "fail-cell"),
                  _td(_num(observed, ".4g") if _finite(observed) else _e("-" if observed is None else observed)),
-                 _td(_e(v.get("message", "")), "text")]
+                 _td(_e(v.message), "text")]
         rows.append(_row(cells))
     return ("<table><thead><tr><th>candidate</th><th>gate</th><th>result</th><th>observed</th><th>message</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def problems(results: dict[str, Any]) -> str:
+def problems(results: Results) -> str:
     """Failed candidates and failed or n/a benchmarks, with the reason each carries."""
     items = []
-    for c in results.get("candidates", []):
-        if c.get("status") != "ok":
-            items.append(f"<li><b>{_e(c['name'])}</b>: {_e(c.get('status', ''))} - {_e(c.get('reason', ''))}</li>")
-        for b in c.get("benchmarks", []):
-            if b.get("status") != "ok" and (b.get("reason") != c.get("reason") or c.get("status") == "ok"):
-                items.append(f"<li><b>{_e(c['name'])}</b> / {_e(b['benchmark'])}: {_e(b.get('status', ''))} - "
-                             f"{_e(b.get('reason', ''))}</li>")
+    for c in results.candidates:
+        if c.status != "ok":
+            items.append(f"<li><b>{_e(c.name)}</b>: {_e(c.status)} - {_e(c.reason)}</li>")
+        for b in c.benchmarks:
+            if b.status != "ok" and (b.reason != c.reason or c.status == "ok"):
+                items.append(f"<li><b>{_e(c.name)}</b> / {_e(b.benchmark)}: {_e(b.status)} - "
+                             f"{_e(b.reason)}</li>")
     return f"<ul>{''.join(items)}</ul>" if items else ""
 
 
@@ -215,7 +216,7 @@ def _svg_width(svg: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def figures(results: dict[str, Any]) -> str:
+def figures(results: Results) -> str:
     parts = []
     for title, draw in FIGURES:
         try:
@@ -232,21 +233,21 @@ def figures(results: dict[str, Any]) -> str:
     return f'<div class="figures">{"".join(parts)}</div>'
 
 
-def most_forgotten(results: dict[str, Any]) -> str:
+def most_forgotten(results: Results) -> str:
     parts = []
-    for c in results.get("candidates", []):
-        for b in c.get("benchmarks", []):
-            for p in b.get("probes") or []:
-                items = p.get("most_forgotten") or []
+    for c in results.candidates:
+        for b in c.benchmarks:
+            for p in b.probes:
+                items = p.most_forgotten
                 if not items:
                     continue
-                summary = (f"forgot {_num(p.get('forgotten'))}, gained {_num(p.get('gained'))} of {_num(p.get('n'))} "
-                           f"items; McNemar p = {_num(p.get('mcnemar_p'), '.3g')}")
+                summary = (f"forgot {_num(p.forgotten)}, gained {_num(p.gained)} of {_num(p.n)} "
+                           f"items; McNemar p = {_num(p.mcnemar_p, '.3g')}")
                 rows = [_row([_td(_e(it.get("prompt", "")), "text"), _td(_e(it.get("answer", "")), "text"),
                               _td(f"{_num(it.get('margin_before'), '.2f')} &rarr; "
                                   f"{_num(it.get('margin_after'), '.2f')}")]) for it in items]
-                parts.append(f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])} &middot; "
-                             f'{_e(p.get("probe", ""))}</h3><p class="muted">{summary}</p><table><thead><tr>'
+                parts.append(f"<div><h3>{_e(c.name)} &middot; {_e(b.benchmark)} &middot; "
+                             f'{_e(p.probe)}</h3><p class="muted">{summary}</p><table><thead><tr>'
                              "<th>prompt</th><th>answer</th><th>margin before &rarr; after</th></tr></thead>"
                              f"<tbody>{''.join(rows)}</tbody></table></div>")
     if not parts:
@@ -254,87 +255,93 @@ def most_forgotten(results: dict[str, Any]) -> str:
     return f'<div class="cards">{"".join(parts)}</div>'
 
 
-def _flip_row(label: str, n: Any, before: Any, after: Any, change: str = "") -> str:
+def _flip_row(label: str, n: Any, before: MetricScore | None, after: MetricScore | None, change: str = "") -> str:
     return _row([_td(_e(label), "text"), _td(_num(n)), _td(_entry(before)), _td(_entry(after)), _td(change or "")])
 
 
-def _bias_card(c: dict[str, Any], b: dict[str, Any], r: dict[str, Any]) -> str:
+def _rate(entry: dict[str, Any] | None) -> MetricScore | None:
+    """A per-attribute flip rate (a JSON payload of the bias report) as the value-with-interval it is."""
+    return MetricScore.from_json(entry) if entry else None
+
+
+def _bias_card(c: CandidateRow, b: BenchmarkRow, r: BiasRow) -> str:
     """One bias report: overall and per-attribute flip rates before/after, the change, and examples that flip."""
-    rows = [_flip_row("all pairs", r.get("n"), r.get("flip_rate_before"), r.get("flip_rate_after"),
-                      _entry(r.get("change")))]
-    rows += [_flip_row(attr, a.get("n"), a.get("before"), a.get("after"))
-             for attr, a in sorted((r.get("per_attribute") or {}).items())]
-    summary = (f"{_num(r.get('new_flips'))} pairs started flipping, {_num(r.get('vanished_flips'))} stopped; "
-               f"McNemar p = {_num(r.get('mcnemar_p'), '.3g')}")
+    rows = [_flip_row("all pairs", r.n, r.flip_rate_before, r.flip_rate_after, _entry(r.change))]
+    rows += [_flip_row(attr, a.get("n"), _rate(a.get("before")), _rate(a.get("after")))
+             for attr, a in sorted(r.per_attribute.items())]
+    summary = (f"{_num(r.new_flips)} pairs started flipping, {_num(r.vanished_flips)} stopped; "
+               f"McNemar p = {_num(r.mcnemar_p, '.3g')}")
     examples = [_row([_td(_e(x.get(k, "")), "text") for k in ("attribute", "a", "pred_a", "b", "pred_b", "label")])
-                for x in r.get("flipped_examples") or []]
+                for x in r.flipped_examples]
     flipped = ("<table><thead><tr><th>attribute</th><th>input a</th><th>predicted</th><th>input b</th>"
                f"<th>predicted</th><th>gold</th></tr></thead><tbody>{''.join(examples)}</tbody></table>"
                if examples else '<p class="muted">No pair flips after tuning.</p>')
-    return (f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])} &middot; {_e(r.get('probe', ''))}</h3>"
+    return (f"<div><h3>{_e(c.name)} &middot; {_e(b.benchmark)} &middot; {_e(r.probe)}</h3>"
             f'<p class="muted">{summary}</p><table><thead><tr><th>pairs</th><th>n</th>'
             "<th>flip rate before tuning % [95% CI]</th><th>flip rate after tuning % [95% CI]</th>"
             f"<th>change pts [95% CI]</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<p>Pairs that flip after tuning ({len(examples)} shown of "
-            f"{_num((r.get('flip_rate_after') or {}).get('count'))}):</p>{flipped}</div>")
+            f"{_num(r.flip_rate_after.extra.get('count') if r.flip_rate_after else None)}):</p>{flipped}</div>")
 
 
-def bias_section(results: dict[str, Any]) -> str:
-    parts = [_bias_card(c, b, r) for c in results.get("candidates", []) for b in c.get("benchmarks", [])
-             if b.get("status") == "ok" for r in b.get("bias") or []]
+def bias_section(results: Results) -> str:
+    parts = [_bias_card(c, b, r) for c in results.candidates for b in c.benchmarks if b.status == "ok"
+             for r in b.bias]
     if not parts:
         return '<p class="muted">No bias probe ran (none in the config, or only encoders, which are skipped).</p>'
     return f'<div class="cards">{"".join(parts)}</div>'
 
 
-def predictions(results: dict[str, Any]) -> str:
+def predictions(results: Results) -> str:
     parts = []
-    for c in results.get("candidates", []):
-        for b in c.get("benchmarks", []):
-            preds = ((b.get("predictions") or {}).get("test") or [])[:SAMPLE_PREDICTIONS]
+    for c in results.candidates:
+        for b in c.benchmarks:
+            preds = ((b.predictions or {}).get("test") or [])[:SAMPLE_PREDICTIONS]
             if not preds:
                 continue
             rows = [_row([_td(str(i + 1)), _td(_e(p), "text")]) for i, p in enumerate(preds)]
-            parts.append(f"<div><h3>{_e(c['name'])} &middot; {_e(b['benchmark'])}</h3><table><thead><tr><th>#</th>"
+            parts.append(f"<div><h3>{_e(c.name)} &middot; {_e(b.benchmark)}</h3><table><thead><tr><th>#</th>"
                          f"<th>prediction (test)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     if not parts:
         return '<p class="muted">No predictions were stored.</p>'
     return f'<div class="cards">{"".join(parts)}</div>'
 
 
-def provenance(results: dict[str, Any]) -> str:
-    packages = ", ".join(f"{_e(k)} {_e(v)}" for k, v in (results.get("packages") or {}).items())
-    config = json.dumps(results.get("config") or {}, indent=1, default=str)
+def provenance(results: Results) -> str:
+    packages = ", ".join(f"{_e(k)} {_e(v)}" for k, v in results.packages.items())
+    config = json.dumps(results.config, indent=1, default=str)
     return (f'<p class="meta">{packages or "package versions not recorded"}</p>'
             f"<details><summary>configuration</summary><pre>{_e(config)}</pre></details>")
 
 
-def data_warnings(results: dict[str, Any]) -> str:
+def data_warnings(results: Results) -> str:
     lines = warning_lines(results)
     if not lines:
         return "<p>None: the data lint (duplicates, leakage, label balance, lengths) found nothing.</p>"
     return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
 
 
-def sweeps(results: dict[str, Any]) -> str:
+def sweeps(results: Results) -> str:
     lines = sweep_lines(results)
     if not lines:
         return "<p>No sweep: every candidate trained with its one configured setting.</p>"
     return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
 
 
-def render_html(results: dict[str, Any]) -> str:
+@renderer("html", "report.html")
+def render_html(results: Results) -> str:
     """The whole report as one HTML document."""
-    name, run_id = results.get("name", ""), results.get("run_id", "")
-    passed = bool(results.get("passed"))
-    chosen = results.get("recommendation")
-    meta = " &middot; ".join(f"{label} <code>{_e(results.get(key) or '-')}</code>" for label, key in
-                             (("run", "run_id"), ("config", "config_hash"), ("git", "git_sha"), ("created", "created")))
+    name, run_id = results.name, results.run_id
+    passed = bool(results.passed)
+    chosen = results.recommendation
+    meta = " &middot; ".join(f"{label} <code>{_e(value or '-')}</code>" for label, value in
+                             (("run", results.run_id), ("config", results.config_hash), ("git", results.git_sha),
+                              ("created", results.created)))
     verdict = (f'<div class="verdict {"pass" if passed else "fail"}"><strong>{"PASS" if passed else "FAIL"}</strong>'
                f"Recommendation: {_e(chosen) if chosen else 'none'}<br>{_e(recommendation_text(results))}"
                "</div>")
     body = [f"<h1>sftbench &middot; {_e(name)}</h1>", f'<p class="meta">{meta}</p>', verdict,
-            "<h2>Leaderboard</h2>", leaderboard(results, all_tie_groups(results)), problems(results),
+            "<h2>Leaderboard</h2>", leaderboard(results), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),
             "<h2>Data warnings</h2>", data_warnings(results),
             "<h2>Sweep: settings picked on validation</h2>", sweeps(results),

@@ -8,6 +8,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from harness.results.model import Results
+from harness.results.render import renderer
+
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -21,23 +24,24 @@ def _case(suite: ET.Element, classname: str, name: str, failure: str | None, kin
         ET.SubElement(case, "failure", message=_text(failure), type=kind).text = _text(failure)
 
 
-def render_junit(results: dict[str, Any]) -> str:
+@renderer("junit", "junit.xml")
+def render_junit(results: Results) -> str:
     root = ET.Element("testsuites", name="sftbench")
-    suite = ET.SubElement(root, "testsuite", name=_text(f"sftbench.{results['name']}"),
-                          timestamp=_text(results.get("created", "")))
+    suite = ET.SubElement(root, "testsuite", name=_text(f"sftbench.{results.name}"), timestamp=_text(results.created))
     props = ET.SubElement(suite, "properties")
-    for key in ("run_id", "config_hash", "git_sha", "recommendation"):
-        ET.SubElement(props, "property", name=key, value=_text(results.get(key) or ""))
+    for key, value in (("run_id", results.run_id), ("config_hash", results.config_hash), ("git_sha", results.git_sha),
+                       ("recommendation", results.recommendation)):
+        ET.SubElement(props, "property", name=key, value=_text(value or ""))
     tests = failures = 0
-    for c in results["candidates"]:
-        failed = c["status"] != "ok"
-        _case(suite, c["name"], "ran", f"candidate failed: {c['reason']}" if failed else None, "sftbench.candidate")
+    for c in results.candidates:
+        failed = c.status != "ok"
+        _case(suite, c.name, "ran", f"candidate failed: {c.reason}" if failed else None, "sftbench.candidate")
         tests, failures = tests + 1, failures + failed
-    for v in results["gates"]:
-        observed = "none" if v["observed"] is None else f"{v['observed']:.6g}"
-        failure = None if v["passed"] else f"{v['gate']}: observed {observed}; {v['message']}"
-        _case(suite, v["candidate"], v["gate"], failure, "sftbench.gate")
-        tests, failures = tests + 1, failures + (not v["passed"])
+    for v in results.gates:
+        observed = "none" if v.observed is None else f"{v.observed:.6g}"
+        failure = None if v.passed else f"{v.gate}: observed {observed}; {v.message}"
+        _case(suite, v.candidate, v.gate, failure, "sftbench.gate")
+        tests, failures = tests + 1, failures + (not v.passed)
     for node in (root, suite):
         node.set("tests", str(tests))
         node.set("failures", str(failures))

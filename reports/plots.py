@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
+from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Results
 from reports.format import main_metrics as format_main_metrics
 
 matplotlib.use("Agg")
@@ -38,13 +39,13 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _ok(entry: Any) -> bool:
-    return isinstance(entry, dict) and _finite(entry.get("value"))
+def _ok(entry: MetricScore | None) -> bool:
+    return entry is not None and _finite(entry.value)
 
 
-def _score(b: dict[str, Any], split: str, metric: str) -> dict[str, Any] | None:
+def _score(b: BenchmarkRow, split: str, metric: str) -> MetricScore | None:
     """The metric entry on that split, or None when it is missing or not a finite number."""
-    entry = ((b.get("scores") or {}).get(split) or {}).get(metric)
+    entry = b.score(split, metric)
     return entry if _ok(entry) else None
 
 
@@ -57,33 +58,33 @@ def _unit(metric: str) -> str:
     return "" if metric_scale(metric) == 1.0 else " (%)"
 
 
-def _interval(entry: dict[str, Any], scale: float) -> tuple[float, float]:
+def _interval(entry: MetricScore, scale: float) -> tuple[float, float]:
     """Whisker lengths below and above the value; zero where the interval is missing."""
-    v = entry["value"]
-    low, high = entry.get("ci_low"), entry.get("ci_high")
+    v = entry.value if entry.value is not None else math.nan
+    low, high = entry.ci_low, entry.ci_high
     below = v - low if isinstance(low, (int, float)) and math.isfinite(low) else 0.0
     above = high - v if isinstance(high, (int, float)) and math.isfinite(high) else 0.0
     return max(0.0, scale * below), max(0.0, scale * above)
 
 
-def main_metrics(results: dict[str, Any]) -> dict[str, str]:
+def main_metrics(results: Results) -> dict[str, str]:
     """benchmark -> main metric (the first metric scored on test), in first-seen order."""
     return {bench: metric for bench, metric, _ in format_main_metrics(results)}
 
 
-def _ok_benches(results: dict[str, Any], bench: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def _ok_benches(results: Results, bench: str) -> Iterator[tuple[CandidateRow, BenchmarkRow]]:
     """(candidate, benchmark entry) for every candidate whose run of this benchmark finished."""
-    for c in results.get("candidates", []):
-        if c.get("status") != "ok":
+    for c in results.candidates:
+        if c.status != "ok":
             continue
-        b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench and x.get("status") == "ok"), None)
+        b = next((x for x in c.benchmarks if x.benchmark == bench and x.status == "ok"), None)
         if b is not None:
             yield c, b
 
 
-def _colours(results: dict[str, Any]) -> dict[str, str]:
+def _colours(results: Results) -> dict[str, str]:
     """One colour per candidate, the same in every figure."""
-    return {c["name"]: f"C{i % 10}" for i, c in enumerate(results.get("candidates", []))}
+    return {c.name: f"C{i % 10}" for i, c in enumerate(results.candidates)}
 
 
 def _panels(n: int, extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
@@ -119,15 +120,15 @@ def _label(ax: Axes, text: str, x: float, y: float, colour: str) -> None:
     ax.annotate(_short(text), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
 
 
-def loss_curves(results: dict[str, Any]) -> str | None:
+def loss_curves(results: Results) -> str | None:
     """Training loss (per epoch) and validation loss (epoch 0 = before training) per candidate and benchmark."""
     curves: dict[str, list[tuple[str, list[float], list[float]]]] = {}
-    for c in results.get("candidates", []):
-        for b in c.get("benchmarks", []):
-            train = b.get("train") or {}
+    for c in results.candidates:
+        for b in c.benchmarks:
+            train = b.train or {}
             tl, vl = train.get("train_loss") or [], train.get("val_loss") or []
             if tl or vl:
-                curves.setdefault(b["benchmark"], []).append((c["name"], tl, vl))
+                curves.setdefault(b.benchmark, []).append((c.name, tl, vl))
     if not curves:
         return None
     colours = _colours(results)
@@ -155,7 +156,7 @@ def loss_curves(results: dict[str, Any]) -> str | None:
         return _svg(fig, "loss")
 
 
-def _entries_per_benchmark(results: dict[str, Any], entry: Any) -> list[tuple[str, str, list[tuple]]]:
+def _entries_per_benchmark(results: Results, entry: Any) -> list[tuple[str, str, list[tuple]]]:
     """(benchmark, main metric, entries) per benchmark with at least one entry; `entry(candidate, benchmark dict,
     metric)` gives a candidate's plotted tuple, or None when it has nothing to plot there."""
     panels = []
@@ -166,14 +167,14 @@ def _entries_per_benchmark(results: dict[str, Any], entry: Any) -> list[tuple[st
     return panels
 
 
-def metric_curves(results: dict[str, Any]) -> str | None:
+def metric_curves(results: Results) -> str | None:
     """The main metric on validation at every evaluation during training (step 0 = before training), per candidate
     and benchmark, where the run evaluated it (recipe.eval_metric); the best evaluation by recipe.monitor is ringed
     (its weights are the ones kept when recipe.restore_best)."""
-    def line(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
-        train = b.get("train") or {}
+    def line(c: CandidateRow, b: BenchmarkRow, metric: str) -> tuple | None:
+        train = b.train or {}
         points = [(p["step"], p["val_metric"]) for p in train.get("curve") or [] if _finite(p.get("val_metric"))]
-        return (c["name"], points, train.get("best_step")) if points else None
+        return (c.name, points, train.get("best_step")) if points else None
 
     panels = _entries_per_benchmark(results, line)
     if not panels:
@@ -200,11 +201,11 @@ def metric_curves(results: dict[str, Any]) -> str | None:
         return _svg(fig, "valmetric")
 
 
-def metric_bars(results: dict[str, Any]) -> str | None:
+def metric_bars(results: Results) -> str | None:
     """Main metric per candidate with its 95% interval, test and shifted side by side, one panel per benchmark."""
-    def row(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+    def row(c: CandidateRow, b: BenchmarkRow, metric: str) -> tuple | None:
         test, shifted = _score(b, "test", metric), _score(b, "shifted", metric)
-        return (c["name"], test, shifted) if test or shifted else None
+        return (c.name, test, shifted) if test or shifted else None
 
     panels = _entries_per_benchmark(results, row)
     if not panels:
@@ -219,7 +220,7 @@ def metric_bars(results: dict[str, Any]) -> str | None:
                     entry = item[1] if split == "test" else item[2]
                     if entry is not None:
                         xs.append(i + offset)
-                        ys.append(scale * entry["value"])
+                        ys.append(scale * entry.value)
                         errs.append(_interval(entry, scale))
                 if xs:
                     ax.bar(xs, ys, width, color=colour, label=split,
@@ -235,15 +236,15 @@ def metric_bars(results: dict[str, Any]) -> str | None:
         return _svg(fig, "bars")
 
 
-def learning_forgetting(results: dict[str, Any]) -> str | None:
+def learning_forgetting(results: Results) -> str | None:
     """x: test score on the benchmark, y: forgetting on each candidate's first probe (before - after, points),
     with intervals. Candidates may be probed on different suites (a probe may not apply to an encoder), so the
     marker shape names the probe."""
-    def point(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+    def point(c: CandidateRow, b: BenchmarkRow, metric: str) -> tuple | None:
         test = _score(b, "test", metric)
-        probe = (b.get("probes") or [None])[0] or {}
-        ok = test and _ok(probe.get("forgetting"))
-        return (c["name"], test, probe["forgetting"], str(probe.get("probe", "probe"))) if ok else None
+        probe = b.probes[0] if b.probes else None
+        ok = test and probe is not None and _ok(probe.forgetting)
+        return (c.name, test, probe.forgetting, str(probe.probe or "probe")) if ok and probe else None
 
     panels = _entries_per_benchmark(results, point)
     if not panels:
@@ -255,7 +256,7 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
             scale = metric_scale(metric)
             probes = list(dict.fromkeys(p[3] for p in points))
             for name, test, forgetting, probe in points:
-                x, y = scale * test["value"], 100 * forgetting["value"]
+                x, y = scale * test.value, 100 * forgetting.value
                 xerr, yerr = _interval(test, scale), _interval(forgetting, 100)
                 colour = colours.get(name, "C0")
                 ax.errorbar([x], [y], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], ls="none",
@@ -274,12 +275,12 @@ def learning_forgetting(results: dict[str, Any]) -> str | None:
         return _svg(fig, "forget")
 
 
-def quality_cost(results: dict[str, Any]) -> str | None:
+def quality_cost(results: Results) -> str | None:
     """x: parameter count (log scale), y: main metric on test with its interval, one labelled point per candidate."""
-    def point(c: dict[str, Any], b: dict[str, Any], metric: str) -> tuple | None:
+    def point(c: CandidateRow, b: BenchmarkRow, metric: str) -> tuple | None:
         test = _score(b, "test", metric)
-        sized = isinstance(c.get("params"), (int, float)) and c["params"] > 0
-        return (c["name"], c["params"], test) if test and sized else None
+        sized = isinstance(c.params, (int, float)) and c.params > 0
+        return (c.name, c.params, test) if test and sized else None
 
     panels = _entries_per_benchmark(results, point)
     if not panels:
@@ -290,7 +291,7 @@ def quality_cost(results: dict[str, Any]) -> str | None:
         for ax, (bench, metric, points) in zip(axes, panels):
             scale = metric_scale(metric)
             for name, params, test in points:
-                y, yerr = scale * test["value"], _interval(test, scale)
+                y, yerr = scale * test.value, _interval(test, scale)
                 colour = colours.get(name, "C0")
                 ax.errorbar([params], [y], yerr=[[yerr[0]], [yerr[1]]], fmt="o", color=colour, capsize=3)
                 _label(ax, name, params, y, colour)

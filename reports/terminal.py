@@ -7,7 +7,8 @@ Plain ASCII box characters, so it reads the same in CI logs and non-colour termi
 table does not fit the console, cost moves to a second table of its own."""
 from __future__ import annotations
 
-from typing import Any
+import io
+import os
 
 from rich import box
 from rich.console import Console
@@ -16,62 +17,68 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Results
+from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     NOT_PERCENT,
+    benchmark,
     bias_measured,
     bias_reports,
     learning_lines,
     main_metrics,
+    ranked,
     recommendation_text,
     seed_note,
     sweep_lines,
+    tie_notes,
     verdict,
     warning_lines,
 )
 from reports.format import metric_text as _metric
 from reports.format import params_text as _params
-from reports.ties import RULE, TieGroups, all_tie_groups, ranked
 
 
-def _value(name: str, entry: dict[str, Any]) -> str:
+def _value(name: str, entry: MetricScore) -> str:
     scale = 1 if name in NOT_PERCENT else 100
-    return f"{name} {scale * entry['value']:.1f}" if scale == 100 else f"{name} {entry['value']:.2f}"
+    value = entry.value if entry.value is not None else float("nan")
+    return f"{name} {scale * value:.1f}" if scale == 100 else f"{name} {value:.2f}"
 
 
-def _bench_cells(b: dict[str, Any] | None, metric: str, others: list[str], group: int | None) -> list[str]:
+def _bench_cells(b: BenchmarkRow | None, metric: str, others: list[str], group: int | None) -> list[str]:
     """Main metric (with its tie group and the other metrics under it) and the shifted score."""
-    if b is None or b["status"] != "ok":
-        return ["n/a" if b and b["status"] == "n/a" else "failed", "-"]
+    if b is None or b.status != "ok":
+        return ["n/a" if b and b.status == "n/a" else "failed", "-"]
     pct = metric not in NOT_PERCENT
-    test = b["scores"].get("test", {})
+    test = b.scores.get("test", {})
     lines = [_metric(test.get(metric), pct)] + ([f"group {group}"] if group is not None else [])
-    sd = (test.get(metric) or {}).get("seed_sd")
+    entry = test.get(metric)
+    sd = entry.seed_sd if entry else None
     if sd is not None:
         lines.append(f"seed sd {100 * sd if pct else sd:.1f}")
     lines += [_value(m, test[m]) for m in others if m in test]
-    return ["\n".join(lines), _metric(b["scores"].get("shifted", {}).get(metric), pct)]
+    return ["\n".join(lines), _metric(b.score("shifted", metric), pct)]
 
 
-def _labelled(entries: list[tuple[str, dict[str, Any] | None]]) -> str:
+def _labelled(entries: list[tuple[str, MetricScore | None]]) -> str:
     return "\n".join(f"{label}:\n{_metric(entry)}" for label, entry in entries) or "-"
 
 
-def _cost(c: dict[str, Any]) -> str:
-    cost = c.get("cost") or {}
-    lines = [f"{_params(c['params'])} params", f"{_params(c['trainable_params'])} trained"] if c.get("params") else []
-    if cost.get("train_seconds") is not None:
-        lines += [f"train {cost['train_seconds']:.0f} s", f"{cost.get('train_tokens_per_second') or 0:.0f} tok/s"]
-    if cost.get("latency_ms_per_item") is not None:
-        lines.append(f"{cost['latency_ms_per_item']:.1f} ms/item")
-    if cost.get("peak_rss_mb") is not None:
-        lines.append(f"peak {cost['peak_rss_mb']:.0f} MB")
+def _cost(c: CandidateRow) -> str:
+    cost = c.cost
+    lines = [f"{_params(c.params)} params", f"{_params(c.trainable_params or 0)} trained"] if c.params else []
+    if cost.train_seconds is not None:
+        lines += [f"train {cost.train_seconds:.0f} s", f"{cost.train_tokens_per_second or 0:.0f} tok/s"]
+    if cost.latency_ms_per_item is not None:
+        lines.append(f"{cost.latency_ms_per_item:.1f} ms/item")
+    if cost.peak_rss_mb is not None:
+        lines.append(f"peak {cost.peak_rss_mb:.0f} MB")
     return "\n".join(lines) or "-"
 
 
-def _gate(results: dict[str, Any], c: dict[str, Any]) -> str:
+def _gate(results: Results, c: CandidateRow) -> str:
     label, detail = verdict(results, c)
-    if c.get("status") != "ok":  # the reason is in the notes under the table
+    if c.status != "ok":  # the reason is in the notes under the table
         detail = "run failed"
     return f"{label}\n{detail}" if detail else label
 
@@ -80,11 +87,11 @@ def _table(title: str) -> Table:
     return Table(title=Text(title), box=box.ASCII2, show_lines=False, title_justify="left")
 
 
-def leaderboard(results: dict[str, Any], groups: list[TieGroups] | None = None, with_cost: bool = True) -> Table:
-    groups = all_tie_groups(results) if groups is None else groups
+def leaderboard(results: Results, with_cost: bool = True) -> Table:
+    groups = results.tie_groups
     metrics = main_metrics(results)
     bias = bias_measured(results)
-    table = _table(f"sftbench - {results['name']} - run {results['run_id']}")
+    table = _table(f"sftbench - {results.name} - run {results.run_id}")
     table.add_column("candidate", no_wrap=True)
     for bench, metric, _others in metrics:
         unit = "" if metric in NOT_PERCENT else " %"
@@ -98,37 +105,34 @@ def leaderboard(results: dict[str, Any], groups: list[TieGroups] | None = None, 
     table.add_column("gate", overflow="fold")
     first = groups[0].group if groups else {}
     previous = None
-    for c in ranked(results, groups):
-        if previous is not None and first.get(c["name"]) != first.get(previous):
+    for c in ranked(results):
+        if previous is not None and first.get(c.name) != first.get(previous):
             table.add_section()  # a rule between the first benchmark's tie groups
-        previous = c["name"]
-        row = [c["name"]]
+        previous = c.name
+        row = [c.name]
         for (bench, metric, others), ties in zip(metrics, groups):
-            b = next((x for x in c["benchmarks"] if x["benchmark"] == bench), None)
-            row += _bench_cells(b, metric, others, ties.group.get(c["name"]))
-        forgetting = [(p["probe"], p.get("forgetting")) for b in c["benchmarks"] if b["status"] == "ok"
-                      for p in b.get("probes") or []]
+            row += _bench_cells(benchmark(c, bench), metric, others, ties.group.get(c.name))
+        forgetting = [(p.probe, p.forgetting) for b in c.benchmarks if b.status == "ok" for p in b.probes]
         row.append(_labelled(forgetting))
         if bias:
-            row.append(_labelled([(r["probe"], r.get("change")) for r in bias_reports(c)]))
+            row.append(_labelled([(r.probe, r.change) for r in bias_reports(c)]))
         row += [_cost(c)] * with_cost + [_gate(results, c)]
         table.add_row(*map(Text, row))  # Text: a name like "[red]" is data, never rich markup
     return table
 
 
-def cost_table(results: dict[str, Any], groups: list[TieGroups]) -> Table:
+def cost_table(results: Results) -> Table:
     """Cost on its own, one column per figure, for consoles too narrow for it inside the leaderboard."""
     table = _table("cost")
     table.add_column("candidate", no_wrap=True)
     for head in ("params", "trained", "train s", "train\ntok/s", "latency\nms/item", "peak\nRSS MB"):
         table.add_column(head, justify="right", overflow="fold")
-    for c in ranked(results, groups):
-        k = c.get("cost") or {}
+    for c in ranked(results):
+        k = c.cost
         fmt = lambda v, spec=".0f": "-" if v is None else format(v, spec)  # noqa: E731
-        table.add_row(Text(c["name"]), _params(c["params"]) if c.get("params") else "-",
-                      _params(c["trainable_params"]) if c.get("params") else "-", fmt(k.get("train_seconds")),
-                      fmt(k.get("train_tokens_per_second")), fmt(k.get("latency_ms_per_item"), ".1f"),
-                      fmt(k.get("peak_rss_mb")))
+        table.add_row(Text(c.name), _params(c.params) if c.params else "-",
+                      _params(c.trainable_params or 0) if c.params else "-", fmt(k.train_seconds),
+                      fmt(k.train_tokens_per_second), fmt(k.latency_ms_per_item, ".1f"), fmt(k.peak_rss_mb))
     return table
 
 
@@ -137,32 +141,39 @@ def _fits(table: Table, console: Console) -> bool:
     return Measurement.get(console, console.options.update(max_width=10_000), table).maximum <= console.width
 
 
-def notes(results: dict[str, Any], groups: list[TieGroups]) -> list[str]:
+def notes(results: Results) -> list[str]:
     """Everything a reader needs under the table: the tie rule, what each column could not show, failures."""
-    lines = [RULE] + [f"{t.benchmark}: {n}" for t in groups for n in t.notes] + [seed_note(results)]
+    lines = [results.tie_rule] + tie_notes(results.tie_groups) + [seed_note(results)]
     lines.append(BIAS_NOTE if bias_measured(results) else "bias change: not measured (no bias suite in the config)")
-    lines += [f"{v['candidate']}: FAIL {v['gate']} ({v['message']})" for v in results["gates"] if not v["passed"]]
-    lines += [f"{c['name']} / {b['benchmark']}: {b['status']} - {b['reason']}" for c in results["candidates"]
-              for b in c["benchmarks"] if b["status"] != "ok"]
+    lines += [f"{v.candidate}: FAIL {v.gate} ({v.message})" for v in results.gates if not v.passed]
+    lines += [f"{c.name} / {b.benchmark}: {b.status} - {b.reason}" for c in results.candidates
+              for b in c.benchmarks if b.status != "ok"]
     lines += learning_lines(results)
-    signatures = {(b["benchmark"], m, v["signature"]) for c in results["candidates"] for b in c["benchmarks"]
-                  for m, v in b["scores"].get("test", {}).items() if v.get("signature")}
+    signatures = {(b.benchmark, m, v.signature) for c in results.candidates for b in c.benchmarks
+                  for m, v in b.scores.get("test", {}).items() if v.signature}
     lines += [f"{bench} {metric}: sacrebleu {signature}" for bench, metric, signature in sorted(signatures)]
-    if not results["gates"]:
+    if not results.gates:
         lines.append("no gates configured: every candidate that ran passes")
     return lines
 
 
-def render(results: dict[str, Any], console: Console) -> None:
-    groups = all_tie_groups(results)
-    table = leaderboard(results, groups)
+def render(results: Results, console: Console) -> None:
+    table = leaderboard(results)
     if _fits(table, console):
         console.print(table)
     else:
-        console.print(leaderboard(results, groups, with_cost=False))
-        console.print(cost_table(results, groups))
+        console.print(leaderboard(results, with_cost=False))
+        console.print(cost_table(results))
     warnings = warning_lines(results)
-    for line in notes(results, groups) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
+    for line in notes(results) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
         console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
-    verdict = "PASS" if results["passed"] else "FAIL"
+    verdict = "PASS" if results.passed else "FAIL"
     console.print(f"Recommendation [{verdict}]: {recommendation_text(results)}", highlight=False, markup=False)
+
+
+@renderer("terminal")
+def render_text(results: Results) -> str:
+    """The leaderboard as plain text, $COLUMNS wide (160 when unset)."""
+    out = io.StringIO()
+    render(results, Console(file=out, width=int(os.environ.get("COLUMNS", 160))))
+    return out.getvalue()

@@ -20,7 +20,7 @@ def test_tiny_bakeoff_end_to_end(tiny_config, tmp_path, capsys):
     code, stdout, stderr = run(["run", str(tiny_config), "--out", str(out_dir)], capsys)
     assert code == TINY_EXIT, stderr
     results = json.loads((out_dir / "results.json").read_text())
-    assert results["schema_version"] == 1 and results["passed"] is False
+    assert results["schema_version"] == 2 and results["passed"] is False
     assert "tiny-llama" in (out_dir / "report.html").read_text()
     report_md = (out_dir / "report.md").read_text()
     assert "## Forgetting" in report_md and "| tiny-llama | support\\_intents | general\\_knowledge |" in report_md

@@ -14,6 +14,7 @@ from harness.cli import main
 from harness.store import Store
 from reports.terminal import render
 from tests.conftest import INTENTS
+from tests.reports.sample import typed
 
 
 def run(argv, capsys):
@@ -72,7 +73,7 @@ def test_store_option_show_and_report_formats(tiny_config, tiny_bert, tmp_path, 
 
     monkeypatch.setenv("COLUMNS", "120")
     board = Console(file=io.StringIO(), width=120, color_system=None)
-    render(results, board)
+    render(typed(results), board)
     code, shown, _ = run(["show", run_id[:12], "--store", str(elsewhere)], capsys)  # a unique prefix will do
     assert code == 0 and shown == board.file.getvalue() and "tiny-bert" in shown
     out = tmp_path / "out"

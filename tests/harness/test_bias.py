@@ -9,7 +9,7 @@ from scipy.stats import binomtest
 from harness.bias import Pair, bias_report, load_bias_suite, render_pair_inputs
 from harness.data import load_benchmark_spec
 from harness.errors import ConfigError, DataError
-from harness.stats import paired_diff_ci
+from harness.statistics.intervals import paired_diff_ci
 from tests.conftest import ROOT
 
 BIAS = ROOT / "benchmarks" / "intent_bias"

@@ -10,9 +10,10 @@ import pytest
 from harness.chance import LEARN_MARGIN, Chance, chance, learned, margin
 from harness.config import SuiteRef
 from harness.data import load_benchmark
-from harness.gate import Verdict, recommend
+from harness.gates.check import Verdict, recommend
 from harness.score import MetricValue
 from reports.format import learning_lines, sweep_lines, verdict
+from tests.reports.sample import typed
 
 
 def _bench(tmp_path, rows, task="classification", **extra):
@@ -94,21 +95,22 @@ def test_a_candidate_that_did_not_learn_is_never_recommended():
     name, reason = recommend(cands[:2], verdicts[:2])
     assert name is None and "small: did not learn t" in reason
     assert "zero passes every gate untuned (a zero-shot reference row)" in reason
-    results = {"gates": [v.__dict__ for v in verdicts], "candidates": cands}
-    assert verdict(results, cands[0]) == ("DID NOT LEARN", "t at chance level")
-    assert verdict(results, cands[1])[0] == "reference" and verdict(results, cands[2]) == ("pass", "")
-    failing = {"gates": [{"candidate": "big", "gate": "t.accuracy >= 0.9", "passed": False}], "candidates": cands}
-    assert verdict(failing, cands[2]) == ("FAIL", "t.accuracy >= 0.9")  # learned, but worse: a gate FAIL
+    results = typed({"gates": [v.to_json() for v in verdicts], "candidates": cands})
+    rows = results.candidates
+    assert verdict(results, rows[0]) == ("DID NOT LEARN", "t at chance level")
+    assert verdict(results, rows[1])[0] == "reference" and verdict(results, rows[2]) == ("pass", "")
+    failing = typed({"gates": [{"candidate": "big", "gate": "t.accuracy >= 0.9", "passed": False}], "candidates": cands})
+    assert verdict(failing, rows[2]) == ("FAIL", "t.accuracy >= 0.9")  # learned, but worse: a gate FAIL
 
 
 def test_a_sweep_in_which_every_setting_ties_says_so():
     rows = [{"learning_rate": lr, "epochs": 1, "validation": 0.5, "chosen": lr == 1e-3, "tied": True} for lr in (1e-3, 1e-2)]
     cand = _cand("m", 1, learned_=False)
     cand["benchmarks"][0]["sweep"] = rows
-    (line,) = sweep_lines({"candidates": [cand]})
+    (line,) = sweep_lines(typed({"candidates": [cand]}))
     assert "all 2 settings tied on validation: none is better" in line and "(chosen)" not in line
     rows[1]["validation"], rows[0]["tied"], rows[1]["tied"] = 0.7, False, False
-    assert "(chosen)" in sweep_lines({"candidates": [cand]})[0]
+    assert "(chosen)" in sweep_lines(typed({"candidates": [cand]}))[0]
 
 
 def test_tuning_bought_line_against_the_zero_shot_row():
@@ -118,5 +120,5 @@ def test_tuning_bought_line_against_the_zero_shot_row():
         return c
 
     cands = [with_score(_cand("m", 1), 0.8), with_score(_cand("m-zero-shot", 1, zero=True), 0.35)]
-    assert "m / t: tuning bought +45.0 points of accuracy over zero-shot (35.0 -> 80.0)" in learning_lines(
-        {"candidates": cands})
+    assert "m / t: tuning bought +45.0 points of accuracy over zero-shot (35.0 -> 80.0)" in learning_lines(typed(
+        {"candidates": cands}))

@@ -7,11 +7,19 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import f1_score
 
-from harness.compare import (benjamini_hochberg, check_vs_baseline, compare_runs, corpus_stats, holm,
-                             non_inferiority, paired_difference, resample_counts)
+from harness.compare import compare_runs
 from harness.errors import DataError
+from harness.gates.baseline import check_vs_baseline
 from harness.score import score
-from harness.stats import mcnemar_exact
+from harness.statistics.intervals import mcnemar_exact
+from harness.statistics.paired import (
+    benjamini_hochberg,
+    corpus_stats,
+    holm,
+    non_inferiority,
+    paired_difference,
+    resample_counts,
+)
 from tests.harness.test_store import make_results
 
 
@@ -82,7 +90,7 @@ def test_macro_f1_is_recomputed_like_scikit_learn():
     g, a, b = (np.array(x, dtype=object)[idx] for x in (gold, pa, pb))
     expect = (f1_score(g, a, labels=sorted(set(gold)), average="macro", zero_division=0)
               - f1_score(g, b, labels=sorted(set(gold)), average="macro", zero_division=0))
-    from harness.compare import _macro_f1
+    from harness.statistics.paired import _macro_f1
 
     got = _macro_f1(pa, gold)(counts[None]) - _macro_f1(pb, gold)(counts[None])
     assert got[0] == pytest.approx(expect, abs=1e-12)
@@ -109,7 +117,7 @@ def test_bleu_is_recomputed_as_a_corpus_score():
     counts = next(resample_counts(20, 200, seed=3))[0]
     idx = indices(counts)
     streams = [[refs[i][k] if k < len(refs[i]) else None for i in idx] for k in range(2)]
-    from harness.compare import _sacrebleu_corpus
+    from harness.statistics.paired import _sacrebleu_corpus
 
     one = _sacrebleu_corpus("bleu", corpus_stats("bleu", ha, refs))(counts[None])[0]
     assert one == pytest.approx(BLEU().corpus_score([ha[i] for i in idx], streams).score, abs=1e-9)

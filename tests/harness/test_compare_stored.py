@@ -11,7 +11,8 @@ import pytest
 import sacrebleu
 from sklearn.metrics import f1_score
 
-from harness.compare import baseline_test, compare_runs
+from harness.compare import compare_runs
+from harness.gates.baseline import baseline_test
 from harness.score import score, score_losses
 from harness.store import Store
 
@@ -21,8 +22,8 @@ SHA = "t" * 64
 
 def run_results(run_id: str, benchmark: str, task: str, predictions: list[str], references: list[list[str]],
                 metrics: tuple[str, ...], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-1 results dict (reports/results.py) of one candidate scored by harness.score on real predictions,
-    with the run's `references` as reports/results.py keeps them (harness/references.py)."""
+    """A schema-1 results dict (harness/results/finish.py) of one candidate scored by harness.score on real predictions,
+    with the run's `references` as harness/results/finish.py keeps them (harness/references.py)."""
     scores = {m: score(m, predictions, references, resamples=50).to_dict() for m in metrics} | (extra or {})
     bench = {"benchmark": benchmark, "version": "1", "task": task, "status": "ok", "reason": "",
              "data_sha256": {"test": SHA}, "scores": {"test": scores}, "probes": [],

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.compare import corpus_stats
 from harness.score import score
-from harness.stats import bootstrap_indices, wilson
+from harness.statistics.intervals import bootstrap_indices, wilson
+from harness.statistics.paired import corpus_stats
 
 B, SEED = 1000, 0
 LOW, HIGH = 0.93, 0.97  # the documented claim
@@ -39,7 +39,7 @@ def rng(seed: int) -> np.random.Generator:
 
 
 def percentile_interval(values: np.ndarray) -> np.ndarray:
-    """harness.stats.bootstrap_ci's interval of (B,) or (..., B) resampled values: the 2.5 and 97.5 percentiles."""
+    """harness.statistics.intervals.bootstrap_ci's interval of (B,) or (..., B) resampled values: the 2.5 and 97.5 percentiles."""
     return np.percentile(values, [2.5, 97.5], axis=-1)
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import baseline_test, bh_adjusted, holm_adjusted
 from harness.config import GateConfig, build, load_config
 from harness.errors import ConfigError
-from harness.gate import check, check_cap, recommend
+from harness.gates.baseline import baseline_test
+from harness.gates.check import check, check_cap, recommend
+from harness.statistics.paired import bh_adjusted, holm_adjusted
 from harness.store import Store
 from tests.harness.test_compare import ALPHA, N, _slack, predicted_power
 from tests.harness.test_store import make_results
@@ -347,17 +348,17 @@ TRIALS = 200
 def _family_trials(scales: list[float], corrections: list[str], seed: int,
                    monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
     """Per correction, (TRIALS, gates) booleans: did each baseline gate flag a regression (fail)?"""
-    import harness.compare
+    import harness.gates.check
 
     tests: dict[str, Any] = {}  # one trial's tests, run once and shared by the corrections (same data, same seed)
-    run_test = harness.compare.baseline_test
+    run_test = harness.gates.check.baseline_test
 
     def once(cand: dict[str, Any], metric: str, *args: Any, **kwargs: Any) -> Any:
         if metric not in tests:
             tests[metric] = run_test(cand, metric, *args, **kwargs)
         return tests[metric]
 
-    monkeypatch.setattr(harness.compare, "baseline_test", once)
+    monkeypatch.setattr(harness.gates.check, "baseline_test", once)
     rng = np.random.Generator(np.random.PCG64(seed))  # a named bit generator: see tests/harness/test_coverage.py
     gates = baseline_gates(BENCHES)
     flagged = {c: np.zeros((TRIALS, len(scales)), dtype=bool) for c in corrections}

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.compare import non_inferiority
-from harness.seeds import non_inferiority_seeds
+from harness.statistics.paired import non_inferiority
+from harness.statistics.seeds import non_inferiority_seeds
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_intents_seeds.json"
 TRIALS, ALPHA, SEEDS, RESAMPLES = 200, 0.05, 3, 400

@@ -13,7 +13,13 @@ from harness.cli import main
 from harness.config import RecipeConfig
 from harness.errors import ConfigError
 from harness.score import score
-from harness.seeds import combine, combine_change, combine_metric, non_inferiority_seeds, paired_difference_seeds
+from harness.statistics.seeds import (
+    combine,
+    combine_change,
+    combine_metric,
+    non_inferiority_seeds,
+    paired_difference_seeds,
+)
 from tests.conftest import TINY_EXIT
 
 

@@ -5,9 +5,9 @@ import pytest
 from scipy import stats as sps
 
 from harness.config import GateConfig
-from harness.gate import check
-from harness.stability import recommendation_stability
-from reports.results import finish
+from harness.gates.check import check
+from harness.gates.stability import recommendation_stability
+from harness.results.finish import conclude
 
 
 def _cand(name, params, correct, per_seed=None):
@@ -47,11 +47,10 @@ def test_a_stability_gate_withholds_an_unstable_recommendation():
     gates = [GATE, GateConfig(recommendation_stability=0.8)]
     verdicts = check([small, big], gates)
     assert {v.gate for v in verdicts} == {GATE.name}  # the stability gate is the bake-off's, not a candidate's
-    config = {"bootstrap_resamples": 1000, "recipe": {"seed": 0}}
-    out = finish("r", "n", "h", config, [small, big], verdicts, gates)
-    assert out["recommendation"] is None and out["passed"] is False and out["recommendation_stability"] < 0.8
-    assert "not a stable choice" in out["recommendation_reason"]
-    row = out["gates"][-1]
-    assert row["gate"] == "recommendation stability >= 0.8" and row["passed"] is False
+    out, choice, reason, stability = conclude([small, big], verdicts, gates, 1000, 0)
+    assert choice is None and stability < 0.8
+    assert "not a stable choice" in reason
+    row = out[-1]
+    assert row.gate == "recommendation stability >= 0.8" and row.passed is False
     relaxed = [GATE, GateConfig(recommendation_stability=0.3)]
-    assert finish("r", "n", "h", config, [small, big], verdicts, relaxed)["recommendation"] == "small"
+    assert conclude([small, big], verdicts, relaxed, 1000, 0)[1] == "small"

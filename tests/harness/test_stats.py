@@ -1,4 +1,4 @@
-"""harness.stats against known values and scipy: Wilson intervals, exact McNemar, seeded bootstrap."""
+"""harness.statistics.intervals against known values and scipy: Wilson intervals, exact McNemar, seeded bootstrap."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.stats import bootstrap_ci, bootstrap_indices, mcnemar_exact, mean_ci, paired_diff_ci, wilson
+from harness.statistics.intervals import bootstrap_ci, bootstrap_indices, mcnemar_exact, mean_ci, paired_diff_ci, wilson
 from tests.harness.test_coverage import rng  # a named bit generator (PCG64); why, in that module's docstring
 
 

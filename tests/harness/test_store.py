@@ -16,7 +16,7 @@ import pytest
 from harness import store as store_module
 from harness.config import GateConfig
 from harness.errors import ConfigError
-from harness.gate import check, recommend
+from harness.gates.check import check, recommend
 from harness.store import Store
 
 TABLES = ("runs", "candidates", "scores", "probes", "baselines")
@@ -25,7 +25,7 @@ TABLES = ("runs", "candidates", "scores", "probes", "baselines")
 def make_results(run_id: str = "20260101-000000-aaaaaa", name: str = "nightly",
                  accuracies: dict[str, float] | None = None, n: int = 40, seed: int = 0, gate_value: float = 0.5,
                  test_sha: str = "t" * 64, version: str = "1") -> dict[str, Any]:
-    """A schema-version-1 results dict (reports/results.py) with seeded per-item scores, built without a run."""
+    """A schema-version-1 results dict (harness/results/finish.py) with seeded per-item scores, built without a run."""
     rng = np.random.Generator(np.random.PCG64(seed))  # a named bit generator: see tests/harness/test_coverage.py
     candidates = []
     for i, (cand, acc) in enumerate((accuracies or {"small": 0.8, "large": 0.7}).items()):
@@ -54,7 +54,7 @@ def make_results(run_id: str = "20260101-000000-aaaaaa", name: str = "nightly",
     return {"schema_version": 1, "run_id": run_id, "name": name, "created": "2026-01-01T00:00:00+0000",
             "config_hash": "c" * 16, "config": {"name": name}, "git_sha": "g" * 40, "packages": {"numpy": "2"},
             "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
-            "gates": [vars(v) for v in verdicts], "candidates": candidates}
+            "gates": [v.to_json() for v in verdicts], "candidates": candidates}
 
 
 @pytest.fixture()

@@ -14,6 +14,7 @@ from matplotlib import image
 from reports.html import render_html
 from reports.plots import FIGURES
 from tests.conftest import skip_unless_ci
+from tests.reports.sample import typed
 from tests.reports.test_html import ESCAPED, INJECTED, full_results
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def report(tmp_path_factory) -> Path:
     results = copy.deepcopy(full_results())
     results["candidates"][1]["benchmarks"][0]["predictions"]["test"][0] = IMG_PAYLOAD
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(render_html(results))
+    path.write_text(render_html(typed(results)))
     return path
 
 

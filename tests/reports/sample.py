@@ -1,13 +1,23 @@
-"""A small, fixed results object for renderer tests (the shape reports/results.py writes).
+"""A small, fixed results object for renderer tests (the JSON shape of harness/results/model.py), and `typed`, which
+reads such a dict as the typed Results the renderers take.
 
 Per-item test scores (228 items) are built so the tie groups are known: minilm-l6 (189 right) and gpt2-small
 (182 right) disagree on 19 + 12 items (McNemar p = 0.28, one group); smollm2-135m (155 right) is right only where
 minilm-l6 is, 34 items fewer (p < 1e-9, a group of its own)."""
 from __future__ import annotations
 
-from harness.stats import wilson
+from typing import Any
+
+from harness.results.finish import restore
+from harness.results.model import Results
+from harness.statistics.intervals import wilson
 
 N = 228
+
+
+def typed(results: dict[str, Any]) -> Results:
+    """A results dict (version 1 when it says none) as the typed model, its tie groups computed as a run stores them."""
+    return restore(results)
 
 
 def metric(value, low, high, n=200, per_item=None):

@@ -10,7 +10,7 @@ import pytest
 
 from reports.html import render_html
 from reports.plots import FIGURES
-from tests.reports.sample import metric, sample_results
+from tests.reports.sample import metric, sample_results, typed
 
 INJECTED = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -79,7 +79,7 @@ def full_results() -> dict:
 @pytest.fixture(scope="module")
 def pages() -> dict[str, str]:
     """Rendering draws five figures (about a second), so each page is rendered once per module."""
-    return {"sample": render_html(sample_results()), "full": render_html(full_results())}
+    return {"sample": render_html(typed(sample_results())), "full": render_html(typed(full_results()))}
 
 
 def test_self_contained_and_no_script(pages):
@@ -148,7 +148,7 @@ def test_bias_table_and_tie_groups(pages):
     assert "not significant at 0.05" in page
     names = re.findall(r'<td class="name"[^>]*>([^<]+)</td>', page)
     assert names == ["minilm-l6", "gpt2-small", "smollm2-135m", "broken"]  # leaderboard rows, best first
-    assert "No bias probe ran" in render_html({"candidates": [], "gates": []})
+    assert "No bias probe ran" in render_html(typed({"candidates": [], "gates": []}))
 
 
 def test_missing_data_never_crashes():
@@ -167,20 +167,20 @@ def test_missing_data_never_crashes():
     odd["candidates"][1]["cost"] = {}
     variants.append(odd)
     for v in variants:
-        page = render_html(v)
+        page = render_html(typed(v))
         assert "could not be drawn" not in page
     for v in (empty, {"candidates": [], "gates": []}):
-        page = render_html(v)
+        page = render_html(typed(v))
         assert page.count("<svg") == 0
         assert all(f"{title}: no data to plot." in page for title, _ in FIGURES)
         assert "No predictions were stored." in page and "No probe items were forgotten, or no probes ran." in page
-    assert "No gates configured" in render_html({"candidates": [], "gates": []})
-    failed = leaderboard_row(render_html(empty), "tiny-bert")
+    assert "No gates configured" in render_html(typed({"candidates": [], "gates": []}))
+    failed = leaderboard_row(render_html(typed(empty)), "tiny-bert")
     assert failed[:3] == ["tiny-bert", "4.0M", "40.0K"] and failed[-1] == "FAILcandidate failed:"
-    odd_row = leaderboard_row(render_html(odd), ESCAPED)
+    odd_row = leaderboard_row(render_html(typed(odd)), ESCAPED)
     assert odd_row[1] == "80.0"  # no lower bound: the value alone, not a broken interval
     assert odd_row[5] == "general_knowledge- &middot; 9 / 4"  # a NaN forgetting shows as '-'
-    bert = leaderboard_row(render_html(odd), "tiny-bert")
+    bert = leaderboard_row(render_html(typed(odd)), "tiny-bert")
     assert bert[13:19] == ["-", "40.0K", "-", "-", "-", "-"]  # no params and no costs recorded: '-', not 0
 
 
@@ -190,22 +190,22 @@ def test_figure_ids_are_unique_on_the_page(pages):
 
 
 def test_deterministic(pages):
-    assert render_html(full_results()) == pages["full"]
-    assert render_html(sample_results()) == pages["sample"]
+    assert render_html(typed(full_results())) == pages["full"]
+    assert render_html(typed(sample_results())) == pages["sample"]
 
 
 def test_validation_metric_curve_is_drawn_only_where_it_was_evaluated():
     from reports.plots import metric_curves
 
     results = full_results()
-    svg = metric_curves(results)
+    svg = metric_curves(typed(results))
     assert svg is not None and "validation accuracy (%)" in svg and "validation bleu" in svg
     assert "optimizer step (0 = before training)" in svg and "best evaluation" in svg
     for c in results["candidates"]:
         for b in c["benchmarks"]:
             for point in (b.get("train") or {}).get("curve", []):
                 point["val_metric"] = None  # recipe.eval_metric off, or a benchmark where auto skipped it
-    assert metric_curves(results) is None
+    assert metric_curves(typed(results)) is None
 
 
 def leaderboard_row(page: str, name: str) -> list[str]:

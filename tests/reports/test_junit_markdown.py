@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from reports.junit import render_junit
 from reports.markdown import escape, render_markdown
 from tests.harness.test_store import make_results
+from tests.reports.sample import typed
 
 NASTY = "<script>|x"
 
@@ -23,7 +24,7 @@ def failing_run() -> dict:
 
 
 def parse(results: dict) -> ET.Element:
-    root = ET.fromstring(render_junit(results))
+    root = ET.fromstring(render_junit(typed(results)))
     (suite,) = root.findall("testsuite")
     return suite
 
@@ -53,7 +54,7 @@ def test_junit_all_pass():
 
 def test_hostile_names_are_escaped_in_junit():
     results = make_results(accuracies={NASTY: 0.9})
-    xml = render_junit(results)
+    xml = render_junit(typed(results))
     assert "<script>" not in xml and "&lt;script&gt;|x" in xml
     classnames = {c.get("classname") for c in ET.fromstring(xml).iter("testcase")}
     assert classnames == {NASTY}
@@ -66,7 +67,7 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 def test_markdown_table_and_recommendation():
     results = failing_run()
-    md = render_markdown(results)
+    md = render_markdown(typed(results))
     rows = table_rows(md)
     assert len(rows) == 2 + 3 and len({len(r) for r in rows}) == 1  # header, rule, one row per candidate
     assert rows[0][1].strip() == r"intents accuracy % [95% CI]"
@@ -89,7 +90,7 @@ def test_markdown_table_and_recommendation():
 def test_markdown_bias_column():
     from tests.reports.sample import sample_results
 
-    rows = table_rows(render_markdown(sample_results()))
+    rows = table_rows(render_markdown(typed(sample_results())))
     col = [c.strip() for c in rows[0]].index("bias change, flip pts [95% CI]")
     by_name = {r[0].strip(): r[col].strip() for r in rows[2:]}
     assert by_name == {"minilm-l6": "-", "gpt2-small": r"intent\_bias: -0.8 [-4.1, 2.5]",
@@ -99,7 +100,7 @@ def test_markdown_bias_column():
 def test_hostile_names_are_escaped_in_markdown():
     results = make_results(accuracies={NASTY: 0.9, "fine": 0.2}, gate_value=0.5)
     results["recommendation_reason"] = f"{NASTY} wins\nsecond line"
-    md = render_markdown(results)
+    md = render_markdown(typed(results))
     assert "<script>" not in md and r"&lt;script&gt;\|x" in md
     rows = table_rows(md)
     assert len({len(r) for r in rows}) == 1 and rows[2][0].strip() == r"&lt;script&gt;\|x"
@@ -126,14 +127,14 @@ def test_data_warnings_reach_every_report_escaped():
     results = sample_results() | {"warnings": [
         {"level": "warning", "path": "/data/train.jsonl", "line": 7, "message": "row 7 duplicates row 3 <script>x</script>"},
         {"level": "warning", "path": "/data/test.jsonl", "line": None, "message": "label 'refund' has 1 train row"}]}
-    md = render_markdown(results)
+    md = render_markdown(typed(results))
     assert "- /data/train.jsonl:7: row 7 duplicates row 3" in md and "/data/test.jsonl: label 'refund'" in md
-    page = render_html(results)
+    page = render_html(typed(results))
     assert "duplicates row 3 &lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
     out = io.StringIO()
-    render(results, Console(file=out, width=200, color_system=None))
+    render(typed(results), Console(file=out, width=200, color_system=None))
     assert "data warning: /data/train.jsonl:7: row 7 duplicates row 3 <script>x</script>" in out.getvalue()
-    assert "Data warnings" not in render_markdown(sample_results())  # nothing to say: no section
+    assert "Data warnings" not in render_markdown(typed(sample_results()))  # nothing to say: no section
 
 
 def test_full_markdown_report_has_every_section_escaped():
@@ -142,8 +143,8 @@ def test_full_markdown_report_has_every_section_escaped():
 
     results = sample_results()
     results["candidates"][0]["name"] = "<b>|x"
-    report = render_report(results)
-    assert report.startswith(render_markdown(results))  # summary.md is its first part
+    report = render_report(typed(results))
+    assert report.startswith(render_markdown(typed(results)))  # summary.md is its first part
     for section in ("## Gate verdicts", "## Forgetting", "## Generalisation", "## Bias"):
         assert section in report
     forgetting = report[report.index("## Forgetting"):report.index("## Generalisation")]

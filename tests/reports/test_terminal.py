@@ -11,14 +11,14 @@ from pathlib import Path
 from rich.console import Console
 
 from reports.terminal import render
-from tests.reports.sample import sample_results
+from tests.reports.sample import sample_results, typed
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.txt"
 
 
 def rendered(width: int, results: dict | None = None) -> str:
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    render(results or sample_results(), console)
+    render(typed(results or sample_results()), console)
     return console.file.getvalue()
 
 

@@ -1,0 +1,102 @@
+"""Baseline gates: a candidate against the promoted baseline on the same items (non-inferiority with a margin),
+and the verdict once its regression p-value is adjusted across the candidate's baseline gates."""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import DataError
+from harness.gates.lookup import Verdict, closed, lookup
+from harness.references import stored_references
+from harness.statistics.paired import (
+    CORPUS,
+    CORRECTION_NAMES,
+    bench_stats,
+    find_benchmark,
+    higher_is_better,
+    non_inferiority,
+    seed_stats,
+)
+from harness.statistics.seeds import is_seeded, non_inferiority_seeds
+
+
+def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+                  margin: float = 0.0, alpha: float = 0.05, *, resamples: int = 2000, seed: int = 0,
+                  references: dict[tuple[str, str], list[list[str]]] | None = None
+                  ) -> tuple[dict[str, Any] | None, str]:
+    """`non_inferiority` of `candidate` against the promoted baseline on `benchmark.metric[.split]`, plus `metric` and
+    `source` (which baseline); or (None, why) when there is no baseline, either side lacks the metric, or the
+    benchmark version or the split's data hash differs from the baseline's. Corpus metrics are recomputed from both
+    sides' predictions and the baseline run's stored references (the data hashes match: they are the candidate's
+    too), unless `references` is given; with neither, the per-item stand-in is tested and its `test` says NOT."""
+    if baseline is None:
+        return None, "no promoted baseline in the store; promote one with `sftbench promote RUN_ID`"
+    base_results, base_name = baseline
+    base = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
+    if base is None:
+        return None, f"baseline run {base_results['run_id']} has no candidate '{base_name}'"
+    (_, entry, why), (_, base_entry, base_why) = lookup(candidate, metric), lookup(base, metric)
+    if entry is None or base_entry is None:
+        return None, why or f"baseline {base_name}: {base_why}"
+    bench_name, metric_name = metric.split(".")[:2]
+    split = metric.split(".")[2] if metric.count(".") == 2 else "test"
+    bench, base_bench = find_benchmark(candidate, bench_name), find_benchmark(base, bench_name)
+    assert bench is not None and base_bench is not None  # lookup found the metric in both
+    if bench["version"] != base_bench["version"]:
+        return None, f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}"
+    here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
+    if not here or here != there:
+        return None, f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}"
+    if references is None and metric_name in CORPUS:  # same items, so the baseline run's references are both sides'
+        items = stored_references(base_results, bench_name, split, there)[0]
+        references = {(bench_name, split): items} if items is not None else None
+    try:
+        if is_seeded(entry) or is_seeded(base_entry):  # several training seeds on either side: seed-aware test
+            refs = (references or {}).get((bench_name, split))
+            return non_inferiority_seeds(entry, base_entry, margin, alpha, higher_is_better(metric_name),
+                                         metric=metric_name, resamples=resamples, seed=seed,
+                                         candidate_stats=seed_stats(metric_name, bench, split, refs),
+                                         baseline_stats=seed_stats(metric_name, base_bench, split, refs)) | {
+                "metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
+        res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
+                              higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,
+                              candidate_stats=bench_stats(metric_name, bench, split, references),
+                              baseline_stats=bench_stats(metric_name, base_bench, split, references))
+    except DataError as err:
+        return None, err.message
+    return res | {"metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
+
+
+def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted: float, correction: str,
+                     family: int) -> Verdict:
+    """The verdict of one baseline gate given its regression p-value adjusted across the candidate's `family`
+    baseline gates. A deployment gate blocks on evidence of a regression beyond the margin (adjusted p < alpha),
+    so a rerun of the baseline passes; "non-inferior" (shown, the stronger claim) is reported in the message."""
+    regressed = p_adjusted < res["alpha"]
+    conf, ok = f"{1 - res['alpha']:.0%}", res["passed"]
+    if higher_is_better(res["metric"]):
+        bound = f"lower {conf} bound {res['ci_low']:+.4f} {'>' if ok else '<='} -margin {-res['margin']:+.4f}"
+    else:
+        bound = f"upper {conf} bound {res['ci_high']:+.4f} {'<' if ok else '>='} margin {res['margin']:+.4f}"
+    verdict = ("non-inferior" if ok else "significant regression" if regressed
+               else "non-inferiority not shown (inconclusive)")
+    gates = f"{family} baseline gate{'s' if family != 1 else ''}"
+    adjusted = (f"no multiplicity correction ({gates})" if correction == "none"
+                else f"{CORRECTION_NAMES[correction]}-adjusted over {gates} {p_adjusted:.4g}")
+    note = f" [{res['test']}]" if res["test"].startswith("NOT") else ""
+    message = (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({res['source']}), "
+               f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; p(regression) {res['p_regression']:.4g}, {adjusted}, "
+               f"alpha {res['alpha']:g}{note}")
+    return Verdict(candidate, gate, not regressed, res["diff"], message)
+
+
+def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+                      margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
+                      references: dict[tuple[str, str], list[list[str]]] | None = None) -> Verdict:
+    """One baseline gate on its own (a family of one: nothing to adjust); harness/gate.py `check` runs a
+    candidate's baseline gates together and adjusts their p-values."""
+    name = name or f"{metric} vs baseline (margin {margin:g})"
+    res, why = baseline_test(candidate, metric, baseline, margin, alpha, resamples=resamples, seed=seed,
+                             references=references)
+    if res is None:
+        return closed(candidate["name"], name, why)
+    return baseline_verdict(candidate["name"], name, res, res["p_regression"], "none", 1)

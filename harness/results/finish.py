@@ -1,0 +1,101 @@
+"""Finishing a bake-off inside the harness: from harness.run's Bakeoff to the typed Results every renderer reads.
+
+The stages, in order (one screen):
+  candidate rows (harness/results/rows.py: scores, probes, bias, the generalisation gap and its interval)
+  -> compare (harness/statistics/ties.py: tie groups, computed once and stored)
+  -> gates (harness/gates/check.py: thresholds, caps, baseline verdicts against the promoted baseline)
+  -> recommend (harness/gates/check.py) and the recommendation_stability gate (harness/gates/stability.py).
+
+`regate` runs the last two stages again on stored results with other gates (`sftbench gate`); `restore` reads a
+stored results.json of either schema version, giving a version-1 run the tie groups it did not store.
+The stages work on results.json-shaped rows, since the promoted baselines they are compared with are stored JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.cache import package_versions
+from harness.config import BakeoffConfig, GateConfig
+from harness.gates.check import Verdict, check, recommend
+from harness.gates.stability import recommendation_stability
+from harness.references import scored_references
+from harness.results.model import SCHEMA_VERSION, Results, TieGroup
+from harness.results.rows import candidate_dict
+from harness.run import Bakeoff
+from harness.statistics.ties import RULE, all_tie_groups
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | None = None) -> Results:
+    """The finished run: candidate rows -> tie groups -> gate verdicts -> recommendation."""
+    references = scored_references(cfg)
+    config = dataclasses.asdict(cfg)
+    cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed, references)
+             for c in bakeoff.candidates]
+    ties = all_tie_groups({"candidates": cands, "config": config})
+    verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
+    verdicts, choice, reason, stability = conclude(cands, verdicts, cfg.gates, cfg.bootstrap_resamples,
+                                                   cfg.recipe.seed)
+    return Results.from_json({
+        "schema_version": SCHEMA_VERSION, "run_id": bakeoff.run_id, "name": cfg.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": cfg.hash(), "config": config,
+        "git_sha": git_sha(), "packages": package_versions(),
+        "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
+        "recommendation_stability": stability, "gates": [v.to_json() for v in verdicts], "candidates": cands,
+        "warnings": bakeoff.warnings, "references": references,
+        "tie_groups": [t.to_json() for t in ties], "tie_rule": RULE})
+
+
+def conclude(cands: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig], resamples: int,
+             seed: int) -> tuple[list[Verdict], str | None, str, float]:
+    """The recommendation and its stability, with each recommendation_stability gate's verdict appended:
+    (verdicts, recommended candidate or None, why, stability)."""
+    choice, reason = recommend(cands, verdicts)
+    stability = recommendation_stability(cands, verdicts, gates, choice, min(resamples, 500), seed)
+    for gate in gates:
+        minimum = gate.recommendation_stability
+        if minimum is None:
+            continue
+        ok = stability >= minimum
+        verdicts = [*verdicts, Verdict(choice or "-", gate.name, ok, stability,
+                                       f"the same candidate is recommended in {stability:.0%} of resamples of seeds "
+                                       f"and items ({'meets' if ok else 'misses'} {minimum:g})")]
+        if not ok and choice is not None:
+            reason = (f"{choice} would be recommended, but only in {stability:.0%} of resamples of seeds and items "
+                      f"(gate: {minimum:g}): not a stable choice; {reason}")
+            choice = None
+    return verdicts, choice, reason, stability
+
+
+def regate(results: Results, gates: list[GateConfig], correction: str,
+           baselines: dict[str, Any] | None = None) -> Results:
+    """Verdicts and the recommendation again on stored results, under `gates`, with the run's own bootstrap
+    resamples and seed (so the run's own gates reproduce its verdicts)."""
+    resamples = int(results.config.get("bootstrap_resamples") or 1000)
+    seed = int((results.config.get("recipe") or {}).get("seed") or 0)
+    cands = [c.to_json() for c in results.candidates]
+    verdicts = check(cands, gates, baselines, resamples, seed, correction)
+    verdicts, choice, reason, stability = conclude(cands, verdicts, gates, resamples, seed)
+    return results.with_changes(passed=choice is not None, recommendation=choice, recommendation_reason=reason,
+                                recommendation_stability=stability, gates=tuple(verdicts))
+
+
+def restore(stored: dict[str, Any]) -> Results:
+    """Stored results.json (schema 1 or 2) as Results; a version-1 run gets its tie groups computed here, once,
+    as the run would have stored them."""
+    results = Results.from_json(stored)
+    if "tie_groups" in stored:
+        return results
+    ties: list[TieGroup] = all_tie_groups(stored)
+    return results.with_changes(tie_groups=tuple(ties), tie_rule=RULE)

@@ -1,0 +1,277 @@
+"""The typed results model: what a finished bake-off is, as frozen dataclasses with `to_json` / `from_json`.
+
+The harness builds it (harness/results/finish.py: candidate rows -> tie groups -> gates -> recommendation) and
+every renderer in reports/ reads it; results.json and the run store hold its JSON form. Field names are the
+results.json keys, so a reader of the file and a reader of the model see the same names.
+
+Schema version 2 adds `tie_groups` and `tie_rule` (computed once by harness/statistics/ties.py and stored) to
+version 1; `from_json` reads both versions (a version-1 run has no stored tie groups: harness/results/finish.py
+`restore` computes them when it loads one from the store).
+
+Exact round trip: every record keeps the keys it was read with, in their order, and any key the model does not
+name (`extra`), so `Results.from_json(d).to_json() == d` for a version-2 `d` (apart from the version number and
+the tie groups for a version-1 one). Leaf payloads owned by one producer (training curves, sweep rows, per-class
+F1, chance levels, predictions) stay JSON values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+SCHEMA_VERSION = 2
+
+R = TypeVar("R", bound="Record")
+_META = ("extra", "keys")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A JSON object with named fields: `keys` are the keys it was read with, in order (None for one built in
+    code, which writes every field); `extra` holds the keys this model does not name."""
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False, compare=False)
+    keys: tuple[str, ...] | None = field(default=None, kw_only=True, repr=False, compare=False)
+    NESTED: ClassVar[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {}  # key -> (read, write)
+
+    @classmethod
+    def from_json(cls: type[R], d: Mapping[str, Any]) -> R:
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in _META]
+        values = {n: cls.NESTED[n][0](d[n]) if n in cls.NESTED and d.get(n) is not None else d[n]
+                  for n in names if n in d}
+        return cls(**values, extra={k: v for k, v in d.items() if k not in names}, keys=tuple(d))
+
+    def to_json(self) -> dict[str, Any]:
+        names = [f.name for f in dataclasses.fields(self) if f.name not in _META]
+        out: dict[str, Any] = {}
+        for key in (*names, *self.extra) if self.keys is None else self.keys:
+            if key in names:
+                value = getattr(self, key)
+                out[key] = self.NESTED[key][1](value) if key in self.NESTED and value is not None else value
+            elif key in self.extra:
+                out[key] = self.extra[key]
+        return out
+
+
+def _rows(cls: type[R]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return (lambda xs: tuple(cls.from_json(x) for x in xs), lambda xs: [x.to_json() for x in xs])
+
+
+def _one(cls: type[R]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return (cls.from_json, lambda x: x.to_json())
+
+
+@dataclass(frozen=True)
+class MetricScore(Record):
+    """A value with its 95% interval: a metric on a split, a probe's accuracy or forgetting, a flip rate."""
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    ci_method: str | None = None
+    signature: str | None = None  # sacrebleu's, for BLEU and chrF
+    seeds: list[float] | None = None  # the value under each training seed (several seeds only)
+    seed_sd: float | None = None
+    per_item: list[float] | None = None  # several seeds: each item's mean over seeds
+    per_seed: list[list[float]] | None = None
+
+
+def _scores() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    return (lambda s: {split: {m: MetricScore.from_json(v) for m, v in ms.items()} for split, ms in s.items()},
+            lambda s: {split: {m: v.to_json() for m, v in ms.items()} for split, ms in s.items()})
+
+
+def _intervals(*names: str) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    return {n: _one(MetricScore) for n in names}
+
+
+@dataclass(frozen=True)
+class ProbeRow(Record):
+    """A knowledge probe before and after tuning, on the same items (harness/probes.py)."""
+    probe: str = ""
+    version: str | None = None
+    kind: str | None = None
+    n: int | None = None
+    data_sha256: str | None = None
+    before: MetricScore | None = None
+    after: MetricScore | None = None
+    forgetting: MetricScore | None = None  # before - after accuracy
+    forgotten: int | None = None
+    gained: int | None = None
+    mcnemar_p: float | None = None
+    most_forgotten: list[dict[str, Any]] = field(default_factory=list)
+    per_item: dict[str, list[float]] | None = None
+    NESTED = _intervals("before", "after", "forgetting")
+
+
+@dataclass(frozen=True)
+class BiasRow(Record):
+    """A counterfactual bias suite: flip rates before and after tuning (harness/bias.py)."""
+    probe: str = ""
+    version: str | None = None
+    data_sha256: str | None = None
+    n: int | None = None
+    flip_rate_before: MetricScore | None = None
+    flip_rate_after: MetricScore | None = None
+    change: MetricScore | None = None  # after - before
+    new_flips: int | None = None
+    vanished_flips: int | None = None
+    mcnemar_p: float | None = None
+    per_attribute: dict[str, dict[str, Any]] = field(default_factory=dict)
+    flipped_examples: list[dict[str, Any]] = field(default_factory=list)
+    NESTED = _intervals("flip_rate_before", "flip_rate_after", "change")
+
+
+@dataclass(frozen=True)
+class Generalisation(Record):
+    """Test minus shifted on the main metric, with its interval (harness/statistics/gap.py)."""
+    metric: str | None = None
+    gap: float | None = None
+    gap_ci_low: float | None = None
+    gap_ci_high: float | None = None
+    gap_seeds: list[float] | None = None
+    gap_seed_sd: float | None = None
+    overfit_loss_gap: float | None = None  # last validation loss minus last training loss
+
+
+@dataclass(frozen=True)
+class BenchmarkRow(Record):
+    """One candidate on one benchmark: scores per split and metric, training, probes, bias, chance."""
+    benchmark: str = ""
+    version: str | None = None
+    task: str | None = None
+    status: str = "ok"  # ok | failed | n/a
+    reason: str = ""
+    learning_rate: float | None = None
+    data_sha256: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, dict[str, MetricScore]] = field(default_factory=dict)  # split -> metric -> score
+    train: dict[str, Any] | None = None  # train_loss[], val_loss[], curve[], seconds, tokens, ...
+    latency_ms_per_item: float | None = None
+    probes: tuple[ProbeRow, ...] = ()
+    predictions: dict[str, list[str]] | None = None
+    per_class_f1: dict[str, dict[str, float]] | None = None
+    sweep: list[dict[str, Any]] | None = None
+    bias: tuple[BiasRow, ...] = ()
+    files: dict[str, Any] | None = None
+    unit: str | None = None
+    chance: dict[str, Any] | None = None
+    learned: bool | None = None
+    learned_reason: str | None = None
+    zero_shot: bool = False
+    seeds: list[int] | None = None
+    seed_runs: list[dict[str, Any]] | None = None
+    seed_predictions: dict[str, list[list[str]]] | None = None
+    generalisation: Generalisation = field(default_factory=Generalisation)
+    NESTED = {"scores": _scores(), "probes": _rows(ProbeRow), "bias": _rows(BiasRow),
+              "generalisation": _one(Generalisation)}
+
+    def score(self, split: str, metric: str) -> MetricScore | None:
+        return self.scores.get(split, {}).get(metric)
+
+
+@dataclass(frozen=True)
+class Cost(Record):
+    train_seconds: float | None = None  # summed over benchmarks
+    train_tokens_per_second: float | None = None
+    latency_ms_per_item: float | None = None
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class CandidateRow(Record):
+    """One candidate model: what it is, what it cost, and its row per benchmark."""
+    name: str = ""
+    model: str | None = None
+    status: str = "ok"  # ok | failed
+    reason: str = ""
+    source: str | None = None
+    path: str | None = None
+    architecture: str | None = None
+    kind: str | None = None  # causal | encoder | seq2seq
+    revision: str | None = None
+    weights_sha: str | None = None
+    params: int | None = None
+    trainable_params: int | None = None
+    zero_shot: bool = False  # a reference row: the base model untuned, never recommended
+    did_not_learn: list[str] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)
+    benchmarks: tuple[BenchmarkRow, ...] = ()
+    NESTED = {"cost": _one(Cost), "benchmarks": _rows(BenchmarkRow)}
+
+    def benchmark(self, name: str) -> BenchmarkRow | None:
+        return next((b for b in self.benchmarks if b.benchmark == name), None)
+
+
+@dataclass(frozen=True)
+class GateVerdict(Record):
+    candidate: str = ""
+    gate: str = ""
+    passed: bool = False
+    observed: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TieGroup(Record):
+    """Which candidates a benchmark's test data cannot tell apart on its main metric (harness/statistics/ties.py)."""
+    benchmark: str = ""
+    metric: str = ""
+    order: list[str] = field(default_factory=list)  # candidate names, best first
+    group: dict[str, int] = field(default_factory=dict)  # candidate name -> 1-based group number
+    notes: list[str] = field(default_factory=list)  # what was compared when it is not the metric itself
+
+
+@dataclass(frozen=True)
+class Results(Record):
+    """A finished bake-off: provenance, candidate rows, tie groups, gate verdicts and the recommendation."""
+    schema_version: int = SCHEMA_VERSION
+    run_id: str = ""
+    name: str = ""
+    created: str = ""
+    config_hash: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    git_sha: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+    passed: bool = False
+    recommendation: str | None = None
+    recommendation_reason: str = ""
+    recommendation_stability: float | None = None
+    gates: tuple[GateVerdict, ...] = ()
+    candidates: tuple[CandidateRow, ...] = ()
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    references: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
+    tie_groups: tuple[TieGroup, ...] = ()
+    tie_rule: str = ""
+    NESTED = {"gates": _rows(GateVerdict), "candidates": _rows(CandidateRow), "tie_groups": _rows(TieGroup)}
+
+    @classmethod
+    def from_json(cls: type[R], d: Mapping[str, Any]) -> R:
+        version = d.get("schema_version", 1)
+        if version not in (1, SCHEMA_VERSION):
+            raise ValueError(f"results schema_version {version}: this sftbench reads 1 and {SCHEMA_VERSION}")
+        return super().from_json(d)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json() | {"schema_version": SCHEMA_VERSION}
+        return out if "tie_groups" in out else out | {"tie_groups": [t.to_json() for t in self.tie_groups],
+                                                      "tie_rule": self.tie_rule}
+
+    def candidate(self, name: str) -> CandidateRow | None:
+        return next((c for c in self.candidates if c.name == name), None)
+
+    def with_changes(self, **changes: Any) -> Results:
+        """A copy with fields replaced (the key order kept, new keys added at the end)."""
+        keys = None if self.keys is None else self.keys + tuple(k for k in changes if k not in self.keys)
+        return dataclasses.replace(self, **changes, keys=keys)
+
+
+def write_json(results: Results, path: Path) -> None:
+    """Atomic write: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(results.to_json(), indent=1, default=float))
+    tmp.replace(path)

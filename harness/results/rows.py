@@ -1,0 +1,44 @@
+"""Candidate rows: a finished bake-off's candidates (harness.run's dataclasses) as results.json rows, each
+benchmark with its generalisation gap and interval. The first stage of finishing a run (harness/results/finish.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from harness.run import CandidateResult
+from harness.statistics.gap import generalisation
+
+
+def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: int, seed: int,
+                   references: dict[str, Any] | None = None) -> dict[str, Any]:
+    benches = []
+    train_seconds, tps, latency = 0.0, 0.0, None
+    for b in c.benchmarks:
+        d = {"benchmark": b.benchmark, "version": b.version, "task": b.task, "status": b.status, "reason": b.reason,
+             "learning_rate": b.learning_rate, "data_sha256": b.data_sha256,
+             "scores": {s: {m: v.to_dict() for m, v in ms.items()} for s, ms in b.scores.items()},
+             "train": (dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second}
+                       if b.train else None),
+             "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
+             "per_class_f1": b.per_class_f1, "sweep": b.sweep,
+             "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
+             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot,
+             "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions}
+        d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
+                                              (references or {}).get(b.benchmark))
+        benches.append(d)
+        if b.train:
+            train_seconds += b.train.seconds
+            tps = b.train.tokens_per_second
+        latency = latency if latency is not None else b.latency_ms
+    h = c.handle
+    return {"name": c.name, "model": c.model, "status": c.status, "reason": c.reason,
+            "source": h.source if h else None, "path": h.path if h else None,
+            "architecture": h.architecture if h else None, "kind": h.kind if h else None,
+            "revision": h.revision if h else None, "weights_sha": h.weights_hash if h else None,
+            "params": c.params, "trainable_params": c.trainable_params, "zero_shot": c.zero_shot,
+            "did_not_learn": [b.benchmark for b in c.benchmarks if b.learned is False],
+            "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
+                     "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb},
+            "benchmarks": benches}
