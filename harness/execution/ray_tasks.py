@@ -11,8 +11,10 @@ a unit's record, tensors and adapter files come back through Ray's object store,
 its own unit cache as each unit finishes. Either way a killed driver resumes from the kept units.
 
 Units the driver can already answer are never submitted: a unit whose inputs are known and whose key is kept,
-and `select` (a comparison of validation scores) once its tune units are known. Model weights resolve on the
-worker from the same alias, folder or hub id, checked against the weights hash the driver planned with.
+and `select` (a comparison of validation scores), computed here once its tune units are known. The units that
+read `select` are submitted after it, with their keys known, so kept ones are reused on a resumed run. Model
+weights resolve on the worker from the same alias, folder or hub id, checked against the weights hash the driver
+planned with.
 """
 from __future__ import annotations
 
@@ -74,12 +76,32 @@ class _Driver:
         self.ctx_ref = ray.put(ctx)
         self.remote = ray.remote(_task)
         self.watching = ""  # the unit whose loop the progress bar shows
+        self.waiting: list[Unit] = []  # units not submitted yet (advance)
+        self.units = plan.by_id()
 
     def run(self) -> dict[str, Output | Failure]:
-        for unit in self.plan.units:
-            self.submit(unit)
+        self.waiting = list(self.plan.units)
+        self.advance()
         self.collect()
         return {u.id: self.known[u.id] for u in self.plan.units}
+
+    def advance(self) -> None:
+        """Submit, in the plan's order, every waiting unit that can go: its inputs known or submitted. `select`
+        waits until its tune units are known (the driver compares their scores), and so do the units reading it,
+        so that their keys are known and kept ones are reused rather than recomputed."""
+        still = []
+        for unit in self.waiting:
+            if unit.kind == "select":
+                ready = all(i in self.known for i in unit.inputs)
+            elif unit.inputs and self.units[unit.inputs[0]].kind == "select":
+                ready = unit.inputs[0] in self.known  # and so are its tune units
+            else:
+                ready = all(i in self.known or i in self.refs for i in unit.inputs)
+            if ready:
+                self.submit(unit)
+            else:
+                still.append(unit)
+        self.waiting = still
 
     def submit(self, unit: Unit) -> None:
         inputs = [self.known.get(i) for i in unit.inputs]
@@ -111,13 +133,19 @@ class _Driver:
     def collect(self) -> None:
         import ray
 
-        pending = {ref: uid for uid, ref in self.refs.items()}
-        while pending:
+        collected: set[str] = set()
+        while True:
+            pending = {ref: uid for uid, ref in self.refs.items() if uid not in collected}
+            if not pending:
+                break
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
             self.drain()
             for ref in done:
-                uid = pending.pop(ref)
+                uid = pending[ref]
+                collected.add(uid)
                 self.known[uid] = self.finished(uid, ref)
+            if done and self.waiting:
+                self.advance()
         self.drain()
 
     def finished(self, uid: str, ref: Any) -> Output | Failure:
@@ -155,8 +183,6 @@ def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
         out["num_cpus"] = wanted.num_cpus
     if wanted.num_gpus is not None:
         out["num_gpus"] = wanted.num_gpus
-    if unit.kind == "select":  # a comparison of numbers, when it has to wait for its inputs on the cluster
-        out = {"num_cpus": 0}
     return out
 
 
