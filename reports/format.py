@@ -35,6 +35,16 @@ def main_metrics(results: Results) -> list[tuple[str, str, list[str]]]:
     return out
 
 
+def main_metric_of(results: Results) -> dict[str, str]:
+    """benchmark -> main metric, in column order."""
+    return {bench: metric for bench, metric, _ in main_metrics(results)}
+
+
+def metric_scale(metric: str) -> float:
+    """100 for shares shown as percent; 1 for metrics already on their display scale (BLEU, chrF, loss)."""
+    return 1.0 if metric in NOT_PERCENT else 100.0
+
+
 def ranked(results: Results) -> list[CandidateRow]:
     """Candidates in leaderboard order: by the first benchmark's ranking, then everyone it could not rank in
     the results' own order."""

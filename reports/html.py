@@ -17,6 +17,8 @@ from reports.format import (
     benchmark,
     bias_measured,
     learning_lines,
+    main_metric_of,
+    metric_scale,
     ranked,
     recommendation_text,
     seed_note,
@@ -25,7 +27,6 @@ from reports.format import (
     verdict,
     warning_lines,
 )
-from reports.plots import FIGURES, main_metrics, metric_scale
 
 SAMPLE_PREDICTIONS = 10
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
@@ -145,7 +146,7 @@ def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
 
 def leaderboard(results: Results) -> str:
     groups = results.tie_groups
-    metrics = main_metrics(results)
+    metrics = main_metric_of(results)
     bias = bias_measured(results)
     others: dict[str, list[str]] = {bench: [] for bench in metrics}
     for c in results.candidates:
@@ -217,6 +218,8 @@ def _svg_width(svg: str) -> float:
 
 
 def figures(results: Results) -> str:
+    from reports.plots import FIGURES  # matplotlib loads only when a page is drawn, not with the CLI
+
     parts = []
     for title, draw in FIGURES:
         try:

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Results
-from reports.format import main_metrics as format_main_metrics
+from reports.format import main_metric_of as main_metrics
+from reports.format import metric_scale
 
 matplotlib.use("Agg")
 from matplotlib.axes import Axes  # imported after the backend is chosen
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-
-from reports.format import NOT_PERCENT
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -49,11 +48,6 @@ def _score(b: BenchmarkRow, split: str, metric: str) -> MetricScore | None:
     return entry if _ok(entry) else None
 
 
-def metric_scale(metric: str) -> float:
-    """100 for shares shown as percent; 1 for metrics already on their display scale (BLEU, chrF, loss)."""
-    return 1.0 if metric in NOT_PERCENT else 100.0
-
-
 def _unit(metric: str) -> str:
     return "" if metric_scale(metric) == 1.0 else " (%)"
 
@@ -65,11 +59,6 @@ def _interval(entry: MetricScore, scale: float) -> tuple[float, float]:
     below = v - low if isinstance(low, (int, float)) and math.isfinite(low) else 0.0
     above = high - v if isinstance(high, (int, float)) and math.isfinite(high) else 0.0
     return max(0.0, scale * below), max(0.0, scale * above)
-
-
-def main_metrics(results: Results) -> dict[str, str]:
-    """benchmark -> main metric (the first metric scored on test), in first-seen order."""
-    return {bench: metric for bench, metric, _ in format_main_metrics(results)}
 
 
 def _ok_benches(results: Results, bench: str) -> Iterator[tuple[CandidateRow, BenchmarkRow]]:

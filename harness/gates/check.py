@@ -11,7 +11,7 @@ three kinds of gate, each a mapping:
   {cost: params, max: 2e8}           # or latency_ms_per_item, peak_rss_mb, train_seconds
 
 Thresholds check the point estimate or an interval bound (`on: ci_low|ci_high`); the split defaults to
-`test`. Non-inferiority gates compare with a promoted baseline on the same items (harness/compare.py).
+`test`. Non-inferiority gates compare with a promoted baseline on the same items (harness/gates/baseline.py).
 Caps pass when the number is <= `max`; `on: ci_high` caps the upper bound of its 95% interval instead:
 - forgetting: before - after accuracy of a probe (a fraction: 0.05 is 5 points), on every benchmark the
   candidate was tuned on (each tune is probed); the worst one counts. `forgetting: "*"` caps every probe the

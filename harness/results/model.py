@@ -8,6 +8,34 @@ Schema version 2 adds `tie_groups` and `tie_rule` (computed once by harness/stat
 version 1; `from_json` reads both versions (a version-1 run has no stored tie groups: harness/results/finish.py
 `restore` computes them when it loads one from the store).
 
+Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{candidate: n}, notes[]}], tie_rule):
+  schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
+  recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
+  units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
+  warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
+  references{benchmark{split{data_sha256, items[[reference]]}}}
+    (what predictions are scored against: harness/references.py),
+  candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
+    params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
+    did_not_learn[benchmark names whose `learned` is false],
+    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
+    benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
+      scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
+      train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16,
+        curve[{step, train_loss, val_loss,
+               val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}],
+        best_step (best evaluation by recipe.monitor), stopped_early},
+      chance{split{value, how}} (the best trivial predictor on that split, by the same metric code: harness/chance.py),
+      learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
+      generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
+      bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change,
+            per attribute}],
+      files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
+      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{},
+              forgetting{value, ci_low, ci_high},
+              forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
+
 Exact round trip: every record keeps the keys it was read with, in their order, and any key the model does not
 name (`extra`), so `Results.from_json(d).to_json() == d` for a version-2 `d` (apart from the version number and
 the tie groups for a version-1 one). Leaf payloads owned by one producer (training curves, sweep rows, per-class

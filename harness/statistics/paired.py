@@ -10,9 +10,9 @@ Which test, by metric:
   resample from sacrebleu's per-sentence sufficient statistics or from predictions and gold (`corpus_stats`).
   Without them `paired_difference` compares the per-item mean instead (sentence BLEU/chrF, or correctness for
   macro_f1) and its `test` string starts with NOT; loss and perplexity likewise (unweighted per-item means,
-  token counts are not stored). `compare_runs` never shows such a number under the metric's name: it
-  recomputes corpus metrics from each run's stored predictions and references, and omits a row it cannot
-  compute (with the reason), as it omits loss and perplexity.
+  token counts are not stored). `compare_runs` (harness/compare.py) never shows such a number under the metric's
+  name: it recomputes corpus metrics from each run's stored predictions and references, and omits a row it
+  cannot compute (with the reason), as it omits loss and perplexity.
 
 Differences are always first minus second: a - b, candidate - baseline. Bootstrap intervals are
 percentile intervals; the seed fixes the resamples, so the same inputs give the same numbers.
