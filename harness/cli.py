@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from harness.execution import EXECUTORS
+
     parser = argparse.ArgumentParser(prog="sftbench", description="Which base model should we fine-tune and ship?")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a bake-off (the bundled demo when no config is given)")
@@ -28,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     run.add_argument("--force", action="store_true", help="recompute every unit of work, ignoring kept results")
     run.add_argument("--no-cache", action="store_true", help="neither reuse nor keep finished units of work")
-    run.add_argument("--executor", choices=("local", "ray"), default=None,
+    run.add_argument("--executor", choices=list(EXECUTORS), default=None,
                      help="where units run: in this process (default) or as Ray tasks (docs/distributed.md)")
     run.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="join this Ray cluster (auto, HOST:PORT); without it --executor ray starts a local Ray")

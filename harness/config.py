@@ -230,9 +230,6 @@ class ResourcesConfig:
     probe: UnitResources = field(default_factory=UnitResources)
 
 
-EXECUTORS = ("local", "ray")  # harness/execution/: one module and one registration each
-
-
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Where the units of a bake-off run (docs/distributed.md). It never changes a result, so it is not part of
@@ -250,6 +247,8 @@ class ExecutorConfig:
     max_retries: int = 3
 
     def __post_init__(self) -> None:
+        from harness.execution import EXECUTORS
+
         _check(self.kind in EXECUTORS, f"executor.kind must be one of {', '.join(EXECUTORS)} (got {self.kind!r})")
         _check(self.max_retries >= 0, f"executor.max_retries must be zero or more (got {self.max_retries})")
 

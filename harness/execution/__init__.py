@@ -1,19 +1,27 @@
 """Execution: a bake-off's plan of units (plan.py), the one function that runs a unit (compute.py), and the
-executors that decide where and when each unit runs. An executor is one module and one registration here.
+executors that decide where and when each unit runs.
 
 An executor takes the plan, the context every unit may read, the driver's unit cache and the progress display,
 and returns every unit's output or failure. It never changes what a unit computes: the same plan on any
-executor gives the same records (tests/execution/)."""
+executor gives the same records (tests/execution/). A new executor is one module with a class taking the
+`ExecutorConfig`, and one line in EXECUTORS; the config's `executor.kind` and the CLI's `--executor` read it.
+This module imports nothing heavy, so the config can check a kind without loading torch or Ray."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.cache import UnitCache
-from harness.config import ExecutorConfig
-from harness.execution.compute import Context, Output, Progress
-from harness.execution.plan import Plan
-from harness.registry import Registry
+if TYPE_CHECKING:
+    from harness.cache import UnitCache
+    from harness.config import ExecutorConfig
+    from harness.execution.compute import Context, Output, Progress
+    from harness.execution.plan import Plan
+
+EXECUTORS = {  # kind -> module:class
+    "local": "harness.execution.local:LocalExecutor",
+    "ray": "harness.execution.ray_tasks:RayExecutor",
+}
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,7 @@ class Executor(Protocol):
                 progress: Progress) -> dict[str, Output | Failure]: ...
 
 
-EXECUTORS: Registry[type] = Registry("executor")
-MODULES = ("local", "ray_tasks")
-
-
 def executor_for(cfg: ExecutorConfig) -> Executor:
-    import importlib
-
-    for module in MODULES:  # each registers its executor when imported; none imports Ray before it runs
-        importlib.import_module(f"harness.execution.{module}")
-    return EXECUTORS.get(cfg.kind)(cfg)
+    module, name = EXECUTORS[cfg.kind].split(":")
+    made: Any = getattr(importlib.import_module(module), name)(cfg)
+    return made

@@ -8,7 +8,7 @@ import traceback
 from harness.cache import UnitCache
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
-from harness.execution import EXECUTORS, Failure
+from harness.execution import Failure
 from harness.execution.compute import Context, Output, Progress, compute, keep, key_of
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
@@ -25,7 +25,6 @@ def failure(unit: Unit, err: BaseException, where: str = "") -> Failure:
     return Failure(f"{reason} [unit {unit.id}{f' on {where}' if where else ''}]")
 
 
-@EXECUTORS.register("local")
 class LocalExecutor:
     def __init__(self, cfg: ExecutorConfig | None = None):
         self.cfg = cfg or ExecutorConfig()

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.cache import UnitCache
 from harness.config import ExecutorConfig, UnitResources
-from harness.execution import EXECUTORS, Failure
+from harness.execution import Failure
 from harness.execution.compute import Context, Output, Progress, keep, key_of, select
 from harness.execution.local import failure, run_unit, usable
 from harness.execution.plan import Plan, Unit
@@ -35,7 +35,6 @@ from harness.execution.workspace import Workspace
 STEP_EVERY_S = 0.5  # a worker reports a loop's progress at most this often (and at its end)
 
 
-@EXECUTORS.register("ray")
 class RayExecutor:
     def __init__(self, cfg: ExecutorConfig):
         self.cfg = cfg
@@ -214,10 +213,7 @@ def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any,
     node = f"{socket.gethostname()} ({os.getpid()})"
     if any(isinstance(i, Failure) for i in inputs):
         return Failure(f"not run: an input of {unit.id} failed")
-    from tuners import load_all
-
     quiet_libraries()
-    load_all()  # the tuners register themselves when imported, in this worker process too
     set_threads()
     cache = UnitCache(Path(units), force=force) if units else UnitCache(None)
     try:

@@ -48,11 +48,11 @@ class Workspace:
 
     def prepare(self) -> Any:
         """The base wrapped by the recipe's tuner, with its seeded initial state (adapters, new head)."""
-        from tuners import TUNERS
+        from tuners import load_all
 
         if not self.prepared:
-            model = self.base()
-            self.model = TUNERS.get(self.recipe.tuner).prepare(model, self.recipe, self.handle.kind)
+            model = self.base()  # load_all: the tuners register when imported, in whichever process this runs
+            self.model = load_all().get(self.recipe.tuner).prepare(model, self.recipe, self.handle.kind)
             self.prepared = True
             self.initial = self.trainable_state() if self.snapshot else None
         return self.model
