@@ -132,7 +132,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from harness.cache import UnitCache, default_root
     from harness.config import load_config
-    from harness.results.finish import finish
     from harness.run import run
     from harness.store import default_path
     from reports.progress import RichProgress
@@ -156,14 +155,12 @@ def _run(args: argparse.Namespace) -> int:
     cache = UnitCache(None if args.no_cache else root, force=args.force)
     try:
         with RichProgress(console) as progress:
-            bakeoff = run(cfg, progress, cache)
+            results = run(cfg, progress, cache, baselines)
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
                "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
         print(f"sftbench: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    results = finish(bakeoff, cfg, baselines).with_changes(
-        units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
     written = write_reports(results, out)
     if store:
         store.save(results.to_json())

@@ -1,10 +1,11 @@
 """The bake-off pipeline: read the suites and resolve the models -> plan the units -> execute them (local or
-Ray: harness/execution/) -> assemble each candidate's results. Comparison, gates and the recommendation follow
-on these results."""
+Ray: harness/execution/) -> assemble each candidate's results -> compare -> gate -> recommend (harness/results/).
+"""
 from __future__ import annotations
 
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from harness.cache import UnitCache
 from harness.config import BakeoffConfig
@@ -17,11 +18,25 @@ from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
 from harness.execution.plan import SCORED_SPLITS, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
 
-__all__ = ["SCORED_SPLITS", "Bakeoff", "BenchmarkResult", "CandidateResult", "Suites", "load_suites", "run"]
+if TYPE_CHECKING:
+    from harness.results.model import Results
+
+__all__ = ["SCORED_SPLITS", "Bakeoff", "BenchmarkResult", "CandidateResult", "Suites", "execute", "load_suites", "run"]
 
 
-def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None) -> Bakeoff:
-    """Every candidate through the pipeline. Units already in `cache` are reused, finished ones kept there."""
+def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None,
+        baselines: dict[str, Any] | None = None) -> Results:
+    """The whole bake-off, finished: every candidate's results, tie groups, gate verdicts (against `baselines`,
+    stored runs by baseline name) and the recommendation. Units already in `cache` are reused, new ones kept."""
+    from harness.results.finish import finish
+
+    cache = cache or UnitCache(None)
+    return finish(execute(cfg, progress, cache), cfg, baselines).with_changes(
+        units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
+
+
+def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None) -> Bakeoff:
+    """Every candidate through its units: each candidate's results, not yet compared or gated."""
     from harness.validate import run_warnings
     from tuners import load_all
 

@@ -20,12 +20,12 @@ from typing import Any
 
 from harness.cache import package_versions
 from harness.config import BakeoffConfig, GateConfig
+from harness.execution.outcome import Bakeoff
 from harness.gates.check import Verdict, check, recommend
 from harness.gates.stability import recommendation_stability
 from harness.references import scored_references
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
-from harness.run import Bakeoff
 from harness.statistics.ties import RULE, all_tie_groups
 
 

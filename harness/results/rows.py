@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from harness.run import CandidateResult
+from harness.execution.outcome import CandidateResult
 from harness.statistics.gap import generalisation
 
 
