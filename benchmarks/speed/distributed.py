@@ -32,7 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from harness.cache import UnitCache  # noqa: E402
 from harness.config import ExecutorConfig, load_config  # noqa: E402
-from harness.run import run  # noqa: E402
+from harness.run import execute  # noqa: E402
 
 
 def scores(bakeoff: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def arm(cfg: Any, kind: str, root: Path) -> tuple[float, int, dict[str, Any]]:
     """One bake-off from an empty unit cache: wall seconds, units computed, scores."""
     cache = UnitCache(root / f"units-{kind}-{time.monotonic_ns()}")
     start = time.perf_counter()
-    bakeoff = run(dataclasses.replace(cfg, executor=ExecutorConfig(kind=kind)), cache=cache)
+    bakeoff = execute(dataclasses.replace(cfg, executor=ExecutorConfig(kind=kind)), cache=cache)
     return time.perf_counter() - start, cache.computed, scores(bakeoff)
 
 
