@@ -2,7 +2,7 @@
 always agree."""
 from __future__ import annotations
 
-from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricScore, Results, TieGroup
+from harness.results.model import BiasRow, CandidateRow, MetricScore, Results, TieGroup
 
 NOT_PERCENT = {"bleu", "chrf", "loss", "perplexity"}  # sacrebleu's 0-100 scale; nats; perplexity
 BIAS_NOTE = ("bias change = counterfactual flip rate after tuning minus before, in points (> 0: tuning made "
@@ -57,10 +57,6 @@ def tie_notes(groups: tuple[TieGroup, ...]) -> list[str]:
     return [f"{t.benchmark}: {n}" for t in groups for n in t.notes]
 
 
-def benchmark(c: CandidateRow, name: str) -> BenchmarkRow | None:
-    return next((b for b in c.benchmarks if b.benchmark == name), None)
-
-
 def failing_gates(results: Results, name: str) -> list[str]:
     """The gates this candidate fails, in verdict order (any gate kind: only `passed` and `gate` are read)."""
     return [v.gate for v in results.gates if v.candidate == name and not v.passed]
@@ -105,7 +101,7 @@ def learning_lines(results: Results) -> list[str]:
         for b in ref.benchmarks:
             metric = mains.get(b.benchmark, "")
             zero = b.score("test", metric)
-            t = benchmark(tuned, b.benchmark)
+            t = tuned.benchmark(b.benchmark)
             after = t.score("test", metric) if t else None
             if zero and after and zero.value is not None and after.value is not None:
                 scale = 1 if metric in NOT_PERCENT else 100

@@ -14,7 +14,6 @@ from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricSco
 from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
-    benchmark,
     bias_measured,
     learning_lines,
     main_metric_of,
@@ -167,7 +166,7 @@ def leaderboard(results: Results) -> str:
     for c in ranked(results):
         cells = [_td(_e(c.name), "name", c.reason)]
         for bench, metric in metrics.items():
-            cells += _bench_cells(c, benchmark(c, bench), metric, others[bench], ties[bench].group.get(c.name), bias)
+            cells += _bench_cells(c, c.benchmark(bench), metric, others[bench], ties[bench].group.get(c.name), bias)
         k = c.cost
         cells += [_td(_count(c.params)), _td(_count(c.trainable_params)),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),

@@ -15,7 +15,6 @@ from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     NOT_PERCENT,
-    benchmark,
     bias_measured,
     bias_reports,
     learning_lines,
@@ -60,7 +59,7 @@ def _num(value: Any, spec: str = ".0f") -> str:
 def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]:
     cells, forgetting = [escape(c.name)], []
     for (bench, metric, _), ties in zip(main_metrics(results), results.tie_groups):
-        b = benchmark(c, bench)
+        b = c.benchmark(bench)
         if b is None or b.status != "ok":
             cells += ["n/a" if b and b.status == "n/a" else "failed", "-", "-"]
             continue

@@ -22,7 +22,6 @@ from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     NOT_PERCENT,
-    benchmark,
     bias_measured,
     bias_reports,
     learning_lines,
@@ -111,7 +110,7 @@ def leaderboard(results: Results, with_cost: bool = True) -> Table:
         previous = c.name
         row = [c.name]
         for (bench, metric, others), ties in zip(metrics, groups):
-            row += _bench_cells(benchmark(c, bench), metric, others, ties.group.get(c.name))
+            row += _bench_cells(c.benchmark(bench), metric, others, ties.group.get(c.name))
         forgetting = [(p.probe, p.forgetting) for b in c.benchmarks if b.status == "ok" for p in b.probes]
         row.append(_labelled(forgetting))
         if bias:

@@ -142,3 +142,13 @@ def test_metric_score_of_a_probe_keeps_its_extras():
     results = Results.from_json(d)
     after = results.candidates[0].benchmarks[0].bias[0].flip_rate_after
     assert after is not None and after.extra == {"count": rate["count"]} and after.to_json() == rate
+
+
+def test_stage_imports_go_one_way_statistics_then_gates_then_finish():
+    """statistics <- gates <- finish: no module of a stage imports a later stage (lazy imports included)."""
+    later = {"statistics": ("harness.gates", "harness.results.finish", "harness.results.rows", "harness.compare"),
+             "gates": ("harness.results.finish", "harness.results.rows", "harness.compare")}
+    bad = [f"{stage}/{path.name}: {name}" for stage, banned in later.items()
+           for path in sorted((ROOT / "harness" / stage).glob("*.py")) for name in _imports(path)
+           if name.startswith(banned)]
+    assert bad == []
