@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "score":
             return _score(args)
-        from harness import history
+        from harness.storage import history
 
         return history.dispatch(args)
     except SftbenchError as err:
@@ -130,10 +130,10 @@ def quiet_libraries() -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.cache import UnitCache, default_root
     from harness.config import load_config
     from harness.run import run
-    from harness.store import default_path
+    from harness.storage.store import default_path
+    from harness.storage.units import UnitCache, default_root
     from reports.progress import RichProgress
     from reports.terminal import render
 
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides += ["executor.kind=ray", f"executor.address={args.ray_address}"] * bool(args.ray_address)
     cfg = load_config(config, overrides)
     quiet_libraries()
-    from harness.store import Store
+    from harness.storage.store import Store
 
     store = None if args.no_store else Store(args.store)  # a bad store fails before hours of training
     baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
@@ -182,7 +182,7 @@ def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
 
 def _validate(args: argparse.Namespace) -> int:
     """One line per finding on stderr (`path[:line]: warning|error: message`), a summary on stdout."""
-    from harness.validate import validate
+    from harness.data.validate import validate
 
     config, overrides = _config_and_overrides(args)
     findings = validate(config, overrides)
@@ -196,7 +196,7 @@ def _validate(args: argparse.Namespace) -> int:
         import json
 
         from harness.config import load_config
-        from harness.examples import model_inputs
+        from harness.data.examples import model_inputs
 
         for row in model_inputs(load_config(config, overrides), args.examples):
             print(json.dumps(row, ensure_ascii=False))
@@ -208,7 +208,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _power(config: str | None, overrides: list[str], out: Any) -> None:
     """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
     from harness.config import load_config
-    from harness.data import load_benchmark
+    from harness.data.specs import load_benchmark
     from harness.gates.power import power_lines
 
     cfg = load_config(config, overrides)
@@ -239,7 +239,7 @@ def write_reports(results: Results, out: Path) -> list[str]:
 def _score(args: argparse.Namespace) -> int:
     import json
 
-    from harness.scorefiles import score_files
+    from harness.scoring.files import score_files
 
     result = score_files(args.metric, args.predictions, args.references, args.resamples, args.seed)
     print(json.dumps(result))
@@ -248,8 +248,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _ls() -> int:
     from harness.config import BUNDLED_DIR
-    from harness.models import ALIASES
-    from harness.score import METRICS
+    from harness.models.loading import ALIASES
+    from harness.scoring.metrics import METRICS
     from tuners import load_all
 
     print("benchmarks:", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/benchmark.yaml"))))

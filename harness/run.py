@@ -7,9 +7,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from harness.cache import UnitCache
 from harness.config import BakeoffConfig
-from harness.device import set_threads, use_bf16
 from harness.errors import SftbenchError
 from harness.execution import Failure, executor_for
 from harness.execution.assemble import assemble
@@ -17,6 +15,8 @@ from harness.execution.compute import QUIET, Context, Output, Progress
 from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
 from harness.execution.plan import SCORED_SPLITS, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
+from harness.models.device import set_threads, use_bf16
+from harness.storage.units import UnitCache
 
 if TYPE_CHECKING:
     from harness.results.model import Results
@@ -37,7 +37,7 @@ def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None 
 
 def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None) -> Bakeoff:
     """Every candidate through its units: each candidate's results, not yet compared or gated."""
-    from harness.validate import run_warnings
+    from harness.data.validate import run_warnings
     from tuners import load_all
 
     try:  # everything that can reject the input runs before any model loads

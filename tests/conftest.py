@@ -114,7 +114,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 # The tiny models are random 2-layer networks: a few steps on 32 rows leave them at chance on support_intents, so
-# the tiny bake-off has no candidate that learned and ends with no recommendation, exit 1 (harness/chance.py: a
+# the tiny bake-off has no candidate that learned and ends with no recommendation, exit 1 (harness/scoring/chance.py: a
 # candidate at chance level is never recommended). Tests of the passing path use a real model (MiniLM).
 TINY_EXIT = 1
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from sklearn.metrics import f1_score
 
 from harness.cli import main
-from harness.store import Store
+from harness.storage.store import Store
 from reports.terminal import render
 from tests.conftest import INTENTS
 from tests.reports.sample import typed
@@ -100,7 +100,7 @@ def test_compare_two_stored_runs_on_macro_f1(tiny_config, tiny_bert, tmp_path, c
     assert a["references"]["support_intents"]["test"]["items"] == [[g] for g in gold]
     pa, pb = (r["candidates"][0]["benchmarks"][0]["predictions"]["test"] for r in (a, b))
 
-    def macro_f1(pred):  # harness.score's definition: the gold labels, zero_division 0
+    def macro_f1(pred):  # harness.scoring.metrics's definition: the gold labels, zero_division 0
         return f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0)
 
     code, printed, err = run(["compare", a["run_id"], b["run_id"], "--format", "json"], capsys)

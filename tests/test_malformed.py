@@ -116,7 +116,7 @@ CASES = [
          "bakeoff.yaml", None, "benchmark 'bench' does not evaluate bleu while training: recipe.eval_metric auto "
          "skips generation"),
     # names resolved from the config: the config is the file to blame (`run` names it too once it
-    # pre-flights with harness.validate; until then these run through `validate` only)
+    # pre-flights with harness.data.validate; until then these run through `validate` only)
     Case("unknown-tuner", {"bakeoff.yaml": config("recipe: {tuner: magic}\n")}, "bakeoff.yaml", None,
          "unknown tuner 'magic'; known: "),
     Case("unknown-model-alias", {"bakeoff.yaml": CONFIG.replace("model: model", "model: not-a-model")},

@@ -1,5 +1,5 @@
 """Tuning methods, one folder each. A tuner turns a loaded model into one whose trainable parameters
-are exactly what the method trains; the shared loop in harness/train.py does the rest."""
+are exactly what the method trains; the shared loop in harness/training/loop.py does the rest."""
 from __future__ import annotations
 
 from collections.abc import Callable

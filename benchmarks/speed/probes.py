@@ -1,4 +1,4 @@
-"""Speed benchmark (not a test): multiple-choice knowledge-probe scoring by sftbench (harness/probes.py
+"""Speed benchmark (not a test): multiple-choice knowledge-probe scoring by sftbench (harness/scoring/probes.py
 `score_probe`: each prompt runs once, packed with its four options in one row) against
 lm-evaluation-harness 0.4.13 (HFLM wrapping the same loaded model and tokenizer; one full sequence per
 option), in one process, on the same items and in the same precision. Needs `pip install -e .[speed]`.
@@ -34,9 +34,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the task reads a local JSON
 import numpy as np  # noqa: E402
 
 from harness.config import BUNDLED_DIR, SuiteRef  # noqa: E402
-from harness.device import autocast, set_threads, use_bf16  # noqa: E402
-from harness.models import load_model, load_tokenizer, resolve  # noqa: E402
-from harness.probes import ProbeItem, load_probe, score_probe  # noqa: E402
+from harness.models.device import autocast, set_threads, use_bf16  # noqa: E402
+from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from harness.scoring.probes import ProbeItem, load_probe, score_probe  # noqa: E402
 
 TASK = "sftbench_general_knowledge"
 

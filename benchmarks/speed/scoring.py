@@ -1,5 +1,5 @@
 """Speed benchmark (not a test): label-option scoring with each prompt run once for all its options (one
-packed row, harness/lm.py) against one padded sequence per option, on the same model, items and precision, in one process. Prints the ratio.
+packed row, harness/scoring/lm.py) against one padded sequence per option, on the same model, items and precision, in one process. Prints the ratio.
 
     .venv/bin/python benchmarks/speed/scoring.py [--items 40] [--model smollm2-135m]
 """
@@ -11,11 +11,11 @@ import time
 import torch
 
 from harness.config import SuiteRef
-from harness.data import load_benchmark
-from harness.device import autocast, set_threads, use_bf16
-from harness.encode import completion_ids, prompt_ids, uses_chat
-from harness.lm import answer_logits, continuation_logprobs, pad
-from harness.models import load_model, load_tokenizer, resolve
+from harness.data.specs import load_benchmark
+from harness.models.device import autocast, set_threads, use_bf16
+from harness.data.encode import completion_ids, prompt_ids, uses_chat
+from harness.scoring.lm import answer_logits, continuation_logprobs, pad
+from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.config import BUNDLED_DIR
 
 

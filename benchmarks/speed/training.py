@@ -1,4 +1,4 @@
-"""Speed benchmark (not a test): LoRA training throughput of sftbench's loop (harness/train.py `fit`)
+"""Speed benchmark (not a test): LoRA training throughput of sftbench's loop (harness/training/loop.py `fit`)
 against the standard stack (transformers Trainer + peft), in one process, on the same model, rows,
 LoRA config, learning rate, schedule, epochs and batch size, with answer-only labels in every arm.
 
@@ -6,7 +6,7 @@ Arms, each on freshly loaded base weights with the same LoRA init (tuners/lora, 
   trainer          Trainer with its default arguments (fp32, random batches)
   trainer-best     Trainer with its best CPU settings: bf16=True (needs use_cpu=True on a CPU), and
                    group_by_length (train_sampling_strategy="group_by_length" in transformers 5)
-  sftbench         harness.train.fit with the shipped recipe (bf16 autocast where the CPU has it,
+  sftbench         harness.training.loop.fit with the shipped recipe (bf16 autocast where the CPU has it,
                    length-grouped batches, LM head applied at answer positions only)
 Schedule in all arms: AdamW, lr 2e-4 with linear decay after int(steps * 0.06) warm-up steps, gradient
 clipping at 1.0, weight decay 0, seed 0. Only the training call is timed, and the arms run interleaved
@@ -44,12 +44,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see h
 import torch  # noqa: E402
 
 from harness.config import BUNDLED_DIR, RecipeConfig, SuiteRef  # noqa: E402
-from harness.data import load_benchmark  # noqa: E402
-from harness.device import set_threads, use_bf16  # noqa: E402
-from harness.encode import Encoded  # noqa: E402
-from harness.models import load_model, load_tokenizer, resolve  # noqa: E402
-from harness.tasks import training_items  # noqa: E402
-from harness.train import evaluate_loss, fit  # noqa: E402
+from harness.data.specs import load_benchmark  # noqa: E402
+from harness.models.device import set_threads, use_bf16  # noqa: E402
+from harness.data.encode import Encoded  # noqa: E402
+from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from harness.scoring.tasks import training_items  # noqa: E402
+from harness.training.loop import evaluate_loss, fit  # noqa: E402
 from tuners import load_all  # noqa: E402
 
 ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench"}

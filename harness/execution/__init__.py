@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from harness.cache import UnitCache
     from harness.config import ExecutorConfig
     from harness.execution.compute import Context, Output, Progress
     from harness.execution.plan import Plan
+    from harness.storage.units import UnitCache
 
 EXECUTORS = {  # kind -> module:class
     "local": "harness.execution.local:LocalExecutor",

@@ -9,17 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.bias import bias_report
-from harness.chance import Chance, chance, learned, what_to_try
 from harness.config import BakeoffConfig
-from harness.data import BenchmarkSpec, Split
+from harness.data.specs import BenchmarkSpec, Split
 from harness.execution.compute import Context, Output, kept_value
 from harness.execution.outcome import BenchmarkResult
 from harness.execution.plan import SCORED_SPLITS, BenchPlan, group_recipe
-from harness.probes import ProbeScore, forgetting_report
-from harness.score import MetricValue
+from harness.scoring.bias import bias_report
+from harness.scoring.chance import Chance, chance, learned, what_to_try
+from harness.scoring.metrics import MetricValue
+from harness.scoring.probes import ProbeScore, forgetting_report
 from harness.statistics.seeds import combine_change, combine_metric
-from harness.train import TrainResult
+from harness.training.loop import TrainResult
 
 ZERO_SHOT_RECORD = {"learning_rate": None, "epochs": None, "train": None, "validation": None, "trainable_params": 0}
 
@@ -102,7 +102,7 @@ def _probe_score(rec: dict[str, Any]) -> ProbeScore:
 def learning(spec: BenchmarkSpec, splits: dict[str, Split], scores: dict[str, dict[str, MetricValue]],
              chosen: dict[str, Any], sweep: list[dict[str, Any]],
              restore_best: bool) -> tuple[dict[str, dict[str, Any]], bool | None, str]:
-    """Chance per split, and whether the candidate beats it (harness/chance.py). A zero-shot row is judged the
+    """Chance per split, and whether the candidate beats it (harness/scoring/chance.py). A zero-shot row is judged the
     same way: a base model at chance is worth knowing about too."""
     metric = spec.main_metric
     found = {s: chance(spec, splits[s], metric) for s in ("validation", *SCORED_SPLITS) if s in splits}

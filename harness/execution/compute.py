@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.bias import render_pair_inputs
-from harness.cache import UnitCache
 from harness.config import BakeoffConfig, CandidateConfig
-from harness.data import BenchmarkSpec, Split
-from harness.device import autocast, peak_rss_mb, reset_peak_rss
+from harness.data.specs import BenchmarkSpec, Split
 from harness.errors import RunFailure
 from harness.execution.keys import scoring_key
 from harness.execution.plan import Unit, group_recipe
 from harness.execution.suites import Suites
 from harness.execution.workspace import Workspace
-from harness.models import ModelHandle, count_parameters
-from harness.probes import score_probe
-from harness.score import METRICS, MetricValue, per_class_f1, score, score_losses
-from harness.tasks import metric_while_training, predict, reference_losses, training_items
-from harness.train import fit
+from harness.models.device import autocast, peak_rss_mb, reset_peak_rss
+from harness.models.loading import ModelHandle, count_parameters
+from harness.scoring.bias import render_pair_inputs
+from harness.scoring.metrics import METRICS, MetricValue, per_class_f1, score, score_losses
+from harness.scoring.probes import score_probe
+from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items
+from harness.storage.units import UnitCache
+from harness.training.loop import fit
 
 
 class Progress(Protocol):
@@ -288,7 +288,8 @@ def choose(metric: str, restore_best: bool, keys: list[list[str]],
     sign = 1 if METRICS.get(metric).higher_is_better else -1
     best = max(range(len(means)), key=lambda i: sign * means[i])  # the first of equals wins
     # Every setting on the same validation score: nothing was chosen, and the sweep table must say so. The first
-    # setting is still scored, so that the candidate has a row; did-not-learn usually follows (harness/chance.py).
+    # setting is still scored, so that the candidate has a row; did-not-learn usually
+    # follows (harness/scoring/chance.py).
     tied = len({round(m, 12) for m in means}) == 1
     first = records[0]
     return best, [{"learning_rate": first[k]["learning_rate"], "epochs": first[k]["epochs"],

@@ -1,4 +1,4 @@
-"""Unit keys: a hash of everything that determines a unit's result (harness/cache.py), so a kept unit is reused
+"""Unit keys: a hash of everything that determines a unit's result (harness/storage/units.py), so a kept unit is reused
 exactly when it would compute the same thing. These are the keys sftbench has used since CACHE_VERSION 3; the
 plan of units (harness/execution/plan.py) did not change them."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ import hashlib
 import json
 from typing import Any
 
-from harness.cache import unit_key
 from harness.config import RecipeConfig
-from harness.data import BenchmarkSpec, Split
-from harness.models import ModelHandle
+from harness.data.specs import BenchmarkSpec, Split
+from harness.models.loading import ModelHandle
+from harness.storage.units import unit_key
 
 
 def spec_id(spec: BenchmarkSpec) -> str:

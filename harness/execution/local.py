@@ -5,13 +5,13 @@ from __future__ import annotations
 import gc
 import traceback
 
-from harness.cache import UnitCache
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure
 from harness.execution.compute import Context, Output, Progress, compute, keep, key_of
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
+from harness.storage.units import UnitCache
 
 
 def failure(unit: Unit, err: BaseException, where: str = "") -> Failure:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.models import ModelHandle
-from harness.score import MetricValue
-from harness.train import TrainResult
+from harness.models.loading import ModelHandle
+from harness.scoring.metrics import MetricValue
+from harness.training.loop import TrainResult
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class BenchmarkResult:
     bias: list[dict[str, Any]] = field(default_factory=list)  # counterfactual flip rates before/after tuning
     files: dict[str, str] = field(default_factory=dict)  # resolved spec and data paths, as read
     unit: Path | None = None  # the kept tuned setting (trainable.safetensors, peft adapter/)
-    chance: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> {value, how}: harness/chance.py
+    chance: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> {value, how}: harness/scoring/chance.py
     learned: bool | None = None  # beats chance by the documented margin (None: nothing to compare with)
     learned_reason: str = ""
     zero_shot: bool = False  # the base model scored as it is, no tuning (a reference row)

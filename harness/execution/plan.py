@@ -18,8 +18,8 @@ from typing import Any
 from harness.config import BakeoffConfig, CandidateConfig, RecipeConfig
 from harness.execution.keys import scoring_key, tune_key, zero_shot_key
 from harness.execution.suites import Suites
-from harness.models import ModelHandle
-from harness.tasks import applicable
+from harness.models.loading import ModelHandle
+from harness.scoring.tasks import applicable
 
 SCORED_SPLITS = ("test", "shifted")
 
@@ -105,7 +105,7 @@ def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle], bf
 
 def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, spec: object, splits: dict,
                  suites: Suites, seeds: tuple[int, ...], bf16: bool, units: list[Unit]) -> BenchPlan:
-    from harness.data import BenchmarkSpec
+    from harness.data.specs import BenchmarkSpec
 
     assert isinstance(spec, BenchmarkSpec)
     name, resamples = f"{cand.name}/{spec.name}", cfg.bootstrap_resamples

@@ -6,7 +6,7 @@ Ray rerun a unit whose worker process or node died. The driver only submits the 
 the outputs as they finish.
 
 Where outputs go: with a unit store every node mounts (`executor.units`), workers read kept units and write new
-ones there themselves, whole or not at all (harness/cache.py), and the driver reads the same store. Without one,
+ones there themselves, whole or not at all (harness/storage/units.py), and the driver reads the same store. Without one,
 a unit's record, tensors and adapter files come back through Ray's object store, and the driver keeps them in
 its own unit cache as each unit finishes. Either way a killed driver resumes from the kept units.
 
@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cache import UnitCache
 from harness.config import ExecutorConfig, UnitResources
 from harness.execution import Failure
 from harness.execution.compute import Context, Output, Progress, keep, key_of, select
 from harness.execution.local import failure, run_unit, usable
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
+from harness.storage.units import UnitCache
 
 STEP_EVERY_S = 0.5  # a worker reports a loop's progress at most this often (and at its end)
 
@@ -208,7 +208,7 @@ def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any,
     """One unit on a Ray worker. An error in the unit comes back as a Failure naming the unit and the node (Ray
     retries only lost workers and nodes, not a unit that raised)."""
     from harness.cli import quiet_libraries
-    from harness.device import set_threads
+    from harness.models.device import set_threads
 
     node = f"{socket.gethostname()} ({os.getpid()})"
     if any(isinstance(i, Failure) for i in inputs):
@@ -241,7 +241,7 @@ def worker_handle(ctx: Context, candidate: str) -> Any:
     """The candidate's model on this node: the driver's folder when this node sees it, else resolved here from
     the same alias, folder or hub id, and checked against the weights the driver planned with."""
     from harness.errors import RunFailure
-    from harness.models import resolve
+    from harness.models.loading import resolve
 
     planned = ctx.handles[candidate]
     if planned.source != "hub" and Path(planned.path).exists():

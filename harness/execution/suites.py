@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import BakeoffConfig
-from harness.data import BenchmarkSpec, Split, load_benchmark
+from harness.data.specs import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError
-from harness.models import ModelHandle, resolve
-from harness.probes import ProbeItem, ProbeSpec, load_probe
+from harness.models.loading import ModelHandle, resolve
+from harness.scoring.probes import ProbeItem, ProbeSpec, load_probe
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class Suites:
 
 def load_suites(cfg: BakeoffConfig) -> Suites:
     """Read every spec and data file, and check them against each other."""
-    from harness.bias import load_bias_suite
-    from harness.validate import cross_checks
+    from harness.data.validate import cross_checks
+    from harness.scoring.bias import load_bias_suite
 
     suites = Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
                     [load_probe(p, cfg.base_dir) for p in cfg.probes],

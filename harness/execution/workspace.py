@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data import BenchmarkSpec
+from harness.data.specs import BenchmarkSpec
 from harness.errors import RunFailure
-from harness.models import ModelHandle, load_model, load_tokenizer
+from harness.models.loading import ModelHandle, load_model, load_tokenizer
 
 
 class Workspace:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.data.references import stored_references
 from harness.errors import DataError
 from harness.gates.lookup import Verdict, closed, lookup
-from harness.references import stored_references
 from harness.statistics.paired import (
     CORPUS,
     CORRECTION_NAMES,

@@ -173,7 +173,7 @@ def passing(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> list[s
 
 def recommend(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> tuple[str | None, str]:
     """The smallest, then cheapest-to-train candidate that passes every gate, and why. Never a zero-shot
-    reference row, and never a candidate that did not learn a benchmark (harness/chance.py): a gate it passes
+    reference row, and never a candidate that did not learn a benchmark (harness/scoring/chance.py): a gate it passes
     at chance level is a gate that could not tell."""
     ok = set(passing(candidates, verdicts))
     tuned = [c for c in candidates if not c.get("zero_shot")]

@@ -41,7 +41,7 @@ class Evidence:
 
 def stored_evidence(cfg: BakeoffConfig, metric: str) -> Evidence:
     """sigma, p and rho for `benchmark.metric` from the latest stored run of this bake-off, or assumed."""
-    from harness.store import Store
+    from harness.storage.store import Store
 
     assumed = Evidence(ASSUMED_SEED_SD, ASSUMED_LEVEL, ASSUMED_RHO,
                        f"assumed: seed sd {ASSUMED_SEED_SD:g}, level {ASSUMED_LEVEL:g}, item correlation "

@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cache import package_versions
 from harness.config import BakeoffConfig, GateConfig
+from harness.data.references import scored_references
 from harness.execution.outcome import Bakeoff
 from harness.gates.check import Verdict, check, recommend
 from harness.gates.stability import recommendation_stability
-from harness.references import scored_references
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
 from harness.statistics.ties import RULE, all_tie_groups
+from harness.storage.units import package_versions
 
 
 def git_sha() -> str:

@@ -12,9 +12,9 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
   schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
   recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
-  warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/validate.py),
+  warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/data/validate.py),
   references{benchmark{split{data_sha256, items[[reference]]}}}
-    (what predictions are scored against: harness/references.py),
+    (what predictions are scored against: harness/data/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
     did_not_learn[benchmark names whose `learned` is false],
@@ -25,7 +25,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
         curve[{step, train_loss, val_loss,
                val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}],
         best_step (best evaluation by recipe.monitor), stopped_early},
-      chance{split{value, how}} (the best trivial predictor on that split, by the same metric code: harness/chance.py),
+      chance{split{value, how}} (the best trivial predictor on that split,
+        by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
       sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
@@ -118,7 +119,7 @@ def _intervals(*names: str) -> dict[str, tuple[Callable[[Any], Any], Callable[[A
 
 @dataclass(frozen=True)
 class ProbeRow(Record):
-    """A knowledge probe before and after tuning, on the same items (harness/probes.py)."""
+    """A knowledge probe before and after tuning, on the same items (harness/scoring/probes.py)."""
     probe: str = ""
     version: str | None = None
     kind: str | None = None
@@ -137,7 +138,7 @@ class ProbeRow(Record):
 
 @dataclass(frozen=True)
 class BiasRow(Record):
-    """A counterfactual bias suite: flip rates before and after tuning (harness/bias.py)."""
+    """A counterfactual bias suite: flip rates before and after tuning (harness/scoring/bias.py)."""
     probe: str = ""
     version: str | None = None
     data_sha256: str | None = None

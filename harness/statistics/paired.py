@@ -10,7 +10,7 @@ Which test, by metric:
   resample from sacrebleu's per-sentence sufficient statistics or from predictions and gold (`corpus_stats`).
   Without them `paired_difference` compares the per-item mean instead (sentence BLEU/chrF, or correctness for
   macro_f1) and its `test` string starts with NOT; loss and perplexity likewise (unweighted per-item means,
-  token counts are not stored). `compare_runs` (harness/compare.py) never shows such a number under the metric's
+  token counts are not stored). `compare_runs` (harness/results/compare.py) never shows such a number under the metric's
   name: it recomputes corpus metrics from each run's stored predictions and references, and omits a row it
   cannot compute (with the reason), as it omits loss and perplexity.
 
@@ -36,7 +36,7 @@ Statistic = Callable[[np.ndarray], np.ndarray]  # (resamples, n) item draw count
 
 
 def higher_is_better(metric: str) -> bool:
-    from harness.score import METRICS
+    from harness.scoring.metrics import METRICS
 
     return True if metric == PROBE_METRIC else METRICS.get(metric).higher_is_better
 
@@ -48,7 +48,7 @@ def corpus_stats(metric: str, predictions: Sequence[str], references: Sequence[S
         raise DataError(f"{len(predictions)} predictions but {len(references)} references")
     if metric == "macro_f1":
         return list(predictions), [r[0] for r in references]
-    from harness.score import reference_streams
+    from harness.scoring.metrics import reference_streams
 
     stats = _sacrebleu(metric)._extract_corpus_statistics(list(predictions), reference_streams(references))
     return np.asarray(stats, dtype=np.int64)  # (n, k)
@@ -58,7 +58,7 @@ def _sacrebleu(metric: str) -> Any:
     from sacrebleu.metrics import BLEU, CHRF
 
     if metric == "bleu":
-        return BLEU()  # the corpus scorer harness.score uses: same defaults, same numbers
+        return BLEU()  # the corpus scorer harness.scoring.metrics uses: same defaults, same numbers
     if metric == "chrf":
         return CHRF()
     raise ValueError(f"no sacrebleu statistics for metric '{metric}'")
@@ -89,7 +89,7 @@ def _sacrebleu_corpus(metric: str, stats: np.ndarray) -> Statistic:
 
 
 def _macro_f1(predictions: Sequence[str], gold: Sequence[str]) -> Statistic:
-    """macro-F1 as harness.score computes it (scikit-learn, labels = the gold labels, zero_division=0):
+    """macro-F1 as harness.scoring.metrics computes it (scikit-learn, labels = the gold labels, zero_division=0):
     per class F1 = 2 tp / (2 tp + fp + fn), which is 2 tp / (#gold + #predicted) over resampled counts."""
     labels = sorted(set(gold))
     p, g = np.asarray(predictions, dtype=object), np.asarray(gold, dtype=object)

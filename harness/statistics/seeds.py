@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from harness.score import MetricValue
+from harness.scoring.metrics import MetricValue
 from harness.statistics.paired import resample_counts, statistic
 
 # The interval method text stored in results.json names the module by its path before harness/statistics/ existed;
@@ -96,7 +96,7 @@ def combine_metric(metric: str, per_seed: Sequence[MetricValue], per_seed_stats:
                    resamples: int, seed: int) -> MetricValue:
     """One metric value over S seeds: the mean of the per-seed values, its seed-aware interval (module docstring),
     each seed's value and their sd, the per-item mean over seeds, and each seed's per-item scores."""
-    from harness.score import METRICS
+    from harness.scoring.metrics import METRICS
 
     values = [v.value for v in per_seed]
     items = [v.per_item for v in per_seed]

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from harness.cache import UnitCache
+from harness.storage.units import UnitCache
 from harness.config import ExecutorConfig, load_config
-from harness.device import use_bf16
+from harness.models.device import use_bf16
 from harness.errors import ConfigError
 from harness.execution import EXECUTORS, Failure, executor_for
 from harness.execution.compute import QUIET, Context

@@ -6,8 +6,8 @@ import json
 import pytest
 from scipy.stats import binomtest
 
-from harness.bias import Pair, bias_report, load_bias_suite, render_pair_inputs
-from harness.data import load_benchmark_spec
+from harness.scoring.bias import Pair, bias_report, load_bias_suite, render_pair_inputs
+from harness.data.specs import load_benchmark_spec
 from harness.errors import ConfigError, DataError
 from harness.statistics.intervals import paired_diff_ci
 from tests.conftest import ROOT
@@ -111,8 +111,8 @@ def test_rendered_pairs_go_through_the_task_predictor(tiny_llama):
     it with seeded noise on every weight, a stand-in for tuning that makes its answers depend on the input."""
     import torch
 
-    from harness.models import load_model, load_tokenizer, resolve
-    from harness.tasks import predict
+    from harness.models.loading import load_model, load_tokenizer, resolve
+    from harness.scoring.tasks import predict
 
     spec, pairs, _ = load_bias_suite("intent_bias", ROOT)
     bench = load_benchmark_spec(spec.benchmark, ROOT)

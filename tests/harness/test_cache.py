@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cache import UnitCache, unit_key
+from harness.storage.units import UnitCache, unit_key
 from harness.cli import main
 from tests.conftest import ROOT, TINY_EXIT
 
@@ -40,13 +40,13 @@ def bakeoff(cfg: Path, out: Path, *extra: str) -> dict:
 def forbid_model_loads(m: pytest.MonkeyPatch) -> None:
     """Make every way to load weights or a tokenizer raise: the harness's loaders and transformers' own."""
     import harness.execution.workspace
-    import harness.models
+    import harness.models.loading
     from transformers import AutoTokenizer, PreTrainedModel
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model or tokenizer was loaded")
 
-    for module in (harness.models, harness.execution.workspace):
+    for module in (harness.models.loading, harness.execution.workspace):
         m.setattr(module, "load_model", refuse)
         m.setattr(module, "load_tokenizer", refuse)
     m.setattr(PreTrainedModel, "from_pretrained", classmethod(refuse))
@@ -108,7 +108,7 @@ def test_unit_keys_cover_their_inputs():
 
 
 def test_unit_keys_record_real_package_versions():
-    from harness.cache import PACKAGES, package_versions
+    from harness.storage.units import PACKAGES, package_versions
 
     versions = package_versions()
     assert set(versions) == set(PACKAGES) >= {"torch", "transformers", "peft", "sacrebleu", "rouge-score",
@@ -163,7 +163,7 @@ ALL_FIVE = {"probe": 2, "score": 2, "tune": 1}
 ])
 def test_each_input_changes_the_keys_of_the_units_it_determines(kept_small_run, tiny_llama, tmp_path, monkeypatch,
                                                                 change, expected):
-    import harness.cache
+    import harness.storage.units
 
     folder = tmp_path / "run"
     shutil.copytree(kept_small_run, folder, ignore=shutil.ignore_patterns("out"))
@@ -182,7 +182,7 @@ def test_each_input_changes_the_keys_of_the_units_it_determines(kept_small_run, 
         tensors[name] = tensors[name] + 1e-3
         save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
     elif change == "versions":
-        monkeypatch.setitem(harness.cache._VERSIONS, "transformers", "0.0.0-not-this-one")
+        monkeypatch.setitem(harness.storage.units._VERSIONS, "transformers", "0.0.0-not-this-one")
     elif change == "nothing" or change.endswith("data"):
         bench = str(tmp_path / "intents")
         shutil.copytree(BUNDLED_INTENTS, bench)  # another folder, same spec: same keys until a row changes

@@ -1,4 +1,4 @@
-"""Chance and `learned` (harness/chance.py) on constructed data, hand-computed; the recommendation never goes to a
+"""Chance and `learned` (harness/scoring/chance.py) on constructed data, hand-computed; the recommendation never goes to a
 candidate that did not learn or to a zero-shot reference row; a sweep in which every setting ties says so."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from harness.chance import LEARN_MARGIN, Chance, chance, learned, margin
+from harness.scoring.chance import LEARN_MARGIN, Chance, chance, learned, margin
 from harness.config import SuiteRef
-from harness.data import load_benchmark
+from harness.data.specs import load_benchmark
 from harness.gates.check import Verdict, recommend
-from harness.score import MetricValue
+from harness.scoring.metrics import MetricValue
 from reports.format import learning_lines, sweep_lines, verdict
 from tests.reports.sample import typed
 

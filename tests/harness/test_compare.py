@@ -7,10 +7,10 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import f1_score
 
-from harness.compare import compare_runs
+from harness.results.compare import compare_runs
 from harness.errors import DataError
 from harness.gates.baseline import check_vs_baseline
-from harness.score import score
+from harness.scoring.metrics import score
 from harness.statistics.intervals import mcnemar_exact
 from harness.statistics.paired import (
     benjamini_hochberg,
@@ -79,7 +79,7 @@ def test_macro_f1_is_recomputed_like_scikit_learn():
     res = paired_difference("macro_f1", [float(p == g) for p, g in zip(pa, gold)],
                             [float(p == g) for p, g in zip(pb, gold)], resamples=300, seed=2,
                             a_stats=corpus_stats("macro_f1", pa, refs), b_stats=corpus_stats("macro_f1", pb, refs))
-    def sk(pred):  # harness.score's macro_f1, without its own bootstrap
+    def sk(pred):  # harness.scoring.metrics's macro_f1, without its own bootstrap
         return f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0)
 
     assert res["a"] == pytest.approx(sk(pa), abs=1e-12) and res["diff"] == pytest.approx(sk(pa) - sk(pb), abs=1e-12)

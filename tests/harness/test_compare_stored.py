@@ -11,10 +11,10 @@ import pytest
 import sacrebleu
 from sklearn.metrics import f1_score
 
-from harness.compare import compare_runs
+from harness.results.compare import compare_runs
 from harness.gates.baseline import baseline_test
-from harness.score import score, score_losses
-from harness.store import Store
+from harness.scoring.metrics import score, score_losses
+from harness.storage.store import Store
 
 LABELS = ["billing", "refund", "login", "shipping"]
 SHA = "t" * 64
@@ -22,8 +22,8 @@ SHA = "t" * 64
 
 def run_results(run_id: str, benchmark: str, task: str, predictions: list[str], references: list[list[str]],
                 metrics: tuple[str, ...], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A schema-1 results dict (harness/results/finish.py) of one candidate scored by harness.score on real predictions,
-    with the run's `references` as harness/results/finish.py keeps them (harness/references.py)."""
+    """A schema-1 results dict (harness/results/finish.py) of one candidate scored by harness.scoring.metrics on real predictions,
+    with the run's `references` as harness/results/finish.py keeps them (harness/data/references.py)."""
     scores = {m: score(m, predictions, references, resamples=50).to_dict() for m in metrics} | (extra or {})
     bench = {"benchmark": benchmark, "version": "1", "task": task, "status": "ok", "reason": "",
              "data_sha256": {"test": SHA}, "scores": {"test": scores}, "probes": [],
@@ -61,7 +61,7 @@ def classification_runs(tmp_path, n: int = 150) -> tuple[list[dict[str, Any]], l
 
 def test_macro_f1_between_stored_runs_is_the_scikit_learn_difference(tmp_path):
     (a, b), gold, pa, pb = classification_runs(tmp_path)
-    assert set(pa) | set(pb) <= set(gold)  # scikit-learn's default labels are then the gold labels, as harness.score's
+    assert set(pa) | set(pb) <= set(gold)  # scikit-learn's default labels are then the gold labels, as harness.scoring.metrics's
     rows = compare_runs(a, b, resamples=300)
     f1 = row(rows, "macro_f1")
     want_a, want_b = f1_score(gold, pa, average="macro"), f1_score(gold, pb, average="macro")

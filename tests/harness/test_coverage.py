@@ -1,7 +1,7 @@
 """Coverage: do the 95% intervals the project reports contain the true value in about 95% of data sets?
 
 Each check draws at least 1,000 data sets from a generative model whose true metric value is known exactly,
-computes the interval harness/score.py reports, and counts how often it contains the truth. The claim checked
+computes the interval harness/scoring/metrics.py reports, and counts how often it contains the truth. The claim checked
 is the one in docs/statistics.md: 93-97% at the sample sizes named there (Wilson, accuracy: n >= 200 items;
 percentile bootstrap, macro-F1: n >= 100 items; corpus BLEU: n >= 100 sentences).
 
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from harness.score import score
+from harness.scoring.metrics import score
 from harness.statistics.intervals import bootstrap_indices, wilson
 from harness.statistics.paired import corpus_stats
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from harness.device import peak_rss_mb, reset_peak_rss
+from harness.models.device import peak_rss_mb, reset_peak_rss
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux interfaces")

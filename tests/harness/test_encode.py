@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.encode import completion_ids, encode_causal, prompt_ids, uses_chat
+from harness.data.encode import completion_ids, encode_causal, prompt_ids, uses_chat
 from tests.conftest import _tokenizer
 
 # A template written for this test: each message as <|role|>content and a newline, then the assistant's turn.

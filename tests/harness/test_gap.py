@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.score import score
+from harness.scoring.metrics import score
 from harness.statistics.gap import generalisation as _generalisation
 
 TEST = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]  # 9 of 12

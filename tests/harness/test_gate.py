@@ -15,7 +15,7 @@ from harness.errors import ConfigError
 from harness.gates.baseline import baseline_test
 from harness.gates.check import check, check_cap, recommend
 from harness.statistics.paired import bh_adjusted, holm_adjusted
-from harness.store import Store
+from harness.storage.store import Store
 from tests.harness.test_compare import ALPHA, N, _slack, predicted_power
 from tests.harness.test_store import make_results
 

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from harness.config import SuiteRef
-from harness.data import load_benchmark
-from harness.encode import prompt_ids, uses_chat
-from harness.models import load_tokenizer, resolve
-from harness.tasks import predict, training_items
+from harness.data.specs import load_benchmark
+from harness.data.encode import prompt_ids, uses_chat
+from harness.models.loading import load_tokenizer, resolve
+from harness.scoring.tasks import predict, training_items
 from tests.conftest import ROOT
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from harness.lm import continuation_logprobs
-from harness.models import load_model, load_tokenizer, resolve
+from harness.scoring.lm import continuation_logprobs
+from harness.models.loading import load_model, load_tokenizer, resolve
 
 
 def naive(model, context, continuation):
@@ -54,7 +54,7 @@ def test_one_token_options_alone_and_mixed_with_longer_ones(tiny_llama):
 
 
 def batching_cost(lengths: list[int], spans: list[range], batch_cost: int) -> int:
-    """harness.lm's cost model: every batch pads its rows to its longest (the last: lengths ascend) and costs
+    """harness.scoring.lm's cost model: every batch pads its rows to its longest (the last: lengths ascend) and costs
     `batch_cost` more for the pass itself."""
     return sum(len(s) * lengths[s.stop - 1] + batch_cost for s in spans)
 
@@ -75,7 +75,7 @@ def allowed(lengths: list[int], s: range, max_batch: int, max_tokens: int) -> bo
 def test_batches_are_the_cheapest_split_by_brute_force(seed):
     """Against every split of short random length lists (up to 10 rows: 512 splits), under assorted limits: the
     chosen split is allowed and no allowed split costs less."""
-    from harness.lm import _batches
+    from harness.scoring.lm import _batches
 
     rng = random.Random(seed)
     for _ in range(50):
@@ -91,7 +91,7 @@ def test_batches_are_the_cheapest_split_by_brute_force(seed):
 
 
 def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes():
-    from harness.lm import _batches
+    from harness.scoring.lm import _batches
 
     lengths = sorted([3] * 50 + [4] + [9] * 10 + [40] * 3)
     spans = _batches(lengths, max_batch=32, max_tokens=256, batch_cost=64)

@@ -7,7 +7,7 @@ import pytest
 
 from harness.config import load_config
 from harness.errors import ModelError
-from harness.models import ALIASES, check_safe_weights, load_model, model_kind, resolve
+from harness.models.loading import ALIASES, check_safe_weights, load_model, model_kind, resolve
 
 
 def test_local_folders_resolve_with_kind_and_hash(tiny_llama, tiny_bert):

@@ -10,7 +10,7 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.config import GateConfig, load_config
 from harness.gates.power import ASSUMED_RHO, Evidence, detectable, stored_evidence
-from harness.store import Store
+from harness.storage.store import Store
 
 EV = Evidence(0.05, 0.7, 0.5, "assumed")
 

@@ -7,8 +7,8 @@ import torch
 
 from harness.config import SuiteRef
 from harness.errors import ConfigError, DataError
-from harness.models import load_model, load_tokenizer, resolve
-from harness.probes import (CLOZE_MAX_NEW_TOKENS, PROBE_KINDS, ProbeItem, ProbeScore, ProbeSpec, cloze_match,
+from harness.models.loading import load_model, load_tokenizer, resolve
+from harness.scoring.probes import (CLOZE_MAX_NEW_TOKENS, PROBE_KINDS, ProbeItem, ProbeScore, ProbeSpec, cloze_match,
                             forgetting_report, load_probe, score_probe)
 from tests.conftest import ROOT
 

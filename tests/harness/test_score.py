@@ -1,6 +1,6 @@
-"""Every metric in harness.score on cases computed by hand, and against its reference library (sacrebleu,
+"""Every metric in harness.scoring.metrics on cases computed by hand, and against its reference library (sacrebleu,
 rouge-score, scikit-learn) on real data from ../shared/data when it is there, to the last digit; plus edge cases,
-interval determinism and harness.scorefiles."""
+interval determinism and harness.scoring.files."""
 from __future__ import annotations
 
 import gzip
@@ -16,9 +16,9 @@ from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, f1_score
 
 from harness.errors import ConfigError, DataError
-from harness.score import (METRICS, ROUGE_TYPES, normalise_answer, per_class_f1, reference_streams, score,
+from harness.scoring.metrics import (METRICS, ROUGE_TYPES, normalise_answer, per_class_f1, reference_streams, score,
                            score_losses)
-from harness.scorefiles import score_files
+from harness.scoring.files import score_files
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TEXT_METRICS = ("exact_match", "bleu", "chrf", *ROUGE_TYPES)

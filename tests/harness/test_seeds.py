@@ -12,7 +12,7 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.config import RecipeConfig
 from harness.errors import ConfigError
-from harness.score import score
+from harness.scoring.metrics import score
 from harness.statistics.seeds import (
     combine,
     combine_change,

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import store as store_module
+from harness.storage import store as store_module
 from harness.config import GateConfig
 from harness.errors import ConfigError
 from harness.gates.check import check, recommend
-from harness.store import Store
+from harness.storage.store import Store
 
 TABLES = ("runs", "candidates", "scores", "probes", "baselines")
 
@@ -215,7 +215,7 @@ def test_a_process_killed_mid_write_leaves_nothing(tmp_path):
     results_file.write_text(json.dumps(make_results("killed")))
     script = textwrap.dedent(f"""
         import json, os
-        from harness import store
+        from harness.storage import store
         real = store._insert
         def insert(conn, table, rows):
             real(conn, table, rows)

@@ -10,12 +10,12 @@ import shutil
 import pytest
 import torch
 
-import harness.lm
+import harness.scoring.lm
 from harness.config import RecipeConfig, SuiteRef
-from harness.data import load_benchmark
-from harness.models import load_model, load_tokenizer, resolve
-from harness.tasks import applicable, predict, reference_losses, training_items
-from harness.train import fit
+from harness.data.specs import load_benchmark
+from harness.models.loading import load_model, load_tokenizer, resolve
+from harness.scoring.tasks import applicable, predict, reference_losses, training_items
+from harness.training.loop import fit
 from tests.conftest import ROOT
 from tests.harness.test_encode import CHAT
 from tests.harness.test_probes import naive_logprob
@@ -58,7 +58,7 @@ def test_a_chat_template_reaches_training_scoring_and_generation(chat_llama, mon
         seen.append(([list(c) for c in contexts], [list(c) for c in continuations]))
         return [(float(-len(c)), len(c)) for c in continuations]
 
-    monkeypatch.setattr(harness.lm, "continuation_logprobs", record)
+    monkeypatch.setattr(harness.scoring.lm, "continuation_logprobs", record)
     predict(spec, examples, model, tok, "causal", 256)
     contexts, conts = seen.pop()
     labels = [answer_ids(tok, text) for text in spec.labels.values()]
@@ -72,7 +72,7 @@ def test_a_chat_template_reaches_training_scoring_and_generation(chat_llama, mon
     assert conts == [answer_ids(tok, ex.references[0]) for ex in gen_splits["test"].examples]
 
     prompts = []
-    monkeypatch.setattr(harness.lm, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or ["x"] * len(p))
+    monkeypatch.setattr(harness.scoring.lm, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or ["x"] * len(p))
     predict(summaries, gen_splits["test"].examples, model, tok, "causal", 4096)
     assert prompts == [chat_ids(tok, ex.prompt) for ex in gen_splits["test"].examples]
 

@@ -7,10 +7,10 @@ import torch
 
 from harness.config import RecipeConfig, SuiteRef
 from harness.errors import ConfigError
-from harness.data import load_benchmark
-from harness.models import load_model, load_tokenizer, resolve
-from harness.tasks import training_items
-from harness.train import evaluate_loss, fit
+from harness.data.specs import load_benchmark
+from harness.models.loading import load_model, load_tokenizer, resolve
+from harness.scoring.tasks import training_items
+from harness.training.loop import evaluate_loss, fit
 from tests.conftest import ROOT
 from tuners import load_all
 
@@ -168,8 +168,8 @@ def test_metric_is_recorded_at_every_evaluation(tiny_llama):
 def test_a_real_metric_does_not_move_training_numbers(tiny_llama):
     """Training randomness (LoRA dropout here) is the same with and without the metric, even one that draws
     random numbers: every evaluation runs on a forked RNG."""
-    from harness.score import score
-    from harness.tasks import predict
+    from harness.scoring.metrics import score
+    from harness.scoring.tasks import predict
 
     recipe = dataclasses.replace(LLAMA, eval_every=1)
     assert recipe.dropout > 0
@@ -227,7 +227,7 @@ def test_monitor_metric_without_a_metric_is_a_config_error(tiny_llama):
 
 
 def test_auto_evaluates_the_metric_only_where_it_is_cheap():
-    from harness.tasks import CHEAP_METRIC_ITEMS, metric_while_training
+    from harness.scoring.tasks import CHEAP_METRIC_ITEMS, metric_while_training
 
     intents = load_benchmark(SuiteRef("support_intents"), ROOT)[0]
     summaries = load_benchmark(SuiteRef("ticket_summaries"), ROOT)[0]
@@ -242,7 +242,7 @@ def test_auto_evaluates_the_metric_only_where_it_is_cheap():
 
 
 def test_frozen_linears_are_bf16_inside_the_block_and_the_originals_come_back(tiny_llama):
-    from harness.device import frozen_linears_in_bf16
+    from harness.models.device import frozen_linears_in_bf16
 
     model, *_ = tiny_model(tiny_llama, dataclasses.replace(LLAMA, tuner="lora"))
     before = {n: (p, p.detach().clone()) for n, p in model.named_parameters()}
@@ -265,13 +265,13 @@ def test_bf16_copies_of_frozen_weights_change_no_training_number(tiny_llama, mon
     """Autocast rounds fp32 weights to the same bf16 values the copy holds: losses and weights are identical."""
     import contextlib
 
-    import harness.train
+    import harness.training.loop
 
     recipe = dataclasses.replace(LLAMA, tuner=tuner, bf16="on", eval_every=1)
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     copied = fit(model, items, val, recipe, 1e-2, pad_id)
     weights = trainable(model)
-    monkeypatch.setattr(harness.train, "frozen_linears_in_bf16", lambda model, enabled: contextlib.nullcontext())
+    monkeypatch.setattr(harness.training.loop, "frozen_linears_in_bf16", lambda model, enabled: contextlib.nullcontext())
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     recast = fit(model, items, val, recipe, 1e-2, pad_id)
     assert copied.bf16 and copied.curve == recast.curve and copied.train_loss == recast.train_loss

@@ -12,8 +12,8 @@ import pytest
 
 from harness.cli import main
 from harness.config import SuiteRef, load_config
-from harness.data import load_benchmark
-from harness.validate import (LISTED, Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise,
+from harness.data.specs import load_benchmark
+from harness.data.validate import (LISTED, Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise,
                               validate)
 from tests.conftest import ROOT
 

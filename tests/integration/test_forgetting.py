@@ -99,8 +99,8 @@ def test_items_are_four_way_within_one_relation(knowns_probe):
 @pytest.fixture(scope="module")
 def base_score(knowns_probe):
     from harness.config import SuiteRef
-    from harness.models import load_model, load_tokenizer, resolve
-    from harness.probes import load_probe, score_probe
+    from harness.models.loading import load_model, load_tokenizer, resolve
+    from harness.scoring.probes import load_probe, score_probe
 
     spec, items, _ = load_probe(SuiteRef(str(knowns_probe)), knowns_probe.parent)
     handle = resolve("smollm2-135m")

@@ -61,7 +61,7 @@ def test_promote_then_gate_the_demo(tmp_path, capsys):
     assert f"minilm-l6 / {escape(NON_INFERIOR)}" in (tmp_path / "degraded" / "summary.md").read_text()
 
     # caps only, on the stored degraded run: an untrained model forgets nothing and stays small, so it passes both
-    # caps; it is still not recommended, because it did not learn the task (at chance: harness/chance.py)
+    # caps; it is still not recommended, because it did not learn the task (at chance: harness/scoring/chance.py)
     caps = tmp_path / "caps.yaml"
     caps.write_text("gates:\n  - {forgetting: '*', max: 0.0}\n  - {cost: params, max: 5e7}\n")
     capsys.readouterr()

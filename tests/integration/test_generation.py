@@ -26,7 +26,7 @@ benchmarks: [{{spec: "{spec}", {caps}}}]
 bootstrap_resamples: 200
 """)
     out = tmp_path / f"out-{epochs}"
-    # 0 or 1: an untuned (epochs 0) or briefly tuned model may be judged "did not learn" (harness/chance.py), which
+    # 0 or 1: an untuned (epochs 0) or briefly tuned model may be judged "did not learn" (harness/scoring/chance.py), which
     # only withholds the recommendation; the numbers checked here are what matters
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) in (0, 1)
     bench = json.loads((out / "results.json").read_text())["candidates"][0]["benchmarks"][0]

@@ -9,11 +9,11 @@ import pytest
 from rich.console import Console
 
 from harness.config import SuiteRef
-from harness.data import load_benchmark
-from harness.lm import generate
-from harness.models import GGUF_STAGES, convert_gguf, load_model, load_tokenizer, resolve
-from harness.probes import ProbeItem, ProbeSpec, score_probe
-from harness.tasks import predict, reference_losses
+from harness.data.specs import load_benchmark
+from harness.scoring.lm import generate
+from harness.models.loading import GGUF_STAGES, convert_gguf, load_model, load_tokenizer, resolve
+from harness.scoring.probes import ProbeItem, ProbeSpec, score_probe
+from harness.scoring.tasks import predict, reference_losses
 from reports.progress import RichProgress
 from tests.conftest import ROOT
 

@@ -8,8 +8,8 @@ import torch
 
 from harness.config import RecipeConfig
 from harness.errors import ConfigError
-from harness.models import count_parameters, load_model, resolve
-from harness.train import fit
+from harness.models.loading import count_parameters, load_model, resolve
+from harness.training.loop import fit
 from tests.harness.test_train import tiny_model
 from tuners import load_all
 from tuners.ia3.tune import BERT_FF, ia3_modules

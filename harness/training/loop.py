@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import RecipeConfig
-from harness.device import autocast, frozen_linears_in_bf16, use_bf16
-from harness.encode import Encoded
+from harness.data.encode import Encoded
 from harness.errors import ConfigError, RunFailure
-from harness.lm import causal_loss, pad
+from harness.models.device import autocast, frozen_linears_in_bf16, use_bf16
+from harness.scoring.lm import causal_loss, pad
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from harness.results.model import Results
 
 def dispatch(args: argparse.Namespace) -> int:
     from harness.results.finish import restore
-    from harness.store import Store
+    from harness.storage.store import Store
 
     with Store(args.store) as store:
         if args.command == "runs":
@@ -87,7 +87,7 @@ def _regate(results: Results, gates_file: str | None, store: Any) -> Results:
 
 def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:
     """Run a against run b: a table (reports/compare.py), or one JSON object per row, omitted rows included."""
-    from harness.compare import compare_runs
+    from harness.results.compare import compare_runs
 
     correction, alpha = "holm", 0.05
     rows = compare_runs(a, b, alpha=alpha, correction=correction)

@@ -162,7 +162,8 @@ def _is_edge(char: str) -> bool:
 
 
 @register_metric("exact_match", True, "share of items whose normalised prediction equals any normalised reference; "
-                 "normalisation (harness.score.normalise_answer): lowercase, collapse whitespace, strip surrounding "
+                 "normalisation (harness.scoring.metrics.normalise_answer): lowercase, collapse whitespace, "
+                 "strip surrounding "
                  "whitespace and Unicode punctuation (category P*); Wilson interval")
 def _exact_match(preds, refs, resamples, seed):
     n = len(preds)
@@ -324,14 +325,14 @@ def score_losses(losses: Sequence[float], token_counts: Sequence[int], resamples
 def _needs_losses(name: str):
     def compute(preds, refs, resamples, seed):
         raise ValueError(f"metric '{name}' is computed from per-item losses and token counts, not from prediction "
-                         "strings; call harness.score.score_losses(losses, token_counts)")
+                         "strings; call harness.scoring.metrics.score_losses(losses, token_counts)")
 
     return compute
 
 
 register_metric("loss", False, "token-weighted mean cross-entropy (nats) over items; from per-item losses via "
-                "harness.score.score_losses, not from strings; seeded bootstrap of the ratio of sums",
+                "harness.scoring.metrics.score_losses, not from strings; seeded bootstrap of the ratio of sums",
                 from_losses=True)(_needs_losses("loss"))
 register_metric("perplexity", False, "exp of the token-weighted mean loss; from per-item losses via "
-                "harness.score.score_losses, not from strings; interval is exp of the loss interval",
+                "harness.scoring.metrics.score_losses, not from strings; interval is exp of the loss interval",
                 from_losses=True)(_needs_losses("perplexity"))

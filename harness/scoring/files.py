@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import cast
 
 from harness.errors import ConfigError, DataError
-from harness.score import LOSS_METRICS, METRICS, score
+from harness.scoring.metrics import LOSS_METRICS, METRICS, score
 
 _KEYS = {"prediction": ("prediction", "text"), "reference": ("reference", "text")}
 

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from harness.config import read_yaml
-from harness.data import BenchmarkSpec, Example, find_spec, load_benchmark_spec, read_numbered_rows, render_example
+from harness.data.specs import (
+    BenchmarkSpec,
+    Example,
+    find_spec,
+    load_benchmark_spec,
+    read_numbered_rows,
+    render_example,
+)
 from harness.errors import ConfigError, DataError
 from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
 
@@ -91,7 +98,7 @@ def _pair(row: dict[str, Any], line: int | None, path: Path, bench: BenchmarkSpe
 
 
 def render_pair_inputs(spec: BenchmarkSpec, pairs: Sequence[Pair]) -> tuple[list[Example], list[Example]]:
-    """Both sides of every pair rendered through the benchmark's prompt, ready for harness.tasks.predict."""
+    """Both sides of every pair rendered through the benchmark's prompt, ready for harness.scoring.tasks.predict."""
     def example(text: str, pair: Pair) -> Example:
         return render_example(spec, {next(iter(spec.input_fields)): text}, pair.label, (pair.label,),
                               {spec.input_field: text, "attribute": pair.attribute, "label": pair.label})

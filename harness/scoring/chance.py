@@ -4,7 +4,7 @@ A candidate that stays at chance is a finding to report ("did not learn", with w
 FAIL: the user would otherwise conclude that the model cannot do the task, when it is often the recipe (too low a
 learning rate, too few epochs) that failed it.
 
-Chance, per split, scored by the same metric code as the candidate (harness.score.score):
+Chance, per split, scored by the same metric code as the candidate (harness.scoring.metrics.score):
 - classification: always answering the split's most frequent label (the majority-class rate for accuracy; the
   same constant predictions scored by macro-F1 for macro-F1): the best a constant answer can do on that split;
 - generation: the better of two trivial outputs, copying the input and the empty string.
@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.data import BenchmarkSpec, Split
-from harness.score import METRICS, MetricValue, score
+from harness.data.specs import BenchmarkSpec, Split
+from harness.scoring.metrics import METRICS, MetricValue, score
 
 LEARN_MARGIN = 0.02  # on a 0-1 metric; multiplied by the metric's registered scale (100 for BLEU and chrF)
 

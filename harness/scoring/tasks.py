@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.data import BenchmarkSpec, Example
-from harness.encode import (
+from harness.data.encode import (
     Encoded,
     completion_ids,
     encode_causal,
@@ -24,8 +23,9 @@ from harness.encode import (
     prompt_ids,
     uses_chat,
 )
+from harness.data.specs import BenchmarkSpec, Example
 
-OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; harness.lm imports torch, this module not
+OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; lm.py imports torch, this module not
 
 
 def applicable(spec: BenchmarkSpec, kind: str, zero_shot: bool = False) -> str:
@@ -85,7 +85,7 @@ def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer:
 def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None):
     import torch
 
-    from harness.lm import pad
+    from harness.scoring.lm import pad
 
     keys = list(spec.labels)
     preds = []
@@ -101,7 +101,7 @@ def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None
 
 
 def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None):
-    from harness.lm import continuation_logprobs
+    from harness.scoring.lm import continuation_logprobs
 
     chat = uses_chat(tokenizer)
     keys = list(spec.labels)
@@ -118,7 +118,7 @@ def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None)
 
 
 def _generate(spec, examples, model, tokenizer, max_length, on_step=None):
-    from harness.lm import generate
+    from harness.scoring.lm import generate
 
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex.prompt, chat)[-max_length:] for ex in examples]
@@ -129,7 +129,7 @@ def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, t
                      max_length: int, on_step: OnStep | None = None) -> tuple[list[float], list[int]]:
     """Per-item mean token loss (nats) of the first reference after the prompt, and its token count;
     on_step(items done, total) per batch."""
-    from harness.lm import continuation_logprobs
+    from harness.scoring.lm import continuation_logprobs
 
     chat = uses_chat(tokenizer)
     conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]

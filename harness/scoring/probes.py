@@ -10,7 +10,7 @@ Kinds:
   all three distractors; `acc` decides forgetting.
 - `cloze` (causal LMs): greedy continuation of the plain-text prompt (no chat template), at most
   CLOZE_MAX_NEW_TOKENS tokens, cut at the first newline. Both sides are normalised with
-  harness.score.normalise_answer and split into words; each word is normalised again, so edge punctuation
+  harness.scoring.metrics.normalise_answer and split into words; each word is normalised again, so edge punctuation
   never matters ("Paris." and "Paris," match "Paris"). An item is correct when the generation STARTS WITH
   the answer word by word ("Paris, the capital" matches "Paris"; "Parisian" does not). Generation is not
   cut at a period, because abbreviations ("St. Louis", "U.S.") would be cut too; the word-wise prefix
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from harness.config import SuiteRef, read_yaml
-from harness.data import field_text, find_spec, read_numbered_rows, row_error
+from harness.data.specs import field_text, find_spec, read_numbered_rows, row_error
 from harness.errors import ConfigError, DataError
-from harness.score import normalise_answer
+from harness.scoring.metrics import normalise_answer
 from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
 
 PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
@@ -76,8 +76,8 @@ class ProbeScore:
 def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], str]:
     path = find_spec(ref.spec, base, "probe.yaml")
     raw = read_yaml(path)
-    if raw.get("kind") == "counterfactual":  # a bias suite (harness/bias.py) shares the file name, not the meaning
-        raise ConfigError("a counterfactual bias suite is not a forgetting probe (see harness/bias.py)", path)
+    if raw.get("kind") == "counterfactual":  # a bias suite (scoring/bias.py) shares the file name, not the meaning
+        raise ConfigError("a counterfactual bias suite is not a forgetting probe (see harness/scoring/bias.py)", path)
     unknown = sorted(set(raw) - PROBE_KEYS)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}'; known: {', '.join(sorted(PROBE_KEYS))}", path)
@@ -127,7 +127,7 @@ def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: 
 
 
 def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
-    from harness.lm import continuation_logprobs
+    from harness.scoring.lm import continuation_logprobs
 
     contexts, conts, owners = [], [], []
     for i, item in enumerate(items):
@@ -153,7 +153,7 @@ def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step
 
 
 def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
-    from harness.lm import generate
+    from harness.scoring.lm import generate
 
     prompts = [tokenizer(item.prompt)["input_ids"] for item in items]
     outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",), on_step=on_step)
@@ -176,7 +176,7 @@ def cloze_match(generated: str, answer: str) -> float:
 
 
 def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
-    from harness.lm import embed
+    from harness.scoring.lm import embed
 
     texts = []
     for item in items:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from harness.data.references import stored_references
 from harness.errors import DataError
-from harness.references import stored_references
 from harness.statistics.paired import (
     CORPUS,
     PROBE_METRIC,

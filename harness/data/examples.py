@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from harness.config import BakeoffConfig
-from harness.data import load_benchmark
-from harness.encode import prompt_text, uses_chat
-from harness.models import load_tokenizer, resolve
+from harness.data.encode import prompt_text, uses_chat
+from harness.data.specs import load_benchmark
+from harness.models.loading import load_tokenizer, resolve
 
 
 def model_inputs(cfg: BakeoffConfig, n: int) -> Iterator[dict[str, Any]]:

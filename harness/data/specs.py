@@ -186,7 +186,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     metrics = tuple(str(m) for m in _require(raw, "metrics", list))
     if not metrics:
         raise ConfigError("'metrics' must name at least one metric")
-    from harness.score import METRICS
+    from harness.scoring.metrics import METRICS
 
     for m in metrics:
         METRICS.get(m)

@@ -27,12 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.bias import BiasSpec, load_bias_suite
 from harness.config import BakeoffConfig, CandidateConfig, load_config
-from harness.data import BenchmarkSpec, Split, load_benchmark
+from harness.data.specs import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, SftbenchError
-from harness.probes import load_probe
-from harness.tasks import metric_while_training
+from harness.scoring.bias import BiasSpec, load_bias_suite
+from harness.scoring.probes import load_probe
+from harness.scoring.tasks import metric_while_training
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
@@ -130,7 +130,7 @@ def check_tuner(name: str) -> None:
 
 def check_candidate(cand: CandidateConfig) -> list[Finding]:
     """What `run` checks before loading weights, without converting, downloading or hashing them."""
-    from harness.models import ALIASES, inspect_folder, package_dir, source_of
+    from harness.models.loading import ALIASES, inspect_folder, package_dir, source_of
 
     source = source_of(cand.model)
     if source == "alias":

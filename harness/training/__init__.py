@@ -1,0 +1,1 @@
+"""Training: the one loop every tuner shares (loop). The tuning methods themselves are tuners/<name>/."""
