@@ -30,7 +30,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see harness/cli.py
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from harness.cache import UnitCache  # noqa: E402
+from harness.storage.units import UnitCache  # noqa: E402
 from harness.config import ExecutorConfig, load_config  # noqa: E402
 from harness.run import execute  # noqa: E402
 
@@ -81,10 +81,13 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    cfg = load_config(args.config, args.overrides)
+    config, overrides = args.config, list(args.overrides)
+    if config and "=" in config:  # an override, not a file: the bundled demo with overrides (as sftbench run)
+        config, overrides = None, [config, *overrides]
+    cfg = load_config(config, overrides)
     print(f"{cfg.name}: {len(cfg.candidates)} candidates ({', '.join(c.name for c in cfg.candidates)}); "
-          f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-          flush=True)
+          f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     start = time.perf_counter()
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, address="local")
     init_s = time.perf_counter() - start
@@ -100,6 +103,7 @@ def main() -> None:
             units[kind], results[kind] = computed, got
             print(f"  ran {kind}: {wall:.1f} s, {computed} units computed", flush=True)
     serial, batched = noop_overhead(args.noop)
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine slow both arms)")
     ray.shutdown()
     local, distributed = (sum(w) / len(w) for w in (walls["local"], walls["ray"]))
     print(f"local: {local:.1f} s; ray: {distributed:.1f} s (+ {init_s:.1f} s ray init)")

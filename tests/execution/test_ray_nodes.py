@@ -68,7 +68,7 @@ def start_driver(cfg: Path, out: Path, log: Path) -> subprocess.Popen:
 
 
 def kept(units: Path, prefix: str = "") -> list[str]:
-    """Units kept whole in the store (a unit is renamed into place when complete: harness/cache.py)."""
+    """Units kept whole in the store (a unit is renamed into place when complete: harness/storage/units.py)."""
     if not units.exists():
         return []
     return sorted(p.name for p in units.iterdir() if p.name.startswith(prefix) and (p / "unit.json").exists())
@@ -113,8 +113,10 @@ def test_a_node_removed_while_it_tunes(own_cluster, tiny_llama, tiny_bert, tmp_p
     raylet = worker.all_processes["raylet"][0].process.pid
     deadline, seen = time.monotonic() + DEADLINE_S / 2, []
     while time.monotonic() < deadline and proc.poll() is None:
-        seen = [t for t in busy_tasks(raylet) if "tune" in t]
-        if seen:
+        # a tune task in a worker process of that node, and the driver told (by the worker's progress event) that
+        # a unit is training: the node goes while a fine-tune runs, not while a worker starts
+        seen = [t for t in busy_tasks(raylet) if "/tune " in t]
+        if seen and "tuning on support_intents" in log.read_text():
             break
         time.sleep(0.05)
     assert seen, f"no tune unit was seen running on the worker node:\n{log.read_text()[-3000:]}"
