@@ -2,19 +2,21 @@
 
 A spec names its data files relative to itself, maps file columns to fields, and declares its task
 kind, labels or references, prompt template, metrics and `version`. Every loaded split carries the
-sha256 of the bytes it was read from, so stored results can say exactly what they were scored on.
+sha256 of the bytes it was read from, so stored results can say exactly what they were scored on (folded with
+how it was read where that differs from the default: a `quoting:` setting, a carved split, harness/data/carve.py).
+Files are read by harness/data/files.py.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import BUNDLED_DIR, SuiteRef, read_yaml
+from harness.data.carve import Carve, carve_digest, carve_rows, parse_carve
+from harness.data.files import QUOTING, Rows, read_table
 from harness.errors import ConfigError, DataError
 
 TASK_KINDS = ("classification", "generation")
@@ -47,6 +49,16 @@ class Split:
     examples: list[Example]
     sha256: str
     path: str
+    carved_from: str | None = None  # the split whose file this one was carved from (its path is that file)
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """Where a split's rows come from: a data file, read with `quoting`, or a part carved from another split's."""
+
+    path: str  # the data file (resolved); for a carved split, its source split's file
+    quoting: str = "auto"
+    carve: Carve | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +71,10 @@ class BenchmarkSpec:
     input_fields: dict[str, str]  # template variable -> data column; `input` first when declared
     target_field: str  # always set: fields.target, or the first reference column
     reference_fields: tuple[str, ...]
-    labels: dict[str, str]  # label key -> verbalised label text a causal LM is tuned to produce
+    labels: dict[str, str]  # label key -> verbalised label text a causal LM is tuned to produce (a list: key = text)
     metrics: tuple[str, ...]
     main_metric: str
-    splits: dict[str, str]  # split name -> data file (resolved)
+    splits: dict[str, SplitSource]  # split name -> its data file (resolved) and how it is read
     columns: tuple[str, ...] | None = None  # for header-less CSV/TSV
     max_new_tokens: int = 64
     description: str = ""
@@ -74,8 +86,19 @@ class BenchmarkSpec:
         """The main input column (the first declared input field): what lints and bias pairs read."""
         return next(iter(self.input_fields.values()))
 
+    @property
+    def labels_by_index(self) -> bool:
+        """`labels: [negative, positive]`: an integer label cell is an index into the list (0 -> negative). Not when
+        the labels themselves are integers (`labels: [1, 2]`), which cells name as they are."""
+        return all(k == v for k, v in self.labels.items()) and not any(INTEGER.fullmatch(k) for k in self.labels)
+
+    def carves(self) -> dict[str, Carve]:
+        """The splits carved from another, in split order."""
+        return {name: source.carve for name, source in self.splits.items() if source.carve}
+
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+INTEGER = re.compile(r"-?[0-9]+")
 
 
 def placeholders(template: str) -> list[str]:
@@ -130,7 +153,7 @@ def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 
 
 BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "encoder_input", "fields", "labels", "metrics",
-                  "main_metric", "splits", "columns", "max_new_tokens", "stop"}
+                  "main_metric", "splits", "columns", "max_new_tokens", "stop", "quoting"}
 TARGET_KEYS = ("target", "references")  # every other key of `fields` is an input: template variable -> column
 
 
@@ -164,14 +187,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
             raise ConfigError("a classification benchmark needs at least two labels")
         if len(set(labels.values())) != len(labels):
             raise ConfigError("label texts must be distinct")
-    splits_raw = _require(raw, "splits", dict)
-    for s in splits_raw:
-        if s not in SPLITS:
-            raise ConfigError(f"unknown split '{s}'; known: {', '.join(SPLITS)}")
-    for s in ("train", "test"):
-        if s not in splits_raw:
-            raise ConfigError(f"missing split '{s}'")
-    splits = {s: str((path.parent / str(f)).resolve()) for s, f in splits_raw.items()}
+    splits = _splits(_require(raw, "splits", dict), path, task, raw.get("quoting", "auto"))
     prompt = _require(raw, "prompt", str)
     encoder_input = _encoder_input(raw.get("encoder_input"), inputs)
     for key, templates in (("prompt", (prompt,)), ("encoder_input", encoder_input)):
@@ -210,6 +226,29 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     )
 
 
+def _splits(raw: dict[str, Any], path: Path, task: str, quoting: Any) -> dict[str, SplitSource]:
+    """`splits`: split name -> data file, or -> {from: train, fraction, seed, stratify} for a carved split."""
+    if quoting not in QUOTING:
+        raise ConfigError(f"quoting must be one of {', '.join(QUOTING)} (got {quoting!r})")
+    for s in raw:
+        if s not in SPLITS:
+            raise ConfigError(f"unknown split '{s}'; known: {', '.join(SPLITS)}")
+    for s in ("train", "test"):
+        if s not in raw:
+            raise ConfigError(f"missing split '{s}'")
+    files = {s: str((path.parent / str(f)).resolve()) for s, f in raw.items() if not isinstance(f, dict)}
+    if "train" not in files:
+        raise ConfigError("splits.train must name a data file")
+    splits = {}
+    for s in SPLITS:  # split order, which is also the order carvings are taken in
+        if s in files:
+            splits[s] = SplitSource(files[s], str(quoting))
+        elif s in raw:
+            carve = parse_carve(s, raw[s], task)
+            splits[s] = SplitSource(files[carve.source], str(quoting), carve)
+    return splits
+
+
 def _encoder_input(raw: Any, inputs: dict[str, str]) -> tuple[str, ...]:
     """`encoder_input`: a template, or a list of two for a text pair (NLI, QA). By default the input itself
     ({input}), or the two declared input fields as a pair, in their order."""
@@ -230,70 +269,9 @@ def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[s
     return [row for _, row in read_numbered_rows(path, columns)]
 
 
-def read_numbered_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[tuple[int | None, dict[str, Any]]]:
+def read_numbered_rows(path: Path, columns: tuple[str, ...] | None = None) -> Rows:
     """(file line, row) pairs; the line is None for formats without lines (JSON list, Parquet)."""
-    if not path.is_file():
-        raise DataError("data file not found", path)
-    suffix = "".join(path.suffixes[-1:]).lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError("reading Parquet needs pyarrow: pip install pyarrow", path) from None
-        try:
-            return [(None, row) for row in pq.read_table(path).to_pylist()]
-        except Exception as err:
-            raise DataError(f"cannot read Parquet: {err}", path) from None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError("not UTF-8 text", path, line) from None
-    if suffix == ".jsonl":
-        return _jsonl_rows(text, path)
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"invalid JSON: {err.msg}", path, err.lineno) from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise DataError("a .json data file must hold a list of objects", path)
-        return [(None, row) for row in data]
-    if suffix in (".tsv", ".csv"):
-        return _delimited_rows(text, path, "\t" if suffix == ".tsv" else ",", columns)
-    raise DataError(f"unsupported data format '{suffix}' (use .jsonl, .json, .csv, .tsv or .parquet)", path)
-
-
-def _jsonl_rows(text: str, path: Path) -> list[tuple[int | None, dict[str, Any]]]:
-    rows: list[tuple[int | None, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"invalid JSON: {err.msg}", path, number) from None
-        if not isinstance(row, dict):
-            raise DataError("each JSON line must be an object", path, number)
-        rows.append((number, row))
-    return rows
-
-
-def _delimited_rows(text: str, path: Path, delimiter: str,
-                    columns: tuple[str, ...] | None) -> list[tuple[int | None, dict[str, Any]]]:
-    reader = csv.reader(text.splitlines(), delimiter=delimiter,
-                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-    header = list(columns) if columns else next(reader, [])
-    rows: list[tuple[int | None, dict[str, Any]]] = []
-    start = reader.line_num + 1  # a quoted cell may span lines: a row is named by the line it starts on
-    for cells in reader:
-        line, start = start, reader.line_num + 1
-        if not cells:
-            continue
-        if len(cells) != len(header):
-            raise DataError(f"expected {len(header)} columns, found {len(cells)}", path, line)
-        rows.append((line, dict(zip(header, cells))))
-    return rows
+    return read_table(path, columns).rows
 
 
 def row_error(message: str, path: str | Path, line: int | None, number: int) -> DataError:
@@ -314,28 +292,62 @@ def field_text(row: dict[str, Any], key: str, path: str | Path, line: int | None
     return str(value)
 
 
-def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Split:
-    """Read one split, render inputs through the prompt template, check every field is present."""
-    path = Path(spec.splits[split])
-    rows = read_numbered_rows(path, spec.columns)
-    if not rows:
-        raise DataError(f"split '{split}' is empty", path)
+def label_key(spec: BenchmarkSpec, value: str, path: str | Path, line: int | None, number: int) -> str:
+    """The declared label a cell names: a label key, or (labels given as a list) its integer index."""
+    if value in spec.labels:
+        return value
+    keys = list(spec.labels)
+    if spec.labels_by_index and INTEGER.fullmatch(value.strip()):
+        index = int(value)
+        if 0 <= index < len(keys):
+            return keys[index]
+        raise row_error(f"label {index} is out of range: labels has {len(keys)} ("
+                        f"{', '.join(f'{i}: {k}' for i, k in enumerate(keys))})", path, line, number)
+    raise row_error(f"label '{value}' is not among the declared labels ({', '.join(keys)})", path, line, number)
+
+
+def _examples(spec: BenchmarkSpec, split: str, path: Path, rows: list[tuple[int, int | None, dict[str, Any]]]
+              ) -> list[Example]:
+    """(row number, file line, row) -> examples rendered through the prompt, every field checked."""
     # training splits need the target; scored splits need every reference (multi-reference test sets)
     needed = (spec.target_field,) if split in ("train", "validation") else spec.reference_fields
     examples = []
-    for number, (line, row) in enumerate(rows, 1):
+    for number, line, row in rows:
         values = {name: field_text(row, column, path, line, number) for name, column in spec.input_fields.items()}
         refs = tuple(field_text(row, k, path, line, number) for k in needed)
         target = field_text(row, spec.target_field, path, line, number) if spec.target_field in row else refs[0]
-        if spec.task == "classification" and target not in spec.labels:
-            raise row_error(f"label '{target}' is not among the declared labels ({', '.join(spec.labels)})",
-                            path, line, number)
+        if spec.task == "classification":
+            target = label_key(spec, target, path, line, number)
+            refs = tuple(label_key(spec, r, path, line, number) for r in refs)
         examples.append(render_example(spec, values, target, refs, row, line))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return examples
+
+
+def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Split:
+    """Read one split, render inputs through the prompt template, check every field is present."""
+    source = spec.splits[split]
+    path = Path(source.path)
+    table = read_table(path, spec.columns, source.quoting)
+    if not table.rows:
+        raise DataError(f"split '{split}' is empty", path)
+    rows = [(number, line, row) for number, (line, row) in enumerate(table.rows, 1)]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # the bundled files' hashes are exactly this
+    if table.revised:  # read differently from sftbench 0.1: units kept from the misread rows are not reused
+        digest = hashlib.sha256(f"{digest}:read exactly".encode()).hexdigest()
+    if source.quoting != "auto":
+        digest = hashlib.sha256(f"{digest}:quoting {source.quoting}".encode()).hexdigest()
+    carves = {name: c for name, c in spec.carves().items() if c.source == (source.carve.source if source.carve
+                                                                         else split)}
+    if carves:
+        targets = [ex.target for ex in _examples(spec, "train", path, rows)]
+        rows = [rows[i] for i in carve_rows(carves, targets, path)[split]]
+        digest = carve_digest(digest, carves, split)
+    examples = _examples(spec, split, path, rows)
     if limit is not None and limit < len(examples):
         examples = examples[:limit]
         digest = hashlib.sha256(f"{digest}:first{limit}".encode()).hexdigest()
-    return Split(name=split, examples=examples, sha256=digest, path=str(path))
+    return Split(name=split, examples=examples, sha256=digest, path=str(path),
+                 carved_from=source.carve.source if source.carve else None)
 
 
 def load_benchmark(ref: SuiteRef, base: Path) -> tuple[BenchmarkSpec, dict[str, Split]]:

@@ -3,7 +3,8 @@ candidates and the tuner, and lint the data, all before any model is loaded (no 
 
 Errors are what `run` would refuse (exit 2). Warnings are data problems a run survives but a reader of its
 numbers should know about:
-- duplicate rows within a split, and train rows that reappear in validation/test/shifted (leakage),
+- duplicate rows within a split, and train rows that reappear in validation/test/shifted (leakage; a split
+  carved from train is checked against the train rows left, so a row the file holds twice is found),
   exact, equal after normalisation (lowercase, punctuation dropped, whitespace collapsed), or near
   (token-set Jaccard >= NEAR, found with prefix filtering: AG News, 10k train and 7.6k test rows, in ~2 s);
 - label imbalance in train (majority/minority > IMBALANCE) and declared labels with no train rows;
@@ -282,8 +283,11 @@ def _duplicates(spec: BenchmarkSpec, split: Split, texts: list[str]) -> list[Fin
 def _leakage(spec: BenchmarkSpec, train: Split, train_texts: list[str], other: Split,
              texts: list[str]) -> list[Finding]:
     found = _matches(texts, train_texts)
+    # a split carved from train (harness/data/carve.py) shares its file: a match is a row the file holds twice (or
+    # nearly so), one copy carved out and one left in train
+    carved = f", {other.name} carved from the same file" if other.carved_from else ""
     findings = [Finding("warning", other.path, other.examples[i].line,
-                        f"leakage: {how} of train {_row(train, j)} ({Path(train.path).name})"
+                        f"leakage: {how} of train {_row(train, j)} ({Path(train.path).name}{carved})"
                         f"{_label_note(spec, other, i, train, j)}")
                 for i, (j, how) in sorted(found.items())]
     return _capped(findings, other.path, f"{other.name} rows that also appear in train")
