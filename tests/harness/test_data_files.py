@@ -318,3 +318,12 @@ def test_bakeoff_on_a_csv_benchmark(tmp_path, tiny_llama, capsys):
     assert len(references["items"]) == 8 and {r for item in references["items"] for r in item} <= {"negative",
                                                                                                    "positive"}
     assert references["data_sha256"] != sha(tmp_path / "reviews" / "all.csv")
+
+
+def test_bundled_spec_ids_are_unchanged():
+    """Carving and `quoting:` live in the spec's `splits`, which spec_id leaves out: the bundled benchmarks keep
+    the spec ids their kept units were stored under (values from before issue 17)."""
+    from harness.execution.keys import spec_id
+
+    ids = {name: spec_id(load_benchmark_spec(name, ROOT)) for name in ("support_intents", "ticket_summaries")}
+    assert ids == {"support_intents": "b309c55f7543ba85", "ticket_summaries": "b26ce8bbd1d2c073"}
