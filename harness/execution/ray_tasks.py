@@ -19,7 +19,6 @@ planned with.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -50,15 +49,26 @@ class RayExecutor:
                 ray.shutdown()
 
 
+# The local Ray this executor starts keeps idle worker processes for 10 minutes instead of Ray's 1 s: a unit's
+# worker pays 10-20 s of imports (torch, transformers) on its first task, and with Ray's default a worker left idle
+# while the driver selects a setting was killed and a cold one started for the next unit (measured: most units ran
+# in a new process; docs/distributed.md). A cluster sets the same with `ray start --system-config`.
+LOCAL_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 600_000}
+
+
 def connect(address: str | None) -> bool:
-    """Join the cluster at `address` (`auto`, HOST:PORT), or start a local Ray for this run; True when this run
-    started (or joined) Ray and must shut it down. A Ray already initialised in this process is used as it is."""
+    """Join the cluster at `address` (`auto`, HOST:PORT), or with none start a local Ray for this run (under
+    `ray job submit`, RAY_ADDRESS names the job's cluster: that one is joined). True when this run started or
+    joined Ray and must disconnect at the end. A Ray already initialised in this process is used as it is."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=address, log_to_driver=False, include_dashboard=False if address is None else None,
-             configure_logging=False)
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        ray.init(address="local", log_to_driver=False, include_dashboard=False, configure_logging=False,
+                 _system_config=LOCAL_SYSTEM_CONFIG)
+    else:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
     return True
 
 
@@ -202,15 +212,19 @@ class _Events:
 
 
 _WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it
+# (CPU memory, held while the worker idles; placing units on GPUs is issue 16)
 
 
 def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any, *inputs: Any) -> Output | Failure:
     """One unit on a Ray worker. An error in the unit comes back as a Failure naming the unit and the node (Ray
     retries only lost workers and nodes, not a unit that raised)."""
+    import ray
+
     from harness.cli import quiet_libraries
     from harness.models.device import set_threads
 
-    node = f"{socket.gethostname()} ({os.getpid()})"
+    node_id = ray.get_runtime_context().get_node_id()
+    node = f"node {ray.util.get_node_ip_address()} {node_id[:6]}"  # a simulated cluster's nodes share one IP
     if any(isinstance(i, Failure) for i in inputs):
         return Failure(f"not run: an input of {unit.id} failed")
     quiet_libraries()
@@ -221,7 +235,7 @@ def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any,
         return run_unit(unit, dict(zip(unit.inputs, inputs)), ctx, ws, cache, _Events(events, unit, node))
     except Exception as err:
         _WORKSPACE.clear()
-        return failure(unit, err, where=node)
+        return failure(unit, err, where=f"{node} (pid {os.getpid()})")
 
 
 def _workspace(unit: Unit, ctx: Context) -> Workspace:
