@@ -93,8 +93,8 @@ class BenchmarkSpec:
         return all(k == v for k, v in self.labels.items()) and not any(INTEGER.fullmatch(k) for k in self.labels)
 
     def carves(self) -> dict[str, Carve]:
-        """The splits carved from another, in split order."""
-        return {name: source.carve for name, source in self.splits.items() if source.carve}
+        """The splits carved from another, in split order (validation, test, shifted): the order they are taken in."""
+        return {name: carve for name in SPLITS if name in self.splits and (carve := self.splits[name].carve)}
 
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -240,12 +240,9 @@ def _splits(raw: dict[str, Any], path: Path, task: str, quoting: Any) -> dict[st
     if "train" not in files:
         raise ConfigError("splits.train must name a data file")
     splits = {}
-    for s in SPLITS:  # split order, which is also the order carvings are taken in
-        if s in files:
-            splits[s] = SplitSource(files[s], str(quoting))
-        elif s in raw:
-            carve = parse_carve(s, raw[s], task)
-            splits[s] = SplitSource(files[carve.source], str(quoting), carve)
+    for s, f in raw.items():  # the spec's order, as before carving existed
+        carve = parse_carve(s, f, task) if isinstance(f, dict) else None
+        splits[s] = SplitSource(files[carve.source] if carve else files[s], str(quoting), carve)
     return splits
 
 

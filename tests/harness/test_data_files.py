@@ -327,3 +327,13 @@ def test_bundled_spec_ids_are_unchanged():
 
     ids = {name: spec_id(load_benchmark_spec(name, ROOT)) for name in ("support_intents", "ticket_summaries")}
     assert ids == {"support_intents": "b309c55f7543ba85", "ticket_summaries": "b26ce8bbd1d2c073"}
+
+
+def test_carve_order_is_split_order_whatever_the_spec_order(tmp_path):
+    splits = {"test": {"from": "train", "fraction": 0.2, "seed": 3}, "train": "all.csv",
+              "validation": {"from": "train", "fraction": 0.1}}
+    _, listed_first = load_benchmark(SuiteRef(spec_dir(tmp_path, {"all.csv": intents_csv()}, splits)), tmp_path)
+    assert list(listed_first) == ["test", "train", "validation"]  # the spec's order, as before
+    ordered = {"train": "all.csv", "validation": splits["validation"], "test": splits["test"]}
+    _, in_order = load_benchmark(SuiteRef(spec_dir(tmp_path, {}, ordered)), tmp_path)
+    assert all(in_order[s].sha256 == listed_first[s].sha256 for s in in_order)
