@@ -30,9 +30,9 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see harness/cli.py
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from harness.storage.units import UnitCache  # noqa: E402
 from harness.config import ExecutorConfig, load_config  # noqa: E402
 from harness.run import execute  # noqa: E402
+from harness.storage.units import UnitCache  # noqa: E402
 
 
 def scores(bakeoff: Any) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def test_a_node_removed_while_it_tunes(own_cluster, tiny_llama, tiny_bert, tmp_p
     own_cluster.remove_node(worker, allow_graceful=False)  # every process of the node, the running unit's included
     own_cluster.add_node(num_cpus=2)
     code = wait(proc, log)
+    assert (tmp_path / "out" / "results.json").exists(), f"exit {code}, no results:\n{log.read_text()[-4000:]}"
     results = read_results(tmp_path / "out")
     assert len(kept(units, "tune-")) > len(tunes_kept), "the tune units lost with the node were run again"
     expected = undisturbed(cfg, tmp_path, monkeypatch)
@@ -153,6 +154,7 @@ def test_the_driver_killed_resumes_from_the_unit_store(tiny_llama, tiny_bert, tm
     log = tmp_path / "resumed.log"
     proc = start_driver(cfg, tmp_path / "resumed", log)
     code = wait(proc, log)
+    assert (tmp_path / "resumed" / "results.json").exists(), f"exit {code}, no results:\n{log.read_text()[-4000:]}"
     resumed = read_results(tmp_path / "resumed")
     assert code in (0, 1), log.read_text()[-3000:]
     assert resumed["units"]["reused"] >= len(before) > 0
