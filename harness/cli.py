@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from harness import __version__
     from harness.execution import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="sftbench", description="Which base model should we fine-tune and ship?")
+    parser.add_argument("--version", action="version", version=f"sftbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a bake-off (the bundled demo when no config is given)")
     run.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
@@ -40,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--examples", type=int, default=0, metavar="N",
                      help="print the first N rows of every split as each candidate reads them (JSON lines; loads "
                           "each causal candidate's tokenizer, no weights)")
+    for cmd in (run, val):
+        _subset_arguments(cmd)
+    _init_parser(sub)
     for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
                             ("promote", "mark a stored run's candidate as the accepted baseline"),
                             ("compare", "paired differences between two stored runs"),
@@ -72,6 +77,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number (got {text!r})")
+    return int(text)
+
+
+def _subset_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--limit", type=_positive, default=None, metavar="N",
+                     help="a smoke run: cap every split of every benchmark, and every probe, at N rows (recorded as "
+                          "the suites' max_train/max_validation/max_test/max_items)")
+    cmd.add_argument("--candidates", default=None, metavar="A,B",
+                     help="run only these candidates, by name (recorded as only_candidates)")
+
+
+def _init_parser(sub: Any) -> None:
+    init = sub.add_parser("init", help="write a benchmark.yaml and a bake-off config from a CSV of text and label")
+    init.add_argument("--from", dest="data", required=True, type=Path, metavar="CSV",
+                      help="a CSV (or TSV) with a header row: one text column and one label column")
+    init.add_argument("--out", type=Path, default=None, metavar="DIR",
+                      help="folder to write into (default: the CSV's name beside it, e.g. reviews/ for reviews.csv)")
+    init.add_argument("--text", default=None, metavar="COL", help="the text column (default: detected by name)")
+    init.add_argument("--label", default=None, metavar="COL", help="the label column (default: detected by name)")
+    init.add_argument("--force", action="store_true", help="overwrite files already in DIR")
+
+
 def _formats() -> list[str]:
     """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
     import reports
@@ -102,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "score":
             return _score(args)
+        if args.command == "init":
+            return _init(args)
         from harness.storage import history
 
         return history.dispatch(args)
@@ -177,7 +209,42 @@ def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
     config, overrides = args.config, list(args.overrides)
     if config and "=" in config and not Path(config).exists():
         config, overrides = None, [config, *overrides]
+    if args.candidates is not None:
+        import json
+
+        from harness.errors import ConfigError
+
+        names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(f"--candidates needs at least one candidate name (got {args.candidates!r})")
+        overrides.append(f"only_candidates={json.dumps(names)}")
+    if args.limit is not None:
+        overrides += _limit_overrides(config, overrides, args.limit)
     return config, overrides
+
+
+def _limit_overrides(config: str | None, overrides: list[str], limit: int) -> list[str]:
+    """`--limit N` as overrides of every suite's caps (a cap already below N stays), so the config records it and
+    the unit keys follow. A config that does not read is left to the command's own error."""
+    from harness.config import DEMO_CONFIG, apply_override, read_yaml
+    from harness.errors import ConfigError
+
+    try:
+        raw = read_yaml(Path(config) if config else DEMO_CONFIG)
+        for item in overrides:
+            apply_override(raw, item)
+    except ConfigError:
+        return []
+    caps = {"benchmarks": ("max_train", "max_validation", "max_test"), "probes": ("max_items",)}
+    out = []
+    for key, names in caps.items():
+        suites = raw.get(key) or []
+        for i, suite in enumerate(suites if isinstance(suites, list) else []):
+            for cap in names:
+                have = suite.get(cap) if isinstance(suite, dict) else None
+                capped = min(have, limit) if isinstance(have, int) and not isinstance(have, bool) else limit
+                out.append(f"{key}.{i}.{cap}={capped}")
+    return out
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -234,6 +301,19 @@ def write_reports(results: Results, out: Path) -> list[str]:
             (out / renderer.filename).write_text(renderer.render(results), encoding="utf-8")
             written.append(renderer.filename)
     return written
+
+
+def _init(args: argparse.Namespace) -> int:
+    from harness.data.scaffold import init
+
+    made = init(args.data, args.out, args.text, args.label, args.force)
+    labels = ", ".join(f"{k} ({n})" for k, n in made.labels.items())
+    sizes = ", ".join(f"{s} {n}" for s, n in made.splits.items())
+    dropped = f"; {made.dropped} row(s) without a text or a label left out" if made.dropped else ""
+    print(f"wrote {made.benchmark} (text column '{made.text}', label column '{made.label}'; labels: {labels})")
+    print(f"wrote {made.config}; splits carved from {args.data.name}: {sizes}{dropped}")
+    print(f"next: sftbench validate {made.config}, then sftbench run {made.config} --limit 50 for a smoke run")
+    return EXIT_OK
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -267,6 +267,7 @@ class BakeoffConfig:
     bootstrap_resamples: int = 1000
     zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where units run: not part of the hash
+    only_candidates: list[str] = field(default_factory=list)  # run these candidates only, by name (--candidates)
     source: str = ""  # the file this config was read from; specs resolve relative to it
 
     def __post_init__(self) -> None:
@@ -276,6 +277,8 @@ class BakeoffConfig:
             extra = [dataclasses.replace(c, name=f"{c.name}-zero-shot", tuner="none", learning_rate=None)
                      for c in self.candidates if not c.zero_shot and f"{c.name}-zero-shot" not in have]
             object.__setattr__(self, "candidates", [*self.candidates, *extra])
+        if self.only_candidates:
+            self._keep_only(self.only_candidates)
         _check(bool(self.benchmarks), "config names no benchmarks")
         names = [c.name for c in self.candidates]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -283,6 +286,18 @@ class BakeoffConfig:
         _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
         _check(self.gate_correction in CORRECTIONS, f"gate_correction must be one of {', '.join(CORRECTIONS)} "
                f"(got {self.gate_correction!r})")
+
+    def _keep_only(self, wanted: list[str]) -> None:
+        """The candidates named in `only_candidates`, each with its zero-shot row; idempotent (a stored config, already
+        filtered, reads back the same)."""
+        known = [c.name for c in self.candidates if not c.zero_shot or c.name.removesuffix("-zero-shot") not in
+                 {d.name for d in self.candidates if not d.zero_shot}]
+        unknown = [n for n in wanted if n not in {c.name for c in self.candidates}]
+        _check(not unknown, f"only_candidates (--candidates): unknown candidate{'s' * (len(unknown) > 1)} "
+               f"{', '.join(unknown)}; known: {', '.join(known)}")
+        keep = [c for c in self.candidates if c.name in wanted
+                or (c.zero_shot and c.name.removesuffix("-zero-shot") in wanted)]
+        object.__setattr__(self, "candidates", keep)
 
     def settings(self, candidate: CandidateConfig) -> list[tuple[float, int]]:
         """(learning rate, epochs) pairs to try for a candidate: the sweep grid, else its one setting."""
@@ -298,6 +313,8 @@ class BakeoffConfig:
         payload = dataclasses.asdict(self)
         payload.pop("source")
         payload.pop("executor")  # where a bake-off runs does not change what it computes
+        if not payload["only_candidates"]:
+            payload.pop("only_candidates")  # so configs written before the field existed keep their hash
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -335,21 +352,51 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
+SHORTHAND = {"candidates": "model", "benchmarks": "spec", "probes": "spec", "bias": "spec"}  # `- name` entries
+
+
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """`recipe.epochs=1` sets raw['recipe']['epochs'] = 1 (the value is parsed as YAML)."""
+    """`recipe.epochs=1` sets raw['recipe']['epochs'] = 1 (the value is parsed as YAML); a number indexes a list:
+    `candidates.0.learning_rate=1e-4`, `benchmarks.1.max_test=50` (a `- support_intents` entry becomes its mapping)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override must look like key=value (got {item!r})")
-    *parents, leaf = key.split(".")
-    node = raw
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
     try:
-        node[leaf] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {item!r}: invalid YAML value ({getattr(err, 'problem', None) or err})") from None
+    *parents, leaf = key.split(".")
+    node: Any = raw
+    path: list[str] = []
+    for depth, part in enumerate(parents):
+        index = _slot(node, part, item, path)
+        if isinstance(node, dict) and part not in node and (parents + [leaf])[depth + 1].isdigit():
+            raise ConfigError(f"override {item!r}: '{'.'.join([*path, part])}' is not in the config; "
+                              "there is no list to index")
+        child = node[index] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(child, str) and isinstance(node, list) and path[-1] in SHORTHAND:
+            child = node[index] = {SHORTHAND[path[-1]]: child}
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"override {item!r}: '{'.'.join([*path, part])}' holds {child!r}, "
+                              "not a mapping or a list")
+        node, path = child, [*path, part]
+    node[_slot(node, leaf, item, path)] = parsed
+
+
+def _slot(node: dict[str, Any] | list[Any], part: str, item: str, path: list[str]) -> Any:
+    """Where `part` points in `node`: a list index (checked against the list's length) or a mapping key."""
+    where = ".".join(path) or "the config"
+    if isinstance(node, list):
+        if not part.isdigit():
+            raise ConfigError(f"override {item!r}: '{where}' is a list; index it with a number (got {part!r})")
+        if int(part) >= len(node):
+            raise ConfigError(f"override {item!r}: index {part} is out of range ('{where}' has {len(node)} "
+                              f"entr{'y' if len(node) == 1 else 'ies'}, 0..{len(node) - 1})" if node else
+                              f"override {item!r}: index {part} is out of range ('{where}' is empty)")
+        return int(part)
+    if part.isdigit():
+        raise ConfigError(f"override {item!r}: '{where}' is a mapping, not a list; it has no index {part}")
+    return part
 
 
 def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901

@@ -69,7 +69,8 @@ def test_store_option_show_and_report_formats(tiny_config, tiny_bert, tmp_path, 
     code, _, err = run(["show", run_id], capsys)
     assert code == 2 and f"no run '{run_id}'" in err  # the default store never saw it
     code, stdout, _ = run(["runs", "--store", str(elsewhere)], capsys)
-    assert code == 0 and stdout.startswith(run_id)
+    header, _, row = stdout.splitlines()[:3]  # a header, its rule, then one row per run
+    assert code == 0 and header.split()[:2] == ["run", "id"] and row.startswith(run_id)
 
     monkeypatch.setenv("COLUMNS", "120")
     board = Console(file=io.StringIO(), width=120, color_system=None)

@@ -18,13 +18,12 @@ def dispatch(args: argparse.Namespace) -> int:
 
     with Store(args.store) as store:
         if args.command == "runs":
-            for run in store.runs():
-                print("  ".join(str(run.get(k, "")) for k in ("run_id", "name", "created", "passed", "recommendation")))
+            _runs_table(store.runs(), store.path)
             return EXIT_OK
         stored = store.get(args.run_id)
         if args.command == "promote":
             promoted = store.promote(args.run_id, args.candidate, args.baseline_name)
-            print(f"promoted: {promoted}")
+            print(promoted_sentence(promoted))
             return EXIT_OK
         if args.command == "compare":
             return _compare(stored, store.get(args.other), args.format)
@@ -32,11 +31,52 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "gate":
             results = _regate(results, args.gates, store)
             _terminal(results)
+            for line in verdict_lines(results):
+                print(line)
             return EXIT_OK if results.passed else EXIT_GATE_FAILED
         if args.command == "show":
             _terminal(results)
             return EXIT_OK
         return _report(results, args.format)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160)))
+
+
+def _runs_table(runs: list[dict[str, Any]], path: Any) -> None:
+    """One row per stored run, oldest first, under a header."""
+    if not runs:
+        print(f"no runs in {path} yet; `sftbench run` records each bake-off there")
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column in ("run id", "name", "created", "candidates", "passed", "recommendation", "baseline of"):
+        table.add_column(column, no_wrap=column in ("run id", "created"), overflow="fold")
+    for run in runs:
+        table.add_row(run["run_id"], run["name"], run["created"], str(run["candidates"]),
+                      "yes" if run["passed"] else "no", run["recommendation"] or "none",
+                      ", ".join(run["baseline_of"]) or "-")
+    _console().print(table)
+
+
+def promoted_sentence(entry: dict[str, str]) -> str:
+    """What `promote` did, as a sentence."""
+    return (f"Promoted {entry['candidate']} of run {entry['run_id']} as baseline '{entry['name']}' "
+            f"(at {entry['promoted_at']}); gates with `baseline: {entry['name']}` now compare against it.")
+
+
+def verdict_lines(results: Results) -> list[str]:
+    """Every gate verdict with its message (observed value; for baseline gates the margin, raw and adjusted p)."""
+    if not results.gates:
+        return ["gates: none configured"]
+    passed = sum(v.passed for v in results.gates)
+    lines = [f"gates: {passed} of {len(results.gates)} verdict{'s' * (len(results.gates) != 1)} pass"]
+    return lines + [f"  {'PASS' if v.passed else 'FAIL'}  {v.candidate}: {v.gate}: {v.message}" for v in results.gates]
 
 
 def _terminal(results: Results) -> None:
