@@ -52,7 +52,8 @@ def read_table(path: Path, columns: tuple[str, ...] | None = None, quoting: str 
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError("not UTF-8 text", path, data[: err.start].count(b"\n") + 1) from None
+        hint = " (from Excel, save it as \"CSV UTF-8\")" if suffix in (".csv", ".tsv") else ""
+        raise DataError(f"not UTF-8 text{hint}", path, data[: err.start].count(b"\n") + 1) from None
     bom = text.startswith("\ufeff")
     text = text.removeprefix("\ufeff")
     if suffix == ".jsonl":

@@ -106,6 +106,8 @@ def test_bad_rows_name_file_and_line(tmp_path):
         read_rows(write(tmp_path, "x.csv", b"text,label\nok,a\nbad,a,extra\n"))
     with pytest.raises(DataError, match=r"y\.csv:3: expected 2 columns, found 1; the row runs to line 4: a quote"):
         read_rows(write(tmp_path, "y.csv", b'text,label\nok,a\n"open quote,a\nnext,b\n'))
+    with pytest.raises(DataError, match=r'w\.csv:2: not UTF-8 text \(from Excel, save it as "CSV UTF-8"\)$'):
+        read_rows(write(tmp_path, "w.csv", "text,label\ncaf\u00e9,a\n".encode("cp1252")))  # Excel's plain "CSV"
     with pytest.raises(DataError, match=r"z\.txt: unsupported data format '\.txt'"):
         read_rows(write(tmp_path, "z.txt", b"x"))
 
