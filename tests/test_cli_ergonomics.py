@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import __version__
 from harness.cli import _limit_overrides, main
-from harness.config import BakeoffConfig, apply_override, build, load_config
+from harness.config import BakeoffConfig, SuiteRef, apply_override, build, load_config
+from harness.data.specs import load_benchmark
 from harness.errors import ConfigError
 from tests.conftest import INTENTS, TINY_EXIT
 
@@ -165,26 +167,23 @@ def intents_rows(n: int) -> list[tuple[str, str]]:
 
 
 def test_init_writes_a_benchmark_and_config_that_validate_and_run(tiny_bert, tmp_path, capsys):
-    rows = intents_rows(100) + [("Refund, please.\nIt arrived broken, twice.", "refund"), ("", "billing")]
-    data = write_csv(tmp_path / "My Tickets.csv", rows, header=("id", "message", "intent"))
+    data = write_csv(tmp_path / "My Tickets.csv", intents_rows(100), header=("id", "message", "intent"))
     code, out, err = run(["init", "--from", str(data)], capsys)
     assert code == 0, err
     folder = tmp_path / "my_tickets"
     assert out.splitlines()[0].startswith(f"wrote {folder / 'benchmark.yaml'} (text column 'message', label column "
                                           "'intent'; labels: account_access (")
-    assert "; 1 row(s) without a text or a label left out" in out
-    splits = {s: [json.loads(x) for x in (folder / f"{s}.jsonl").read_text().splitlines()]
-              for s in ("train", "validation", "test")}
-    assert sum(map(len, splits.values())) == 101
-    texts = [r["message"] for part in splits.values() for r in part]
-    assert "Refund, please.\nIt arrived broken, twice." in texts  # the quoted line break is kept
-    assert not (set(r["message"] for r in splits["train"]) & set(r["message"] for r in splits["test"]))
-    labels = {r["intent"] for r in splits["train"]}
-    assert {r["intent"] for r in splits["test"]} <= labels and len(labels) == 7  # stratified: every label in train
-    assert 0.15 <= len(splits["test"]) / 101 <= 0.25 and 0.05 <= len(splits["validation"]) / 101 <= 0.15
-    spec = (folder / "benchmark.yaml").read_text()
-    assert "account_access: account access" in spec and "fields:\n  input: message\n  target: intent\n" in spec
-    first = {f: (folder / f).read_bytes() for f in ("train.jsonl", "test.jsonl", "benchmark.yaml")}
+    assert "splits carved from My Tickets.csv: train 70, validation 10, test 20" in out
+    spec = yaml.safe_load((folder / "benchmark.yaml").read_text())
+    assert spec["fields"] == {"input": "message", "target": "intent"} and spec["task"] == "classification"
+    assert spec["labels"]["account_access"] == "account access" and len(spec["labels"]) == 7  # from the data
+    assert spec["splits"] == {"train": "../My Tickets.csv",  # the user's file, read where it is, carved by the spec
+                              "validation": {"from": "train", "fraction": 0.1, "seed": 0, "stratify": True},
+                              "test": {"from": "train", "fraction": 0.2, "seed": 0, "stratify": True}}
+    _, splits = load_benchmark(SuiteRef(spec=str(folder / "benchmark.yaml")), folder)
+    assert {s: len(x.examples) for s, x in splits.items()} == {"train": 70, "validation": 10, "test": 20}
+    assert {e.target for e in splits["test"].examples} == set(spec["labels"])  # stratified: every label in test
+    first = (folder / "benchmark.yaml").read_bytes()
 
     code, out, err = run(["validate", str(folder / "bakeoff.yaml")], capsys)  # the real candidates: no weights load
     assert code == 0, err
@@ -200,9 +199,25 @@ def test_init_writes_a_benchmark_and_config_that_validate_and_run(tiny_bert, tmp
     assert bench["scores"]["test"]["accuracy"]["n"] == 16
 
     code, _, err = run(["init", "--from", str(data)], capsys)  # nothing is overwritten without --force
-    assert code == 2 and "already there; --force overwrites" in one_error_line(err)
+    assert code == 2 and "benchmark.yaml, bakeoff.yaml already there; --force overwrites" in one_error_line(err)
     code, _, err = run(["init", "--from", str(data), "--force"], capsys)
-    assert code == 0 and all((folder / f).read_bytes() == b for f, b in first.items())  # the carving is reproducible
+    assert code == 0 and (folder / "benchmark.yaml").read_bytes() == first
+
+
+def test_init_leaves_out_rows_without_text_or_label(tmp_path, capsys):
+    """Excel's bytes (BOM, CRLF, a quoted cell with a comma and a line break) read exactly; a row with an empty text
+    is left out, so the usable rows are written beside the spec and carved from there."""
+    rows = intents_rows(60) + [("Refund, please.\nIt arrived broken, twice.", "refund"), ("", "billing")]
+    data = write_csv(tmp_path / "tickets.csv", rows, header=("id", "Text", "Label"))
+    assert data.read_bytes().startswith(b"\xef\xbb\xbfid,Text,Label\r\n")
+    code, out, err = run(["init", "--from", str(data), "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    assert "; 1 row(s) without a text or a label left out" in out
+    kept = [json.loads(line) for line in (tmp_path / "b" / "rows.jsonl").read_text().splitlines()]
+    assert len(kept) == 61 and kept[-1]["Text"] == "Refund, please.\nIt arrived broken, twice."  # line break kept
+    assert yaml.safe_load((tmp_path / "b" / "benchmark.yaml").read_text())["splits"]["train"] == "rows.jsonl"
+    code, out, err = run(["validate", str(tmp_path / "b" / "bakeoff.yaml")], capsys)
+    assert code == 0, err
 
 
 def test_init_with_named_columns_and_out(tmp_path, capsys):
@@ -217,16 +232,18 @@ def test_init_with_named_columns_and_out(tmp_path, capsys):
     code, out, err = run(["init", "--from", str(data), "--text", "body_txt", "--label", "y_true", "--out",
                           str(tmp_path / "bench")], capsys)
     assert code == 0, err
-    assert "labels: neg (15), pos (15)" in out and "train 20, validation 4, test 6" in out
+    assert "labels: neg (15), pos (15)" in out and "train 20, validation 4, test 6" in out  # round(1.5) is 2
     code, out, err = run(["validate", str(tmp_path / "bench" / "bakeoff.yaml")], capsys)
     assert code == 0, err
 
 
 @pytest.mark.parametrize("content, message", [
     ("text,label\nonly one,a\nanother,a\n", "column 'label' holds 1 distinct label(s); a classifier needs two or more"),
-    ("text,label\na,x\nb,y\n", "2 rows are too few to carve validation and test from"),
+    ("text,label\na,x\nb,y\n", "carving validation (from train fraction 0.1 seed 0 stratify True) from 2 rows "
+                                "takes no row"),
     ("text,label\na,x,extra\n", ":2: expected 2 columns, found 3"),
-    ("", "no header row and data rows"),
+    ("text,label\n", "no data rows (a header row, then one row per example)"),
+    ("", "no data rows"),
 ])
 def test_init_bad_data_is_one_line_exit_2(content, message, tmp_path, capsys):
     data = tmp_path / "d.csv"
@@ -237,7 +254,7 @@ def test_init_bad_data_is_one_line_exit_2(content, message, tmp_path, capsys):
 
 def test_init_refuses_other_formats_and_missing_files(tmp_path, capsys):
     code, _, err = run(["init", "--from", str(tmp_path / "absent.csv")], capsys)
-    assert code == 2 and one_error_line(err).endswith("absent.csv: file not found")
+    assert code == 2 and one_error_line(err).endswith("absent.csv: data file not found")
     (tmp_path / "d.jsonl").write_text('{"text": "a", "label": "b"}\n')
     code, _, err = run(["init", "--from", str(tmp_path / "d.jsonl")], capsys)
     assert code == 2 and "init reads a .csv or .tsv file (got '.jsonl')" in one_error_line(err)

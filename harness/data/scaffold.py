@@ -1,15 +1,15 @@
 """`sftbench init --from data.csv`: a benchmark spec and a bake-off config from a CSV of text and label.
 
 The text and label columns are found by name (or given); the labels are the values the data holds. Validation and
-test are carved from the file here, stratified by label with a fixed seed, and written as JSONL beside the spec, so the
-result reads like any bundled benchmark and `sftbench validate` and `run` take it as it is. Rows with the same text go
-to the same split (a copy in train and in test would be a leak the data lint reports).
+test are carved from the file by the spec itself (`splits: {validation: {from: train, fraction: 0.1, seed: 0,
+stratify: true}}`, harness/data/carve.py), so the carving is reproducible, in the data hash, and checked for leakage
+by `sftbench validate`. The spec reads the user's file where it is; only when some rows lack a text or a label are
+the usable rows written beside the spec (`rows.jsonl`), since a run refuses an empty field.
 """
 from __future__ import annotations
 
-import csv
 import json
-import random
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -17,54 +17,29 @@ from pathlib import Path
 
 import yaml
 
+from harness.data.carve import Carve, carve_rows
+from harness.data.files import read_table
 from harness.errors import ConfigError, DataError
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "message", "body", "input", "utterance", "document",
               "comment", "tweet", "query", "question", "prompt")
 LABEL_NAMES = ("label", "labels", "class", "category", "intent", "sentiment", "target", "y", "tag", "topic")
-FRACTIONS = {"validation": 0.1, "test": 0.2}  # of each label's rows; the rest is train
+FRACTIONS = {"validation": 0.1, "test": 0.2}  # of each label's rows, carved in this order; the rest is train
 SEED = 0
 
 
 @dataclass(frozen=True)
 class Scaffold:
-    """What `init` wrote and read: the two files, the columns, each label's count, each split's size."""
+    """What `init` wrote and read: the files, the columns, each label's count, each split's size."""
 
     benchmark: Path
     config: Path
+    data: Path  # the file the spec's train split reads
     text: str
     label: str
     labels: dict[str, int]
     splits: dict[str, int]
-    dropped: int  # rows without a text or a label
-
-
-def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (file line, row) pairs of a CSV or TSV, read as RFC 4180 from the file (quoted line breaks kept;
-    the UTF-8 BOM Excel writes dropped)."""
-    if not path.is_file():
-        raise DataError("file not found", path)
-    if path.suffix.lower() not in (".csv", ".tsv"):
-        raise DataError(f"init reads a .csv or .tsv file (got '{path.suffix or path.name}')", path)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            header = [h.strip() for h in next(reader, [])]
-            rows, start = [], reader.line_num + 1
-            for cells in reader:
-                line, start = start, reader.line_num + 1
-                if not any(c.strip() for c in cells):
-                    continue
-                if len(cells) != len(header):
-                    raise DataError(f"expected {len(header)} columns, found {len(cells)}", path, line)
-                rows.append((line, dict(zip(header, cells))))
-    except UnicodeDecodeError:
-        raise DataError("not UTF-8 text", path) from None
-    except csv.Error as err:
-        raise DataError(f"unreadable CSV: {err}", path) from None
-    if not header or not rows:
-        raise DataError("no header row and data rows", path)
-    return header, rows
+    dropped: int  # rows without a text or a label (left out of `data`)
 
 
 def pick_column(header: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str,
@@ -74,7 +49,7 @@ def pick_column(header: list[str], given: str | None, names: tuple[str, ...], wh
         if given not in header:
             raise ConfigError(f"no column '{given}' ({flag}); columns: {', '.join(header)}", path)
         return given
-    by_lower = {h.lower(): h for h in header}
+    by_lower = {h.strip().lower(): h for h in header}
     found = next((by_lower[n] for n in names if n in by_lower), None)
     if found is None:
         raise ConfigError(f"no {what} column found by name (looked for {', '.join(names[:6])}...); columns: "
@@ -82,63 +57,47 @@ def pick_column(header: list[str], given: str | None, names: tuple[str, ...], wh
     return found
 
 
-def carve(rows: list[dict[str, str]], text: str, label: str) -> dict[str, list[dict[str, str]]]:
-    """Train, validation and test, stratified by label with a fixed seed; rows keep their file order in each split."""
-    groups: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row[text], []).append(i)
-    by_label: dict[str, list[list[int]]] = {}
-    for members in groups.values():
-        by_label.setdefault(rows[members[0]][label], []).append(members)
-    where: dict[int, str] = {}
-    rng = random.Random(SEED)
-    for value in sorted(by_label):
-        units = by_label[value]
-        rng.shuffle(units)
-        n = len(units)
-        counts = {s: min(round(f * n), n - 1) for s, f in FRACTIONS.items()}  # train keeps at least one
-        counts["validation"] = min(counts["validation"], n - 1 - counts["test"])
-        order = ["test"] * counts["test"] + ["validation"] * counts["validation"]
-        for split, members in zip(order + ["train"] * n, units):
-            where.update({i: split for i in members})
-    return {s: [rows[i] for i in sorted(where) if where[i] == s] for s in ("train", "validation", "test")}
-
-
 def init(data: Path, out: Path | None = None, text: str | None = None, label: str | None = None,
          force: bool = False) -> Scaffold:
-    """Write benchmark.yaml, its three split files and bakeoff.yaml into `out` (default: a folder named after the
-    data file, beside it)."""
-    header, numbered = read_table(data)
+    """Write benchmark.yaml and bakeoff.yaml into `out` (default: a folder named after the data file, beside it),
+    then load the benchmark as a run would, for the split sizes."""
+    if data.suffix.lower() not in (".csv", ".tsv"):
+        raise DataError(f"init reads a .csv or .tsv file (got '{data.suffix or data.name}')", data)
+    rows = [row for _, row in read_table(data).rows]
+    if not rows:
+        raise DataError("no data rows (a header row, then one row per example)", data)
+    header = list(rows[0])
     text_col = pick_column(header, text, TEXT_NAMES, "text", "--text", data)
     label_col = pick_column(header, label, LABEL_NAMES, "label", "--label", data)
     if text_col == label_col:
         raise ConfigError(f"the text and the label column are both '{text_col}'", data)
-    rows = [row for _, row in numbered if row[text_col].strip() and row[label_col].strip()]
-    for row in rows:
-        row[label_col] = row[label_col].strip()
-    counts = Counter(row[label_col] for row in rows)
+    usable = [r for r in rows if str(r[text_col]).strip() and str(r[label_col]).strip()]
+    counts = Counter(str(r[label_col]) for r in usable)
     if len(counts) < 2:
         raise DataError(f"column '{label_col}' holds {len(counts)} distinct label(s); a classifier needs two or more",
                         data)
-    splits = carve(rows, text_col, label_col)
-    empty = [s for s, part in splits.items() if not part]
-    if empty:
-        raise DataError(f"{len(rows)} rows are too few to carve {' and '.join(empty)} from (each label gives "
-                        f"{FRACTIONS['validation']:.0%} to validation and {FRACTIONS['test']:.0%} to test)", data)
+    carves = {s: Carve("train", f, SEED, True) for s, f in FRACTIONS.items()}
+    carve_rows(carves, [str(r[label_col]) for r in usable], data)  # too few rows to carve: say so before writing
     name = re.sub(r"[^a-z0-9]+", "_", data.stem.lower()).strip("_") or "my_benchmark"
     out = out or data.parent / name
-    files = {"benchmark.yaml": benchmark_yaml(name, data, text_col, label_col, sorted(counts)),
-             "bakeoff.yaml": bakeoff_yaml(name),
-             **{f"{s}.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
-                for s, part in splits.items()}}
+    source = out / "rows.jsonl" if len(usable) < len(rows) else data
+    files = {"benchmark.yaml": benchmark_yaml(name, data, source, out, text_col, label_col, sorted(counts)),
+             "bakeoff.yaml": bakeoff_yaml(name)}
+    if source != data:
+        files["rows.jsonl"] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in usable)
     there = [f for f in files if (out / f).exists()]
     if there and not force:
         raise ConfigError(f"{', '.join(there)} already there; --force overwrites", out)
     out.mkdir(parents=True, exist_ok=True)
     for filename, content in files.items():
         (out / filename).write_text(content, encoding="utf-8")
-    return Scaffold(out / "benchmark.yaml", out / "bakeoff.yaml", text_col, label_col, dict(sorted(counts.items())),
-                    {s: len(part) for s, part in splits.items()}, len(numbered) - len(rows))
+    from harness.config import SuiteRef
+    from harness.data.specs import load_benchmark
+
+    _, splits = load_benchmark(SuiteRef(spec=str(out / "benchmark.yaml")), out)
+    return Scaffold(out / "benchmark.yaml", out / "bakeoff.yaml", source, text_col, label_col,
+                    dict(sorted(counts.items())), {s: len(split.examples) for s, split in splits.items()},
+                    len(rows) - len(usable))
 
 
 def label_texts(values: list[str]) -> dict[str, str]:
@@ -147,20 +106,20 @@ def label_texts(values: list[str]) -> dict[str, str]:
     return texts if len(set(texts.values())) == len(texts) else {v: v for v in values}
 
 
-def benchmark_yaml(name: str, data: Path, text: str, label: str, labels: list[str]) -> str:
+def benchmark_yaml(name: str, data: Path, source: Path, out: Path, text: str, label: str, labels: list[str]) -> str:
     texts = label_texts(labels)
+    carved = {s: {"from": "train", "fraction": f, "seed": SEED, "stratify": True} for s, f in FRACTIONS.items()}
     spec = {
         "name": name,
         "version": 1,
         "task": "classification",
-        "description": f"Written by `sftbench init` from {data.name}: validation and test carved from it, stratified "
-                       f"by label, seed {SEED}, {FRACTIONS['validation']:.0%} and {FRACTIONS['test']:.0%} of each "
-                       "label's rows (rows with the same text kept together).",
+        "description": f"Written by `sftbench init` from {data.name}: validation and test carved from it, "
+                       "stratified by label.",
         "prompt": f"Classify this text as one of: {', '.join(texts.values())}.\nText: {{input}}\nLabel:",
         "fields": {"input": text, "target": label},
         "labels": texts,
         "metrics": ["accuracy", "macro_f1"],
-        "splits": {s: f"{s}.jsonl" for s in ("train", "validation", "test")},
+        "splits": {"train": Path(os.path.relpath(source.resolve(), out.resolve())).as_posix(), **carved},
     }
     return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
 
