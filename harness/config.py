@@ -253,6 +253,25 @@ class ExecutorConfig:
         _check(self.max_retries >= 0, f"executor.max_retries must be zero or more (got {self.max_retries})")
 
 
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where a finished bake-off is also logged (harness/storage/tracking.py). `mlflow`: an MLflow tracking URI
+    backed by a database or a tracking server (`sqlite:///mlflow.db`, `http://host:5000`); None logs nothing. Like
+    the executor it never changes a result, so it is not part of the config hash."""
+
+    mlflow: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mlflow is not None:
+            scheme = self.mlflow.partition(":")[0].split("+")[0]
+            _check(":" in self.mlflow and scheme in TRACKING_SCHEMES,
+                   f"tracking.mlflow must be a database or tracking-server URI ({', '.join(TRACKING_SCHEMES)}), "
+                   f"e.g. sqlite:///mlflow.db (got {self.mlflow!r})")
+
+
 @dataclass(frozen=True)
 class BakeoffConfig:
     name: str
@@ -267,6 +286,7 @@ class BakeoffConfig:
     bootstrap_resamples: int = 1000
     zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where units run: not part of the hash
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # where runs are logged: not part of the hash
     only_candidates: list[str] = field(default_factory=list)  # run these candidates only, by name (--candidates)
     source: str = ""  # the file this config was read from; specs resolve relative to it
 
@@ -313,6 +333,7 @@ class BakeoffConfig:
         payload = dataclasses.asdict(self)
         payload.pop("source")
         payload.pop("executor")  # where a bake-off runs does not change what it computes
+        payload.pop("tracking")  # nor where it is logged
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "promote":
             promoted = store.promote(args.run_id, args.candidate, args.baseline_name)
             print(promoted_sentence(promoted))
+            _register(stored, promoted, getattr(args, "mlflow", None))
             return EXIT_OK
         if args.command == "compare":
             return _compare(stored, store.get(args.other), args.format)
@@ -77,6 +78,19 @@ def verdict_lines(results: Results) -> list[str]:
     passed = sum(v.passed for v in results.gates)
     lines = [f"gates: {passed} of {len(results.gates)} verdict{'s' * (len(results.gates) != 1)} pass"]
     return lines + [f"  {'PASS' if v.passed else 'FAIL'}  {v.candidate}: {v.gate}: {v.message}" for v in results.gates]
+
+
+def _register(stored: dict[str, Any], promoted: dict[str, str], uri: str | None) -> None:
+    """Register the promoted candidate's adapter in the MLflow model registry (aliased champion), when a tracking URI
+    is given (`--mlflow`) or the run was configured with one (`tracking.mlflow`)."""
+    uri = uri or (stored.get("config", {}).get("tracking") or {}).get("mlflow")
+    if not uri:
+        return
+    from harness.storage.tracking import ALIAS, register
+
+    model, version = register(stored, promoted["candidate"], uri, promoted["name"])
+    print(f"Registered {promoted['candidate']}'s adapter as model '{model}' version {version} in {uri}, "
+          f"alias {ALIAS}.")
 
 
 def _terminal(results: Results) -> None:
