@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.config import BakeoffConfig, CandidateConfig, load_config
+from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
 from harness.data.specs import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, SftbenchError
 from harness.scoring.bias import BiasSpec, load_bias_suite
@@ -61,7 +61,7 @@ def validate(config: str | Path | None, overrides: list[str] | None = None) -> l
     try:
         cfg = load_config(config, overrides)
     except SftbenchError as err:
-        return [_error(err, str(config or ""))]
+        return [_error(err, str(config or DEMO_CONFIG))]  # the bundled demo, when no config was named
     return lint(cfg)
 
 
