@@ -183,9 +183,8 @@ def test_promote_registers_the_adapter_as_champion(tracked, client, capsys):
     run = client.get_run(version.run_id)
     assert run.info.run_name == "tiny-llama" and "mlflow.parentRunId" in run.data.tags  # the candidate's own run
     assert (Path(version.source) / "adapter_config.json").is_file()  # a local artifact folder here
-    # promoting again makes a new version and moves the alias
-    assert main(["promote", "--store", str(tracked["store"]), results["run_id"], "--candidate", "tiny-llama",
-                 "--mlflow", tracked["uri"]]) == 0
+    # promoting again, with the URI the run was configured with (no --mlflow), makes a new version, moves the alias
+    assert main(["promote", "--store", str(tracked["store"]), results["run_id"], "--candidate", "tiny-llama"]) == 0
     assert int(client.get_model_version_by_alias("tiny-tracked", "champion").version) == int(version.version) + 1
 
 
@@ -207,7 +206,27 @@ def test_bad_tracking_uri_is_one_line_and_keeps_the_results(tmp_path, tiny_bert,
     assert len(errors) == 1 and errors[0] == err.splitlines()[-1], err  # one line, the last one
     assert errors[0].startswith(f"sftbench: error: MLflow tracking store {uri} is unreachable or not a database")
     assert "file is not a database" in errors[0] and "results on disk are kept" in errors[0]
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["candidates"][0]["name"] == "tiny-bert"
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["candidates"][0]["name"] == "tiny-bert"
+    # the run is in the run store too: promoting it into a good store logs its adapter there, then registers it
+    good = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["promote", results["run_id"], "--candidate", "tiny-bert", "--mlflow", good]) == 0
+    client = _mlflow().MlflowClient(tracking_uri=good, registry_uri=good)
+    version = client.get_model_version_by_alias("tiny-tracked", "champion")
+    assert client.get_run(version.run_id).info.run_name == "tiny-bert (promoted)"
+    assert (Path(version.source) / "adapter_config.json").is_file()
+
+
+def test_unreachable_server_is_one_line(tracked, monkeypatch):
+    from harness.results.model import Results
+    from harness.storage.tracking import TrackingError, log_run
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's default retries for about two minutes
+    uri = "http://127.0.0.1:9"  # the discard port: nothing listens
+    with pytest.raises(TrackingError) as err:
+        log_run(Results.from_json(tracked["results"]), tracked["folder"] / "out", uri, 1)
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"MLflow tracking store {uri} is unreachable or not a database")
 
 
 def test_tracking_config_is_checked_and_not_hashed(tmp_path):
