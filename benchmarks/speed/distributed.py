@@ -7,8 +7,9 @@ Needs the `ray` extra (`make install` has it). Run it in a loopback-only network
         .venv/bin/python benchmarks/speed/distributed.py [CONFIG] [key=value ...] [--order lrrl] [--noop 200]'
 
 CONFIG defaults to the bundled demo. Printed:
-- each arm's wall time (harness.run.run, the planning and the assembly included; the Ray arm with Ray already
-  started: `ray init` is printed on its own, a one-off cost per run of `sftbench run --executor ray`);
+- each arm's wall time (harness.run.execute, the planning and the assembly included; the Ray arm with Ray already
+  started as the executor starts it, `LOCAL_SYSTEM_CONFIG` included: `ray init` is printed on its own, a one-off
+  cost per run of `sftbench run --executor ray`);
 - the ratio ray / local (the issue's target: at most 1.10x), without and with Ray's start;
 - the dispatch overhead per unit, two ways: (ray wall - local wall) / units computed, and the round trip of N
   no-op tasks submitted with a unit's options (num_cpus=1), one at a time (latency) and all at once (throughput);
@@ -31,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see h
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from harness.config import ExecutorConfig, load_config  # noqa: E402
+from harness.execution.ray_tasks import LOCAL_SYSTEM_CONFIG  # noqa: E402
 from harness.run import execute  # noqa: E402
 from harness.storage.units import UnitCache  # noqa: E402
 
@@ -89,9 +91,12 @@ def main() -> None:
           f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     start = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, address="local")
+    # the local Ray as `sftbench run --executor ray` starts it (its system config included), with num_cpus
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             address="local", _system_config=dict(LOCAL_SYSTEM_CONFIG))  # a copy: ray.init adds to the dict
     init_s = time.perf_counter() - start
-    print(f"  ray init: {init_s:.1f} s (ray {ray.__version__}, num_cpus={args.cpus})", flush=True)
+    print(f"  ray init: {init_s:.1f} s (ray {ray.__version__}, num_cpus={args.cpus}, {LOCAL_SYSTEM_CONFIG})",
+          flush=True)
     walls: dict[str, list[float]] = {"local": [], "ray": []}
     units: dict[str, int] = {}
     results: dict[str, dict[str, Any]] = {}
