@@ -211,7 +211,8 @@ def _register(client: MlflowClient, results: Results, candidate: str, name: str)
         else None
     if cand is None or bench is None:
         raise TrackingError(f"candidate '{candidate}' of run {results.run_id} has no kept adapter folder to register "
-                            "(a peft tuner keeps one in its unit; a zero-shot row or a full fine-tune has none)")
+                            "(a peft tuner keeps one in its unit; a zero-shot row or a full fine-tune has none); "
+                            "the baseline is promoted in the run store")
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         f"tags.`sftbench.run_id` = '{results.run_id}' AND tags.`sftbench.candidate` = '{candidate}'"

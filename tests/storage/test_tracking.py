@@ -250,3 +250,17 @@ def test_mlflow_is_not_loaded_when_tracking_is_off():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_promote_without_an_adapter_says_so(tracked, monkeypatch):
+    import copy
+
+    from harness.storage.tracking import TrackingError, register
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    results = copy.deepcopy(tracked["results"])
+    for bench in results["candidates"][0]["benchmarks"]:
+        bench["unit"] = None  # as for a zero-shot row or a full fine-tune
+    name = results["candidates"][0]["name"]
+    with pytest.raises(TrackingError, match=f"candidate '{name}' .* has no kept adapter folder to register"):
+        register(results, name, tracked["uri"], "no-adapter")
