@@ -235,7 +235,8 @@ class ExecutorConfig:
     """Where the units of a bake-off run (docs/distributed.md). It never changes a result, so it is not part of
     the config hash: the same bake-off on `local` and on `ray` is the same bake-off.
 
-    `address`: None starts a local Ray for the run; `auto` or `HOST:PORT` joins an existing cluster.
+    `address`: None starts a local Ray for the run (or joins RAY_ADDRESS, as `ray job submit` sets it); `auto` or
+    `HOST:PORT` joins an existing cluster.
     `units`: the unit store shared by the driver and the workers (a path every node mounts); None keeps units on
     the driver, and records and files travel through Ray's object store. `max_retries`: how often Ray reruns a
     unit whose worker or node died."""
