@@ -29,12 +29,15 @@ from harness.statistics.ties import RULE, all_tie_groups
 from harness.storage.units import package_versions
 
 
-def git_sha() -> str:
+def git_sha(where: Path | None = None) -> str:
+    """The commit of the user's repository: the one the command runs in (`where`, default the working directory),
+    not sftbench's own (its version is in `packages`). "unknown" outside a git repository."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=where or Path.cwd())
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | None = None) -> Results:
