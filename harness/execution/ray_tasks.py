@@ -66,7 +66,7 @@ def connect(address: str | None) -> bool:
         return False
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(address="local", log_to_driver=False, include_dashboard=False, configure_logging=False,
-                 _system_config=LOCAL_SYSTEM_CONFIG)
+                 _system_config=dict(LOCAL_SYSTEM_CONFIG))  # a copy: ray.init adds keys to the dict it is given
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     return True
