@@ -16,7 +16,10 @@ def test_peak_rss_resets_between_candidates():
         pytest.skip("this kernel does not allow resetting the peak-RSS mark (/proc/self/clear_refs)")
     quiet = peak_rss_mb()
     block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
-    assert peak_rss_mb() > quiet + 250
+    peak = peak_rss_mb()
+    assert peak > quiet + 250
     del block
     reset_peak_rss()  # the next candidate must not inherit this one's peak
-    assert peak_rss_mb() < quiet + 100
+    # against the peak, not the quiet mark: threads of a Ray session in this process (tests/execution) may grow the
+    # resident set meanwhile, and the check is that the 300 MB peak is gone
+    assert peak_rss_mb() < peak - 200
