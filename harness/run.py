@@ -65,6 +65,7 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
     """Each candidate's results from its units' outputs: a benchmark with a failed unit is failed (the first
     failure's message names the unit), the others are assembled."""
     out = []
+    done = {i: o for i, o in outputs.items() if isinstance(o, Output)}
     for cand in ctx.cfg.candidates:
         results, params, trainable = [], 0, 0
         for bp in (b for b in units.benches if b.candidate == cand.name):
@@ -77,7 +78,6 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
                 first = next((f for f in failures if not f.message.startswith("not run")), failures[0])
                 results.append(BenchmarkResult(spec.name, spec.version, spec.task, "failed", first.message))
             else:
-                done = {i: o for i, o in outputs.items() if isinstance(o, Output)}
                 result, params, trainable = assemble(bp, done, ctx, cache.folder)
                 results.append(result)
         failed = [r for r in results if r.status == "failed"]
