@@ -87,35 +87,87 @@ def _header(results: Results, bias: bool) -> list[str]:
     return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB", "gate"]
 
 
-@renderer("summary", "summary.md")
-def render_markdown(results: Results) -> str:
-    """summary.md: the leaderboard and the recommendation, for a pull-request comment or a CI step summary."""
+def _delta(results: Results, c: CandidateRow) -> str:
+    """Each baseline gate's difference against the promoted baseline, with its adjusted regression p."""
+    out = []
+    for v in results.gates:
+        if v.candidate != c.name or not v.baseline or v.observed is None:
+            continue
+        scale = 1.0 if v.metric in NOT_PERCENT else 100.0
+        p = "-" if v.p_adjusted is None else f"{v.p_adjusted:.2g}"
+        out.append(f"{scale * v.observed:+.1f}{'' if scale == 1.0 else ' pts'} (p {p})")
+    return "<br>".join(out) or "-"
+
+
+def _main_cell(results: Results, c: CandidateRow) -> str:
+    """Each benchmark's main metric on test with its interval; named when there are several benchmarks."""
+    mains = main_metrics(results)
+    cells = []
+    for bench, metric, _ in mains:
+        b = c.benchmark(bench)
+        text = (_metric(b.score("test", metric), metric not in NOT_PERCENT) if b and b.status == "ok"
+                else "n/a" if b and b.status == "n/a" else "failed")
+        cells.append(text if len(mains) == 1 else f"{escape(bench)}: {text}")
+    return "<br>".join(cells) or "-"
+
+
+def _narrow(results: Results) -> list[str]:
+    """The pull-request table: candidate, main metric, difference against the baseline, forgetting, gate."""
+    mains = main_metrics(results)
+    what = (f"{escape(mains[0][0])} {escape(mains[0][1])}{'' if mains[0][1] in NOT_PERCENT else ' %'}"
+            if len(mains) == 1 else "main metric")
+    header = ["candidate", f"{what} [95% CI]", "Δ vs baseline (adj. p)", "forgetting pts [95% CI]", "gate"]
+    lines = [_row(header), _row(["---", "---:", "---:", "---:", "---"])]
+    for c in ranked(results):
+        label, _ = verdict(results, c)
+        forgetting = [(p.probe, p.forgetting) for b in c.benchmarks if b.status == "ok" for p in b.probes]
+        lines.append(_row([escape(c.name), _main_cell(results, c), _delta(results, c), _labelled(forgetting),
+                           label if label == "pass" else f"**{label}**"]))
+    return lines
+
+
+def _details(summary: str, body: list[str]) -> list[str]:
+    """A collapsed block: GitHub renders the Markdown inside it when blank lines surround the body."""
+    return ["", f"<details><summary>{summary}</summary>", "", *body, "", "</details>"] if body else []
+
+
+def _wide(results: Results) -> list[str]:
     bias = bias_measured(results)
     header = _header(results, bias)
-    lines = [f"### sftbench · {escape(results.name)} · run {escape(results.run_id)}", "",
-             _row(header), _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])]
-    lines += [_row(_candidate_cells(results, c, bias)) for c in ranked(results)]
-    verdict = "PASS" if results.passed else "FAIL"
-    lines += ["", f"**Recommendation [{verdict}]:** {escape(recommendation_text(results))}", ""]
-    lines += [f"- {escape(note)}" for note in [results.tie_rule] + tie_notes(results.tie_groups)
-              + [seed_note(results)]]
-    lines.append(f"- {escape(BIAS_NOTE if bias else 'bias change: not measured (no bias suite in the config)')}")
-    learning = learning_lines(results)
-    if learning:
-        lines += ["", "Did the candidates learn? (chance = the best trivial predictor on the split):", ""]
-        lines += [f"- {escape(line)}" for line in learning]
-    failed = [v for v in results.gates if not v.passed]
-    if failed:
-        lines += ["", "Failing gates:", ""]
-        lines += [f"- {escape(v.candidate)} / {escape(v.gate)}: {escape(v.message)}" for v in failed]
+    return ([_row(header), _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])]
+            + [_row(_candidate_cells(results, c, bias)) for c in ranked(results)])
+
+
+def _gate_lines(results: Results) -> list[str]:
     if not results.gates:
-        lines += ["", "No gates configured: every candidate that ran passes."]
-    sweeps = sweep_lines(results)
-    if sweeps:
-        lines += ["", "Settings picked on validation (never on test):", ""] + [f"- {escape(w)}" for w in sweeps]
-    warnings = warning_lines(results)
-    if warnings:
-        lines += ["", "Data warnings (`sftbench validate` lints the same):", ""] + [f"- {escape(w)}" for w in warnings]
+        return ["No gates configured: every candidate that ran passes."]
+    return [f"- {escape(v.candidate)} / {escape(v.gate)}: {'pass' if v.passed else '**FAIL**'}: {escape(v.message)}"
+            for v in results.gates]
+
+
+@renderer("summary", "summary.md")
+def render_markdown(results: Results) -> str:
+    """summary.md, sized for a pull-request comment: one narrow table and the recommendation; the full
+    leaderboard, gate verdicts, notes, seeds, cost, sweeps and data warnings collapsed in <details> blocks."""
+    bias = bias_measured(results)
+    verdict_word = "PASS" if results.passed else "FAIL"
+    failed = sum(not v.passed for v in results.gates)
+    lines = [f"### sftbench · {escape(results.name)} · run {escape(results.run_id)}", "", *_narrow(results), "",
+             f"**Recommendation [{verdict_word}]:** {escape(recommendation_text(results))}"]
+    lines += _details("Full leaderboard: every benchmark, tie groups, shifted split, bias, cost", _wide(results))
+    lines += _details(f"Gate verdicts ({len(results.gates)}, {failed} failing)", _gate_lines(results))
+    notes = [results.tie_rule] + tie_notes(results.tie_groups) + [seed_note(results)]
+    notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
+    notes.append("Δ vs baseline: candidate minus the promoted baseline on each baseline gate's metric, p(regression) "
+                 "adjusted across the candidate's baseline gates ('-': no baseline gate)")
+    lines += _details("Notes: ties, seeds, columns", [f"- {escape(note)}" for note in notes])
+    learning = learning_lines(results)
+    lines += _details("Did the candidates learn? (chance = the best trivial predictor on the split)",
+                      [f"- {escape(line)}" for line in learning])
+    lines += _details("Settings picked on validation (never on test)",
+                      [f"- {escape(w)}" for w in sweep_lines(results)])
+    lines += _details("Data warnings (`sftbench validate` lints the same)",
+                      [f"- {escape(w)}" for w in warning_lines(results)])
     lines += ["", f"config {escape(results.config_hash)} · git {escape(results.git_sha)}"]
     return "\n".join(lines) + "\n"
 

@@ -86,7 +86,8 @@ def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted:
     message = (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({res['source']}), "
                f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; p(regression) {res['p_regression']:.4g}, {adjusted}, "
                f"alpha {res['alpha']:g}{note}")
-    return Verdict(candidate, gate, not regressed, res["diff"], message)
+    return Verdict(candidate, gate, not regressed, res["diff"], message, p_adjusted=p_adjusted, baseline=res["source"],
+                   metric=res["metric"])
 
 
 def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,

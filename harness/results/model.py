@@ -10,7 +10,8 @@ version 1; `from_json` reads both versions (a version-1 run has no stored tie gr
 
 Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{candidate: n}, notes[]}], tie_rule):
   schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
-  recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message}],
+  recommendation_reason, passed (bool), gates[{candidate, gate, passed, observed, message,
+    p_adjusted, baseline, metric (baseline gates)}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/data/validate.py),
   references{benchmark{split{data_sha256, items[[reference]]}}}
@@ -239,8 +240,11 @@ class GateVerdict(Record):
     candidate: str = ""
     gate: str = ""
     passed: bool = False
-    observed: float | None = None
+    observed: float | None = None  # a baseline gate: the difference candidate - baseline
     message: str = ""
+    p_adjusted: float | None = None  # a baseline gate: p(regression), adjusted across the candidate's baseline gates
+    baseline: str | None = None  # a baseline gate: which promoted baseline ("name of run RUN_ID")
+    metric: str | None = None  # a baseline gate: the metric `observed` is a difference of
 
 
 @dataclass(frozen=True)

@@ -318,6 +318,8 @@ def test_holm_bh_and_none_across_three_baseline_gates():
         verdicts = check([candidate], gates, {"demo": baseline}, resamples=1000, correction=correction)
         assert [not v.passed for v in verdicts] == [flagged] * 3
         message = verdicts[0].message
+        assert verdicts[0].p_adjusted == pytest.approx(q if q is not None else p)  # carried typed, for summary.md
+        assert verdicts[0].metric == "accuracy" and verdicts[0].baseline == "model of run base-run"
         assert f"p(regression) {p:.4g}" in message and "alpha 0.05" in message
         if q is None:
             assert "no multiplicity correction (3 baseline gates)" in message

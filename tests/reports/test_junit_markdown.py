@@ -60,9 +60,11 @@ def test_hostile_names_are_escaped_in_junit():
     assert classnames == {NASTY}
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    """Cells of every table line, split on pipes that are not backslash-escaped."""
-    return [re.split(r"(?<!\\)\|", line)[1:-1] for line in markdown.splitlines() if line.startswith("|")]
+def table_rows(markdown: str, which: int = 1) -> list[list[str]]:
+    """Cells of every line of the `which`-th table (0: the narrow pull-request table, 1: the full leaderboard in its
+    <details> block), split on pipes that are not backslash-escaped."""
+    blocks = re.findall(r"(?:^\|.*\n)+", markdown, flags=re.M)
+    return [re.split(r"(?<!\\)\|", line)[1:-1] for line in blocks[which].splitlines()]
 
 
 def test_markdown_table_and_recommendation():
@@ -82,7 +84,7 @@ def test_markdown_table_and_recommendation():
     assert "2.0M (1.0K)" in by_name["large"][5] and by_name["large"][6].strip() == "20"
     assert [c.strip() for c in rows[0][5:-1]] == ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB"]
     assert "\n**Recommendation [PASS]:** small is the smallest candidate" in md
-    assert "- large / intents.accuracy &gt;= 0.75: value" in md
+    assert "- large / intents.accuracy &gt;= 0.75: **FAIL**: value" in md
     assert "not significant at 0.05" in md  # the tie rule
     assert "bias change: not measured" in md and "bias change, flip pts" not in rows[0]
 
@@ -102,8 +104,9 @@ def test_hostile_names_are_escaped_in_markdown():
     results["recommendation_reason"] = f"{NASTY} wins\nsecond line"
     md = render_markdown(typed(results))
     assert "<script>" not in md and r"&lt;script&gt;\|x" in md
-    rows = table_rows(md)
-    assert len({len(r) for r in rows}) == 1 and rows[2][0].strip() == r"&lt;script&gt;\|x"
+    for which in (0, 1):
+        rows = table_rows(md, which)
+        assert len({len(r) for r in rows}) == 1 and rows[2][0].strip() == r"&lt;script&gt;\|x"
     assert r"**Recommendation [PASS]:** &lt;script&gt;\|x wins second line" in md
 
 
