@@ -3,15 +3,18 @@ model per group of units (a candidate on a benchmark under one seed), released w
 from __future__ import annotations
 
 import gc
+import logging
 import traceback
 
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, compute, keep, key_of
+from harness.execution.compute import Context, Output, Progress, compute, keep, key_of, open_workspace
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
 from harness.storage.units import UnitCache
+
+log = logging.getLogger(__name__)
 
 
 def failure(unit: Unit, err: BaseException, where: str = "") -> Failure:
@@ -37,7 +40,7 @@ class LocalExecutor:
             if (unit.candidate, unit.benchmark) in failed:
                 outputs[unit.id] = Failure(f"not run: an earlier unit of {unit.candidate}/{unit.benchmark} failed")
                 continue
-            if ws is None or getattr(ws, "group", None) != unit.group:
+            if ws is None or ws.group != unit.group:
                 ws = self._workspace(ws, unit, ctx)
             try:
                 outputs[unit.id] = run_unit(unit, {i: outputs[i] for i in unit.inputs}, ctx, ws, cache, progress)  # type: ignore[misc]
@@ -55,10 +58,7 @@ class LocalExecutor:
         if previous is not None:
             previous.release()
             gc.collect()
-        spec, _ = ctx.benchmark(unit.benchmark)
-        ws = Workspace(ctx.handles[unit.candidate], spec, ctx.recipe(unit), snapshot=unit.snapshot)
-        ws.group = unit.group  # type: ignore[attr-defined]
-        return ws
+        return open_workspace(unit, ctx, ctx.handles[unit.candidate])
 
 
 def usable(unit: Unit, record: dict | None) -> dict | None:
@@ -76,11 +76,19 @@ def run_unit(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace,
     key = key_of(unit, inputs, ctx)
     record = usable(unit, cache.get(key) if key else None)
     if record is not None:
+        log.debug("unit %s: kept (%s)", unit.id, key)
         return Output(record, key=key, reused=True)
-    out = compute(unit, inputs, ctx, ws, cache, progress, in_memory=cache.root is None)
-    out.key = key
-    if key:
-        keep(cache, key, out)
-        if cache.root is not None:
-            out.tensors = None  # views of the model being trained on: read back from the cache when needed
+    with cache.computing(key) as kept:  # a run sharing the unit store may be computing it
+        record = usable(unit, kept)
+        if record is not None:  # it was: kept while this run waited for its lock
+            log.debug("unit %s: kept by a concurrent run (%s)", unit.id, key)
+            return Output(record, key=key, reused=True)
+        log.debug("unit %s: computing (%s)", unit.id, key)
+        out = compute(unit, inputs, ctx, ws, cache, progress, in_memory=cache.root is None)
+        out.key = key
+        if key:
+            keep(cache, key, out)
+            if cache.root is not None:
+                out.tensors = None  # views of the model being trained on: read back from the cache when needed
+    log.debug("unit %s: finished", unit.id)
     return out

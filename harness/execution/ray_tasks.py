@@ -25,10 +25,11 @@ from typing import Any
 
 from harness.config import ExecutorConfig, UnitResources
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, keep, key_of, select
+from harness.execution.compute import Context, Output, Progress, keep, key_of, open_workspace, select
 from harness.execution.local import failure, run_unit, usable
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
+from harness.storage.locks import FileLock
 from harness.storage.units import UnitCache
 
 STEP_EVERY_S = 0.5  # a worker reports a loop's progress at most this often (and at its end)
@@ -87,11 +88,17 @@ class _Driver:
         self.watching = ""  # the unit whose loop the progress bar shows
         self.waiting: list[Unit] = []  # units not submitted yet (advance)
         self.units = plan.by_id()
+        self.locks: dict[str, FileLock] = {}  # unit id -> its lock, held until the driver keeps the unit
+        self.deferred = 0  # units ready to go, held back while a concurrent run computes them (their lock)
 
     def run(self) -> dict[str, Output | Failure]:
         self.waiting = list(self.plan.units)
-        self.advance()
-        self.collect()
+        try:
+            self.advance()
+            self.collect()
+        finally:
+            for lock in self.locks.values():
+                lock.release()
         return {u.id: self.known[u.id] for u in self.plan.units}
 
     def advance(self) -> None:
@@ -106,31 +113,50 @@ class _Driver:
                 ready = unit.inputs[0] in self.known  # and so are its tune units
             else:
                 ready = all(i in self.known or i in self.refs for i in unit.inputs)
-            if ready:
-                self.submit(unit)
-            else:
+            if not (ready and self.submit(unit)):
                 still.append(unit)
+                self.deferred += ready
         self.waiting = still
 
-    def submit(self, unit: Unit) -> None:
+    def submit(self, unit: Unit) -> bool:
+        """Submit the unit, or answer it here; False while a concurrent run holds its lock (try again later)."""
         inputs = [self.known.get(i) for i in unit.inputs]
         if any(isinstance(i, Failure) for i in inputs):
             self.known[unit.id] = Failure(f"not run: an input of {unit.id} failed")
-            return
+            return True
         if all(isinstance(i, Output) for i in inputs):  # everything it reads is known here
             ready = {i: o for i, o in zip(unit.inputs, inputs) if isinstance(o, Output)}
             if unit.kind == "select":
                 self.known[unit.id] = Output(select(unit, ready, self.ctx))
-                return
+                return True
             key = key_of(unit, ready, self.ctx)
             record = usable(unit, self.cache.get(key) if key else None)
+            if record is None and key is not None:
+                if not self._claim(unit, key):
+                    return False
+                record = usable(unit, self.cache.get(key)) if unit.id in self.locks else None  # kept meanwhile
+                if record is not None:
+                    self.locks.pop(unit.id).release()
             if record is not None:
                 self.known[unit.id] = Output(record, key=key, reused=True)
-                return
+                return True
         args = [self.refs[i] if i not in self.known else self._send(self.known[i]) for i in unit.inputs]
         self.refs[unit.id] = self.remote.options(name=unit.id, max_retries=self.cfg.max_retries,
                                                  **options(unit, self.cfg)).remote(
             unit, self.ctx_ref, self.cfg.units, self.cache.force, self.events, *args)
+        return True
+
+    def _claim(self, unit: Unit, key: str) -> bool:
+        """Without a shared store the driver keeps what its workers compute, so it holds the unit's lock from submit
+        to keep (with one, the workers take it themselves). False while a concurrent run sharing this unit store
+        holds it: the unit waits, and is tried again (never waiting here: a driver holds several locks at once)."""
+        lock = None if self.shared else self.cache.lock(key)
+        if lock is None:
+            return True
+        if not lock.acquire(wait=False):
+            return False
+        self.locks[unit.id] = lock
+        return True
 
     def _send(self, out: Output | Failure) -> Output | Failure:
         """A kept tune unit travels with its tensors when the workers cannot read the driver's unit store."""
@@ -145,15 +171,20 @@ class _Driver:
         collected: set[str] = set()
         while True:
             pending = {ref: uid for uid, ref in self.refs.items() if uid not in collected}
-            if not pending:
+            if not pending and not self.deferred:
                 break
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            if not pending:  # only units another run is computing: look again shortly
+                time.sleep(0.2)
+            done = ray.wait(list(pending), num_returns=1, timeout=0.2)[0] if pending else []
             self.drain()
             for ref in done:
                 uid = pending[ref]
                 collected.add(uid)
                 self.known[uid] = self.finished(uid, ref)
-            if done and self.waiting:
+                if uid in self.locks:
+                    self.locks.pop(uid).release()
+            if (done or self.deferred) and self.waiting:
+                self.deferred = 0
                 self.advance()
         self.drain()
 
@@ -185,13 +216,16 @@ class _Driver:
 
 
 def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
-    """The Ray task options of a unit: its kind's resources from the config (Ray's defaults where unset)."""
+    """The Ray task options of a unit: its kind's resources from the config (Ray's defaults where unset; a unit
+    planned on CUDA asks for one GPU unless told how many, so that Ray gives it one)."""
     wanted: UnitResources = getattr(cfg.resources, unit.resources)
     out: dict[str, Any] = {}
     if wanted.num_cpus is not None:
         out["num_cpus"] = wanted.num_cpus
     if wanted.num_gpus is not None:
         out["num_gpus"] = wanted.num_gpus
+    elif unit.placement.kind == "cuda":
+        out["num_gpus"] = 1
     return out
 
 
@@ -212,7 +246,7 @@ class _Events:
 
 
 _WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it
-# (CPU memory, held while the worker idles; placing units on GPUs is issue 16)
+# (held while the worker idles, on the unit's device: a GPU task's model stays on the GPU Ray gave it)
 
 
 def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any, *inputs: Any) -> Output | Failure:
@@ -244,9 +278,7 @@ def _workspace(unit: Unit, ctx: Context) -> Workspace:
         held.snapshot = held.snapshot or unit.snapshot
         return held
     _WORKSPACE.clear()
-    spec, _ = ctx.benchmark(unit.benchmark)
-    ws = Workspace(worker_handle(ctx, unit.candidate), spec, ctx.recipe(unit), snapshot=unit.snapshot)
-    ws.group = unit.group  # type: ignore[attr-defined]
+    ws = open_workspace(unit, ctx, worker_handle(ctx, unit.candidate))
     _WORKSPACE["ws"] = ws
     return ws
 

@@ -2,7 +2,8 @@
 plus named baselines that later bake-offs are gated against.
 
 Default path `.sftbench/runs.sqlite` under the working directory; `SFTBENCH_STORE` or an explicit path
-overrides it. A run is written in one transaction, so a crash mid-write leaves no trace of it. The full
+overrides it. A run is written in one transaction, so a crash mid-write leaves no trace of it, under a file lock
+(`runs.sqlite.lock`), so concurrent runs' writes queue and all land. The full
 results dict is kept as a JSON blob (what `get` returns); the other tables are an index over it for SQL.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, RunFailure
+from harness.storage.locks import FileLock
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".sftbench") / "runs.sqlite"
@@ -57,8 +59,9 @@ class Store:
         self.path = Path(path) if path else default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor see half a run
+            with self._lock():  # switching a new file to WAL fails, not waits, while another process does the same
+                self.conn = sqlite3.connect(self.path, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor see half a run
             self.conn.execute("PRAGMA foreign_keys=ON")
             with self._transaction():
                 for statement in SCHEMA:
@@ -81,10 +84,14 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _lock(self) -> FileLock:
+        return FileLock(self.path.with_name(self.path.name + ".lock"))
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        # BEGIN IMMEDIATE takes the write lock up front, so two concurrent writers queue instead of deadlocking
-        with self.conn:
+        # A file lock beside the store queues writers of every process for as long as they take (SQLite's own busy
+        # timeout gives up after 30 s); BEGIN IMMEDIATE takes SQLite's write lock up front all the same.
+        with self._lock(), self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             yield
 

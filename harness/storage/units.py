@@ -6,20 +6,24 @@ hash of everything that determines it (weights hash, recipe, spec, data hashes, 
 a changed input can never reuse a stale result. Each unit is a folder `<root>/<key>/` holding `unit.json`
 and, for tuning, `trainable.safetensors` (every trainable tensor) and, for peft tuners, a standard peft
 `adapter/` folder. Folders are written under a temporary name and renamed into place: a SIGKILL at any
-moment leaves either the whole unit or nothing.
+moment leaves either the whole unit or nothing. While a unit is computed its lock `<root>/.locks/<key>` is held
+(harness/storage/locks.py): a second run sharing the folder waits for it, then finds the unit kept and reuses it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.storage.locks import FileLock
 
 # bump when a change in sftbench alters what a unit computes (2: option scoring; 3: its batching and packed rows,
 # Nov 2026)
@@ -61,6 +65,23 @@ class UnitCache:
     def folder(self, key: str) -> Path | None:
         return self.root / key if self.root else None
 
+    def lock(self, key: str | None) -> FileLock | None:
+        """The lock a unit is computed under (None with caching off, or for a unit without a key)."""
+        if self.root is None or key is None:
+            return None
+        return FileLock(lock_path(self.root, key))
+
+    @contextlib.contextmanager
+    def computing(self, key: str | None) -> Iterator[dict[str, Any] | None]:
+        """Hold the unit's lock while it is computed and kept. Yields its record when a concurrent run kept it while
+        this one waited for the lock (reuse it), else None (compute it)."""
+        lock = self.lock(key)
+        if lock is None or key is None:
+            yield None
+            return
+        with lock:
+            yield self.get(key)
+
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.folder(key)
         if path is None or (self.force and key not in self._fresh):
@@ -69,6 +90,8 @@ class UnitCache:
             payload = json.loads((path / "unit.json").read_text())
         except (OSError, ValueError):  # absent, or damaged by hand: recompute
             return None
+        with contextlib.suppress(OSError):  # its age is the time since a run last used it (`gc --older-than`)
+            os.utime(path / "unit.json")
         self.hits += 1
         return payload
 
@@ -102,9 +125,15 @@ class UnitCache:
     def memo(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         payload = self.get(key)
         if payload is None:
-            payload = compute()
-            self.put(key, payload)
+            with self.computing(key) as kept:
+                payload = kept if kept is not None else compute()
+                if kept is None:
+                    self.put(key, payload)
         return payload
+
+
+def lock_path(root: Path, key: str) -> Path:
+    return root / ".locks" / key
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -319,7 +319,7 @@ def _spawn(cfg: Path, out: Path, store: Path) -> subprocess.Popen:
 def _wait_for_units(units: Path, proc: subprocess.Popen, count: int) -> None:
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if units.is_dir() and len([u for u in units.iterdir() if not u.name.startswith(".tmp")]) >= count:
+        if units.is_dir() and len([u for u in units.iterdir() if not u.name.startswith(".")]) >= count:
             return
         time.sleep(0.05)
     pytest.fail(f"the run ended (or stalled) before {count} units were kept: {proc.poll()}")
