@@ -89,7 +89,7 @@ def test_renderers_read_the_stored_tie_groups_and_never_recompute_them(monkeypat
         assert renderer.render(moved), name
     md = RENDERERS.get("md").render(moved)
     assert "| gpt2-small |" in md
-    row = next(line for line in md.splitlines() if line.startswith("| gpt2-small |"))
+    row = [line for line in md.splitlines() if line.startswith("| gpt2-small |")][1]  # the full leaderboard's row
     assert row.split(" | ")[2] == "2"  # the stored group, not the 1 the statistics would give
 
 
