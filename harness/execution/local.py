@@ -9,7 +9,7 @@ import traceback
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, compute, keep, key_of, open_workspace
+from harness.execution.compute import Context, Output, Progress, compute, keep, key_of
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
 from harness.storage.units import UnitCache
@@ -40,7 +40,7 @@ class LocalExecutor:
             if (unit.candidate, unit.benchmark) in failed:
                 outputs[unit.id] = Failure(f"not run: an earlier unit of {unit.candidate}/{unit.benchmark} failed")
                 continue
-            if ws is None or ws.group != unit.group:
+            if ws is None or getattr(ws, "group", None) != unit.group:
                 ws = self._workspace(ws, unit, ctx)
             try:
                 outputs[unit.id] = run_unit(unit, {i: outputs[i] for i in unit.inputs}, ctx, ws, cache, progress)  # type: ignore[misc]
@@ -58,7 +58,10 @@ class LocalExecutor:
         if previous is not None:
             previous.release()
             gc.collect()
-        return open_workspace(unit, ctx, ctx.handles[unit.candidate])
+        spec, _ = ctx.benchmark(unit.benchmark)
+        ws = Workspace(ctx.handles[unit.candidate], spec, ctx.recipe(unit), snapshot=unit.snapshot)
+        ws.group = unit.group  # type: ignore[attr-defined]
+        return ws
 
 
 def usable(unit: Unit, record: dict | None) -> dict | None:
