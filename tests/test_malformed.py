@@ -119,8 +119,8 @@ CASES = [
     # pre-flights with harness.data.validate; until then these run through `validate` only)
     Case("unknown-tuner", {"bakeoff.yaml": config("recipe: {tuner: magic}\n")}, "bakeoff.yaml", None,
          "unknown tuner 'magic'; known: "),
-    Case("unknown-model-alias", {"bakeoff.yaml": CONFIG.replace("model: model", "model: not-a-model")},
-         "bakeoff.yaml", None, "unknown model 'not-a-model'"),
+    Case("unknown-model-alias", {"bakeoff.yaml": CONFIG.replace("model: model", "model: no such model")},
+         "bakeoff.yaml", None, "unknown model 'no such model'"),
     Case("unknown-benchmark", {"bakeoff.yaml": CONFIG.replace("bench/benchmark.yaml", "nosuchbench")},
          "bakeoff.yaml", None, "no benchmark.yaml found for 'nosuchbench'"),
     # model folders

@@ -131,7 +131,8 @@ def check_tuner(name: str) -> None:
 
 def check_candidate(cand: CandidateConfig) -> list[Finding]:
     """What `run` checks before loading weights, without converting, downloading or hashing them."""
-    from harness.models.loading import ALIASES, inspect_folder, package_dir, source_of
+    from harness.errors import ModelError
+    from harness.models.loading import ALIASES, gguf_unsupported, inspect_folder, package_dir, source_of
 
     source = source_of(cand.model)
     if source == "alias":
@@ -139,13 +140,18 @@ def check_candidate(cand: CandidateConfig) -> list[Finding]:
         package_dir(alias.package, alias.pip)
     elif source == "local":
         inspect_folder(Path(cand.model).expanduser().resolve(), cand.trust_remote_code, cand.allow_pickle)
+    elif source == "gguf":  # its metadata only: the conversion waits for `run`
+        unsupported = gguf_unsupported(Path(cand.model).expanduser())
+        if unsupported:
+            raise ModelError(unsupported, cand.model)
     else:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(cand.model, "config.json", revision=cand.revision)
         if not isinstance(cached, str):
-            return [Finding("warning", cand.model, None, "not in the local Hugging Face cache: `run` downloads it "
-                            "(needs the network), so it was not checked")]
+            what = "" if "/" in cand.model else "not a bundled alias or a local path, so a hub id, and "
+            return [Finding("warning", cand.model, None, f"{what}not in the local Hugging Face cache: `run` downloads "
+                            "it (needs the network), so it was not checked")]
         inspect_folder(Path(cached).parent, cand.trust_remote_code, cand.allow_pickle)
     return []
 

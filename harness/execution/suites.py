@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.config import BakeoffConfig
 from harness.data.specs import BenchmarkSpec, Split, load_benchmark
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelError
 from harness.models.loading import ModelHandle, resolve
 from harness.scoring.probes import ProbeItem, ProbeSpec, load_probe
 
@@ -37,5 +37,8 @@ def resolve_all(cfg: BakeoffConfig, progress: Any) -> dict[str, ModelHandle]:
     handles = {}
     for c in cfg.candidates:
         progress.stage(c.name, "resolving model")  # a bundled GGUF model is converted once, with a bar
-        handles[c.name] = resolve(c.model, c.revision, c.trust_remote_code, c.allow_pickle, on_step=progress.step)
+        try:
+            handles[c.name] = resolve(c.model, c.revision, c.trust_remote_code, c.allow_pickle, on_step=progress.step)
+        except ModelError as err:  # one line naming the candidate, then the model's own message
+            raise ModelError(f"candidate {c.name}: {err.message}", err.path, err.line) from None
     return handles

