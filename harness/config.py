@@ -97,7 +97,8 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    """One base model in the bake-off: a bundled alias, a local folder or a Hugging Face id."""
+    """One model in the bake-off: a bundled alias, a local folder, a GGUF file or a Hugging Face id; with `adapter:`
+    (and `tuner: none`), a peft adapter folder on that base, scored as it is."""
 
     model: str
     name: str = ""
@@ -106,13 +107,18 @@ class CandidateConfig:
     allow_pickle: bool = False  # accept .bin/.pt weights (read with torch.load(weights_only=True)), never by default
     learning_rate: float | None = None  # overrides recipe.learning_rate for this candidate only
     tuner: str = ""  # "" = the shared recipe's tuner; "none" = score the base model untuned (a zero-shot reference)
+    adapter: str | None = None  # a peft adapter folder (safetensors) loaded on `model`, scored as it is
 
     def __post_init__(self) -> None:
         _check(bool(self.model.strip()), "candidate.model must not be empty")
         _check(self.tuner in ("", "none"), f"candidate {self.model}: tuner may only be 'none' (a zero-shot "
                f"reference row); every tuned candidate shares recipe.tuner (got {self.tuner!r})")
+        _check(self.adapter is None or (bool(self.adapter.strip()) and self.tuner == "none"),
+               f"candidate {self.model}: adapter: {self.adapter!r} is scored as it is, so it needs tuner: none "
+               "(and a folder)")
         if not self.name:
-            object.__setattr__(self, "name", self.model.rstrip("/").split("/")[-1])
+            named = self.adapter or self.model
+            object.__setattr__(self, "name", named.rstrip("/").split("/")[-1])
 
     @property
     def zero_shot(self) -> bool:
@@ -335,6 +341,9 @@ class BakeoffConfig:
         payload.pop("source")
         payload.pop("executor")  # where a bake-off runs does not change what it computes
         payload.pop("tracking")  # nor where it is logged
+        for cand in payload["candidates"]:
+            if cand["adapter"] is None:
+                cand.pop("adapter")  # so configs written before the field existed keep their hash
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
