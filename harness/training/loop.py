@@ -34,6 +34,9 @@ class TrainResult:
     curve: list[dict[str, Any]] = field(default_factory=list)
     best_step: int = 0  # best evaluation by recipe.monitor after training began (kept if recipe.restore_best)
     stopped_early: bool = False
+    # [step, mean training loss over the steps since the previous logged one] every `log_every` optimizer steps
+    # (Watch: at most about LOGGED_STEPS points a run); empty in units kept before it was recorded
+    step_loss: list[list[float]] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -80,14 +83,20 @@ def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size:
     return total / max(count, 1)
 
 
+LOGGED_STEPS = 500  # training loss points a run logs: every step of a short run, a mean per window of a long one
+
+
 class Watch:
     """Validation during training: the step-level curve, the best evaluation so far by the monitored quantity
     (validation loss, or the main metric in its own direction), its trainable weights (copied only when the
     recipe restores them) and how many evaluations have passed without improving."""
 
     def __init__(self, params: list[torch.nn.Parameter], recipe: RecipeConfig, has_val: bool,
-                 higher_is_better: bool = True):
+                 higher_is_better: bool = True, total_steps: int = 0):
         self.params, self.recipe, self.has_val = params, recipe, has_val
+        self.log_every = max(1, total_steps // LOGGED_STEPS)  # training loss logged at every log_every-th step
+        self.step_loss: list[list[float]] = []
+        self.steps, self.window_sum, self.window_count = 0, 0.0, 0
         # the monitored quantity times sign is a score where higher is better
         self.sign = 1.0 if recipe.monitor == "metric" and higher_is_better else -1.0
         self.curve: list[dict[str, Any]] = []
@@ -96,7 +105,13 @@ class Watch:
         self.loss_sum, self.count = 0.0, 0  # training loss since the previous evaluation
 
     def add(self, loss_sum: float, n: int) -> None:
+        """One optimizer step's summed loss over its n targets."""
         self.loss_sum, self.count = self.loss_sum + loss_sum, self.count + n
+        self.steps, self.window_sum, self.window_count = (self.steps + 1, self.window_sum + loss_sum,
+                                                          self.window_count + n)
+        if self.steps % self.log_every == 0:
+            self.step_loss.append([self.steps, self.window_sum / max(self.window_count, 1)])
+            self.window_sum, self.window_count = 0.0, 0
 
     def record(self, step: int, val_loss: float, val_metric: float | None = None) -> bool:
         """Log an evaluation; True once `patience` evaluations in a row have not improved the monitored quantity."""
@@ -154,7 +169,7 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
         raise RunFailure("the tuner left no trainable parameters")
     total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
     optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
-    watch = Watch(params, recipe, bool(val), higher_is_better)
+    watch = Watch(params, recipe, bool(val), higher_is_better, total_steps)
 
     def evaluate() -> tuple[float, float | None]:  # (validation loss, main metric); leaves the model in eval mode
         # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
@@ -209,4 +224,5 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     watch.restore(steps)
     model.eval()
     return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16, watch.curve, watch.best_step or steps,
-                       stopped_early=steps < total_steps)
+                       stopped_early=steps < total_steps,
+                       step_loss=watch.step_loss)
