@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     for cmd in (run, val):
         _subset_arguments(cmd)
     _init_parser(sub)
+    _gc_parser(sub)
     for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
                             ("promote", "mark a stored run's candidate as the accepted baseline"),
                             ("compare", "paired differences between two stored runs"),
@@ -108,6 +109,15 @@ def _init_parser(sub: Any) -> None:
     init.add_argument("--force", action="store_true", help="overwrite files already in DIR")
 
 
+def _gc_parser(sub: Any) -> None:
+    gc = sub.add_parser("gc", help="remove kept units no promoted baseline needs (prints the plan; --yes removes)")
+    gc.add_argument("--older-than", default=None, metavar="AGE",
+                    help="only units no run has written or reused within AGE (30d, 12h, 2w)")
+    gc.add_argument("--yes", action="store_true", help="remove them (without it, only print what would go)")
+    gc.add_argument("--store", default=None, help="run store whose baselines are kept (default: as for run)")
+    gc.add_argument("--units", default=None, metavar="DIR", help="unit store (default: units/ beside the run store)")
+
+
 def _formats() -> list[str]:
     """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
     import reports
@@ -140,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             return _score(args)
         if args.command == "init":
             return _init(args)
+        if args.command == "gc":
+            return _gc(args)
         from harness.storage import history
 
         return history.dispatch(args)
@@ -324,6 +336,28 @@ def _init(args: argparse.Namespace) -> int:
     print(f"wrote {made.benchmark} (text column '{made.text}', label column '{made.label}'; labels: {labels})")
     print(f"wrote {made.config}; splits carved from {args.data.name}: {sizes}{dropped}")
     print(f"next: sftbench validate {made.config}, then sftbench run {made.config} --limit 50 for a smoke run")
+    return EXIT_OK
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from harness.errors import ConfigError
+    from harness.storage import prune
+    from harness.storage.store import Store, default_path
+    from harness.storage.units import default_root
+
+    try:
+        age = prune.parse_age(args.older_than) if args.older_than else None
+    except ValueError as err:
+        raise ConfigError(f"--older-than: {err}") from None
+    path = Path(args.store) if args.store else default_path()
+    store = Store(path) if path.exists() else None  # no store: no baselines to keep
+    try:
+        plan = prune.plan(Path(args.units) if args.units else default_root(path), store, age)
+    finally:
+        if store:
+            store.close()
+    for line in prune.describe(plan, args.older_than, prune.apply(plan) if args.yes else None):
+        print(line)
     return EXIT_OK
 
 
