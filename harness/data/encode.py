@@ -4,11 +4,22 @@ Causal LMs are tuned as instruction followers: the input goes through the model'
 it has one (plain text otherwise), and the completion is the answer followed by EOS. Tokenising prompt
 and completion separately and concatenating the ids keeps the boundary identical in training and in
 log-likelihood scoring.
+
+An example's `turns` (a system prompt, few-shot turns, a chat conversation: harness/data/prompting.py) go through
+the template as they are; a template that refuses a system turn (Gemma's raises) gets the system prompt at the head of
+the first user turn instead. In chat data (`learn_turns`) the assistant turns before the last carry the loss too: the
+prompt text is cut where their contents stand, each piece tokenised on its own, so the labels are -100 on exactly the
+tokens that are not an assistant's (the last turn's EOS, as in every completion, is learned).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from harness.data.specs import Example
+from harness.errors import DataError
+
+Prompt = Example | str  # an example, or a bare prompt text (one user turn)
 
 
 @dataclass(frozen=True)
@@ -21,19 +32,50 @@ def uses_chat(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def prompt_text(tokenizer: Any, text: str, chat: bool) -> str:
-    """The prompt as the causal LM reads it: through its chat template (a user turn, then the assistant's turn
-    opened) when it has one, else as it is."""
-    if chat:
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             tokenize=False)
-    return text
+def prompt_text(tokenizer: Any, prompt: Prompt, chat: bool) -> str:
+    """The prompt as the causal LM reads it: through its chat template (the example's turns, or one user turn, then
+    the assistant's turn opened) when it has one, else as it is."""
+    if isinstance(prompt, str):
+        prompt = Example(prompt=prompt, encoder_text=prompt, target="")
+    if not chat:
+        return prompt.prompt
+    turns = [{"role": role, "content": content} for role, content in prompt.turns or (("user", prompt.prompt),)]
+    try:
+        return str(tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False))
+    except Exception:  # jinja2's TemplateError (raise_exception in the template): no system role
+        if turns[0]["role"] != "system" or len(turns) < 2:
+            raise
+        first = {"role": turns[1]["role"], "content": f"{turns[0]['content']}\n\n{turns[1]['content']}"}
+        return str(tokenizer.apply_chat_template([first, *turns[2:]], add_generation_prompt=True, tokenize=False))
 
 
-def prompt_ids(tokenizer: Any, text: str, chat: bool) -> list[int]:
-    if chat:  # the template already holds the special tokens it wants
-        return tokenizer(prompt_text(tokenizer, text, chat), add_special_tokens=False)["input_ids"]
-    return tokenizer(text)["input_ids"]
+def prompt_tokens(tokenizer: Any, prompt: Prompt, chat: bool) -> tuple[list[int], list[int]]:
+    """The prompt's ids and their labels: -100, except on earlier assistant turns of chat data."""
+    text = prompt_text(tokenizer, prompt, chat)
+    learned = [c for role, c in prompt.turns if role == "assistant"] if isinstance(prompt, Example) and \
+        prompt.learn_turns else []
+    pieces: list[tuple[str, bool]] = []
+    for content in learned:  # cut the text where each assistant content stands, in order
+        rest = text if not pieces else pieces.pop()[0]
+        at = rest.find(content.strip())
+        if at < 0:
+            raise DataError(f"the chat template changes the assistant turn {content[:40]!r}: its loss cannot be placed")
+        end = at + len(content.strip())
+        pieces += [(rest[:at], False), (rest[at:end], True), (rest[end:], False)]
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, (piece, learn) in enumerate(pieces or [(text, False)]):
+        if not piece:
+            continue
+        # the template already holds the special tokens it wants; plain text gets the tokenizer's (BOS) once
+        part = tokenizer(piece, add_special_tokens=not chat and i == 0)["input_ids"]
+        ids += part
+        labels += part if learn else [-100] * len(part)
+    return ids, labels
+
+
+def prompt_ids(tokenizer: Any, prompt: Prompt, chat: bool) -> list[int]:
+    return prompt_tokens(tokenizer, prompt, chat)[0]
 
 
 def completion_ids(tokenizer: Any, answer: str, chat: bool) -> list[int]:
@@ -48,11 +90,12 @@ def fit_length(prompt: list[int], completion: list[int], max_length: int) -> lis
     return prompt[-room:]
 
 
-def encode_causal(tokenizer: Any, text: str, answer: str, max_length: int) -> Encoded:
+def encode_causal(tokenizer: Any, prompt: Prompt, answer: str, max_length: int) -> Encoded:
     chat = uses_chat(tokenizer)
     completion = completion_ids(tokenizer, answer, chat)[:max_length - 1]
-    prompt = fit_length(prompt_ids(tokenizer, text, chat), completion, max_length)
-    return Encoded(prompt + completion, [-100] * len(prompt) + completion)
+    ids, labels = prompt_tokens(tokenizer, prompt, chat)
+    keep = len(fit_length(ids, completion, max_length))
+    return Encoded(ids[len(ids) - keep:] + completion, labels[len(labels) - keep:] + completion)
 
 
 def encoder_ids(tokenizer: Any, text: str | tuple[str, str], max_length: int) -> list[int]:

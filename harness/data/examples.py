@@ -31,7 +31,7 @@ def model_inputs(cfg: BakeoffConfig, n: int) -> Iterator[dict[str, Any]]:
                         text: Any = ex.encoder_text if isinstance(ex.encoder_text, str) else list(ex.encoder_text)
                         target = ex.target
                     else:
-                        text = prompt_text(tokenizer, ex.prompt, chat)
+                        text = prompt_text(tokenizer, ex, chat)
                         target = spec.labels[ex.target] if spec.task == "classification" else ex.target
                     yield {"benchmark": spec.name, "split": name, "line": ex.line, "kind": handle.kind,
                            "candidate": cand.name, "input": text, "target": target}

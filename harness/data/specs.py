@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import BUNDLED_DIR, SuiteRef, read_yaml
 from harness.data.carve import Carve, carve_digest, carve_rows, parse_carve
-from harness.data.files import QUOTING, Rows, read_table
+from harness.data.files import QUOTING, read_table
+from harness.data.prompting import Turn, chat_prompt, chat_turns, compose, draw_shots, parse_few_shot
+from harness.data.rows import INTEGER, field_text, label_key, row_error
 from harness.errors import ConfigError, DataError
 
 TASK_KINDS = ("classification", "generation")
@@ -37,6 +39,9 @@ class Example:
     references: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     line: int | None = field(default=None, compare=False, repr=False)  # where the row is in its file
+    # what a chat template reads (harness/data/prompting.py): () is one user turn, the prompt
+    turns: tuple[Turn, ...] = ()
+    learn_turns: bool = False  # chat data: the assistant turns among `turns` carry the loss too
 
     def input_for(self, kind: str) -> EncoderText:
         """The text a model of this kind (causal | encoder) reads."""
@@ -80,6 +85,19 @@ class BenchmarkSpec:
     description: str = ""
     stop: tuple[str, ...] = ()  # generation stops at the first of these strings
     encoder_input: tuple[str, ...] = ("{input}",)  # one template, or two for a text pair
+    system: str = ""  # a system prompt: a chat template's system turn, else text before the prompt
+    few_shot: int = 0  # train examples shown before each scored item's prompt (causal LMs)
+    few_shot_seed: int = 0
+    messages: str | None = None  # chat data: the column holding each row's {role, content} messages
+
+    def key_fields(self) -> dict[str, Any]:
+        """The spec as unit keys read it (harness/execution/keys.py): the fields added after CACHE_VERSION 3 only
+        where they are set, so the specs that do not use them keep their keys."""
+        fields = asdict(self)
+        for name in ("system", "few_shot", "few_shot_seed", "messages"):
+            if fields[name] == BenchmarkSpec.__dataclass_fields__[name].default:
+                fields.pop(name)
+        return fields
 
     @property
     def input_field(self) -> str:
@@ -98,7 +116,6 @@ class BenchmarkSpec:
 
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-INTEGER = re.compile(r"-?[0-9]+")
 
 
 def placeholders(template: str) -> list[str]:
@@ -111,16 +128,28 @@ def render(template: str, values: dict[str, str]) -> str:
 
 
 def render_example(spec: BenchmarkSpec, values: dict[str, str], target: str, references: tuple[str, ...] = (),
-                   raw: dict[str, Any] | None = None, line: int | None = None) -> Example:
-    """The one place where a row becomes each kind's input: the causal LM's prompt, and the encoder's text (or
-    text pair) without the instruction wording, which a classification head over a sentence encoder cannot use."""
+                   raw: dict[str, Any] | None = None, line: int | None = None,
+                   shots: list[tuple[str, str]] | None = None) -> Example:
+    """The one place where a row becomes each kind's input: the causal LM's prompt (with the spec's system prompt
+    and the (prompt, answer) shots before it), and the encoder's text (or text pair) without the instruction
+    wording, which a classification head over a sentence encoder cannot use."""
     missing = [name for name in spec.input_fields if name not in values]
     if missing:
         raise DataError(f"no value for input field '{missing[0]}'", spec.path, line)
     encoder = tuple(render(t, values) for t in spec.encoder_input)
-    return Example(prompt=render(spec.prompt, values), encoder_text=encoder[0] if len(encoder) == 1 else
-                   (encoder[0], encoder[1]), target=target, references=references, raw=raw if raw is not None else {},
-                   line=line)
+    prompt, turns = compose(spec.system, shots or [], render(spec.prompt, values))
+    return Example(prompt=prompt, encoder_text=encoder[0] if len(encoder) == 1 else (encoder[0], encoder[1]),
+                   target=target, references=references, raw=raw if raw is not None else {}, line=line, turns=turns)
+
+
+def chat_example(spec: BenchmarkSpec, turns: tuple[Turn, ...], raw: dict[str, Any], line: int | None) -> Example:
+    """A chat row: the turns before its last assistant turn are the prompt (the spec's system prompt first, unless
+    the row has its own), the last assistant turn the target and the only reference."""
+    if spec.system and turns[0][0] != "system":
+        turns = (("system", spec.system), *turns)
+    context, answer = turns[:-1], turns[-1][1]
+    return Example(prompt=chat_prompt(context), encoder_text=chat_prompt(context), target=answer, references=(answer,),
+                   raw=raw, line=line, turns=context, learn_turns=True)
 
 
 def find_spec(ref: str, base: Path, filename: str) -> Path:
@@ -153,7 +182,8 @@ def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
 
 
 BENCHMARK_KEYS = {"name", "version", "task", "description", "prompt", "encoder_input", "fields", "labels", "metrics",
-                  "main_metric", "splits", "columns", "max_new_tokens", "stop", "quoting"}
+                  "main_metric", "splits", "columns", "max_new_tokens", "stop", "quoting", "system", "few_shot",
+                  "few_shot_seed"}
 TARGET_KEYS = ("target", "references")  # every other key of `fields` is an input: template variable -> column
 
 
@@ -165,6 +195,8 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     if task not in TASK_KINDS:
         raise ConfigError(f"unknown task kind '{task}'; known: {', '.join(TASK_KINDS)}")
     fields = _require(raw, "fields", dict)
+    if "messages" in fields:
+        return _parse_chat(raw, path, fields)
     inputs = {str(k): v for k, v in sorted(fields.items(), key=lambda kv: kv[0] != "input") if k not in TARGET_KEYS}
     if not inputs:
         raise ConfigError("fields.input must name the input column")
@@ -199,6 +231,40 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
         unknown_field = next((name for name in used if name not in inputs), None)
         if unknown_field:
             raise ConfigError(f"{key} uses {{{unknown_field}}}, which is not among fields ({', '.join(inputs)})")
+    metrics, main, columns, max_new_tokens, stop, context = _common(raw)
+    return BenchmarkSpec(
+        name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
+        task=task, path=str(path), prompt=prompt, input_fields=inputs, encoder_input=encoder_input,
+        target_field=target or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
+        splits=splits, columns=columns, max_new_tokens=max_new_tokens, description=str(raw.get("description", "")),
+        stop=stop, **context)
+
+
+def _parse_chat(raw: dict[str, Any], path: Path, fields: dict[str, Any]) -> BenchmarkSpec:
+    """A chat-data benchmark: `fields: {messages: <column>}`, a generation task with no prompt template."""
+    column = fields["messages"]
+    if set(fields) != {"messages"} or not isinstance(column, str):
+        raise ConfigError("fields.messages must name the column of {role, content} messages, and be the only field "
+                          "(the last assistant turn is the target)")
+    if raw["task"] != "generation":
+        raise ConfigError("chat data (fields.messages) is for a generation benchmark: set task: generation")
+    for key in ("prompt", "encoder_input", "labels", "few_shot"):
+        if key in raw:
+            raise ConfigError(f"'{key}' does not apply to chat data (fields.messages): the messages are the prompt")
+    splits = _splits(_require(raw, "splits", dict), path, "generation", raw.get("quoting", "auto"))
+    metrics, main, columns, max_new_tokens, stop, context = _common(raw)
+    return BenchmarkSpec(
+        name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
+        task="generation", path=str(path), prompt="", input_fields={"messages": column}, encoder_input=("",),
+        target_field=column, reference_fields=(column,), labels={}, metrics=metrics, main_metric=main, splits=splits,
+        columns=columns, max_new_tokens=max_new_tokens, description=str(raw.get("description", "")), stop=stop,
+        messages=column, **context)
+
+
+def _common(raw: dict[str, Any]) -> tuple[tuple[str, ...], str, tuple[str, ...] | None, int, tuple[str, ...],
+                                          dict[str, Any]]:
+    """The keys every benchmark shares: metrics, main_metric, columns, max_new_tokens, stop, and the prompt's
+    context (system, few_shot, few_shot_seed)."""
     metrics = tuple(str(m) for m in _require(raw, "metrics", list))
     if not metrics:
         raise ConfigError("'metrics' must name at least one metric")
@@ -216,14 +282,15 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ConfigError(f"'max_new_tokens' must be a positive integer (got {max_new_tokens!r})")
     stop = raw.get("stop") or []
-    return BenchmarkSpec(
-        name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
-        task=task, path=str(path), prompt=prompt, input_fields=inputs, encoder_input=encoder_input,
-        target_field=target or refs[0], reference_fields=tuple(refs), labels=labels, metrics=metrics, main_metric=main,
-        splits=splits, columns=tuple(columns) if columns else None,
-        max_new_tokens=max_new_tokens, description=str(raw.get("description", "")),
-        stop=(stop,) if isinstance(stop, str) else tuple(str(x) for x in stop),
-    )
+    system = raw.get("system", "")
+    if not isinstance(system, str):
+        raise ConfigError(f"'system' must be a text (got {type(system).__name__})")
+    seed = raw.get("few_shot_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"'few_shot_seed' must be an integer (got {seed!r})")
+    context = {"system": system, "few_shot": parse_few_shot(raw.get("few_shot", 0)), "few_shot_seed": seed}
+    return (metrics, main, tuple(columns) if columns else None, max_new_tokens,
+            (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop), context)
 
 
 def _splits(raw: dict[str, Any], path: Path, task: str, quoting: Any) -> dict[str, SplitSource]:
@@ -261,67 +328,42 @@ def _encoder_input(raw: Any, inputs: dict[str, str]) -> tuple[str, ...]:
     return tuple(templates)
 
 
-def read_rows(path: Path, columns: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Rows of a JSONL, JSON (list), CSV, TSV or Parquet file as dicts. Errors name file and line."""
-    return [row for _, row in read_numbered_rows(path, columns)]
-
-
-def read_numbered_rows(path: Path, columns: tuple[str, ...] | None = None) -> Rows:
-    """(file line, row) pairs; the line is None for formats without lines (JSON list, Parquet)."""
-    return read_table(path, columns).rows
-
-
-def row_error(message: str, path: str | Path, line: int | None, number: int) -> DataError:
-    """A DataError at a row's file line, or at its row number in formats without lines."""
-    return DataError(message if line else f"row {number}: {message}", path, line)
-
-
-def field_text(row: dict[str, Any], key: str, path: str | Path, line: int | None, number: int) -> str:
-    """A required text field of a row: present, a string or number, and not blank."""
-    if key not in row:
-        raise row_error(f"no column '{key}' (columns: {', '.join(map(str, row))})", path, line, number)
-    value = row[key]
-    if not isinstance(value, (str, int, float)):
-        kind = "null" if value is None else type(value).__name__
-        raise row_error(f"'{key}' must be a string or a number, got {kind}", path, line, number)
-    if not str(value).strip():
-        raise row_error(f"'{key}' is empty", path, line, number)
-    return str(value)
-
-
-def label_key(spec: BenchmarkSpec, value: str, path: str | Path, line: int | None, number: int) -> str:
-    """The declared label a cell names: a label key, or (labels given as a list) its integer index."""
-    if value in spec.labels:
-        return value
-    keys = list(spec.labels)
-    if spec.labels_by_index and INTEGER.fullmatch(value.strip()):
-        index = int(value)
-        if 0 <= index < len(keys):
-            return keys[index]
-        raise row_error(f"label {index} is out of range: labels has {len(keys)} ("
-                        f"{', '.join(f'{i}: {k}' for i, k in enumerate(keys))})", path, line, number)
-    raise row_error(f"label '{value}' is not among the declared labels ({', '.join(keys)})", path, line, number)
-
-
-def _examples(spec: BenchmarkSpec, split: str, path: Path, rows: list[tuple[int, int | None, dict[str, Any]]]
-              ) -> list[Example]:
-    """(row number, file line, row) -> examples rendered through the prompt, every field checked."""
+def _examples(spec: BenchmarkSpec, split: str, path: Path, rows: list[tuple[int, int | None, dict[str, Any]]],
+              pool: list[tuple[str, str]] | None = None) -> list[Example]:
+    """(row number, file line, row) -> examples rendered through the prompt, every field checked; with a pool of
+    (prompt, answer) train shots, spec.few_shot of them before each prompt."""
     # training splits need the target; scored splits need every reference (multi-reference test sets)
     needed = (spec.target_field,) if split in ("train", "validation") else spec.reference_fields
     examples = []
-    for number, line, row in rows:
+    for index, (number, line, row) in enumerate(rows):
+        if spec.messages:
+            if spec.messages not in row:
+                raise row_error(f"no column '{spec.messages}' (columns: {', '.join(map(str, row))})", path, line,
+                                number)
+            examples.append(chat_example(spec, chat_turns(row[spec.messages], spec.messages, (str(path), line)), row,
+                                         line))
+            continue
         values = {name: field_text(row, column, path, line, number) for name, column in spec.input_fields.items()}
         refs = tuple(field_text(row, k, path, line, number) for k in needed)
         target = field_text(row, spec.target_field, path, line, number) if spec.target_field in row else refs[0]
         if spec.task == "classification":
             target = label_key(spec, target, path, line, number)
             refs = tuple(label_key(spec, r, path, line, number) for r in refs)
-        examples.append(render_example(spec, values, target, refs, row, line))
+        shots = draw_shots(pool, spec.few_shot, spec.few_shot_seed, index, render(spec.prompt, values)) if pool else []
+        examples.append(render_example(spec, values, target, refs, row, line, shots))
     return examples
 
 
-def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Split:
-    """Read one split, render inputs through the prompt template, check every field is present."""
+def _shot_pool(spec: BenchmarkSpec, train: Split) -> list[tuple[str, str]]:
+    """The train rows as few-shot (prompt, answer) pairs: the prompt without system or shots, the answer a causal
+    LM is tuned to give."""
+    return [(render(spec.prompt, {name: str(ex.raw[column]) for name, column in spec.input_fields.items()}),
+             spec.labels[ex.target] if spec.task == "classification" else ex.target) for ex in train.examples]
+
+
+def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None, train: Split | None = None) -> Split:
+    """Read one split, render inputs through the prompt template, check every field is present. A scored split of
+    a few-shot spec draws its shots from `train` (the train split as the run uses it), whose hash joins its own."""
     source = spec.splits[split]
     path = Path(source.path)
     table = read_table(path, spec.columns, source.quoting)
@@ -339,10 +381,14 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Spl
         targets = [ex.target for ex in _examples(spec, "train", path, rows)]
         rows = [rows[i] for i in carve_rows(carves, targets, path)[split]]
         digest = carve_digest(digest, carves, split)
-    examples = _examples(spec, split, path, rows)
+    pool = _shot_pool(spec, train) if spec.few_shot and train is not None and split != "train" else None
+    examples = _examples(spec, split, path, rows, pool)
     if limit is not None and limit < len(examples):
         examples = examples[:limit]
         digest = hashlib.sha256(f"{digest}:first{limit}".encode()).hexdigest()
+    if pool:
+        digest = hashlib.sha256(f"{digest}:few_shot {spec.few_shot} seed {spec.few_shot_seed} from "
+                                f"{train.sha256 if train else ''}".encode()).hexdigest()
     return Split(name=split, examples=examples, sha256=digest, path=str(path),
                  carved_from=source.carve.source if source.carve else None)
 
@@ -350,4 +396,5 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None) -> Spl
 def load_benchmark(ref: SuiteRef, base: Path) -> tuple[BenchmarkSpec, dict[str, Split]]:
     spec = load_benchmark_spec(ref.spec, base)
     caps = {"train": ref.max_train, "validation": ref.max_validation, "test": ref.max_test, "shifted": ref.max_test}
-    return spec, {s: load_split(spec, s, caps[s]) for s in spec.splits}
+    train = load_split(spec, "train", caps["train"])
+    return spec, {s: train if s == "train" else load_split(spec, s, caps[s], train) for s in spec.splits}

@@ -16,7 +16,7 @@ from harness.storage.units import unit_key
 
 def spec_id(spec: BenchmarkSpec) -> str:
     """What in a spec determines results: not where its files are (their hashes are keyed separately)."""
-    fields = dataclasses.asdict(spec)
+    fields = spec.key_fields()
     for where in ("path", "splits", "description"):
         fields.pop(where)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

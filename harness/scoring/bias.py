@@ -18,14 +18,8 @@ from typing import Any
 import numpy as np
 
 from harness.config import read_yaml
-from harness.data.specs import (
-    BenchmarkSpec,
-    Example,
-    find_spec,
-    load_benchmark_spec,
-    read_numbered_rows,
-    render_example,
-)
+from harness.data.rows import read_numbered_rows
+from harness.data.specs import BenchmarkSpec, Example, find_spec, load_benchmark_spec, render_example
 from harness.errors import ConfigError, DataError
 from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
 

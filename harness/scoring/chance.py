@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.data.specs import BenchmarkSpec, Split
+from harness.data.specs import BenchmarkSpec, Example, Split
 from harness.scoring.metrics import METRICS, MetricValue, score
 
 LEARN_MARGIN = 0.02  # on a 0-1 metric; multiplied by the metric's registered scale (100 for BLEU and chrF)
@@ -42,10 +42,17 @@ def chance(spec: BenchmarkSpec, split: Split, metric: str) -> Chance | None:
         label, _ = Counter(ex.target for ex in split.examples).most_common(1)[0]
         return Chance(score(metric, [label] * n, refs, resamples=0).value, f"always '{label}' (the majority class)")
     higher = METRICS.get(metric).higher_is_better
-    tried = [Chance(score(metric, ["\n".join(ex.raw[c] for c in spec.input_fields.values()) if ex.raw else ex.prompt
-                                   for ex in split.examples], refs, resamples=0).value, "copying the input"),
+    tried = [Chance(score(metric, [_input(spec, ex) for ex in split.examples], refs, resamples=0).value,
+                    "copying the input"),
              Chance(score(metric, [""] * n, refs, resamples=0).value, "the empty string")]
     return max(tried, key=lambda c: c.value if higher else -c.value)
+
+
+def _input(spec: BenchmarkSpec, ex: Example) -> str:
+    """The row's input as text: its input fields, or chat data's user turns."""
+    if spec.messages:
+        return "\n".join(content for role, content in ex.turns if role == "user")
+    return "\n".join(ex.raw[c] for c in spec.input_fields.values()) if ex.raw else ex.prompt
 
 
 def margin(metric: str) -> float:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from harness.config import SuiteRef, read_yaml
-from harness.data.specs import field_text, find_spec, read_numbered_rows, row_error
+from harness.data.rows import field_text, read_numbered_rows, row_error
+from harness.data.specs import find_spec
 from harness.errors import ConfigError, DataError
 from harness.scoring.metrics import normalise_answer
 from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson

@@ -65,7 +65,7 @@ def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
         index = {label: i for i, label in enumerate(spec.labels)}
         return [encode_encoder(tokenizer, ex.encoder_text, index[ex.target], max_length) for ex in examples]
     answer = (lambda ex: spec.labels[ex.target]) if spec.task == "classification" else (lambda ex: ex.target)
-    return [encode_causal(tokenizer, ex.prompt, answer(ex), max_length) for ex in examples]
+    return [encode_causal(tokenizer, ex, answer(ex), max_length) for ex in examples]
 
 
 def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
@@ -108,7 +108,7 @@ def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None)
     options = [completion_ids(tokenizer, spec.labels[k], chat) for k in keys]
     contexts, conts = [], []
     for ex in examples:
-        p = prompt_ids(tokenizer, ex.prompt, chat)
+        p = prompt_ids(tokenizer, ex, chat)
         for opt in options:
             contexts.append(fit_length(p, opt, max_length))
             conts.append(opt)
@@ -121,7 +121,7 @@ def _generate(spec, examples, model, tokenizer, max_length, on_step=None):
     from harness.scoring.lm import generate
 
     chat = uses_chat(tokenizer)
-    prompts = [prompt_ids(tokenizer, ex.prompt, chat)[-max_length:] for ex in examples]
+    prompts = [prompt_ids(tokenizer, ex, chat)[-max_length:] for ex in examples]
     return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop, on_step=on_step)
 
 
@@ -133,6 +133,6 @@ def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, t
 
     chat = uses_chat(tokenizer)
     conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]
-    contexts = [fit_length(prompt_ids(tokenizer, ex.prompt, chat), c, max_length) for ex, c in zip(examples, conts)]
+    contexts = [fit_length(prompt_ids(tokenizer, ex, chat), c, max_length) for ex, c in zip(examples, conts)]
     scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
     return [-total / count for total, count in scored], [count for _, count in scored]

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from harness.config import SuiteRef
-from harness.data.specs import load_benchmark, load_benchmark_spec, read_rows
+from harness.data.rows import read_rows
+from harness.data.specs import load_benchmark, load_benchmark_spec
 from harness.errors import ConfigError, DataError
 from tests.conftest import ROOT, shared_data
 

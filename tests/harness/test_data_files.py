@@ -13,7 +13,8 @@ import pytest
 
 from harness.config import SuiteRef
 from harness.data.files import quoted_tsv, read_table
-from harness.data.specs import load_benchmark, load_benchmark_spec, load_split, read_rows
+from harness.data.rows import read_rows
+from harness.data.specs import load_benchmark, load_benchmark_spec, load_split
 from harness.errors import EXIT_USAGE, ConfigError, DataError
 from tests.conftest import ROOT, TINY_EXIT
 
