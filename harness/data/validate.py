@@ -132,9 +132,18 @@ def check_tuner(name: str) -> None:
 def check_candidate(cand: CandidateConfig) -> list[Finding]:
     """What `run` checks before loading weights, without converting, downloading or hashing them."""
     from harness.errors import ModelError
-    from harness.models.loading import ALIASES, gguf_unsupported, inspect_folder, package_dir, source_of
+    from harness.models.loading import (
+        ALIASES,
+        check_adapter,
+        gguf_unsupported,
+        inspect_folder,
+        package_dir,
+        source_of,
+    )
 
     source = source_of(cand.model)
+    if cand.adapter:
+        check_adapter(Path(cand.adapter).expanduser().resolve())
     if source == "alias":
         alias = ALIASES.get(cand.model)
         package_dir(alias.package, alias.pip)

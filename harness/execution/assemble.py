@@ -59,13 +59,13 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
     reports = []
     for j, (p, items, digest) in enumerate(_probes(ctx, bp)):
         was = _probe_score(out[bp.base_probes[j]].record)
-        after = was if bp.zero_shot else _probe_score(out[bp.probes[s][j]].record)
+        after = was if not bp.probes[s] else _probe_score(out[bp.probes[s][j]].record)  # untuned: no "after"
         reports.append(forgetting_report(p, items, was, after, digest, resamples, seed)
                        | {"files": {"spec": p.path, "data": p.data}})
     bias_reports = []
     for j, (b, pairs, digest) in enumerate(_bias(ctx, bp)):
         pairs_before = out[bp.base_bias[j]].record
-        pairs_after = pairs_before if bp.zero_shot else out[bp.bias[s][j]].record
+        pairs_after = pairs_before if not bp.bias[s] else out[bp.bias[s][j]].record
         bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": digest,
                              "files": {"spec": b.path, "data": b.data},
                              **bias_report(pairs_before["a"], pairs_before["b"], pairs_after["a"], pairs_after["b"],

@@ -145,7 +145,10 @@ class Tell:
 
 
 def _model(unit: Unit, inputs: dict[str, Output], ws: Workspace, cache: UnitCache) -> Callable[[], Any]:
-    """The model a scoring unit runs: the base, or the selected tuned setting of its seed."""
+    """The model a scoring unit runs: the base, or the selected tuned setting of its seed. An adapter candidate
+    has no tune units: its scores and its "after" probes run with its adapter on, its base probes without."""
+    if ws.handle.adapter and (unit.tuned or unit.kind == "score"):
+        return ws.adapted
     if not unit.tuned:
         return ws.base
     key = chosen_key(unit, inputs)

@@ -95,12 +95,24 @@ def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle], bf
             handle = handles[cand.name]
             seeds = (cfg.recipe.seed,) if cand.zero_shot and len(cfg.recipe.seed_values) > 1 else \
                 tuple(cfg.recipe.seed_values)
-            reason = applicable(spec, handle.kind, cand.zero_shot)
+            reason = applicable(spec, handle.kind, cand.zero_shot and not cand.adapter)  # an adapter has its head
             if reason:
                 benches.append(BenchPlan(cand.name, spec.name, cand.zero_shot, seeds, na=reason))
                 continue
             benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, bf16, units))
     return Plan(tuple(units), tuple(benches))
+
+
+def _with_adapter(units: list[Unit], base: tuple[str, ...]) -> tuple[str, ...]:
+    """An adapter candidate's probe and bias units with its adapter on (the "after"): its base-model units (adapter
+    disabled, the "before") again, marked tuned, under keys of their own."""
+    from dataclasses import replace
+
+    by_id = {u.id: u for u in units}
+    added = [replace(by_id[i], id=by_id[i].id.replace("(base model)", "(adapter)"), tuned=True,
+                     key=f"{by_id[i].key}-adapter") for i in base]
+    units.extend(added)
+    return tuple(u.id for u in added)
 
 
 def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, spec: object, splits: dict,
@@ -138,8 +150,9 @@ def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle,
                                       key=scoring_key("score", handle.weights_hash, spec, first, resamples, bf16,
                                                       split=s, data=splits[s].sha256, metrics=list(spec.metrics)),
                                       **common))) for s in scored),))
+        after = _with_adapter(units, (*base_probes, *base_bias)) if cand.adapter else ()
         return BenchPlan(cand.name, spec.name, True, seeds, "", base_probes, base_bias, (), select, scores,
-                         ((),), ((),))
+                         (after[:len(base_probes)],), (after[len(base_probes):],))
     settings = cfg.settings(cand)
     tunes = tuple(tuple(add(Unit(f"{name}/seed {seed}/tune lr {lr:g}, {epochs} epochs", "tune", seed=seed,
                                  learning_rate=lr, epochs=epochs, snapshot=len(settings) > 1,

@@ -292,7 +292,7 @@ def worker_handle(ctx: Context, candidate: str) -> Any:
     if planned.source != "hub" and Path(planned.path).exists():
         return planned
     cand = ctx.candidate(candidate)
-    here = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle)
+    here = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle, adapter=cand.adapter)
     if here.weights_hash != planned.weights_hash:
         raise RunFailure(f"{candidate}: the weights on this node ({here.weights_hash[:12]}) differ from the "
                          f"driver's ({planned.weights_hash[:12]}); give every node the same model")

@@ -38,7 +38,8 @@ def resolve_all(cfg: BakeoffConfig, progress: Any) -> dict[str, ModelHandle]:
     for c in cfg.candidates:
         progress.stage(c.name, "resolving model")  # a bundled GGUF model is converted once, with a bar
         try:
-            handles[c.name] = resolve(c.model, c.revision, c.trust_remote_code, c.allow_pickle, on_step=progress.step)
+            handles[c.name] = resolve(c.model, c.revision, c.trust_remote_code, c.allow_pickle, on_step=progress.step,
+                                      adapter=c.adapter)
         except ModelError as err:  # one line naming the candidate, then the model's own message
             raise ModelError(f"candidate {c.name}: {err.message}", err.path, err.line) from None
     return handles

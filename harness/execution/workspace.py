@@ -93,6 +93,16 @@ class Workspace:
         """The model now holds setting `key`, just trained."""
         self.attached, self.dirty = key, True
 
+    def adapted(self) -> Any:
+        """The base with the candidate's peft adapter on it (an `adapter:` candidate, scored as it is); `base()`
+        after it loads the base again, without the adapter."""
+        if self.attached != "adapter":
+            from harness.models.loading import load_adapter
+
+            self.model = load_adapter(self.base(), self.handle)
+            self.prepared, self.attached = True, "adapter"
+        return self.model
+
     def release(self) -> None:
         self.model, self._tokenizer, self.initial, self.memos = None, None, None, {}
         self.prepared, self.attached, self.dirty = False, None, False

@@ -39,6 +39,7 @@ class ModelHandle:
     weights_hash: str
     trust_remote_code: bool = False
     allow_pickle: bool = False  # the candidate opted in to .bin weights, read with torch.load(weights_only=True)
+    adapter: str = ""  # a peft adapter folder loaded on these weights (weights_hash then covers both)
 
 
 @dataclass(frozen=True)
@@ -242,9 +243,10 @@ def inspect_folder(folder: Path, trust_remote_code: bool = False, allow_pickle: 
 
 
 def resolve(name: str, revision: str | None = None, trust_remote_code: bool = False,
-            allow_pickle: bool = False, on_step: Any = None) -> ModelHandle:
+            allow_pickle: bool = False, on_step: Any = None, adapter: str | None = None) -> ModelHandle:
     """Turn a candidate's `model:` string into a handle on local weights. on_step(done, total) reports a
-    bundled GGUF model's one-time conversion."""
+    bundled GGUF model's one-time conversion. With `adapter` (a peft adapter folder), the weights hash is of the base
+    and the adapter together."""
     source = source_of(name)
     if source == "alias":
         folder = ALIASES.get(name).locate(on_step)
@@ -256,9 +258,33 @@ def resolve(name: str, revision: str | None = None, trust_remote_code: bool = Fa
         folder = _hub_folder(name, revision)
     cfg = inspect_folder(folder, trust_remote_code, allow_pickle)
     archs = cfg.get("architectures") or [cfg.get("model_type", "?")]
+    digest, adapter_path = weights_hash(folder), ""
+    if adapter:
+        adapter_folder = check_adapter(Path(adapter).expanduser().resolve())
+        adapter_path, digest = str(adapter_folder), adapted_hash(digest, adapter_folder)
     return ModelHandle(name=name, source=source, path=str(folder), kind=model_kind(cfg), architecture=archs[0],
-                       revision=revision or _folder_revision(folder), weights_hash=weights_hash(folder),
-                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+                       revision=revision or _folder_revision(folder), weights_hash=digest,
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, adapter=adapter_path)
+
+
+def check_adapter(folder: Path) -> Path:
+    """A peft adapter folder with safetensors weights (a pickle adapter_model.bin is refused, as weights are)."""
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError("not a peft adapter folder (no adapter_config.json)", folder)
+    if not (folder / "adapter_model.safetensors").is_file():
+        found = "only adapter_model.bin, refusing to unpickle; " if (folder / "adapter_model.bin").is_file() else ""
+        raise ModelError(f"{found}no adapter_model.safetensors (peft writes it with save_pretrained)", folder)
+    try:
+        json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"adapter_config.json is not valid JSON: {err}", folder / "adapter_config.json") from None
+    return folder
+
+
+def adapted_hash(base: str, adapter: Path) -> str:
+    """The weights hash of a base with an adapter on it: the base's, the adapter's weights and its config."""
+    config = hashlib.sha256((adapter / "adapter_config.json").read_bytes()).hexdigest()
+    return hashlib.sha256(f"{base}|{weights_hash(adapter)}|{config}".encode()).hexdigest()[:16]
 
 
 def _folder_revision(folder: Path) -> str:
@@ -319,3 +345,17 @@ def load_model(handle: ModelHandle, head_labels: int | None = None, dtype: Any =
         raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
     model.eval()
     return model
+
+
+def load_adapter(model: Any, handle: ModelHandle) -> Any:
+    """The base `model` with the handle's peft adapter on it, for inference. `with m.disable_adapter():` gives the
+    base back (the "before" of forgetting), as peft's own method comparison does."""
+    from peft import PeftModel
+
+    try:
+        adapted = PeftModel.from_pretrained(model, handle.adapter, is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:  # a config or tensors that do not fit this base
+        raise ModelError(f"cannot load the adapter on {handle.name}: {str(err).splitlines()[0]}",
+                         handle.adapter) from None
+    adapted.eval()
+    return adapted
