@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run import run
     from harness.storage.store import default_path
     from harness.storage.units import UnitCache, default_root
-    from reports.progress import RichProgress
+    from reports.progress import LineProgress, RichProgress
     from reports.terminal import render
 
     config, overrides = _config_and_overrides(args)
@@ -205,7 +205,8 @@ def _run(args: argparse.Namespace) -> int:
         default_root(Path(args.store) if args.store else default_path())
     cache = UnitCache(None if args.no_cache else root, force=args.force)
     try:
-        with RichProgress(console) as progress:
+        # a terminal gets live bars; a log (CI) a line per stage and per loop at most every 30 s or 10%
+        with (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
             results = run(cfg, progress, cache, baselines)
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \

@@ -33,14 +33,14 @@ from harness.training.loop import fit
 
 class Progress(Protocol):
     def stage(self, candidate: str, what: str) -> None: ...
-    def step(self, done: int, total: int) -> None: ...
+    def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None: ...
 
 
 class Quiet:
     def stage(self, candidate: str, what: str) -> None:
         pass
 
-    def step(self, done: int, total: int) -> None:
+    def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
         pass
 
 
@@ -140,8 +140,8 @@ class Tell:
     def stage(self, what: str) -> None:
         self.progress.stage(self.candidate, what)
 
-    def step(self, done: int, total: int) -> None:
-        self.progress.step(done, total)
+    def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
+        self.progress.step(done, total, info)
 
 
 def _model(unit: Unit, inputs: dict[str, Output], ws: Workspace, cache: UnitCache) -> Callable[[], Any]:

@@ -207,12 +207,12 @@ class _Driver:
     def drain(self) -> None:
         """Forward the workers' progress events to the driver's display."""
         while not self.events.empty():
-            for uid, node, candidate, what, done, total in self.events.get_nowait_batch(self.events.qsize()):
+            for uid, node, candidate, what, done, total, info in self.events.get_nowait_batch(self.events.qsize()):
                 if what is not None:
                     self.watching = uid
                     self.progress.stage(candidate, f"{what} [{node}]")
                 elif uid == self.watching:
-                    self.progress.step(done, total)
+                    self.progress.step(done, total, info)
 
 
 def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
@@ -233,13 +233,13 @@ class _Events:
         self.queue, self.unit, self.node, self.last = queue, unit, node, 0.0
 
     def stage(self, candidate: str, what: str) -> None:
-        self.queue.put_nowait((self.unit.id, self.node, candidate, what, 0, 0))
+        self.queue.put_nowait((self.unit.id, self.node, candidate, what, 0, 0, None))
 
-    def step(self, done: int, total: int) -> None:
+    def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
         now = time.monotonic()
-        if done >= total or now - self.last >= STEP_EVERY_S:
+        if done >= total or now - self.last >= STEP_EVERY_S:  # info is cumulative: skipped steps lose nothing
             self.last = now
-            self.queue.put_nowait((self.unit.id, self.node, self.unit.candidate, None, done, total))
+            self.queue.put_nowait((self.unit.id, self.node, self.unit.candidate, None, done, total, info))
 
 
 _WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it

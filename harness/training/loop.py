@@ -208,8 +208,8 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
                 watch.add(step_loss, n)
                 tokens += sum(len(it.input_ids) for it in items)
                 steps += 1
-                if on_step:
-                    on_step(steps, total_steps)
+                if on_step:  # with this epoch's mean loss so far, and the tokens and seconds trained on so far
+                    on_step(steps, total_steps, {"loss": total / max(count, 1), "tokens": tokens, "seconds": seconds})
                 if recipe.eval_every and steps % recipe.eval_every == 0:
                     stop = watch.record(steps, *evaluate())
                     model.train()

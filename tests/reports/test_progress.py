@@ -14,7 +14,7 @@ from harness.scoring.lm import generate
 from harness.models.loading import GGUF_STAGES, convert_gguf, load_model, load_tokenizer, resolve
 from harness.scoring.probes import ProbeItem, ProbeSpec, score_probe
 from harness.scoring.tasks import predict, reference_losses
-from reports.progress import RichProgress
+from reports.progress import LineProgress, RichProgress
 from tests.conftest import ROOT
 
 
@@ -120,3 +120,54 @@ def test_rich_progress_bar_follows_the_steps():
         progress.stage("[b]cand", "probing tuned model")
         assert progress.bar.tasks == []
     assert "[b]cand: scoring intents/test (228 items)" in console.file.getvalue()  # markup stays text
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lines(console_file: io.StringIO) -> list[str]:
+    return [line for line in console_file.getvalue().splitlines() if "/" in line]
+
+
+def test_line_progress_prints_every_tenth_of_a_quick_loop_and_its_end():
+    out, clock = io.StringIO(), FakeClock()
+    progress = LineProgress(Console(file=out, width=200), clock=clock)
+    progress.stage("m", "scoring test (40 items)")
+    for done in range(1, 41):
+        clock.now += 0.1  # 4 s in all: the 10% marks come long before 30 s
+        progress.step(done, 40)
+    lines = _lines(out)
+    assert [line.split("] ")[1].split(" (")[0] for line in lines] == [f"m: scoring test {d}/40" for d in range(4, 41, 4)]
+    # timed from the loop's first step (0.3 s for the next 3): 36 more at that pace
+    assert lines[0].endswith("4/40 (10%), ETA 3s") and lines[-1].endswith("40/40 (100%), done in 4s")
+
+
+def test_line_progress_prints_at_most_every_30_s_of_a_slow_loop_and_says_loss_and_tokens_per_second():
+    out, clock = io.StringIO(), FakeClock()
+    progress = LineProgress(Console(file=out, width=200), clock=clock)
+    progress.stage("m", "tuning (lr 0.001)")
+    for done in range(1, 1001):
+        clock.now += 1.0  # 1000 s: a tenth is 100 s, so the 30 s limit decides
+        progress.step(done, 1000, {"loss": 2.5 - done / 1000, "tokens": 64.0 * done, "seconds": 0.5 * done})
+    lines = _lines(out)
+    steps = [int(line.split("tuning ")[1].split("/")[0]) for line in lines]
+    assert steps == [*range(31, 1000, 30), 1000]  # timed from the first step: 30 s later is step 31
+    assert lines[0].endswith("31/1000 (3%), loss 2.4690, 128 tokens/s, ETA 15m38s")
+    assert lines[-1].endswith("1000/1000 (100%), loss 1.5000, 128 tokens/s, done in 16m39s")
+
+
+def test_a_second_pass_restarts_the_count_and_the_eta():
+    out, clock = io.StringIO(), FakeClock()
+    progress = LineProgress(Console(file=out, width=200), clock=clock)
+    progress.stage("m", "bias pairs")
+    for _ in range(2):  # the two sides of the pairs: each its own loop
+        for done in range(1, 11):
+            clock.now += 1.0
+            progress.step(done, 10)
+    lines = _lines(out)
+    assert len(lines) == 20 and lines[10].endswith("1/10 (10%)") and lines[19].endswith("10/10 (100%), done in 9s")

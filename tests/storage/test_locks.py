@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def test_concurrent_store_writes_all_land(tmp_path):
         assert sorted(r["run_id"] for r in store.runs()) == sorted(f"{w}-{i}" for w in "ab" for i in range(8))
 
 
+# `[12:00:01] tiny-llama: tuning on support_intents 1/1 (100%), loss 4.1234, 850 tokens/s, done in 0s`
+TRAIN_LINE = r"\] tiny-llama: tuning on \S+ \d+/\d+ \(\d+%\), loss \d+\.\d{4}, \d+ tokens/s, (ETA|done in) "
 HOLD = "import sys, time; from pathlib import Path; from harness.storage.locks import FileLock; " \
        "lock = FileLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)"
 
@@ -111,17 +114,22 @@ def test_a_waiter_on_a_removed_lock_file_locks_the_new_one(tmp_path):
 
 def test_two_bakeoffs_sharing_sftbench_compute_each_unit_once(tmp_path, tiny_llama):
     """Two `sftbench run` processes on one config and one `.sftbench/`: every unit is computed by one of them
-    (the other waits for its lock, then reuses it), both report the same numbers, and both runs are stored."""
+    (the other waits for its lock, then reuses it), both report the same numbers, and both runs are stored. Their
+    stderr is a pipe, not a terminal: progress comes as plain lines (reports/progress.py LineProgress)."""
     cfg = tmp_path / "keys.yaml"
     cfg.write_text(SMALL.format(model=tiny_llama, bench=BUNDLED_INTENTS, seed=0, bf16="off"))
     env = os.environ | {"SFTBENCH_STORE": str(tmp_path / ".sftbench" / "runs.sqlite"), "OMP_WAIT_POLICY": "PASSIVE",
                         "HF_HUB_OFFLINE": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", "from harness.cli import entry; entry()", "run", str(cfg),
-                               "--out", str(tmp_path / name), "--quiet"], cwd=ROOT, env=env,
+                               "--out", str(tmp_path / name)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in "ab"]
+    logs = []
     for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode in (0, 1), err
+        logs.append(p.communicate(timeout=300)[1])
+        assert p.returncode in (0, 1), logs[-1]
+    train = [line for line in "".join(logs).splitlines() if re.search(TRAIN_LINE, line)]
+    # one run trained (the other reused its unit): one line for the loop of 1 step (8 rows, batch 8), its last
+    assert len(train) == 1 and " 1/1 (100%), " in train[0] and "done in" in train[0], "".join(logs)[-3000:]
     a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in "ab")
     assert a["units"]["computed"] + b["units"]["computed"] == 5  # the five units of SMALL, each computed once
     assert a["units"]["reused"] + b["units"]["reused"] == 5
