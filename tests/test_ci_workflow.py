@@ -77,8 +77,8 @@ def test_the_exit_code_is_kept_then_fails_the_job_last(tmp_path, code):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "sftbench"  # stands in for the installed sftbench: writes a summary, exits with the code
-    fake.write_text(f'#!/bin/sh\n[ "$1" = run ] && mkdir -p sftbench-out && echo "| table |" > sftbench-out/summary.md\n'
-                    f"[ \"$1\" = run ] && exit {code}\nexit 0\n")
+    fake.write_text('#!/bin/sh\n[ "$1" = run ] && mkdir -p sftbench-out && echo "| table |" > sftbench-out/summary.md\n'
+                    f'[ "$1" = run ] && exit {code}\nexit 0\n')
     fake.chmod(0o755)
     out, summary = tmp_path / "output", tmp_path / "summary"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary),
