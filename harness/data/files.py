@@ -6,11 +6,13 @@ TSV quoting is `auto` by default: a TSV written by pandas or Python's csv module
 a quote or a line break (or every field), and those quotes are removed; a plain TSV (SST-2, AG News), where a quote
 is just a character, is read as it is. A spec's `quoting: minimal | none` overrides the guess. JSONL is split on
 "\\n" only: `str.splitlines()` also splits on U+2028, U+2029, \\x85 and other separators that may stand inside a
-JSON string.
+JSON string. A folder saved by Hugging Face `datasets` (`Dataset.save_to_disk`: Arrow stream files named in its
+state.json, beside dataset_info.json) is read with pyarrow, so `datasets` itself is not needed to read one.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -41,6 +43,8 @@ class Table:
 
 def read_table(path: Path, columns: tuple[str, ...] | None = None, quoting: str = "auto") -> Table:
     """The rows of one data file. Every error is one line naming the file (and the line, where known)."""
+    if path.is_dir():
+        return Table(_saved_dataset_rows(path))
     if not path.is_file():
         raise DataError("data file not found", path)
     suffix = path.suffix.lower()
@@ -142,4 +146,47 @@ def _delimited_rows(text: str, path: Path, delimiter: str, columns: tuple[str, .
             rows.append((line, dict(zip(header, cells))))
     except csv.Error as err:
         raise DataError(f"cannot read {'TSV' if delimiter == chr(9) else 'CSV'}: {err}", path, start) from None
+    return rows
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a data file's bytes, or of a saved dataset folder's Arrow files (in their state.json order)."""
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for arrow in _arrow_files(path):
+        with arrow.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _arrow_files(folder: Path) -> list[Path]:
+    """The Arrow files of a `save_to_disk` folder, as its state.json lists them."""
+    if (folder / "dataset_dict.json").is_file():
+        names = sorted(p.name for p in folder.iterdir() if (p / "state.json").is_file())
+        raise DataError(f"a saved DatasetDict: name one of its splits' folders ({', '.join(names)})", folder)
+    state = folder / "state.json"
+    if not state.is_file():
+        raise DataError("a folder, but not one saved by datasets' save_to_disk (no state.json)", folder)
+    try:
+        files = [folder / str(entry["filename"]) for entry in json.loads(state.read_text())["_data_files"]]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError("state.json does not list the dataset's _data_files", state) from None
+    missing = next((f for f in files if not f.is_file()), None)
+    if missing is not None:
+        raise DataError(f"state.json names {missing.name}, which is not in the folder", folder)
+    return files
+
+
+def _saved_dataset_rows(folder: Path) -> Rows:
+    import pyarrow as pa
+
+    rows: Rows = []
+    for arrow in _arrow_files(folder):
+        try:
+            with pa.memory_map(str(arrow)) as source:
+                rows += [(None, row) for row in pa.ipc.open_stream(source).read_all().to_pylist()]
+        except pa.ArrowInvalid as err:
+            raise DataError(f"cannot read Arrow stream: {' '.join(str(err).split())}", arrow) from None
     return rows

@@ -8,6 +8,7 @@ Files are read by harness/data/files.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,8 @@ from typing import Any
 
 from harness.config import BUNDLED_DIR, SuiteRef, read_yaml
 from harness.data.carve import Carve, carve_digest, carve_rows, parse_carve
-from harness.data.files import QUOTING, read_table
+from harness.data.files import QUOTING, file_digest, read_table
+from harness.data.hub import HubDataset, hub_rows, parse_hub
 from harness.data.prompting import Turn, chat_prompt, chat_turns, compose, draw_shots, parse_few_shot
 from harness.data.rows import INTEGER, field_text, label_key, row_error
 from harness.errors import ConfigError, DataError
@@ -61,9 +63,10 @@ class Split:
 class SplitSource:
     """Where a split's rows come from: a data file, read with `quoting`, or a part carved from another split's."""
 
-    path: str  # the data file (resolved); for a carved split, its source split's file
+    path: str  # the data file or saved dataset folder (resolved); for a carved split, its source split's
     quoting: str = "auto"
     carve: Carve | None = None
+    hub: HubDataset | None = None  # a hub dataset split (`path` is then its description)
 
 
 @dataclass(frozen=True)
@@ -303,13 +306,16 @@ def _splits(raw: dict[str, Any], path: Path, task: str, quoting: Any) -> dict[st
     for s in ("train", "test"):
         if s not in raw:
             raise ConfigError(f"missing split '{s}'")
-    files = {s: str((path.parent / str(f)).resolve()) for s, f in raw.items() if not isinstance(f, dict)}
+    hubs = {s: parse_hub(s, f["dataset"]) for s, f in raw.items() if isinstance(f, dict) and "dataset" in f}
+    files = {s: SplitSource(hubs[s].describe(), str(quoting), hub=hubs[s]) if s in hubs else
+             SplitSource(str((path.parent / str(f)).resolve()), str(quoting)) for s, f in raw.items()
+             if s in hubs or not isinstance(f, dict)}
     if "train" not in files:
-        raise ConfigError("splits.train must name a data file")
+        raise ConfigError("splits.train must name a data file, a saved dataset folder or a hub dataset")
     splits = {}
     for s, f in raw.items():  # the spec's order, as before carving existed
-        carve = parse_carve(s, f, task) if isinstance(f, dict) else None
-        splits[s] = SplitSource(files[carve.source] if carve else files[s], str(quoting), carve)
+        carve = parse_carve(s, f, task) if isinstance(f, dict) and s not in hubs else None
+        splits[s] = dataclasses.replace(files[carve.source], carve=carve) if carve else files[s]
     return splits
 
 
@@ -366,11 +372,14 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None, train:
     a few-shot spec draws its shots from `train` (the train split as the run uses it), whose hash joins its own."""
     source = spec.splits[split]
     path = Path(source.path)
-    table = read_table(path, spec.columns, source.quoting)
+    if source.hub:
+        table, digest = hub_rows(source.hub, spec.name, source.carve.source if source.carve else split, spec.path)
+    else:
+        table = read_table(path, spec.columns, source.quoting)
+        digest = file_digest(path)  # the bundled files' hashes are exactly the sha256 of their bytes
     if not table.rows:
         raise DataError(f"split '{split}' is empty", path)
     rows = [(number, line, row) for number, (line, row) in enumerate(table.rows, 1)]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # the bundled files' hashes are exactly this
     if table.revised:  # read differently from sftbench 0.1: units kept from the misread rows are not reused
         digest = hashlib.sha256(f"{digest}:read exactly".encode()).hexdigest()
     if source.quoting != "auto":
