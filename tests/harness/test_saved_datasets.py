@@ -79,10 +79,17 @@ def test_folders_that_are_not_a_saved_split_say_what_they_are(tmp_path):
 def test_a_folder_written_by_datasets_itself(tmp_path):
     datasets = pytest.importorskip("datasets", reason="the optional datasets extra is not installed (make install "
                                    "leaves it out: it is heavy); the pyarrow-written folders above cover the format")
-    datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "saved"))
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    # built from its Arrow table with a fingerprint: Dataset.from_list fails with datasets 5.2.0 and pyarrow 26.0.1
+    # (dill cannot pickle pyarrow's MonthDayNano while fingerprinting the call)
+    table = datasets.table.InMemoryTable(pa.Table.from_pylist(ROWS))
+    saved = datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint="rows")
+    saved.save_to_disk(str(tmp_path / "saved"), num_shards=2)
     (tmp_path / "test.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
     _, splits = _bench(tmp_path, {"train": "saved", "test": "test.jsonl"})
     assert [ex.raw["sentence"] for ex in splits["train"].examples] == [r["sentence"] for r in ROWS]
+    assert [ex.target for ex in splits["train"].examples] == ["positive", "negative", "positive"]
 
 
 def test_a_hub_dataset_offline_is_one_clear_error(tmp_path, monkeypatch, capsys):
