@@ -13,11 +13,12 @@ from harness.errors import ConfigError
 from tests.conftest import TINY_EXIT
 
 # lr 0.05: enough for the tiny model's probe answers to move, so the base (adapter off) and the adapter differ
-PROBES = ["bias=[]", "probes=[{spec: general_knowledge, max_items: 12}]", "recipe.learning_rate=0.05"]
+OVERRIDES = ["bias=[]", "probes=[{spec: general_knowledge, max_items: 12}]", "recipe.learning_rate=0.05",
+          "benchmarks=[{spec: support_intents, max_train: 16, max_test: 12}]", "bootstrap_resamples=100"]
 
 
 def _run(cfg, out, candidates, capsys):
-    code = main(["run", str(cfg), "--out", str(out), "--quiet", f"candidates={json.dumps(candidates)}", *PROBES])
+    code = main(["run", str(cfg), "--out", str(out), "--quiet", f"candidates={json.dumps(candidates)}", *OVERRIDES])
     capsys.readouterr()
     return code, json.loads((out / "results.json").read_text())
 
