@@ -5,6 +5,7 @@ Exit codes: 0 all gates pass, 1 a gate failed, 2 usage/config/data error, 3 runt
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN
 
 if TYPE_CHECKING:
     from harness.results.model import Results
+
+log = logging.getLogger("sftbench")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. recipe.epochs=1")
     run.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show each unit's start and finish, kept units reused, and unit keys")
+    run.add_argument("--log-file", default=None, type=Path, metavar="PATH",
+                     help="keep the full log in PATH: everything printed, plus debug detail, timestamped")
     run.add_argument("--store", default=None, help="run store (default: $SFTBENCH_STORE or .sftbench/runs.sqlite)")
     run.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     run.add_argument("--force", action="store_true", help="recompute every unit of work, ignoring kept results")
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return history.dispatch(args)
     except SftbenchError as err:
-        print(f"sftbench: error: {err}", file=sys.stderr)
+        say(f"sftbench: error: {err}", sys.stderr, logging.ERROR)
         return err.exit_code
     except KeyboardInterrupt:
         print("sftbench: interrupted", file=sys.stderr)
@@ -184,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run import run
     from harness.storage.store import default_path
     from harness.storage.units import UnitCache, default_root
+    from reports.logs import setup as setup_logs
     from reports.progress import LineProgress, RichProgress
     from reports.terminal import render
 
@@ -200,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
     out = Path(args.out or Path("runs") / cfg.name)
     console = Console(stderr=True, quiet=args.quiet)
+    setup_logs(console, args.verbose, args.log_file)
     # the unit store: the one the workers share when the executor declares it, else beside the run store
     root = Path(cfg.executor.units) if cfg.executor.units else \
         default_root(Path(args.store) if args.store else default_path())
@@ -211,21 +220,30 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
                "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
-        print(f"sftbench: interrupted; {kept}", file=sys.stderr)
+        say(f"sftbench: interrupted; {kept}", sys.stderr, logging.WARNING)
         return EXIT_INTERRUPTED
     written = write_reports(results, out)
     if store:
         store.save(results.to_json())
         store.close()
-    render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
-    print(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
+    board = Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160)), record=True)
+    render(results, board)
+    log.info("leaderboard:\n%s", board.export_text())
+    say(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
     failed = any(c.status == "failed" for c in results.candidates)
     code = EXIT_RUNTIME if failed else EXIT_OK if results.passed else EXIT_GATE_FAILED
     if cfg.tracking.mlflow:  # after results.json is written: a tracking failure (exit 2) keeps the results
         from harness.storage.tracking import log_run
 
-        print(f"mlflow: run {log_run(results, out, cfg.tracking.mlflow, code)} in {cfg.tracking.mlflow}")
+        say(f"mlflow: run {log_run(results, out, cfg.tracking.mlflow, code)} in {cfg.tracking.mlflow}")
+    log.info("exit code %d", code)
     return code
+
+
+def say(line: str, file: Any = None, level: int = logging.INFO) -> None:
+    """Print a line for the person at the terminal, and keep it in the log (--log-file)."""
+    print(line, file=file or sys.stdout)
+    log.log(level, line)
 
 
 def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:

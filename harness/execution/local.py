@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import traceback
 
 from harness.config import ExecutorConfig
@@ -84,14 +85,15 @@ def run_unit(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace,
     with cache.computing(key) as kept:  # a run sharing the unit store may be computing it
         record = usable(unit, kept)
         if record is not None:  # it was: kept while this run waited for its lock
-            log.debug("unit %s: kept by a concurrent run (%s)", unit.id, key)
+            log.info("unit %s: kept by a concurrent run meanwhile, reused (%s)", unit.id, key)
             return Output(record, key=key, reused=True)
-        log.debug("unit %s: computing (%s)", unit.id, key)
+        log.info("unit %s: started (key %s)", unit.id, key)
+        start = time.monotonic()
         out = compute(unit, inputs, ctx, ws, cache, progress, in_memory=cache.root is None)
         out.key = key
         if key:
             keep(cache, key, out)
             if cache.root is not None:
                 out.tensors = None  # views of the model being trained on: read back from the cache when needed
-    log.debug("unit %s: finished", unit.id)
+    log.info("unit %s: finished in %.1f s", unit.id, time.monotonic() - start)
     return out

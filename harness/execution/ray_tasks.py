@@ -18,6 +18,7 @@ planned with.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from harness.execution.workspace import Workspace
 from harness.storage.locks import FileLock
 from harness.storage.units import UnitCache
 
+log = logging.getLogger(__name__)
 STEP_EVERY_S = 0.5  # a worker reports a loop's progress at most this often (and at its end)
 
 
@@ -138,8 +140,10 @@ class _Driver:
                 if record is not None:
                     self.locks.pop(unit.id).release()
             if record is not None:
+                log.debug("unit %s: kept (%s)", unit.id, key)
                 self.known[unit.id] = Output(record, key=key, reused=True)
                 return True
+        log.debug("unit %s: submitted to Ray", unit.id)
         args = [self.refs[i] if i not in self.known else self._send(self.known[i]) for i in unit.inputs]
         self.refs[unit.id] = self.remote.options(name=unit.id, max_retries=self.cfg.max_retries,
                                                  **options(unit, self.cfg)).remote(
@@ -195,6 +199,8 @@ class _Driver:
             out = ray.get(ref)
         except ray.exceptions.RayError as err:  # the worker or its node died more often than max_retries allows
             return Failure(f"{type(err).__name__}: {str(err).splitlines()[0]} [unit {uid}]")
+        log.info("unit %s: %s on a worker (key %s)", uid, "failed" if isinstance(out, Failure) else
+                 "reused" if out.reused else "finished", getattr(out, "key", None))
         if isinstance(out, Output) and not out.reused and out.key:
             if self.shared:
                 self.cache.computed += 1  # the worker kept it in the shared store

@@ -70,6 +70,8 @@ def test_concurrent_store_writes_all_land(tmp_path):
 
 # `[12:00:01] tiny-llama: tuning on support_intents 1/1 (100%), loss 4.1234, 850 tokens/s, done in 0s`
 TRAIN_LINE = r"\] tiny-llama: tuning on \S+ \d+/\d+ \(\d+%\), loss \d+\.\d{4}, \d+ tokens/s, (ETA|done in) "
+UNIT_LINE = r"(?:DEBUG|INFO) harness\.execution\.local: unit (.+?): (?:kept|started) .*(?:score|tune|probe)-\w{24}"
+STAMPED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO sftbench.progress: tiny-llama: resolving model$"
 HOLD = "import sys, time; from pathlib import Path; from harness.storage.locks import FileLock; " \
        "lock = FileLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)"
 
@@ -120,8 +122,9 @@ def test_two_bakeoffs_sharing_sftbench_compute_each_unit_once(tmp_path, tiny_lla
     cfg.write_text(SMALL.format(model=tiny_llama, bench=BUNDLED_INTENTS, seed=0, bf16="off"))
     env = os.environ | {"SFTBENCH_STORE": str(tmp_path / ".sftbench" / "runs.sqlite"), "OMP_WAIT_POLICY": "PASSIVE",
                         "HF_HUB_OFFLINE": "1"}
+    flags = {"a": ["--verbose", "--log-file", str(tmp_path / "a.log")], "b": []}
     procs = [subprocess.Popen([sys.executable, "-c", "from harness.cli import entry; entry()", "run", str(cfg),
-                               "--out", str(tmp_path / name)], cwd=ROOT, env=env,
+                               "--out", str(tmp_path / name), *flags[name]], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in "ab"]
     logs = []
     for p in procs:
@@ -131,6 +134,13 @@ def test_two_bakeoffs_sharing_sftbench_compute_each_unit_once(tmp_path, tiny_lla
     # one run trained (the other reused its unit): one line for the loop of 1 step (8 rows, batch 8), its last
     assert len(train) == 1 and " 1/1 (100%), " in train[0] and "done in" in train[0], "".join(logs)[-3000:]
     a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in "ab")
+    # --verbose shows run a's units on its terminal, with keys; --log-file keeps them, timestamped, with every
+    # progress line and the results line
+    assert re.search(r"unit .+: (started|kept)", logs[0]) and not re.search(r"unit .+: (started|kept)", logs[1])
+    kept = (tmp_path / "a.log").read_text()
+    assert len(set(re.findall(UNIT_LINE, kept))) == 5, kept  # each of the five units, computed or reused
+    assert re.search(STAMPED, kept, re.M)
+    assert f"INFO sftbench: results: {tmp_path / 'a' / 'results.json'}" in kept and "exit code" in kept
     assert a["units"]["computed"] + b["units"]["computed"] == 5  # the five units of SMALL, each computed once
     assert a["units"]["reused"] + b["units"]["reused"] == 5
     assert numbers(a) == numbers(b)
