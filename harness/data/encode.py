@@ -52,19 +52,21 @@ def prompt_text(tokenizer: Any, prompt: Prompt, chat: bool) -> str:
 def prompt_tokens(tokenizer: Any, prompt: Prompt, chat: bool) -> tuple[list[int], list[int]]:
     """The prompt's ids and their labels: -100, except on earlier assistant turns of chat data."""
     text = prompt_text(tokenizer, prompt, chat)
-    learned = [c for role, c in prompt.turns if role == "assistant"] if isinstance(prompt, Example) and \
-        prompt.learn_turns else []
     pieces: list[tuple[str, bool]] = []
-    for content in learned:  # cut the text where each assistant content stands, in order
-        rest = text if not pieces else pieces.pop()[0]
-        at = rest.find(content.strip())
-        if at < 0:
+    cursor = 0  # every turn's content is found in order, so an assistant's words quoted by a user are not taken
+    for role, content in prompt.turns if isinstance(prompt, Example) and prompt.learn_turns else ():
+        at = text.find(content.strip(), cursor)
+        if at < 0 and role == "assistant":
             raise DataError(f"the chat template changes the assistant turn {content[:40]!r}: its loss cannot be placed")
-        end = at + len(content.strip())
-        pieces += [(rest[:at], False), (rest[at:end], True), (rest[end:], False)]
+        if at < 0:
+            continue  # a system prompt folded into the user turn, a template that rewrites a turn
+        if role == "assistant":
+            pieces += [(text[len("".join(p for p, _ in pieces)):at], False), (text[at:at + len(content.strip())], True)]
+        cursor = at + len(content.strip())
+    pieces.append((text[len("".join(p for p, _ in pieces)):], False))
     ids: list[int] = []
     labels: list[int] = []
-    for i, (piece, learn) in enumerate(pieces or [(text, False)]):
+    for i, (piece, learn) in enumerate(pieces):
         if not piece:
             continue
         # the template already holds the special tokens it wants; plain text gets the tokenizer's (BOS) once

@@ -99,7 +99,7 @@ def _chat_spec(tmp_path, rows, **extra):
     return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
 
 
-CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "where is my parcel"},
+CONVERSATION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "say It ships Monday."},
                 {"role": "assistant", "content": "It ships Monday."}, {"role": "user", "content": "and my refund"},
                 {"role": "assistant", "content": "Refunds take five days."}]
 
@@ -121,10 +121,12 @@ def test_chat_data_learns_every_assistant_turn_and_nothing_else(tmp_path, tokeni
             current.append(token)
     runs += [current] if current else []
     decoded = [tok.decode(r) for r in runs]
+    first = item.labels.index(runs[0][0])  # the assistant's words, not the user's quote of them just before
+    assert tok.decode(item.input_ids[:first]).endswith("<|assistant|>" if which == "chat" else "assistant: ")
     assert decoded == ["It ships Monday.", ("" if which == "chat" else " ") + "Refunds take five days.</s>"]
     # scoring reads the conversation up to the last assistant turn, which it then has to produce
     text = prompt_text(tok, ex, which == "chat")
-    assert "It ships Monday." in text and "Refunds take five days." not in text
+    assert text.count("It ships Monday.") == 2 and "Refunds take five days." not in text
     assert text.endswith("<|assistant|>" if which == "chat" else "assistant:")
 
 
@@ -168,6 +170,6 @@ def test_validate_examples_shows_system_shots_and_chat_data_as_the_model_reads_t
                                           "arrived\nIntent:\n<|assistant|>")
     assert rows["t", "train"]["input"].startswith("<|system|>You route support tickets.\n<|user|>Message: the parcel")
     assert rows["c", "test"] == {"benchmark": "c", "split": "test", "line": 1, "kind": "causal", "candidate": "c",
-                                 "input": "<|system|>Be brief.\n<|user|>where is my parcel\n<|assistant|>It ships "
+                                 "input": "<|system|>Be brief.\n<|user|>say It ships Monday.\n<|assistant|>It ships "
                                           "Monday.\n<|user|>and my refund\n<|assistant|>",
                                  "target": "Refunds take five days."}
