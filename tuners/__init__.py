@@ -15,16 +15,22 @@ class Tuner:
     name: str
     prepare: Callable[[Any, RecipeConfig, str], Any]  # (model, recipe, kind "causal"|"encoder") -> model
     description: str
+    # extra `from_pretrained` arguments for a placement (QLoRA: the 4-bit quantization config and device map)
+    load_options: Callable[[Any], dict[str, Any]] | None = None
+    # raises ConfigError where this machine cannot run it (QLoRA off CUDA or without bitsandbytes)
+    check: Callable[[Any], None] | None = None
 
 
 TUNERS: Registry[Tuner] = Registry("tuner")
 
 
-def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], description: str) -> None:
-    TUNERS.add(name, Tuner(name, prepare, description))
+def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], description: str,
+                   load_options: Callable[[Any], dict[str, Any]] | None = None,
+                   check: Callable[[Any], None] | None = None) -> None:
+    TUNERS.add(name, Tuner(name, prepare, description, load_options, check))
 
 
 def load_all() -> Registry[Tuner]:
-    from tuners import freeze, full, ia3, lora  # noqa: F401  (each ends in one register_tuner call)
+    from tuners import freeze, full, ia3, lora, qlora  # noqa: F401  (each ends in one register_tuner call)
 
     return TUNERS

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 from harness.config import BUNDLED_DIR, RecipeConfig, SuiteRef  # noqa: E402
 from harness.data.specs import load_benchmark  # noqa: E402
-from harness.models.device import set_threads, use_bf16  # noqa: E402
+from harness.models.device import resolve as placement_for, set_threads, use_bf16  # noqa: E402
 from harness.data.encode import Encoded  # noqa: E402
 from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from harness.scoring.tasks import training_items  # noqa: E402
@@ -107,7 +107,7 @@ def run_arm(arm: str, handle, tokenizer, items: list[Encoded], recipe: RecipeCon
     else:
         own = train_with_trainer(model, tokenizer, items, recipe, best=arm == "trainer-best")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    final = evaluate_loss(model, items, tokenizer.pad_token_id, recipe.batch_size, bf16=False)
+    final = evaluate_loss(model, items, tokenizer.pad_token_id, recipe.batch_size, placement_for("cpu", "off"))
     del model
     gc.collect()
     return ArmRun(arm, seconds, cpu_seconds, own, final)

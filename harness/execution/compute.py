@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from harness.execution.keys import scoring_key
 from harness.execution.plan import Unit, group_recipe
 from harness.execution.suites import Suites
 from harness.execution.workspace import Workspace
-from harness.models.device import autocast, peak_rss_mb, reset_peak_rss
+from harness.models.device import accelerator_peak, check_here, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from harness.models.loading import ModelHandle, count_parameters
 from harness.scoring.bias import render_pair_inputs
 from harness.scoring.metrics import METRICS, MetricValue, per_class_f1, score, score_losses
@@ -74,6 +75,13 @@ class Output:
     reused: bool = False  # read from a unit store, not computed
 
 
+def open_workspace(unit: Unit, ctx: Context, handle: ModelHandle) -> Workspace:
+    """The workspace for `unit`'s group, on the device it was planned for as this process sees it."""
+    spec, _ = ctx.benchmark(unit.benchmark)
+    return Workspace(handle, spec, ctx.recipe(unit), snapshot=unit.snapshot, group=unit.group,
+                     placement=check_here(unit.placement))
+
+
 def key_of(unit: Unit, inputs: dict[str, Output], ctx: Context) -> str | None:
     """The unit's key: from the plan, or (tuned-model units) from the setting its select input chose."""
     if unit.key is not None or unit.kind == "select":
@@ -82,14 +90,15 @@ def key_of(unit: Unit, inputs: dict[str, Output], ctx: Context) -> str | None:
     recipe, resamples = ctx.recipe(unit), ctx.cfg.bootstrap_resamples
     model = chosen_key(unit, inputs)
     if unit.kind == "score":
-        return scoring_key("score", model, spec, recipe, resamples, unit.bf16, split=unit.split,
+        return scoring_key("score", model, spec, recipe, resamples, unit.placement, split=unit.split,
                            data=splits[unit.split or ""].sha256, metrics=list(spec.metrics))
     if unit.kind == "probe":
         p, items, digest = next(s for s in ctx.suites.probes if s[0].name == unit.suite)
-        return scoring_key("probe", model, spec, recipe, resamples, unit.bf16, probe=p.name, version=p.version,
+        return scoring_key("probe", model, spec, recipe, resamples, unit.placement, probe=p.name, version=p.version,
                            probe_kind=p.kind, data=digest, n=len(items))
     b, _, digest = next(s for s in ctx.suites.bias if s[0].name == unit.suite)
-    return scoring_key("bias", model, spec, recipe, resamples, unit.bf16, bias=b.name, version=b.version, data=digest)
+    return scoring_key("bias", model, spec, recipe, resamples, unit.placement, bias=b.name, version=b.version,
+                       data=digest)
 
 
 def chosen_key(unit: Unit, inputs: dict[str, Output]) -> str:
@@ -116,18 +125,28 @@ def compute(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace, 
     """Run one unit. `in_memory`: a tune unit's tensors are copied to travel on (no unit store will hold them);
     else they are views, to be written once and read back from the store."""
     tell = Tell(progress, unit.candidate)
-    reset_peak_rss()  # each unit's record says the memory peak while it ran
+    started = time.perf_counter()
+    out = _compute(unit, inputs, ctx, ws, cache, tell, in_memory)
+    if unit.kind != "select" and ws.placement.kind == "cuda":  # the cost column's GPU-seconds
+        out.record["gpu_seconds"] = time.perf_counter() - started
+    return out
+
+
+def _compute(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace, cache: UnitCache, tell: Tell,
+             in_memory: bool) -> Output:
+    reset_peak_rss()  # each unit's record says the memory peak while it ran (resident set, and GPU)
+    reset_peak_gpu()
     if unit.kind == "select":
         return Output(select(unit, inputs, ctx))
     if unit.kind == "tune":
         return tune(unit, ctx, ws, tell, in_memory)
-    with autocast(unit.bf16):
+    with ws.placement.autocast():
         if unit.kind == "zero-shot":  # its size, no training: kept so a re-run does not load the model to count
             record: dict[str, Any] = {"params": count_parameters(ws.base())[0]}
         else:
             model = _model(unit, inputs, ws, cache)
             record = {"score": score_split, "probe": probe, "bias": bias}[unit.kind](unit, ctx, ws, model, tell)
-    return Output(record | {"peak_rss_mb": peak_rss_mb()})
+    return Output(record | {"peak_rss_mb": peak_rss_mb(), **accelerator_peak()})
 
 
 @dataclass(frozen=True)
@@ -213,21 +232,22 @@ def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -
     tell.stage(f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
     higher = METRICS.get(spec.main_metric).higher_is_better
     trained = fit(model, train_items, val_items, dataclasses.replace(recipe, epochs=epochs), lr,
-                  ws.tokenizer.pad_token_id, on_step=tell.step, metric=metric, higher_is_better=higher)
+                  ws.tokenizer.pad_token_id, on_step=tell.step, metric=metric, higher_is_better=higher,
+                  placement=ws.placement)
     train = dataclasses.asdict(trained)
     validation = None
     if len(settings) > 1:  # the main metric of the kept weights: fit() measured it when it evaluated it
         validation = kept_value(train, recipe.restore_best, "val_metric")
         if validation is None:
             tell.stage(f"validating lr {lr:g}, {epochs} epochs")
-            with autocast(unit.bf16):
+            with ws.placement.autocast():
                 val = score_examples(spec, splits["validation"], model, ws, recipe, ctx.cfg.bootstrap_resamples,
                                      (spec.main_metric,), tell)[0]
             validation = val[spec.main_metric].value
     params, trainable = count_parameters(model)
     ws.trained(unit.key or "")
     record = {"learning_rate": lr, "epochs": epochs, "train": train, "validation": validation, "params": params,
-              "trainable_params": trainable, "peak_rss_mb": peak_rss_mb()}
+              "trainable_params": trainable, "peak_rss_mb": peak_rss_mb(), **accelerator_peak()}
     return Output(record, ws.trainable_state(copy=in_memory), _adapter_files(model), unit.key)
 
 

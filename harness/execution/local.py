@@ -10,7 +10,7 @@ import traceback
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, compute, keep, key_of
+from harness.execution.compute import Context, Output, Progress, compute, keep, key_of, open_workspace
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
 from harness.storage.units import UnitCache
@@ -41,7 +41,7 @@ class LocalExecutor:
             if (unit.candidate, unit.benchmark) in failed:
                 outputs[unit.id] = Failure(f"not run: an earlier unit of {unit.candidate}/{unit.benchmark} failed")
                 continue
-            if ws is None or getattr(ws, "group", None) != unit.group:
+            if ws is None or ws.group != unit.group:
                 ws = self._workspace(ws, unit, ctx)
             try:
                 outputs[unit.id] = run_unit(unit, {i: outputs[i] for i in unit.inputs}, ctx, ws, cache, progress)  # type: ignore[misc]
@@ -59,10 +59,7 @@ class LocalExecutor:
         if previous is not None:
             previous.release()
             gc.collect()
-        spec, _ = ctx.benchmark(unit.benchmark)
-        ws = Workspace(ctx.handles[unit.candidate], spec, ctx.recipe(unit), snapshot=unit.snapshot)
-        ws.group = unit.group  # type: ignore[attr-defined]
-        return ws
+        return open_workspace(unit, ctx, ctx.handles[unit.candidate])
 
 
 def usable(unit: Unit, record: dict | None) -> dict | None:

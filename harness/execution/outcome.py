@@ -51,6 +51,8 @@ class CandidateResult:
     peak_rss_mb: float = 0.0
     benchmarks: list[BenchmarkResult] = field(default_factory=list)
     zero_shot: bool = False  # a reference row: the base model untuned; never the recommendation
+    peak_gpu_mb: float | None = None  # None where no unit ran on a GPU
+    gpu_seconds: float | None = None
 
 
 @dataclass(frozen=True)

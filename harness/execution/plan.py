@@ -12,12 +12,14 @@ known (harness/execution/compute.py: `key_of`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from harness.config import BakeoffConfig, CandidateConfig, RecipeConfig
-from harness.execution.keys import scoring_key, tune_key, zero_shot_key
+from harness.execution.keys import CPU, scoring_key, tune_key, zero_shot_key
 from harness.execution.suites import Suites
+from harness.models.device import Placement
 from harness.models.loading import ModelHandle
 from harness.scoring.tasks import applicable
 
@@ -33,7 +35,7 @@ class Unit:
     seed: int  # the training seed whose recipe the unit runs under (base-model units: the first seed's)
     inputs: tuple[str, ...] = ()
     key: str | None = None  # None: derived from the selected setting (compute.key_of)
-    bf16: bool = False
+    placement: Placement = CPU  # where it runs and in which precision (its key says so off a CPU)
     learning_rate: float | None = None
     epochs: int | None = None
     split: str | None = None  # score: the split
@@ -44,12 +46,22 @@ class Unit:
     @property
     def resources(self) -> str:
         """Which `executor.resources` entry applies to this unit."""
-        return {"tune": "tune", "probe": "probe"}.get(self.kind, "score")
+        return resources_of(self.kind)
 
     @property
-    def group(self) -> tuple[str, str, int]:
-        """Units of one group share a workspace (one loaded model) on the local executor."""
-        return self.candidate, self.benchmark, self.seed
+    def bf16(self) -> bool:
+        return self.placement.bf16
+
+    @property
+    def group(self) -> tuple[str, str, int, Placement]:
+        """Units of one group share a workspace (one loaded model) on the local executor; a unit placed elsewhere
+        (a GPU tune unit, CPU scoring) opens its own."""
+        return self.candidate, self.benchmark, self.seed, self.placement
+
+
+def resources_of(kind: str) -> str:
+    """The `executor.resources` entry (and so the placement) of a unit kind."""
+    return {"tune": "tune", "probe": "probe"}.get(kind, "score")
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,10 @@ def group_recipe(cfg: BakeoffConfig, cand: CandidateConfig, seed: int) -> Recipe
     return cfg.recipe.for_seed(seed)
 
 
-def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle], bf16: bool) -> Plan:
+def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle],
+         placement: Placement | dict[str, Placement] = CPU) -> Plan:
+    """The plan; `placement`: one for every unit, or one per `executor.resources` entry (tune, score, probe)."""
+    at = placement if isinstance(placement, dict) else {r: placement for r in ("tune", "score", "probe")}
     units: list[Unit] = []
     benches = []
     for cand in cfg.candidates:
@@ -99,7 +114,7 @@ def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle], bf
             if reason:
                 benches.append(BenchPlan(cand.name, spec.name, cand.zero_shot, seeds, na=reason))
                 continue
-            benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, bf16, units))
+            benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, at, units))
     return Plan(tuple(units), tuple(benches))
 
 
@@ -116,38 +131,39 @@ def _with_adapter(units: list[Unit], base: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, spec: object, splits: dict,
-                 suites: Suites, seeds: tuple[int, ...], bf16: bool, units: list[Unit]) -> BenchPlan:
+                 suites: Suites, seeds: tuple[int, ...], at: dict[str, Placement], units: list[Unit]) -> BenchPlan:
     from harness.data.specs import BenchmarkSpec
 
     assert isinstance(spec, BenchmarkSpec)
     name, resamples = f"{cand.name}/{spec.name}", cfg.bootstrap_resamples
 
     def add(unit: Unit) -> str:
-        units.append(unit)
+        units.append(dataclasses.replace(unit, placement=at[unit.resources]))
         return unit.id
 
     first = group_recipe(cfg, cand, seeds[0])
-    common: dict[str, Any] = {"candidate": cand.name, "benchmark": spec.name, "bf16": bf16}
+    common: dict[str, Any] = {"candidate": cand.name, "benchmark": spec.name}
+    score_at, probe_at = at["score"], at["probe"]
     probes = [(p, items, digest) for p, items, digest in suites.probes if p.model_kind == handle.kind]
     # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
     # untrained before tuning, so its before/after change would be noise; encoders are skipped.
     bias = [(b, pairs, digest) for b, pairs, digest in suites.bias
             if b.benchmark == spec.name and handle.kind == "causal"]
     base_probes = tuple(add(Unit(f"{name}/probe {p.name} (base model)", "probe", seed=seeds[0], suite=p.name,
-                                 key=scoring_key("probe", handle.weights_hash, spec, first, resamples, bf16,
+                                 key=scoring_key("probe", handle.weights_hash, spec, first, resamples, probe_at,
                                                  probe=p.name, version=p.version, probe_kind=p.kind, data=digest,
                                                  n=len(items)), **common))
                         for p, items, digest in probes)
     base_bias = tuple(add(Unit(f"{name}/bias {b.name} (base model)", "bias", seed=seeds[0], suite=b.name,
-                               key=scoring_key("bias", handle.weights_hash, spec, first, resamples, bf16, bias=b.name,
-                                               version=b.version, data=digest), **common))
+                               key=scoring_key("bias", handle.weights_hash, spec, first, resamples, score_at,
+                                               bias=b.name, version=b.version, data=digest), **common))
                       for b, _, digest in bias)
     scored = [s for s in SCORED_SPLITS if s in splits]
     if cand.zero_shot:
         select = add(Unit(f"{name}/zero-shot", "zero-shot", seed=seeds[0], key=zero_shot_key(handle), **common))
         scores = ((tuple((s, add(Unit(f"{name}/score {s} (base model)", "score", seed=seeds[0], split=s,
                                       inputs=(select,),
-                                      key=scoring_key("score", handle.weights_hash, spec, first, resamples, bf16,
+                                      key=scoring_key("score", handle.weights_hash, spec, first, resamples, score_at,
                                                       split=s, data=splits[s].sha256, metrics=list(spec.metrics)),
                                       **common))) for s in scored),))
         after = _with_adapter(units, (*base_probes, *base_bias)) if cand.adapter else ()
@@ -156,7 +172,8 @@ def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle,
     settings = cfg.settings(cand)
     tunes = tuple(tuple(add(Unit(f"{name}/seed {seed}/tune lr {lr:g}, {epochs} epochs", "tune", seed=seed,
                                  learning_rate=lr, epochs=epochs, snapshot=len(settings) > 1,
-                                 key=tune_key(handle, spec, group_recipe(cfg, cand, seed), splits, lr, epochs),
+                                 key=tune_key(handle, spec, group_recipe(cfg, cand, seed), splits, lr, epochs,
+                                              at["tune"]),
                                  **common))
                         for lr, epochs in settings) for seed in seeds)
     select = add(Unit(f"{name}/select", "select", seed=seeds[0], inputs=tuple(t for ts in tunes for t in ts),

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.config import ExecutorConfig, UnitResources
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, keep, key_of, select
+from harness.execution.compute import Context, Output, Progress, keep, key_of, open_workspace, select
 from harness.execution.local import failure, run_unit, usable
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
@@ -222,13 +222,16 @@ class _Driver:
 
 
 def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
-    """The Ray task options of a unit: its kind's resources from the config (Ray's defaults where unset)."""
+    """The Ray task options of a unit: its kind's resources from the config (Ray's defaults where unset; a unit
+    planned on CUDA asks for one GPU unless told how many, so that Ray gives it one)."""
     wanted: UnitResources = getattr(cfg.resources, unit.resources)
     out: dict[str, Any] = {}
     if wanted.num_cpus is not None:
         out["num_cpus"] = wanted.num_cpus
     if wanted.num_gpus is not None:
         out["num_gpus"] = wanted.num_gpus
+    elif unit.placement.kind == "cuda":
+        out["num_gpus"] = 1
     return out
 
 
@@ -249,7 +252,7 @@ class _Events:
 
 
 _WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it
-# (CPU memory, held while the worker idles; placing units on GPUs is issue 16)
+# (held while the worker idles, on the unit's device: a GPU task's model stays on the GPU Ray gave it)
 
 
 def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any, *inputs: Any) -> Output | Failure:
@@ -281,9 +284,7 @@ def _workspace(unit: Unit, ctx: Context) -> Workspace:
         held.snapshot = held.snapshot or unit.snapshot
         return held
     _WORKSPACE.clear()
-    spec, _ = ctx.benchmark(unit.benchmark)
-    ws = Workspace(worker_handle(ctx, unit.candidate), spec, ctx.recipe(unit), snapshot=unit.snapshot)
-    ws.group = unit.group  # type: ignore[attr-defined]
+    ws = open_workspace(unit, ctx, worker_handle(ctx, unit.candidate))
     _WORKSPACE["ws"] = ws
     return ws
 

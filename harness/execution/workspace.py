@@ -12,12 +12,16 @@ from typing import Any
 
 from harness.data.specs import BenchmarkSpec
 from harness.errors import RunFailure
+from harness.models.device import Placement
 from harness.models.loading import ModelHandle, load_model, load_tokenizer
 
 
 class Workspace:
-    def __init__(self, handle: ModelHandle, spec: BenchmarkSpec, recipe: Any, snapshot: bool = False):
+    def __init__(self, handle: ModelHandle, spec: BenchmarkSpec, recipe: Any, snapshot: bool = False,
+                 group: Any = None, placement: Placement | None = None):
         self.handle, self.spec, self.recipe = handle, spec, recipe
+        self.group = group  # the units it serves (Unit.group): another group opens its own
+        self.placement = placement or Placement()  # the device the model is on, and its precision
         self.snapshot = snapshot  # keep the prepared initial state, so several settings each start from it
         self.model: Any = None
         self._tokenizer: Any = None
@@ -42,20 +46,27 @@ class Workspace:
             torch.manual_seed(self.recipe.seed)  # a fresh classifier head is initialised at load time
             encoder_head = self.handle.kind == "encoder" and self.spec.task == "classification"
             head = len(self.spec.labels) if encoder_head else None
-            self.model = load_model(self.handle, head_labels=head)
+            tuner = self._tuner()
+            options = tuner.load_options(self.placement) if tuner.load_options else {}
+            model = load_model(self.handle, head_labels=head, dtype=self.placement.weights_dtype(self.recipe.tuner),
+                               **options)
+            self.model = model if "device_map" in options else model.to(self.placement.device)
             self.prepared, self.attached, self.dirty, self.initial = False, None, False, None
         return self.model
 
     def prepare(self) -> Any:
         """The base wrapped by the recipe's tuner, with its seeded initial state (adapters, new head)."""
-        from tuners import load_all
-
         if not self.prepared:
-            model = self.base()  # load_all: the tuners register when imported, in whichever process this runs
-            self.model = load_all().get(self.recipe.tuner).prepare(model, self.recipe, self.handle.kind)
+            model = self.base()
+            self.model = upcast_trainable(self._tuner().prepare(model, self.recipe, self.handle.kind))
             self.prepared = True
             self.initial = self.trainable_state() if self.snapshot else None
         return self.model
+
+    def _tuner(self) -> Any:
+        from tuners import load_all  # the tuners register when imported, in whichever process this runs
+
+        return load_all().get(self.recipe.tuner)
 
     def fresh(self) -> Any:
         """The prepared model in its initial state, for one setting to train from."""
@@ -106,3 +117,14 @@ class Workspace:
     def release(self) -> None:
         self.model, self._tokenizer, self.initial, self.memos = None, None, None, {}
         self.prepared, self.attached, self.dirty = False, None, False
+
+
+def upcast_trainable(model: Any) -> Any:
+    """Trainable parameters in fp32 (a new head or a module peft saves, loaded with a half-precision base on a GPU):
+    the optimizer's updates are too small for bf16 weights; autocast runs their matmuls in half precision anyway."""
+    import torch
+
+    for p in model.parameters():
+        if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
+    return model

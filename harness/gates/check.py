@@ -8,7 +8,7 @@ three kinds of gate, each a mapping:
   {forgetting: general_knowledge, max: 0.05}                    # caps: a ceiling on one number
   {generalisation_gap: support_intents, max: 0.10, on: ci_high}
   {bias: intent_bias, max: 0.05}
-  {cost: params, max: 2e8}           # or latency_ms_per_item, peak_rss_mb, train_seconds
+  {cost: params, max: 2e8}           # or latency_ms_per_item, peak_rss_mb, train_seconds, peak_gpu_mb, gpu_seconds
 
 Thresholds check the point estimate or an interval bound (`on: ci_low|ci_high`); the split defaults to
 `test`. Non-inferiority gates compare with a promoted baseline on the same items (harness/gates/baseline.py).

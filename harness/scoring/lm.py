@@ -11,6 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from harness.models.device import model_device
+
 OnStep = Callable[[int, int], None]  # (items done, items in total): a progress bar's step
 
 
@@ -22,6 +24,12 @@ def unwrap(model: Any) -> Any:
 def body_and_head(model: Any) -> tuple[Any, Any]:
     base = unwrap(model)
     return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+
+
+def on_device(model: Any, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors on the model's device (the same tensors on a CPU): batches are built on the CPU, then moved once."""
+    device = model_device(model)
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +53,7 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor,
     ids, mask, targets: (batch, seq). Returns (n_answer_tokens, vocab) and (n_answer_tokens,).
     """
     body, head = body_and_head(model)
+    ids, mask, targets = on_device(model, ids, mask, targets)
     hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state  # (batch, seq, hidden)
     shifted = targets[:, 1:]  # position t predicts token t+1
     keep = shifted != -100
@@ -83,11 +92,12 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         mask = rows.mask[:, None]  # (b, 1, query, key)
         if eager:  # an additive mask; SDPA takes the boolean one
             mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        hidden = body(input_ids=rows.ids, attention_mask=mask, position_ids=rows.positions).last_hidden_state
-        at = torch.tensor(rows.scored)  # (n, 2): the distinct positions whose outputs are scored
-        logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), torch.tensor(rows.source),
-                                   torch.tensor(rows.targets))
-        totals.index_add_(0, torch.tensor(rows.owners), logprobs.double())
+        ids, mask, positions = on_device(model, rows.ids, mask, rows.positions)
+        hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        at, source, targets = on_device(model, torch.tensor(rows.scored), torch.tensor(rows.source),
+                                        torch.tensor(rows.targets))  # at (n, 2): the distinct positions scored
+        logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), source, targets)
+        totals.index_add_(0, torch.tensor(rows.owners), logprobs.double().cpu())
         done += sum(len(groups[ctx]) for ctx in chunk)
         if on_step:
             on_step(done, len(contexts))
@@ -187,7 +197,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_n
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        ids, mask = pad([prompts[i] for i in chunk], pad_id, left=True)
+        ids, mask = on_device(model, *pad([prompts[i] for i in chunk], pad_id, left=True))
         gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
         for i, row in zip(chunk, gen[:, ids.shape[1]:]):
@@ -211,9 +221,10 @@ def embed(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt")
-        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        m = batch["attention_mask"].unsqueeze(-1).float()  # (batch, seq, 1)
-        chunks.append(F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1))
+        ids, attention = on_device(model, batch["input_ids"], batch["attention_mask"])
+        hidden = encoder(input_ids=ids, attention_mask=attention).last_hidden_state
+        m = attention.unsqueeze(-1).float()  # (batch, seq, 1)
+        chunks.append(F.normalize((hidden.float() * m).sum(1) / m.sum(1).clamp(min=1), dim=-1).cpu())
         if on_step:
             on_step(min(start + batch_size, len(texts)), len(texts))
     return torch.cat(chunks)

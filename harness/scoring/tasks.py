@@ -85,14 +85,14 @@ def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer:
 def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None):
     import torch
 
-    from harness.scoring.lm import pad
+    from harness.scoring.lm import on_device, pad
 
     keys = list(spec.labels)
     preds = []
     with torch.no_grad():
         for s in range(0, len(examples), 32):
             ids = [encoder_ids(tokenizer, ex.encoder_text, max_length) for ex in examples[s:s + 32]]
-            input_ids, mask = pad(ids, tokenizer.pad_token_id)
+            input_ids, mask = on_device(model, *pad(ids, tokenizer.pad_token_id))
             logits = model(input_ids=input_ids, attention_mask=mask).logits  # (batch, n_labels)
             preds += [keys[i] for i in logits.argmax(-1).tolist()]
             if on_step:

@@ -1,5 +1,6 @@
 """The one training loop every tuner shares: dynamic padding, length-grouped batches, loss on answer
-tokens only, bf16 autocast where the CPU has it, validation loss (and, when the caller passes it, the
+tokens only, on the unit's device in its precision (bf16 autocast where the CPU has it; bf16, or fp16 with a grad
+scaler, on a GPU), gradient accumulation and checkpointing, validation loss (and, when the caller passes it, the
 benchmark's main metric) every epoch or every `eval_every` steps, early stopping on the monitored one
 (`recipe.monitor`) and restoring the best evaluation's trainable weights."""
 from __future__ import annotations
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 from harness.config import RecipeConfig
 from harness.data.encode import Encoded
 from harness.errors import ConfigError, RunFailure
-from harness.models.device import autocast, frozen_linears_in_bf16, use_bf16
-from harness.scoring.lm import causal_loss, pad
+from harness.models.device import Placement, frozen_linears_in_bf16, resolve
+from harness.scoring.lm import causal_loss, on_device, pad
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,23 @@ def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int) -> tuple[torch
     """Summed loss over answer tokens (causal) or examples (classifier), and how many it covers."""
     ids, mask = pad([it.input_ids for it in items], pad_id)
     if isinstance(items[0].labels, int):
+        ids, mask, gold = on_device(model, ids, mask, torch.tensor([it.labels for it in items]))
         logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (batch, n_labels)
-        gold = torch.tensor([it.labels for it in items])
         return F.cross_entropy(logits, gold, reduction="sum"), len(items)
     targets, _ = pad([cast("list[int]", it.labels) for it in items], -100)  # a batch is of one kind: causal here
     return causal_loss(model, ids, mask, targets)
 
 
 @torch.no_grad()
-def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size: int, bf16: bool) -> float:
+def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size: int,
+                  placement: Placement) -> float:
     if not items:
         return float("nan")
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
     for s in range(0, len(order), batch_size * 2):
-        with autocast(bf16):
+        with placement.autocast():
             loss, n = batch_loss(model, [items[i] for i in order[s:s + batch_size * 2]], pad_id)
         total, count = total + float(loss), count + n
     return total / max(count, 1)
@@ -141,8 +143,10 @@ class Watch:
 
 def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfig, learning_rate: float,
                            total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with linear warmup then linear decay to zero at `total_steps`."""
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=recipe.weight_decay)
+    """AdamW (fused on CUDA: one kernel for every parameter) with linear warmup then linear decay to zero at
+    `total_steps`."""
+    fused = bool(params) and params[0].is_cuda
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=recipe.weight_decay, fused=fused or None)
     warmup = int(total_steps * recipe.warmup_ratio)
 
     def factor(step: int) -> float:
@@ -155,32 +159,37 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
 
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
         pad_id: int, on_step: Any = None, metric: Callable[[], float] | None = None,
-        higher_is_better: bool = True) -> TrainResult:
+        higher_is_better: bool = True, placement: Placement | None = None) -> TrainResult:
     """Train the model's trainable parameters on `train`, evaluating on `val`. `metric`, when given, returns the
     benchmark's main metric of the current model on validation (leaving it in eval mode); it runs after each
-    validation loss, under the recipe's precision, and `higher_is_better` is its direction."""
+    validation loss, under the recipe's precision, and `higher_is_better` is its direction. `placement`: where the
+    model is and its precision (default: this CPU under recipe.bf16)."""
     if recipe.monitor == "metric" and val and metric is None:
         raise ConfigError("recipe.monitor is metric, but no validation metric is computed for this benchmark")
-    bf16 = use_bf16(recipe.bf16)
+    placement = placement or resolve("cpu", recipe.bf16)
     rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RunFailure("the tuner left no trainable parameters")
-    total_steps = math.ceil(len(train) / recipe.batch_size) * recipe.epochs
+    per_step = recipe.batch_size * recipe.grad_accum  # the effective batch of one optimizer step
+    total_steps = math.ceil(len(train) / per_step) * recipe.epochs
     optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
     watch = Watch(params, recipe, bool(val), higher_is_better, total_steps)
 
     def evaluate() -> tuple[float, float | None]:  # (validation loss, main metric); leaves the model in eval mode
         # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
         with torch.random.fork_rng(devices=[]):
-            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, bf16)
+            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement)
             if metric is None or not val:
                 return loss, None
-            with autocast(bf16):
+            with placement.autocast():
                 return loss, float(metric())
 
-    with frozen_linears_in_bf16(model, bf16):  # frozen weights cast once, not at every forward
+    scaler = torch.amp.GradScaler(placement.kind) if placement.precision == "fp16" else None
+    checkpointing(model, recipe.gradient_checkpointing)
+    # frozen fp32 weights cast once, not at every forward (a half-precision base loaded on a GPU has none)
+    with frozen_linears_in_bf16(model, placement.precision != "fp32", half_dtype(placement)):
         watch.record(0, *evaluate())
         val_loss = [watch.curve[0]["val_loss"]]
         train_loss: list[float] = []
@@ -188,22 +197,25 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
         for epoch in range(recipe.epochs):
             model.train()
             total, count = 0.0, 0
-            for batch in batches(train, recipe.batch_size, rng, recipe.group_by_length):
+            for batch in batches(train, per_step, rng, recipe.group_by_length):
                 start = time.perf_counter()  # training time only: validation passes are not in tokens/s
                 items = [train[i] for i in batch]
-                with autocast(bf16):
-                    loss_sum, n = batch_loss(model, items, pad_id)
-                loss = loss_sum / max(n, 1)
-                if not torch.isfinite(loss):
-                    raise RunFailure(f"loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1} "
+                loss_sum, n = accumulate(model, items, pad_id, recipe.batch_size, placement, scaler)
+                if not math.isfinite(loss_sum):
+                    raise RunFailure(f"loss became {loss_sum / max(n, 1)} at epoch {epoch + 1}, step {steps + 1} "
                                      f"(learning rate {learning_rate:g} too high?)")
-                loss.backward()
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 seconds += time.perf_counter() - start
-                step_loss = loss_sum.item()
+                step_loss = loss_sum
                 total, count = total + step_loss, count + n
                 watch.add(step_loss, n)
                 tokens += sum(len(it.input_ids) for it in items)
@@ -222,7 +234,52 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             if stop:
                 break
     watch.restore(steps)
+    checkpointing(model, False)
     model.eval()
-    return TrainResult(train_loss, val_loss, seconds, tokens, steps, bf16, watch.curve, watch.best_step or steps,
-                       stopped_early=steps < total_steps,
+    return TrainResult(train_loss, val_loss, seconds, tokens, steps, placement.bf16, watch.curve,
+                       watch.best_step or steps, stopped_early=steps < total_steps,
                        step_loss=watch.step_loss)
+
+
+def targets_in(items: Sequence[Encoded]) -> int:
+    """How many targets the loss of these items averages over: answer tokens (causal; a label at position t is
+    predicted from t - 1, so the first never counts), or examples (classifier)."""
+    if isinstance(items[0].labels, int):
+        return len(items)
+    return sum(sum(1 for t in cast("list[int]", it.labels)[1:] if t != -100) for it in items)
+
+
+def accumulate(model: Any, items: Sequence[Encoded], pad_id: int, micro: int, placement: Placement,
+               scaler: Any = None) -> tuple[float, int]:
+    """Gradients of the mean loss over `items`, one backward per micro-batch of `micro` items: each micro-batch's
+    summed loss is divided by the targets of all of them, so the gradients add up to the whole batch's mean loss
+    (the same arithmetic as one batch, summed in a different order). The summed loss and its target count."""
+    total = targets_in(items)
+    loss_sum, count = 0.0, 0
+    for start in range(0, len(items), micro):
+        with placement.autocast():
+            part, n = batch_loss(model, items[start:start + micro], pad_id)
+        loss = part / max(total, 1)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        loss_sum, count = loss_sum + part.item(), count + n
+    return loss_sum, count
+
+
+def checkpointing(model: Any, enabled: bool) -> None:
+    """Turn transformers' gradient checkpointing on or off (non-reentrant: gradients flow to adapters without
+    inputs that require grad, and dropout's random state is replayed in the recomputation)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        if enabled:
+            raise RunFailure(f"{type(base).__name__} does not support gradient checkpointing "
+                             "(set recipe.gradient_checkpointing: false)")
+        return
+    if enabled:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(base, "is_activation_checkpointing" if hasattr(base, "is_activation_checkpointing")
+                 else "is_gradient_checkpointing", False):
+        base.gradient_checkpointing_disable()
+
+
+def half_dtype(placement: Placement) -> torch.dtype:
+    return torch.float16 if placement.precision == "fp16" else torch.bfloat16

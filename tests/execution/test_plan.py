@@ -8,7 +8,7 @@ import pytest
 
 from harness.storage.units import UnitCache
 from harness.config import ExecutorConfig, load_config
-from harness.models.device import use_bf16
+from harness.models.device import resolve
 from harness.errors import ConfigError
 from harness.execution import EXECUTORS, Failure, executor_for
 from harness.execution.compute import QUIET, Context
@@ -22,7 +22,7 @@ def planned(cfg_path, *overrides):
     cfg = load_config(cfg_path, list(overrides))
     suites = load_suites(cfg)
     handles = resolve_all(cfg, QUIET)
-    return cfg, Context(cfg, suites, handles), plan(cfg, suites, handles, use_bf16(cfg.recipe.bf16))
+    return cfg, Context(cfg, suites, handles), plan(cfg, suites, handles, resolve("cpu", cfg.recipe.bf16))
 
 
 def test_a_sweep_under_two_seeds_is_one_tune_unit_per_setting_and_seed(tiny_config):

@@ -10,6 +10,7 @@ from harness.errors import ConfigError
 from harness.data.specs import load_benchmark
 from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.tasks import training_items
+from harness.models.device import resolve as placement_for
 from harness.training.loop import evaluate_loss, fit
 from tests.conftest import ROOT
 from tuners import load_all
@@ -131,7 +132,7 @@ def test_restore_best_puts_back_the_best_evaluations_weights(tiny_llama, restore
     best = min(result.curve[1:], key=lambda c: c["val_loss"])
     assert result.best_step == best["step"] == 2 and result.steps == 6
     torch.testing.assert_close(trainable(model), seen[2 if restore else 6], rtol=0, atol=0)
-    restored_loss = evaluate_loss(model, val, pad_id, recipe.batch_size, False)
+    restored_loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement_for("cpu", "off"))
     assert (restored_loss == best["val_loss"]) is restore
 
 
@@ -271,7 +272,7 @@ def test_bf16_copies_of_frozen_weights_change_no_training_number(tiny_llama, mon
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     copied = fit(model, items, val, recipe, 1e-2, pad_id)
     weights = trainable(model)
-    monkeypatch.setattr(harness.training.loop, "frozen_linears_in_bf16", lambda model, enabled: contextlib.nullcontext())
+    monkeypatch.setattr(harness.training.loop, "frozen_linears_in_bf16", lambda model, enabled, dtype=None: contextlib.nullcontext())
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     recast = fit(model, items, val, recipe, 1e-2, pad_id)
     assert copied.bf16 and copied.curve == recast.curve and copied.train_loss == recast.train_loss

@@ -1,0 +1,37 @@
+"""The prepared GPU check (tools/gpu_check.sh) is valid shell, and its parity verdict is what it claims: equal runs
+agree, a changed recommendation, gate, metric or loss does not (tools/device_parity.py compare)."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parity():
+    spec = importlib.util.spec_from_file_location("device_parity", ROOT / "tools" / "device_parity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_scripts_parse():
+    for script in ("gpu_check.sh", "gpu_wheels.sh"):
+        subprocess.run(["bash", "-n", str(ROOT / "tools" / script)], check=True)
+
+
+def test_parity_accepts_bf16_noise_and_flags_a_different_verdict():
+    parity = _parity()
+    cpu = {"recommendation": "a", "gates": [("a", "acc >= 0.5", True)],
+           "a/b": {"metrics": {"accuracy": 0.75, "macro_f1": 0.5}, "loss": 1.0}}
+    assert parity.compare(cpu, copy.deepcopy(cpu)) == []
+    noisy = copy.deepcopy(cpu)
+    noisy["a/b"] = {"metrics": {"accuracy": 0.75 - 1 / 24, "macro_f1": 0.52}, "loss": 1.01}
+    assert parity.compare(cpu, noisy) == []
+    for change in ({"recommendation": None}, {"gates": [("a", "acc >= 0.5", False)]},
+                   {"a/b": {"metrics": {"accuracy": 0.5, "macro_f1": 0.5}, "loss": 1.0}},
+                   {"a/b": {"metrics": {"accuracy": 0.75, "macro_f1": 0.5}, "loss": 1.2}},
+                   {"a/b": {"metrics": {}, "loss": 1.0}}):
+        assert parity.compare(cpu, {**cpu, **change}), change
