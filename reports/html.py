@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricScore, ProbeRow, Results
 from harness.results.render import renderer
+from reports.confusion import per_class
 from reports.format import (
     BIAS_NOTE,
     bias_measured,
@@ -28,6 +29,8 @@ from reports.format import (
 )
 
 SAMPLE_PREDICTIONS = 10
+# "80.0 [74.7, 85.3]": in the leaderboard the interval may go under its value, never break inside (the page width)
+_INTERVAL = re.compile(r"(\d) \[(-?[\d.]+, -?[\d.]+)\]")
 WIDE_SVG_PT = 500  # one panel is about 375pt wide; two side by side need a full row of the page
 
 CSS = """
@@ -54,13 +57,21 @@ tr.chosen td:first-child::before { content: "\\2605  "; color: #9a6700; }
 .fail-cell { color: #cf222e; font-weight: bold; }
 .muted { color: #57606a; }
 .probe { color: #57606a; font-size: .75rem; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table.leaderboard td.num { white-space: normal; }
+table.leaderboard { font-size: .8rem; }
+table.leaderboard th, table.leaderboard td { padding: .25rem .35rem; }
+table.leaderboard th { max-width: 8rem; }
+table.leaderboard td:last-child { min-width: 9rem; overflow-wrap: anywhere; }  /* gate names are long words */
+.ci { white-space: nowrap; }
 .cards { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 1rem 2rem; }
 figure { margin: 0; }
 figure.wide { grid-column: 1 / -1; }
 figure svg { width: 100%; height: auto; }
 figcaption { font-weight: bold; }
+table.confusion th.gold { text-align: left; white-space: nowrap; }
+table.confusion thead th { max-width: 9rem; overflow-wrap: anywhere; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
 """
 
@@ -158,7 +169,7 @@ def leaderboard(results: Results) -> str:
         heads = _bench_heads(metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
-    cost = ["params", "trainable params", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"]
+    cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"]
     top += [f'<th colspan="{len(cost)}">cost</th>', '<th rowspan="2">gate</th>']
     sub += [f"<th>{h}</th>" for h in cost]
     rows = []
@@ -168,7 +179,8 @@ def leaderboard(results: Results) -> str:
         for bench, metric in metrics.items():
             cells += _bench_cells(c, c.benchmark(bench), metric, others[bench], ties[bench].group.get(c.name), bias)
         k = c.cost
-        cells += [_td(_count(c.params)), _td(_count(c.trainable_params)),
+        trained = _count(c.trainable_params)
+        cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
                   _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))]
         label, detail = verdict(results, c)
@@ -177,8 +189,10 @@ def leaderboard(results: Results) -> str:
         rows.append(_row(cells, "chosen" if c.name == results.recommendation else ""))
     notes = [results.tie_rule] + tie_notes(groups) + [seed_note(results)] + learning_lines(results)
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
-    return (f'<div class="scroll"><table><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>'
+    table = (f'<table class="leaderboard"><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>')
+    table = _INTERVAL.sub(r'\1 <span class="ci">[\2]</span>', table)
+    return (f'<div class="scroll">{table}</div>'
             f'<ul class="muted">{"".join(f"<li>{_e(n)}</li>" for n in notes)}</ul>')
 
 
@@ -349,6 +363,7 @@ def render_html(results: Results) -> str:
             "<h2>Sweep: settings picked on validation</h2>", sweeps(results),
             "<h2>Bias: counterfactual flip rates before and after tuning</h2>", bias_section(results),
             "<h2>Figures</h2>", figures(results),
+            "<h2>Per-class F1 and confusion matrices (test)</h2>", per_class(results),
             "<h2>Most forgotten probe items</h2>", most_forgotten(results),
             f"<h2>Sample predictions (first {SAMPLE_PREDICTIONS} on test)</h2>", predictions(results),
             "<h2>Provenance</h2>", provenance(results)]

@@ -109,13 +109,27 @@ def _label(ax: Axes, text: str, x: float, y: float, colour: str) -> None:
     ax.annotate(_short(text), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, color=colour)
 
 
+def _loss_points(train: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(training, validation) loss as (optimizer step, loss): training at every logged step (`step_loss`), else at
+    each evaluation of the curve, else at each epoch's end; validation at every evaluation (step 0 = before
+    training), else after each epoch (a run stored before step-level curves)."""
+    curve, steps = train.get("curve") or [], train.get("steps") or 0
+    tl, vl = train.get("train_loss") or [], train.get("val_loss") or []
+    logged = [(s, v) for s, v in train.get("step_loss") or [] if _finite(v)]
+    logged = logged or [(p["step"], p["train_loss"]) for p in curve if _finite(p.get("train_loss"))]
+    logged = logged or [(steps * (i + 1) / len(tl), v) for i, v in enumerate(tl) if _finite(v)]
+    val = [(p["step"], p["val_loss"]) for p in curve if _finite(p.get("val_loss"))]
+    val = val or [(steps * i / max(len(vl) - 1, 1), v) for i, v in enumerate(vl) if _finite(v)]
+    return logged, val
+
+
 def loss_curves(results: Results) -> str | None:
-    """Training loss (per epoch) and validation loss (epoch 0 = before training) per candidate and benchmark."""
-    curves: dict[str, list[tuple[str, list[float], list[float]]]] = {}
+    """Training loss at every logged optimizer step and validation loss at every evaluation, per candidate and
+    benchmark, on one step axis."""
+    curves: dict[str, list[tuple[str, list[tuple[float, float]], list[tuple[float, float]]]]] = {}
     for c in results.candidates:
         for b in c.benchmarks:
-            train = b.train or {}
-            tl, vl = train.get("train_loss") or [], train.get("val_loss") or []
+            tl, vl = _loss_points(b.train or {})
             if tl or vl:
                 curves.setdefault(b.benchmark, []).append((c.name, tl, vl))
     if not curves:
@@ -127,19 +141,20 @@ def loss_curves(results: Results) -> str | None:
         for ax, (bench, runs) in zip(axes, curves.items()):
             for name, tl, vl in runs:
                 colour = colours.get(name, "C0")
-                if tl:
-                    ax.plot(range(1, len(tl) + 1), tl, "-o", color=colour, ms=4)
+                if tl:  # many logged steps: a line; a few: markers too
+                    ax.plot([s for s, _ in tl], [v for _, v in tl], "-", color=colour, lw=1.2,
+                            marker="o" if len(tl) <= 40 else None, ms=3)
                 if vl:
-                    ax.plot(range(len(vl)), vl, "--s", color=colour, ms=4, mfc="white")
+                    ax.plot([s for s, _ in vl], [v for _, v in vl], "--s", color=colour, ms=4, mfc="white")
             ax.set_title(bench)
-            ax.set_xlabel("epoch (0 = before training)")
+            ax.set_xlabel("optimizer step (0 = before training)")
             ax.set_ylabel("loss")
             if isinstance(locator := ax.xaxis.get_major_locator(), MaxNLocator):  # a linear axis's AutoLocator
                 locator.set_params(integer=True)
             ax.grid(alpha=0.3)
         # one legend for every panel, under them: colour = candidate, line style = split
         handles = [Line2D([], [], color=colours.get(n, "C0"), lw=2, label=_short(n)) for n in names]
-        handles += [Line2D([], [], color="black", ls="-", marker="o", ms=4, label="train"),
+        handles += [Line2D([], [], color="black", ls="-", lw=1.2, label="train (logged steps)"),
                     Line2D([], [], color="black", ls="--", marker="s", ms=4, mfc="white", label="validation")]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
         return _svg(fig, "loss")
@@ -298,7 +313,7 @@ def quality_cost(results: Results) -> str | None:
         return _svg(fig, "cost")
 
 
-FIGURES = (("Training and validation loss", loss_curves),
+FIGURES = (("Training loss per logged step and validation loss", loss_curves),
            ("Main metric on validation during training", metric_curves),
            ("Main metric per candidate, test and shifted (95% intervals)", metric_bars),
            ("Learning versus forgetting", learning_forgetting),

@@ -19,17 +19,20 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
     did_not_learn[benchmark names whose `learned` is false],
-    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb},
+    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb, peak_gpu_mb, gpu_seconds},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16,
         curve[{step, train_loss, val_loss,
                val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}],
-        best_step (best evaluation by recipe.monitor), stopped_early},
+        best_step (best evaluation by recipe.monitor), stopped_early,
+        step_loss[[step, mean training loss since the previous logged step]] (harness/training/loop.py)},
       chance{split{value, how}} (the best trivial predictor on that split,
         by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      confusion{split{labels[] (gold, rows), predicted[] (columns), counts[][]}} (classification; absent in runs
+        written before it),
       sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
       bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change,
             per attribute}],
@@ -41,7 +44,7 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
 Exact round trip: every record keeps the keys it was read with, in their order, and any key the model does not
 name (`extra`), so `Results.from_json(d).to_json() == d` for a version-2 `d` (apart from the version number and
 the tie groups for a version-1 one). Leaf payloads owned by one producer (training curves, sweep rows, per-class
-F1, chance levels, predictions) stay JSON values.
+F1, confusion matrices, chance levels, predictions) stay JSON values.
 """
 from __future__ import annotations
 
@@ -183,6 +186,7 @@ class BenchmarkRow(Record):
     probes: tuple[ProbeRow, ...] = ()
     predictions: dict[str, list[str]] | None = None
     per_class_f1: dict[str, dict[str, float]] | None = None
+    confusion: dict[str, dict[str, Any]] | None = None  # split -> {labels, predicted, counts} (classification)
     sweep: list[dict[str, Any]] | None = None
     bias: tuple[BiasRow, ...] = ()
     files: dict[str, Any] | None = None
@@ -208,6 +212,8 @@ class Cost(Record):
     train_tokens_per_second: float | None = None
     latency_ms_per_item: float | None = None
     peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None  # the largest unit's torch.cuda.max_memory_allocated; None off CUDA
+    gpu_seconds: float | None = None  # wall seconds of the candidate's units on a GPU; None off CUDA
 
 
 @dataclass(frozen=True)

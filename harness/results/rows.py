@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from harness.execution.outcome import CandidateResult
+from harness.scoring.metrics import confusion_matrix
 from harness.statistics.gap import generalisation
 
 
@@ -21,12 +22,15 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "train": (dataclasses.asdict(b.train) | {"tokens_per_second": b.train.tokens_per_second}
                        if b.train else None),
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
-             "per_class_f1": b.per_class_f1, "sweep": b.sweep,
+             "per_class_f1": b.per_class_f1, "confusion": None, "sweep": b.sweep,
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
              "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot,
              "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions}
         d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
                                               (references or {}).get(b.benchmark))
+        if b.task == "classification":
+            d["confusion"] = confusions(b.predictions or {}, (references or {}).get(b.benchmark) or {},
+                                        b.data_sha256) or None
         benches.append(d)
         if b.train:
             train_seconds += b.train.seconds
@@ -40,5 +44,18 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "params": c.params, "trainable_params": c.trainable_params, "zero_shot": c.zero_shot,
             "did_not_learn": [b.benchmark for b in c.benchmarks if b.learned is False],
             "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
-                     "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb},
+                     "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb, "peak_gpu_mb": c.peak_gpu_mb,
+                     "gpu_seconds": c.gpu_seconds},
             "benchmarks": benches}
+
+
+def confusions(predictions: dict[str, list[str]], references: dict[str, Any],
+               data_sha256: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """split -> confusion matrix of a classification benchmark's stored predictions against the references of the
+    same data (the hash must match: a split read again after its file changed is left out)."""
+    out = {}
+    for split, preds in predictions.items():
+        ref = references.get(split) or {}
+        if ref.get("items") is not None and ref.get("data_sha256") == data_sha256.get(split):
+            out[split] = confusion_matrix(preds, ref["items"])
+    return out

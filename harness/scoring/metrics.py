@@ -10,6 +10,7 @@ import math
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -284,6 +285,25 @@ def per_class_f1(preds: Sequence[str], refs: Sequence[Sequence[str] | str]) -> d
     labels = sorted(set(gold))
     scores = f1_score(gold, list(preds), labels=labels, average=None, zero_division=0)
     return {label: float(s) for label, s in zip(labels, scores)}
+
+
+OTHER = "(other)"  # a prediction that is none of the gold labels (a generative model's free text)
+
+
+def confusion_matrix(preds: Sequence[str], refs: Sequence[Sequence[str] | str]) -> dict[str, Any]:
+    """How often each gold label was predicted as each label: {labels (rows: the gold labels, sorted, as in
+    per_class_f1), predicted (columns: the same labels, then OTHER when some prediction is none of them),
+    counts[row][column]}. Counted here, not with scikit-learn (tests/harness/test_confusion.py checks against it)."""
+    gold = [r if isinstance(r, str) else r[0] for r in refs]
+    if len(gold) != len(preds):
+        raise ValueError(f"{len(preds)} predictions but {len(gold)} references")
+    labels = sorted(set(gold))
+    column = {label: i for i, label in enumerate(labels)}
+    predicted = labels + [OTHER] * any(p not in column for p in preds)
+    counts = [[0] * len(predicted) for _ in labels]
+    for g, p in zip(gold, preds):
+        counts[column[g]][column.get(p, len(labels))] += 1
+    return {"labels": labels, "predicted": predicted, "counts": counts}
 
 
 # ---------------------------------------------------------------------------------------------------------------

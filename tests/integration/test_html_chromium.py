@@ -70,3 +70,26 @@ def test_injected_markup_stays_text(tmp_path, report):
     assert "&lt;img src=x onerror=" in dom and "<img" not in dom.lower()
     assert "<title>sftbench - full - run 20261125-000000-fedcba</title>" in dom, "a handler rewrote the title"
     assert dom.count("<svg") == len(FIGURES)  # every figure drew from the sample results
+
+
+MEASURE = ("<script>const lb = document.querySelector('table.leaderboard').getBoundingClientRect();"
+           "const box = document.querySelector('table.leaderboard').parentElement.getBoundingClientRect();"
+           "document.title = [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+           " Math.ceil(lb.right), Math.ceil(box.right)].join(' ');</script></body>")
+
+
+@pytest.mark.parametrize("which", ["sample", "full"])
+def test_the_page_never_overflows_and_one_benchmarks_leaderboard_fits_1280_px(tmp_path, which):
+    """A copy of the page with a measuring script (the report itself has none): the document is never wider than
+    the window; with one benchmark (the sample, like the demo) the leaderboard fits without its sideways scroll, and
+    with two it scrolls inside its own box."""
+    from tests.reports.sample import sample_results
+
+    results = sample_results() if which == "sample" else full_results()
+    page = tmp_path / "measure.html"
+    page.write_text(render_html(typed(results)).replace("</body>", MEASURE))
+    dom = browse(tmp_path, page, "--dump-dom", "--window-size=1280,2000").stdout
+    width, viewport, table_right, box_right = map(int, dom.split("<title>")[1].split("</title>")[0].split())
+    assert width <= viewport, (width, viewport)
+    if which == "sample":
+        assert table_right <= box_right <= viewport, (table_right, box_right)

@@ -104,7 +104,7 @@ def test_every_figure_when_data_exists(pages):
 def test_sample_without_train_curves_still_draws_the_rest(pages):
     page = pages["sample"]
     assert page.count("<svg") == 3  # the sample has no train curves
-    assert "Training and validation loss: no data to plot." in page
+    assert "Training loss per logged step and validation loss: no data to plot." in page
     assert "Main metric on validation during training: no data to plot." in page
     assert "could not be drawn" not in page
 
@@ -113,7 +113,8 @@ def test_recommendation_and_tables(pages):
     page = pages["sample"]
     assert 'class="verdict pass"' in page
     assert "minilm-l6 is the smallest candidate (22.8M parameters) that passes every gate" in page
-    assert "82.9 [77.5, 87.2]" in page and "22.8M" in page  # main metric with CI, params
+    # main metric with CI (the interval may wrap under its value, never inside), params
+    assert '82.9 <span class="ci">[77.5, 87.2]</span>' in page and "22.8M" in page
     assert "value 0.6798 misses &gt;= 0.7" in page  # gate message, escaped
     assert "RunFailure: loss became nan" in page  # the failed candidate renders with its reason
     assert 'class="verdict fail"' in pages["full"]
@@ -176,12 +177,12 @@ def test_missing_data_never_crashes():
         assert "No predictions were stored." in page and "No probe items were forgotten, or no probes ran." in page
     assert "No gates configured" in render_html(typed({"candidates": [], "gates": []}))
     failed = leaderboard_row(render_html(typed(empty)), "tiny-bert")
-    assert failed[:3] == ["tiny-bert", "4.0M", "40.0K"] and failed[-1] == "FAILcandidate failed:"
+    assert failed[:2] == ["tiny-bert", "4.0M (40.0K)"] and failed[-1] == "FAILcandidate failed:"
     odd_row = leaderboard_row(render_html(typed(odd)), ESCAPED)
     assert odd_row[1] == "80.0"  # no lower bound: the value alone, not a broken interval
     assert odd_row[5] == "general_knowledge- &middot; 9 / 4"  # a NaN forgetting shows as '-'
     bert = leaderboard_row(render_html(typed(odd)), "tiny-bert")
-    assert bert[13:19] == ["-", "40.0K", "-", "-", "-", "-"]  # no params and no costs recorded: '-', not 0
+    assert bert[13:18] == ["- (40.0K)", "-", "-", "-", "-"]  # no params and no costs recorded: '-', not 0
 
 
 def test_figure_ids_are_unique_on_the_page(pages):
@@ -227,7 +228,7 @@ def test_leaderboard_cells_hold_the_numbers(pages):
                    "general_knowledge1.0 [-1.0, 3.0] &middot; 9 / 4", f"bias {ESCAPED}5.0 [-2.0, 12.0]",
                    "21.0 [19.6, 22.4]", "1", "16.8 [15.4, 18.2]", "0.1 [0.0, 0.2]",
                    "general_knowledge2.0 [0.0, 4.0] &middot; 9 / 4", "-",
-                   "30.0M", "0.3M", "60", "300", "4.0", "900", "FAILintents.accuracy &gt;= 0.9"]
+                   "30.0M (0.3M)", "60", "300", "4.0", "900", "FAILintents.accuracy &gt;= 0.9"]
     bert = leaderboard_row(pages["full"], "tiny-bert")
     assert bert[1:4] == ["70.0 [65.3, 74.7]", "2", "56.0 [51.3, 60.7]"] and bert[7] == "n/a"
     assert '<td class="muted" title="encoders cannot generate">n/a</td>' in pages["full"]
@@ -257,8 +258,8 @@ def test_figures_show_what_was_measured(pages):
         assert INJECTED in labels, caption  # the candidate's name, escaped in the SVG and shown as itself
         assert "crashed" not in labels, caption  # a failed candidate has nothing to draw
         assert {"intents", "summaries"} <= set(labels), caption  # one panel per benchmark
-    loss = figures["Training and validation loss"]
-    assert {"tiny-bert", "train", "validation", "epoch (0 = before training)", "loss"} <= set(loss)
+    loss = figures["Training loss per logged step and validation loss"]
+    assert {"tiny-bert", "train (logged steps)", "validation", "optimizer step (0 = before training)", "loss"} <= set(loss)
     metric = figures["Main metric on validation during training"]
     assert {"validation accuracy (%)", "validation bleu", "best evaluation"} <= set(metric)
     bars = figures["Main metric per candidate, test and shifted (95% intervals)"]

@@ -1,0 +1,62 @@
+"""The confusion matrix a classification benchmark stores (harness/scoring/metrics.py, counted by hand) equals
+scikit-learn's on the same predictions, free-text predictions fall in one OTHER column, and a finished run's rows
+carry it only for references of the same data (harness/results/rows.py)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import f1_score
+
+from harness.results.rows import confusions
+from harness.scoring.metrics import OTHER, confusion_matrix, per_class_f1
+
+LABELS = ["billing", "refund", "account_access", "bug_report", "shipping"]
+
+
+def predictions(n: int = 300, seed: int = 3) -> tuple[list[str], list[list[str]]]:
+    """Gold labels and predictions that are right 60% of the time, another label 35%, free text 5%."""
+    rng = random.Random(seed)
+    gold = [rng.choice(LABELS) for _ in range(n)]
+    preds = []
+    for g in gold:
+        u = rng.random()
+        preds.append(g if u < 0.6 else "I think it is about <money>" if u > 0.95 else rng.choice(LABELS))
+    return preds, [[g] for g in gold]
+
+
+def test_counts_equal_scikit_learns_confusion_matrix():
+    preds, refs = predictions()
+    got = confusion_matrix(preds, refs)
+    assert got["labels"] == sorted(LABELS) and got["predicted"] == sorted(LABELS) + [OTHER]
+    mapped = [p if p in LABELS else OTHER for p in preds]
+    expected = sk_confusion([r[0] for r in refs], mapped, labels=got["predicted"])
+    assert got["counts"] == expected[:len(LABELS)].tolist()  # rows: gold labels only (no gold is OTHER)
+    assert sum(map(sum, got["counts"])) == len(preds)
+
+
+def test_per_class_f1_equals_scikit_learns_and_follows_from_the_counts():
+    preds, refs = predictions()
+    gold = [r[0] for r in refs]
+    f1 = per_class_f1(preds, refs)
+    expected = f1_score(gold, preds, labels=sorted(LABELS), average=None, zero_division=0)
+    assert list(f1.values()) == pytest.approx(expected.tolist(), abs=1e-12)
+    cm = confusion_matrix(preds, refs)["counts"]
+    for i, label in enumerate(sorted(LABELS)):  # F1 = 2 tp / (row sum + column sum) from the same counts
+        tp, row, col = cm[i][i], sum(cm[i]), sum(r[i] for r in cm)
+        assert f1[label] == pytest.approx(2 * tp / (row + col), abs=1e-12)
+
+
+def test_all_predictions_known_gives_no_other_column():
+    got = confusion_matrix(["a", "b", "b"], ["a", "b", "a"])
+    assert got == {"labels": ["a", "b"], "predicted": ["a", "b"], "counts": [[1, 1], [0, 1]]}
+    with pytest.raises(ValueError, match="2 predictions but 3 references"):
+        confusion_matrix(["a", "b"], ["a", "b", "a"])
+
+
+def test_rows_keep_only_splits_whose_references_are_of_the_same_data():
+    preds, refs = predictions(20)
+    references = {"test": {"data_sha256": "t" * 64, "items": refs}, "shifted": {"data_sha256": "new", "items": refs}}
+    got = confusions({"test": preds, "shifted": preds}, references, {"test": "t" * 64, "shifted": "old"})
+    assert list(got) == ["test"] and got["test"] == confusion_matrix(preds, refs)
