@@ -7,6 +7,7 @@ system prompt, each shot's prompt and answer, the query, blank lines between). C
 its last assistant turn are the prompt, the last assistant turn is the target and the reference, and while training
 every assistant turn carries the loss (harness/data/encode.py). Shots are drawn per item with its own seeded
 generator (the spec's `few_shot_seed` and the item's position), so a capped split keeps the shots of its first items.
+An encoder reads none of this: its `encoder_input` (parsed here too) is the row's text, or a text pair.
 """
 from __future__ import annotations
 
@@ -64,3 +65,18 @@ def chat_turns(value: Any, column: str, where: tuple[str, int | None]) -> tuple[
 def chat_prompt(turns: tuple[Turn, ...]) -> str:
     """The conversation before the answer as plain text, for a causal LM without a chat template."""
     return "".join(f"{role}: {content}\n" for role, content in turns) + "assistant:"
+
+
+def parse_encoder_input(raw: Any, inputs: dict[str, str]) -> tuple[str, ...]:
+    """`encoder_input`: a template, or a list of two for a text pair (NLI, QA). By default the input itself
+    ({input}), or the two declared input fields as a pair, in their order."""
+    if raw is None:
+        if "input" in inputs or len(inputs) == 1:
+            return ("{" + ("input" if "input" in inputs else next(iter(inputs))) + "}",)
+        if len(inputs) == 2:
+            return tuple("{" + name + "}" for name in inputs)
+        raise ConfigError(f"with {len(inputs)} input fields, set encoder_input (one template, or two for a pair)")
+    templates = [raw] if isinstance(raw, str) else raw
+    if not (isinstance(templates, list) and len(templates) in (1, 2) and all(isinstance(t, str) for t in templates)):
+        raise ConfigError("encoder_input must be a template string, or a list of two (a text pair)")
+    return tuple(templates)

@@ -19,7 +19,15 @@ from harness.config import BUNDLED_DIR, SuiteRef, read_yaml
 from harness.data.carve import Carve, carve_digest, carve_rows, parse_carve
 from harness.data.files import QUOTING, file_digest, read_table
 from harness.data.hub import HubDataset, hub_rows, parse_hub
-from harness.data.prompting import Turn, chat_prompt, chat_turns, compose, draw_shots, parse_few_shot
+from harness.data.prompting import (
+    Turn,
+    chat_prompt,
+    chat_turns,
+    compose,
+    draw_shots,
+    parse_encoder_input,
+    parse_few_shot,
+)
 from harness.data.rows import INTEGER, field_text, label_key, row_error
 from harness.errors import ConfigError, DataError
 
@@ -224,7 +232,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
             raise ConfigError("label texts must be distinct")
     splits = _splits(_require(raw, "splits", dict), path, task, raw.get("quoting", "auto"))
     prompt = _require(raw, "prompt", str)
-    encoder_input = _encoder_input(raw.get("encoder_input"), inputs)
+    encoder_input = parse_encoder_input(raw.get("encoder_input"), inputs)
     for key, templates in (("prompt", (prompt,)), ("encoder_input", encoder_input)):
         used = [name for t in templates for name in placeholders(t)]
         if not used:
@@ -317,21 +325,6 @@ def _splits(raw: dict[str, Any], path: Path, task: str, quoting: Any) -> dict[st
         carve = parse_carve(s, f, task) if isinstance(f, dict) and s not in hubs else None
         splits[s] = dataclasses.replace(files[carve.source], carve=carve) if carve else files[s]
     return splits
-
-
-def _encoder_input(raw: Any, inputs: dict[str, str]) -> tuple[str, ...]:
-    """`encoder_input`: a template, or a list of two for a text pair (NLI, QA). By default the input itself
-    ({input}), or the two declared input fields as a pair, in their order."""
-    if raw is None:
-        if "input" in inputs or len(inputs) == 1:
-            return ("{" + ("input" if "input" in inputs else next(iter(inputs))) + "}",)
-        if len(inputs) == 2:
-            return tuple("{" + name + "}" for name in inputs)
-        raise ConfigError(f"with {len(inputs)} input fields, set encoder_input (one template, or two for a pair)")
-    templates = [raw] if isinstance(raw, str) else raw
-    if not (isinstance(templates, list) and len(templates) in (1, 2) and all(isinstance(t, str) for t in templates)):
-        raise ConfigError("encoder_input must be a template string, or a list of two (a text pair)")
-    return tuple(templates)
 
 
 def _examples(spec: BenchmarkSpec, split: str, path: Path, rows: list[tuple[int, int | None, dict[str, Any]]],

@@ -80,6 +80,7 @@ def test_few_shot_draws_from_train_with_a_fixed_seed_never_the_item_itself(tmp_p
         assert query == f"Message: {text}\nIntent:" and len(shots) == 2 and set(shots) <= shot_texts
         assert not any(s.startswith(query) for s in shots)  # the same file is train and test: the item is left out
         assert [role for role, _ in ex.turns] == ["user", "assistant", "user", "assistant", "user"]
+        assert ex.encoder_text == text  # an encoder reads the row only
     assert prompt_text(chat, test[0], True).count("<|assistant|>") == 3
     again = _bench(tmp_path, few_shot=2)[1]["test"]
     assert [ex.prompt for ex in again.examples] == [ex.prompt for ex in test]
