@@ -52,8 +52,8 @@ def baseline_units(store: Store | None) -> dict[str, set[str]]:
     if store is None:
         return {}
     out: dict[str, set[str]] = {}
-    for name, run_id in store.conn.execute("SELECT name, run_id FROM baselines ORDER BY name").fetchall():
-        out[name] = {Path(folder).name for folder in _units_named(store.get(run_id))}
+    for baseline in store.baselines():
+        out[baseline["name"]] = {Path(folder).name for folder in _units_named(store.get(baseline["run_id"]))}
     return out
 
 

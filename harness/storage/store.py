@@ -171,6 +171,11 @@ class Store:
                               entry)
         return entry
 
+    def baselines(self) -> list[dict[str, str]]:
+        """Every promoted baseline (name, run_id, candidate, promoted_at), by name."""
+        rows = self.conn.execute("SELECT name, run_id, candidate, promoted_at FROM baselines ORDER BY name")
+        return [dict(zip(("name", "run_id", "candidate", "promoted_at"), row)) for row in rows.fetchall()]
+
     def baseline(self, name: str) -> tuple[dict[str, Any], str] | None:
         """(results dict of the promoted run, promoted candidate name), or None when nothing was promoted."""
         row = self.conn.execute("SELECT run_id, candidate FROM baselines WHERE name = ?", (name,)).fetchone()
