@@ -140,6 +140,19 @@ def bias_reports(c: CandidateRow) -> list[BiasRow]:
     return [r for b in c.benchmarks if b.status == "ok" for r in b.bias]
 
 
+def gpu_costs(results: Results) -> bool:
+    """Whether any candidate's units ran on a GPU: the cost tables then show its peak and GPU-seconds."""
+    return any(c.cost.gpu_seconds is not None for c in results.candidates)
+
+
+GPU_COSTS = ("peak GPU MB", "GPU-s")
+
+
+def gpu_cells(c: CandidateRow) -> list[str]:
+    k = c.cost
+    return ["-" if v is None else f"{v:.0f}" for v in (k.peak_gpu_mb, k.gpu_seconds)]
+
+
 def bias_measured(results: Results) -> bool:
     """Whether the run asked for a bias probe, or any candidate carries one (a stored run without config)."""
     return bool(results.config.get("bias")) or any(bias_reports(c) for c in results.candidates)

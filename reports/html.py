@@ -15,7 +15,10 @@ from harness.results.render import renderer
 from reports.confusion import per_class
 from reports.format import (
     BIAS_NOTE,
+    GPU_COSTS,
     bias_measured,
+    gpu_cells,
+    gpu_costs,
     learning_lines,
     main_metric_of,
     metric_scale,
@@ -169,7 +172,9 @@ def leaderboard(results: Results) -> str:
         heads = _bench_heads(metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
-    cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"]
+    gpu = gpu_costs(results)
+    cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"] + \
+        list(GPU_COSTS) * gpu
     top += [f'<th colspan="{len(cost)}">cost</th>', '<th rowspan="2">gate</th>']
     sub += [f"<th>{h}</th>" for h in cost]
     rows = []
@@ -182,7 +187,8 @@ def leaderboard(results: Results) -> str:
         trained = _count(c.trainable_params)
         cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
-                  _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))]
+                  _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))] + \
+            [_td(v) for v in gpu_cells(c)] * gpu
         label, detail = verdict(results, c)
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))

@@ -14,9 +14,12 @@ from harness.results.model import CandidateRow, MetricScore, Results
 from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
+    GPU_COSTS,
     NOT_PERCENT,
     bias_measured,
     bias_reports,
+    gpu_cells,
+    gpu_costs,
     learning_lines,
     main_metrics,
     metric_text,
@@ -75,6 +78,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
     return cells + [f"{_params(c.params)} ({_params(c.trainable_params or 0)})" if c.params else "-",
                     _num(cost.train_seconds), _num(cost.train_tokens_per_second),
                     _num(cost.latency_ms_per_item, ".1f"), _num(cost.peak_rss_mb),
+                    *(gpu_cells(c) if gpu_costs(results) else []),
                     (f"**{label}**" if label != "pass" else label) + (f": {escape(detail)}" if detail else "")]
 
 
@@ -84,7 +88,8 @@ def _header(results: Results, bias: bool) -> list[str]:
         unit = "" if metric in NOT_PERCENT else " %"
         header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "tie group", "shifted"]
     header += ["forgetting pts [95% CI]"] + ["bias change, flip pts [95% CI]"] * bias
-    return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB", "gate"]
+    return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB",
+                     *(GPU_COSTS if gpu_costs(results) else ()), "gate"]
 
 
 def _delta(results: Results, c: CandidateRow) -> str:
