@@ -6,7 +6,8 @@ report files written beside it: nothing is recomputed here. mlflow is imported o
 only when a tracking URI is set, so a run without tracking never loads it.
 
 Metric keys are `benchmark/split/metric` (with `_ci_low` / `_ci_high`), `benchmark/train_loss` and
-`benchmark/val_loss` at their optimizer steps, `benchmark/forgetting/probe`, `benchmark/bias/suite/change` and
+`benchmark/val_loss` at their optimizer steps, `benchmark/step_loss` (the training loss at every logged step),
+`benchmark/forgetting/probe`, `benchmark/bias/suite/change` and
 `cost/...`. Tags carry the gate verdicts (`gate/<gate name>` on the candidate's run), the recommendation and the
 exit code (`sftbench.*` on the parent run).
 """
@@ -159,6 +160,8 @@ def _benchmark_metrics(bench: BenchmarkRow) -> list[tuple[str, float, int]]:
     for point in (bench.train or {}).get("curve") or []:
         out += [(f"{b}/{k}", point[k], int(point["step"])) for k in ("train_loss", "val_loss", "val_metric")
                 if isinstance(point.get(k), (int, float))]
+    # the training loss at every logged optimizer step (harness/training/loop.py), not only at evaluations
+    out += [(f"{b}/step_loss", float(loss), int(step)) for step, loss in (bench.train or {}).get("step_loss") or []]
     for probe in bench.probes:
         out += _interval(f"{b}/forgetting/{probe.probe}", probe.forgetting)
         out += _interval(f"{b}/probe/{probe.probe}/before", probe.before)

@@ -146,6 +146,10 @@ def test_curves_are_logged_at_their_steps(tracked, client):
             got = sorted((m.step, m.value) for m in history)
             assert [s for s, _ in got] == [s for s, _ in sorted(want)]
             assert [v for _, v in got] == pytest.approx([v for _, v in sorted(want)])
+        steps = cand["benchmarks"][0]["train"]["step_loss"]
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run, "support_intents/step_loss"))
+        assert steps and [s for s, _ in logged] == [s for s, _ in steps]
+        assert [v for _, v in logged] == pytest.approx([v for _, v in steps])
 
 
 def test_seed_runs_and_adapters(tracked, client):
