@@ -60,9 +60,11 @@ def hub_rows(hub: HubDataset, benchmark: str, split: str, spec_path: str) -> tup
     try:
         data = datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
     except Exception as err:  # datasets raises many kinds (ConnectionError, DatasetNotFoundError, ValueError)
+        from harness.models.hub import hub_failure  # the causes a hub model's download failure is told in
+
         cause = ("offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set) and not in the datasets cache; run once "
                  "online, or save it with save_to_disk and name the folder" if offline() else
-                 f"{type(err).__name__}: {' '.join(str(err).split())[:200]}")
+                 hub_failure(err, hub.path, hub.revision)[:300])
         raise ConfigError(f"{where}: {cause}", spec_path) from None
     rows: list[dict[str, Any]] = [dict(row) for row in data]
     blob = json.dumps(rows, sort_keys=True, default=str, ensure_ascii=False)
