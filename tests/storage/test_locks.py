@@ -19,7 +19,6 @@ from harness.storage.locks import FileLock
 from harness.storage.store import Store
 from harness.storage.units import UnitCache, lock_path
 from tests.conftest import ROOT
-from tests.harness.test_cache import BUNDLED_INTENTS, SMALL, numbers
 
 SPAWN = multiprocessing.get_context("spawn")  # fresh interpreters, as two `sftbench run` commands would be
 
@@ -118,6 +117,8 @@ def test_two_bakeoffs_sharing_sftbench_compute_each_unit_once(tmp_path, tiny_lla
     """Two `sftbench run` processes on one config and one `.sftbench/`: every unit is computed by one of them
     (the other waits for its lock, then reuses it), both report the same numbers, and both runs are stored. Their
     stderr is a pipe, not a terminal: progress comes as plain lines (reports/progress.py LineProgress)."""
+    from tests.harness.test_cache import BUNDLED_INTENTS, SMALL, numbers  # here: the spawned processes above skip it
+
     cfg = tmp_path / "keys.yaml"
     cfg.write_text(SMALL.format(model=tiny_llama, bench=BUNDLED_INTENTS, seed=0, bf16="off"))
     env = os.environ | {"SFTBENCH_STORE": str(tmp_path / ".sftbench" / "runs.sqlite"), "OMP_WAIT_POLICY": "PASSIVE",
