@@ -49,6 +49,11 @@ def _seeded_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], 
     gaps = [a - b for a, b in zip(entries[0]["seeds"], entries[1]["seeds"])]
     sa = combine([gaps], draws[0] - draws[1])
     low, high = sa.interval()
+    from harness.scoring.metrics import METRICS  # as seeds.py: statistics import no scoring at module level
+
+    registered = METRICS.get(metric)
+    if not registered.from_losses:  # a gap of bounded scores lies within +-scale; few seeds' t overshoots it
+        low, high = max(low, -registered.scale), min(high, registered.scale)
     return {"gap_ci_low": low, "gap_ci_high": high, "gap_seeds": gaps, "gap_seed_sd": sa.seed_sd}
 
 

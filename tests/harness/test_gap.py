@@ -148,3 +148,19 @@ def test_the_gap_over_seeds_counts_the_seed_spread():
                                  {k: v for k, v in entry(shifted_rows).items() if k not in ("per_seed", "seeds")}),
                            "accuracy", 1000, 0)
     assert got["gap_ci_low"] < flat["gap_ci_low"] and got["gap_ci_high"] > flat["gap_ci_high"]
+
+
+def test_the_gap_over_two_disagreeing_seeds_stays_within_the_scale():
+    """Two seeds whose gaps are -0.875 and +0.167 (df 1: the t quantile is 12.7): the interval is the widest an
+    accuracy gap can be, [-1, 1], not the t interval's [-6.7, 6.0] (seen in a tiny bake-off's report)."""
+    test_rows = [[0] * 8, [1] * 6 + [0] * 2]
+    shifted_rows = [[1] * 7 + [0], [1] * 5 + [0] * 3]
+
+    def entry(rows):
+        return {"value": float(np.mean(rows)), "per_item": np.mean(rows, axis=0).tolist(), "per_seed": rows,
+                "seeds": [float(np.mean(r)) for r in rows]}
+
+    got = _generalisation(bench(entry(test_rows), entry(shifted_rows)), "accuracy", 500, 0)
+    assert got["gap_seeds"] == pytest.approx([-0.875, 0.125])
+    assert -1.0 <= got["gap_ci_low"] < got["gap"] < got["gap_ci_high"] <= 1.0
+    assert got["gap_ci_low"] == -1.0 and got["gap_ci_high"] == 1.0  # the unclipped t interval is far wider
