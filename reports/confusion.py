@@ -53,6 +53,9 @@ def _card(c: CandidateRow, b: BenchmarkRow) -> str:
     macro = sum(f1.values()) / len(f1) if f1 else None
     note = f"macro F1 {_f1(macro)} (the mean of the per-class F1)" if macro is not None else ""
     missing = "" if cm else "; no confusion matrix stored (a run from before it was recorded)"
+    if cm and cm.get("seeds", 1) > 1:
+        note += (f"; over {cm['seeds']} training seeds: counts summed over the seeds (n = {cm['seeds']} x rows), "
+                 "F1 the mean of each seed's")
     return (f"<div><h3>{_e(c.name)} &middot; {_e(b.benchmark)}</h3><p class=\"muted\">{note}{missing}</p>"
             f"{body}</div>")
 

@@ -148,7 +148,13 @@ def merge(results: list[BenchmarkResult], seeds: list[int], spec: BenchmarkSpec,
     return dataclasses.replace(
         first, scores=scores, train=train, latency_ms=sum(latencies) / len(latencies) if latencies else None,
         probes=probes, bias=bias, learned=did, learned_reason=why, seeds=list(seeds), seed_runs=runs,
-        seed_predictions={split: [r.predictions[split] for r in results] for split in first.predictions})
+        seed_predictions={split: [r.predictions[split] for r in results] for split in first.predictions},
+        per_class_f1={split: _mean_f1([r.per_class_f1[split] for r in results]) for split in first.per_class_f1})
+
+
+def _mean_f1(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Each label's F1 averaged over seeds: their mean is the macro F1 over seeds, as the leaderboard shows it."""
+    return {label: sum(f[label] for f in per_seed) / len(per_seed) for label in per_seed[0]}
 
 
 def _learned(spec: BenchmarkSpec, scores: dict[str, dict[str, MetricValue]], chances: dict[str, dict[str, Any]],

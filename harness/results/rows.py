@@ -29,7 +29,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
         d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
                                               (references or {}).get(b.benchmark))
         if b.task == "classification":
-            d["confusion"] = confusions(b.predictions or {}, (references or {}).get(b.benchmark) or {},
+            d["confusion"] = confusions(b.seed_predictions or b.predictions or {},
+                                        (references or {}).get(b.benchmark) or {},
                                         b.data_sha256) or None
         benches.append(d)
         if b.train:
@@ -49,13 +50,17 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "benchmarks": benches}
 
 
-def confusions(predictions: dict[str, list[str]], references: dict[str, Any],
+def confusions(predictions: dict[str, Any], references: dict[str, Any],
                data_sha256: dict[str, str]) -> dict[str, dict[str, Any]]:
     """split -> confusion matrix of a classification benchmark's stored predictions against the references of the
-    same data (the hash must match: a split read again after its file changed is left out)."""
+    same data (the hash must match: a split read again after its file changed is left out). Under several training
+    seeds (`predictions[split]` a list per seed) the counts are summed over the seeds, and `seeds` says how many."""
     out = {}
     for split, preds in predictions.items():
         ref = references.get(split) or {}
-        if ref.get("items") is not None and ref.get("data_sha256") == data_sha256.get(split):
-            out[split] = confusion_matrix(preds, ref["items"])
+        if ref.get("items") is None or ref.get("data_sha256") != data_sha256.get(split):
+            continue
+        per_seed = preds if preds and isinstance(preds[0], list) else [preds]
+        matrix = confusion_matrix([p for seed in per_seed for p in seed], list(ref["items"]) * len(per_seed))
+        out[split] = matrix | ({"seeds": len(per_seed)} if len(per_seed) > 1 else {})
     return out

@@ -60,3 +60,24 @@ def test_rows_keep_only_splits_whose_references_are_of_the_same_data():
     references = {"test": {"data_sha256": "t" * 64, "items": refs}, "shifted": {"data_sha256": "new", "items": refs}}
     got = confusions({"test": preds, "shifted": preds}, references, {"test": "t" * 64, "shifted": "old"})
     assert list(got) == ["test"] and got["test"] == confusion_matrix(preds, refs)
+
+
+def test_under_seeds_the_counts_sum_over_seeds_and_per_class_f1_is_the_seed_mean():
+    """Three seeds' predictions on the same rows: each cell is the sum of the seeds' cells (scikit-learn's matrix of
+    each seed, added), the matrix says how many seeds, and the merged per-class F1 is each label's mean over seeds."""
+    from harness.execution.assemble import _mean_f1
+
+    _, gold = predictions(60, seed=1)
+    rngs = [random.Random(s) for s in (1, 2, 3)]
+    seeds = [[g[0] if rng.random() < 0.6 else rng.choice(LABELS) for g in gold] for rng in rngs]
+    refs = {"test": {"items": gold, "data_sha256": "h"}}
+    got = confusions({"test": seeds}, refs, {"test": "h"})["test"]
+    labels = sorted({g[0] for g in gold})
+    expected = sum(sk_confusion([g[0] for g in gold], preds, labels=labels) for preds in seeds)
+    assert got["seeds"] == 3 and got["counts"] == expected.tolist()
+    per_seed = [per_class_f1(preds, gold) for preds in seeds]
+    mean = _mean_f1(per_seed)
+    assert mean == {k: pytest.approx(sum(f[k] for f in per_seed) / 3) for k in labels}
+    assert sum(mean.values()) / len(mean) == pytest.approx(
+        sum(f1_score([g[0] for g in gold], preds, average="macro", labels=labels) for preds in seeds) / 3)
+    assert "seeds" not in confusions({"test": seeds[0]}, refs, {"test": "h"})["test"]  # one seed: as before
