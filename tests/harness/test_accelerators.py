@@ -77,48 +77,60 @@ def test_cpu_keys_are_those_without_devices_and_an_accelerator_has_its_own(tiny_
     assert tune_key(handle, spec, dataclasses.replace(recipe, grad_accum=2), splits, 1e-3, 1) != cpu
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["llama", "bert"])
-def test_grad_accum_gives_the_one_big_batch_update(tiny_llama, tiny_bert, kind):
+def test_grad_accum_gives_the_one_big_batch_update(tiny_llama, tiny_bert, kind, device):
     """batch 2 x 4 micro-batches against one batch of 8: the same batches in the same order, the same losses and
-    weights up to the summation order of the micro-batches."""
+    weights up to the summation order of the micro-batches (fp32 on every device, so the tolerance is tight)."""
     folder = tiny_llama if kind == "llama" else tiny_bert
+    placement = resolve(device, "off")
     one = dataclasses.replace(EXACT, tuner="lora" if kind == "llama" else "full")
     model, items, val, pad_id = tiny_model(folder, one, rows=16)
-    big = fit(no_dropout(model), items, val, one, 1e-2, pad_id)
+    big = fit(no_dropout(model).to(placement.device), items, val, one, 1e-2, pad_id, placement=placement)
     big_weights = trainable(model)
     accumulated = dataclasses.replace(one, batch_size=2, grad_accum=4)
     model, items, val, pad_id = tiny_model(folder, accumulated, rows=16)
-    small = fit(no_dropout(model), items, val, accumulated, 1e-2, pad_id)
+    small = fit(no_dropout(model).to(placement.device), items, val, accumulated, 1e-2, pad_id, placement=placement)
     assert small.steps == big.steps == 2
     torch.testing.assert_close(small.train_loss, big.train_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(small.val_loss, big.val_loss, rtol=1e-5, atol=1e-6)
-    for name, value in trainable(model).items():
-        torch.testing.assert_close(value, big_weights[name], rtol=1e-4, atol=1e-6, msg=name)
+    if kind == "llama":  # LoRA; under full tuning Adam's first step is about lr * sign(grad) for every weight, so a
+        # gradient of 1e-12 against -1e-12 (summation order, thread timing) moves a weight by 2 lr: the gradients
+        # are compared instead (test_accumulated_gradient_is_the_mean_over_every_target_of_the_batch)
+        for name, value in trainable(model).items():
+            torch.testing.assert_close(value, big_weights[name], rtol=1e-4, atol=1e-6,
+                                       msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_accumulated_gradient_is_the_mean_over_every_target_of_the_batch(tiny_llama):
-    """Micro-batches of unequal answer lengths: each is weighted by its tokens, not averaged per micro-batch."""
-    model, items, _, pad_id = tiny_model(tiny_llama, EXACT, rows=6)
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_accumulated_gradient_is_the_mean_over_every_target_of_the_batch(tiny_llama, tiny_bert, kind):
+    """Micro-batches of unequal answer lengths: each is weighted by its tokens, not averaged per micro-batch (a
+    classifier's by its examples); a fully tuned encoder's gradients too."""
+    folder, recipe = (tiny_llama, EXACT) if kind == "llama" else (tiny_bert, dataclasses.replace(EXACT, tuner="full"))
+    model, items, _, pad_id = tiny_model(folder, recipe, rows=6)
+    no_dropout(model)
     cpu = Placement()
     accumulate(model, items, pad_id, len(items), cpu)
     whole = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad(set_to_none=True)
     loss_sum, n = accumulate(model, items, pad_id, 1, cpu)
-    assert n == targets_in(items) and len({targets_in([it]) for it in items}) > 1
+    assert n == targets_in(items) and (kind == "bert" or len({targets_in([it]) for it in items}) > 1)
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.grad, whole[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(tiny_llama):
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_llama, device):
+    placement = resolve(device, "off")
     model, items, _, pad_id = tiny_model(tiny_llama, EXACT, rows=4)
-    model.train()
-    accumulate(model, items, pad_id, 4, Placement())
+    model.to(placement.device).train()
+    accumulate(model, items, pad_id, 4, placement)
     plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad(set_to_none=True)
     checkpointing(model, True)
     assert model.get_base_model().is_activation_checkpointing
-    accumulate(model, items, pad_id, 4, Placement())
+    accumulate(model, items, pad_id, 4, placement)
     checkpointing(model, False)
     assert not model.get_base_model().is_activation_checkpointing
     for name, grad in plain.items():
