@@ -128,7 +128,7 @@ def test_restore_best_puts_back_the_best_evaluations_weights(tiny_llama, restore
     recipe = dataclasses.replace(FULL_HOT, restore_best=restore)
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     seen = {}  # the weights after each step are the weights that step's evaluation saw
-    result = fit(model, items, val, recipe, 0.1, pad_id, on_step=lambda step, _: seen.setdefault(step, trainable(model)))
+    result = fit(model, items, val, recipe, 0.1, pad_id, on_step=lambda step, *_: seen.setdefault(step, trainable(model)))
     best = min(result.curve[1:], key=lambda c: c["val_loss"])
     assert result.best_step == best["step"] == 2 and result.steps == 6
     torch.testing.assert_close(trainable(model), seen[2 if restore else 6], rtol=0, atol=0)
@@ -205,7 +205,7 @@ def test_monitor_metric_restores_the_best_metric_weights(tiny_llama):
     seen = {}
     values = [0.1, 0.2, 0.3, 0.25, 0.9, 0.5, 0.4]
     result = fit(model, items, val, recipe, 0.1, pad_id, metric=scripted(values),
-                 on_step=lambda step, _: seen.setdefault(step, trainable(model)))
+                 on_step=lambda step, *_: seen.setdefault(step, trainable(model)))
     assert min(result.curve[1:], key=lambda c: c["val_loss"])["step"] == 2
     assert result.best_step == 4 and result.steps == 6 and not result.stopped_early
     torch.testing.assert_close(trainable(model), seen[4], rtol=0, atol=0)
