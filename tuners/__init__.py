@@ -19,6 +19,8 @@ class Tuner:
     load_options: Callable[[Any], dict[str, Any]] | None = None
     # raises ConfigError where this machine cannot run it (QLoRA off CUDA or without bitsandbytes)
     check: Callable[[Any], None] | None = None
+    # trains added weights and leaves the loaded base frozen: on a GPU the base loads in half precision
+    frozen_base: bool = False
 
 
 TUNERS: Registry[Tuner] = Registry("tuner")
@@ -26,8 +28,8 @@ TUNERS: Registry[Tuner] = Registry("tuner")
 
 def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], description: str,
                    load_options: Callable[[Any], dict[str, Any]] | None = None,
-                   check: Callable[[Any], None] | None = None) -> None:
-    TUNERS.add(name, Tuner(name, prepare, description, load_options, check))
+                   check: Callable[[Any], None] | None = None, frozen_base: bool = False) -> None:
+    TUNERS.add(name, Tuner(name, prepare, description, load_options, check, frozen_base))
 
 
 def load_all() -> Registry[Tuner]:

@@ -46,11 +46,7 @@ class Unit:
     @property
     def resources(self) -> str:
         """Which `executor.resources` entry applies to this unit."""
-        return resources_of(self.kind)
-
-    @property
-    def bf16(self) -> bool:
-        return self.placement.bf16
+        return {"tune": "tune", "probe": "probe"}.get(self.kind, "score")
 
     @property
     def group(self) -> tuple[str, str, int, Placement]:
@@ -58,10 +54,6 @@ class Unit:
         (a GPU tune unit, CPU scoring) opens its own."""
         return self.candidate, self.benchmark, self.seed, self.placement
 
-
-def resources_of(kind: str) -> str:
-    """The `executor.resources` entry (and so the placement) of a unit kind."""
-    return {"tune": "tune", "probe": "probe"}.get(kind, "score")
 
 
 @dataclass(frozen=True)

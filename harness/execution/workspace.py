@@ -48,7 +48,7 @@ class Workspace:
             head = len(self.spec.labels) if encoder_head else None
             tuner = self._tuner()
             options = tuner.load_options(self.placement) if tuner.load_options else {}
-            model = load_model(self.handle, head_labels=head, dtype=self.placement.weights_dtype(self.recipe.tuner),
+            model = load_model(self.handle, head_labels=head, dtype=self.placement.weights_dtype(tuner.frozen_base),
                                **options)
             self.model = model if "device_map" in options else model.to(self.placement.device)
             self.prepared, self.attached, self.dirty, self.initial = False, None, False, None

@@ -129,13 +129,13 @@ class Placement:
         dtype = torch.bfloat16 if self.bf16 else torch.float16
         return torch.autocast(self.kind, dtype=dtype)
 
-    def weights_dtype(self, tuner: str) -> Any:
+    def weights_dtype(self, frozen_base: bool) -> Any:
         """The dtype to load weights in (`from_pretrained(dtype=...)`): on an accelerator, the half precision of the
         autocast for an adapter tuner, whose base stays frozen; fp32 where weights train (full, freeze) or on a CPU,
         whose frozen bf16 copies are made per fit (`frozen_linears_in_bf16`) so that scoring stays in fp32."""
         import torch
 
-        if self.accelerated and self.precision != "fp32" and tuner in ADAPTER_TUNERS:
+        if self.accelerated and self.precision != "fp32" and frozen_base:
             return torch.bfloat16 if self.bf16 else torch.float16
         return torch.float32
 
@@ -143,9 +143,6 @@ class Placement:
         """What a unit key adds for this placement: nothing on a CPU (its keys are those sftbench always used, with
         `bf16`), the device kind and precision elsewhere (an accelerator's numbers are its own)."""
         return {} if not self.accelerated else {"device": self.kind, "precision": self.precision}
-
-
-ADAPTER_TUNERS = ("lora", "ia3", "qlora")  # tuners that train added weights and leave the loaded base frozen
 
 
 def _cuda_index(device: str) -> int:
@@ -236,12 +233,6 @@ def reset_peak_gpu() -> None:
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.reset_peak_memory_stats()
-
-
-def to_device(batch: dict[str, Any], model: Any) -> dict[str, Any]:
-    """Tensors of a batch on the model's device (a no-op on the CPU)."""
-    device = model_device(model)
-    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
 def model_device(model: Any) -> Any:

@@ -54,11 +54,14 @@ def test_auto_picks_what_is_present_and_a_missing_device_is_one_config_error():
 
 
 def test_weights_load_in_the_training_dtype_only_where_the_base_stays_frozen_on_an_accelerator():
+    from tuners import load_all
+
+    frozen = {name: load_all().get(name).frozen_base for name in ("lora", "qlora", "ia3", "full", "freeze")}
     gpu, cpu = Placement("cuda:0", "bf16"), Placement("cpu", "bf16")
-    assert gpu.weights_dtype("lora") is torch.bfloat16 and gpu.weights_dtype("qlora") is torch.bfloat16
-    assert gpu.weights_dtype("full") is torch.float32 and gpu.weights_dtype("freeze") is torch.float32
-    assert Placement("cuda:0", "fp16").weights_dtype("ia3") is torch.float16
-    assert cpu.weights_dtype("lora") is torch.float32  # the CPU keeps fp32 weights and casts per fit
+    assert gpu.weights_dtype(frozen["lora"]) is torch.bfloat16 and gpu.weights_dtype(frozen["qlora"]) is torch.bfloat16
+    assert gpu.weights_dtype(frozen["full"]) is torch.float32 and gpu.weights_dtype(frozen["freeze"]) is torch.float32
+    assert Placement("cuda:0", "fp16").weights_dtype(frozen["ia3"]) is torch.float16
+    assert cpu.weights_dtype(frozen["lora"]) is torch.float32  # the CPU keeps fp32 weights and casts per fit
 
 
 def test_cpu_keys_are_those_without_devices_and_an_accelerator_has_its_own(tiny_llama):

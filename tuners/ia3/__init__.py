@@ -4,4 +4,4 @@ from tuners.ia3.tune import prepare
 
 register_tuner("ia3", prepare, "(IA)^3 scaling vectors (peft) on keys, values and feed-forward inputs; far fewer "
                "parameters than LoRA and needs a much higher learning rate (around 1e-2 to 3e-3); new classifier heads "
-               "train too")
+               "train too", frozen_base=True)

@@ -2,4 +2,5 @@
 from tuners import register_tuner
 from tuners.lora.tune import prepare
 
-register_tuner("lora", prepare, "LoRA adapters (peft) on attention projections; new classifier heads are trained too")
+register_tuner("lora", prepare, "LoRA adapters (peft) on attention projections; new classifier heads are trained too",
+               frozen_base=True)
