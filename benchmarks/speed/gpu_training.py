@@ -40,6 +40,7 @@ from harness.config import RecipeConfig  # noqa: E402
 from harness.data.encode import Encoded  # noqa: E402
 from harness.models.device import Placement  # noqa: E402
 from harness.training.loop import fit  # noqa: E402
+from benchmarks.speed.training import lora_flops  # noqa: E402  (the same FLOP formula as the CPU benchmark)
 
 ONE_B = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
          "num_key_value_heads": 4, "vocab_size": 32000}  # TinyLlama's shape: 1.1B parameters
@@ -133,16 +134,6 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def model_flops(model: Any, items: list[Encoded]) -> float:
-    n_body = sum(p.numel() for name, p in model.named_parameters()
-                 if "lora_" not in name and "embed_tokens" not in name and "lm_head" not in name)
-    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    head = model.get_output_embeddings().weight.numel()
-    tokens = sum(len(it.input_ids) for it in items)
-    answers = sum(sum(t != -100 for t in it.labels[1:]) for it in items)
-    return 4 * n_body * tokens + 6 * n_lora * tokens + 4 * head * answers
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny model on the CPU (checks the script)")
@@ -165,7 +156,7 @@ def main() -> int:
     tokens = sum(len(it.input_ids) for it in items)
     peak = matmul_peak(device, 256 if args.smoke else 8192)
     probe = with_lora(base, 16)
-    flops, params = model_flops(probe, items), sum(p.numel() for p in probe.parameters())
+    flops, params = lora_flops(probe, items)[0], sum(p.numel() for p in probe.parameters())
     base = probe.unload()
     seconds: dict[str, list[float]] = {"trainer": [], "sftbench": []}
     order = ["trainer", "sftbench"] + [a for i in range(args.rounds) for a in

@@ -141,13 +141,18 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 1.5) -> tu
 def model_flops(handle, tokenizer, items: list[Encoded], recipe: RecipeConfig) -> tuple[float, str]:
     """Model FLOPs of one training run (see the module docstring) and the formula with its numbers."""
     model = fresh_lora(handle, recipe)
+    return lora_flops(model, items, recipe.epochs)
+
+
+def lora_flops(model, items: list[Encoded], epochs: int = 1) -> tuple[float, str]:
+    """Model FLOPs of training a LoRA-wrapped `model` on `items` for `epochs` (the module docstring's formula),
+    and the formula with its numbers."""
     n_body = sum(p.numel() for name, p in model.named_parameters()
                  if "lora_" not in name and "embed_tokens" not in name and "lm_head" not in name)
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     head = model.get_output_embeddings().weight.numel()  # d * V
-    del model
-    tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
-    answers = sum(sum(t != -100 for t in it.labels) for it in items) * recipe.epochs
+    tokens = sum(len(it.input_ids) for it in items) * epochs
+    answers = sum(sum(t != -100 for t in it.labels) for it in items) * epochs
     flops = 4 * n_body * tokens + 6 * n_lora * tokens + 4 * head * answers
     formula = (f"4*N_body*T + 6*N_lora*T + 4*d*V*A with N_body={n_body / 1e6:.1f}M, N_lora={n_lora / 1e6:.2f}M, "
                f"d*V={head / 1e6:.1f}M, T={tokens}, A={answers}")
