@@ -187,6 +187,7 @@ def quiet_libraries() -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from harness import interrupts
     from harness.config import load_config
     from harness.run import run
     from harness.storage.store import default_path
@@ -215,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
     cache = UnitCache(None if args.no_cache else root, force=args.force)
     try:
         # a terminal gets live bars; a log (CI) a line per stage and per loop at most every 30 s or 10%
-        with (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
+        with interrupts.honoured(), \
+                (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
             results = run(cfg, progress, cache, baselines)
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import interrupts
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.errors import RunFailure
@@ -160,6 +161,7 @@ class Tell:
         self.progress.stage(self.candidate, what)
 
     def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
+        interrupts.check()  # every training step and scoring batch passes here
         self.progress.step(done, total, info)
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 import traceback
 
+from harness import interrupts
 from harness.config import ExecutorConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure
@@ -38,6 +39,7 @@ class LocalExecutor:
         failed: set[tuple[str, str]] = set()  # a failed unit fails its candidate's benchmark: skip the rest of it
         ws: Workspace | None = None
         for unit in plan.units:
+            interrupts.check()
             if (unit.candidate, unit.benchmark) in failed:
                 outputs[unit.id] = Failure(f"not run: an earlier unit of {unit.candidate}/{unit.benchmark} failed")
                 continue

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import interrupts
 from harness.config import ExecutorConfig, UnitResources
 from harness.execution import Failure
 from harness.execution.compute import Context, Output, Progress, keep, key_of, open_workspace, select
@@ -180,6 +181,7 @@ class _Driver:
             if not pending:  # only units another run is computing: look again shortly
                 time.sleep(0.2)
             done = ray.wait(list(pending), num_returns=1, timeout=0.2)[0] if pending else []
+            interrupts.check()
             self.drain()
             for ref in done:
                 uid = pending[ref]

@@ -350,5 +350,5 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_config, tmp_path):
     _wait_for_units(store.parent / "units", proc, 1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert "interrupted" in err and "run the same command again to resume" in err and "Traceback" not in err
