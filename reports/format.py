@@ -24,6 +24,20 @@ def params_text(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
+def count_text(n: float | None) -> str:
+    """An item count, or a mean of counts over seeds (one decimal)."""
+    if n is None:
+        return "-"
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
+def mcnemar_text(p: float | None, per_seed: list[float] | None) -> str:
+    """McNemar's p of one tuned model; under seeds, each seed's (the change's interval is the seed-aware test)."""
+    if per_seed:
+        return "per seed " + ", ".join(f"{v:.3g}" for v in per_seed)
+    return "-" if p is None else f"{p:.3g}"
+
+
 def main_metrics(results: Results) -> list[tuple[str, str, list[str]]]:
     """(benchmark, main metric, other metrics): the stored tie groups' benchmarks and metrics, in column order
     (harness/statistics/ties.py chose them), and each benchmark's other metrics on test in declared order."""

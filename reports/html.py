@@ -17,10 +17,12 @@ from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
     bias_measured,
+    count_text,
     gpu_cells,
     gpu_costs,
     learning_lines,
     main_metric_of,
+    mcnemar_text,
     metric_scale,
     ranked,
     recommendation_text,
@@ -146,7 +148,7 @@ def _bench_cells(c: CandidateRow, b: BenchmarkRow | None, metric: str, others: l
 def _forgetting(p: ProbeRow) -> str:
     """Probe name, forgetting in points with its interval, items forgotten / gained."""
     return (f'<span class="probe">{_e(p.probe)}</span><br>{_entry(p.forgetting)}'
-            f" &middot; {_num(p.forgotten)} / {_num(p.gained)}")
+            f" &middot; {count_text(p.forgotten)} / {count_text(p.gained)}")
 
 
 def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
@@ -263,8 +265,9 @@ def most_forgotten(results: Results) -> str:
                 items = p.most_forgotten
                 if not items:
                     continue
-                summary = (f"forgot {_num(p.forgotten)}, gained {_num(p.gained)} of {_num(p.n)} "
-                           f"items; McNemar p = {_num(p.mcnemar_p, '.3g')}")
+                seeds = " (means over seeds)" if p.mcnemar_p_per_seed else ""
+                summary = (f"forgot {count_text(p.forgotten)}, gained {count_text(p.gained)} of {_num(p.n)} "
+                           f"items{seeds}; McNemar p = {mcnemar_text(p.mcnemar_p, p.mcnemar_p_per_seed)}")
                 rows = [_row([_td(_e(it.get("prompt", "")), "text"), _td(_e(it.get("answer", "")), "text"),
                               _td(f"{_num(it.get('margin_before'), '.2f')} &rarr; "
                                   f"{_num(it.get('margin_after'), '.2f')}")]) for it in items]
@@ -291,8 +294,8 @@ def _bias_card(c: CandidateRow, b: BenchmarkRow, r: BiasRow) -> str:
     rows = [_flip_row("all pairs", r.n, r.flip_rate_before, r.flip_rate_after, _entry(r.change))]
     rows += [_flip_row(attr, a.get("n"), _rate(a.get("before")), _rate(a.get("after")))
              for attr, a in sorted(r.per_attribute.items())]
-    summary = (f"{_num(r.new_flips)} pairs started flipping, {_num(r.vanished_flips)} stopped; "
-               f"McNemar p = {_num(r.mcnemar_p, '.3g')}")
+    summary = (f"{count_text(r.new_flips)} pairs started flipping, {count_text(r.vanished_flips)} stopped; "
+               f"McNemar p = {mcnemar_text(r.mcnemar_p, r.mcnemar_p_per_seed)}")
     examples = [_row([_td(_e(x.get(k, "")), "text") for k in ("attribute", "a", "pred_a", "b", "pred_b", "label")])
                 for x in r.flipped_examples]
     flipped = ("<table><thead><tr><th>attribute</th><th>input a</th><th>predicted</th><th>input b</th>"

@@ -182,21 +182,49 @@ def _mean_validation(results: list[BenchmarkResult], restore_best: bool) -> floa
     return sum(found) / len(found) if found and len(found) == len(results) else None
 
 
+def _seed_counts(reports: list[dict[str, Any]], counts: tuple[str, ...]) -> dict[str, Any]:
+    """One seed's transition counts and McNemar p describe that seed's tuned model, not the candidate. Over seeds
+    each count is the mean over seeds (each seed's kept beside it); McNemar's p, a test of one seed's items, gives
+    way to the seed-aware interval of the change (None here, each seed's p kept)."""
+    out: dict[str, Any] = {k: sum(r[k] for r in reports) / len(reports) for k in counts}
+    out |= {f"{k}_per_seed": [r[k] for r in reports] for k in (*counts, "mcnemar_p")}
+    return out | {"mcnemar_p": None}
+
+
 def _merge_probe(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
     """Forgetting over seeds: the base model's answers are shared, the tuned model's differ by seed."""
     before = reports[0]["per_item"]["before"]
     afters = [r["per_item"]["after"] for r in reports]
     forgetting = combine_change([[b - a for b, a in zip(before, after)] for after in afters], resamples, seed)
     after = combine_change(afters, resamples, seed)
-    return reports[0] | {"forgetting": forgetting, "after": after,
-                         "per_item": {"before": before, "after": afters[0], "after_per_seed": afters},
-                         "forgotten_per_seed": [r["forgotten"] for r in reports],
-                         "gained_per_seed": [r["gained"] for r in reports]}
+    return reports[0] | _seed_counts(reports, ("forgotten", "gained")) | {
+        "forgetting": forgetting, "after": after, "most_forgotten": _most_forgotten(reports, before, afters),
+        "per_item": {"before": before, "after": afters[0], "after_per_seed": afters}}
+
+
+def _most_forgotten(reports: list[dict[str, Any]], before: list[int], afters: list[list[int]]) -> list[dict[str, Any]]:
+    """The items most seeds forgot, then the largest mean margin drop among the seeds that forgot them: each seed
+    lists its own ten worst (harness/scoring/probes.py), shown here as the seed that dropped it most did."""
+    if any("item" not in e for r in reports for e in r["most_forgotten"]):
+        return reports[0]["most_forgotten"]  # probe units kept before items were numbered (Dec 2026): one seed's
+    worst: dict[int, dict[str, Any]] = {}
+    drops: dict[int, list[float]] = {}
+    for s, report in enumerate(reports):
+        for entry in report["most_forgotten"]:
+            i = entry["item"]
+            drop = entry["margin_before"] - entry["margin_after"]
+            drops.setdefault(i, []).append(drop)
+            if i not in worst or drop > worst[i]["margin_before"] - worst[i]["margin_after"]:
+                worst[i] = entry | {"seed_index": s}
+    forgot = {i: sum(before[i] and not after[i] for after in afters) for i in worst}
+    order = sorted(worst, key=lambda i: (-forgot[i], -sum(drops[i]) / len(drops[i]), i))
+    return [worst[i] | {"forgotten_by": forgot[i], "seeds": len(afters)} for i in order[:10]]
 
 
 def _merge_bias(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
     before = reports[0]["per_pair"]["before"]
     afters = [r["per_pair"]["after"] for r in reports]
     change = combine_change([[a - b for a, b in zip(after, before)] for after in afters], resamples, seed)
-    return reports[0] | {"change": change, "flip_rate_after": combine_change(afters, resamples, seed),
-                         "per_pair": {"before": before, "after": afters[0], "after_per_seed": afters}}
+    return reports[0] | _seed_counts(reports, ("new_flips", "vanished_flips")) | {
+        "change": change, "flip_rate_after": combine_change(afters, resamples, seed),
+        "per_pair": {"before": before, "after": afters[0], "after_per_seed": afters}}

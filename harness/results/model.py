@@ -132,9 +132,10 @@ class ProbeRow(Record):
     before: MetricScore | None = None
     after: MetricScore | None = None
     forgetting: MetricScore | None = None  # before - after accuracy
-    forgotten: int | None = None
-    gained: int | None = None
-    mcnemar_p: float | None = None
+    forgotten: float | None = None  # items right before and wrong after (the mean over seeds under seeds)
+    gained: float | None = None
+    mcnemar_p: float | None = None  # one seed's test: None under seeds, each seed's in mcnemar_p_per_seed
+    mcnemar_p_per_seed: list[float] | None = None
     most_forgotten: list[dict[str, Any]] = field(default_factory=list)
     per_item: dict[str, list[float]] | None = None
     NESTED = _intervals("before", "after", "forgetting")
@@ -150,9 +151,10 @@ class BiasRow(Record):
     flip_rate_before: MetricScore | None = None
     flip_rate_after: MetricScore | None = None
     change: MetricScore | None = None  # after - before
-    new_flips: int | None = None
-    vanished_flips: int | None = None
+    new_flips: float | None = None  # the mean over seeds under seeds, as a probe's counts
+    vanished_flips: float | None = None
     mcnemar_p: float | None = None
+    mcnemar_p_per_seed: list[float] | None = None
     per_attribute: dict[str, dict[str, Any]] = field(default_factory=dict)
     flipped_examples: list[dict[str, Any]] = field(default_factory=list)
     NESTED = _intervals("flip_rate_before", "flip_rate_after", "change")

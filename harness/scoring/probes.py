@@ -218,7 +218,7 @@ def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScor
 
 
 def _forgotten(item: ProbeItem, before: ProbeScore, after: ProbeScore, i: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"prompt": item.prompt, "answer": item.answer,
+    out: dict[str, Any] = {"item": i, "prompt": item.prompt, "answer": item.answer,
                            "margin_before": before.margin[i], "margin_after": after.margin[i]}
     if before.outputs and after.outputs:  # cloze: what the model said, before and after
         out |= {"output_before": before.outputs[i], "output_after": after.outputs[i]}

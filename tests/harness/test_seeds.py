@@ -107,8 +107,12 @@ def test_several_seeds_through_a_tiny_bakeoff(tiny_config, tmp_path, capsys):
     assert all(len(row["seeds"]) == 2 for row in llama["sweep"])  # each setting's validation under each seed
     chosen = next(row for row in llama["sweep"] if row["chosen"] or row["tied"])
     assert chosen["validation"] == pytest.approx(np.mean(chosen["seeds"]))
-    forgetting = llama["probes"][0]["forgetting"]
-    assert len(forgetting["seeds"]) == 2 and len(llama["probes"][0]["per_item"]["after_per_seed"]) == 2
+    probe = llama["probes"][0]
+    assert len(probe["forgetting"]["seeds"]) == 2 and len(probe["per_item"]["after_per_seed"]) == 2
+    assert probe["forgotten"] == pytest.approx(np.mean(probe["forgotten_per_seed"])) and probe["mcnemar_p"] is None
+    assert len(probe["mcnemar_p_per_seed"]) == 2 and all(w["seeds"] == 2 for w in probe["most_forgotten"])
+    report = (out / "report.md").read_text()
+    assert "per seed " in report[report.index("## Forgetting"):]
     # 2 settings x 2 seeds tune units, each seed's chosen setting scored on test and shifted, probed after tuning;
     # the base model's probe once: a one-seed run with seed 1 reuses seed 1's units
     assert results["units"]["computed"] > 0
@@ -125,3 +129,51 @@ def test_several_seeds_through_a_tiny_bakeoff(tiny_config, tmp_path, capsys):
     for a, b in zip(same["candidates"], one["candidates"]):
         assert [x["scores"] for x in a["benchmarks"]] == [x["scores"] for x in b["benchmarks"]]
         assert [x["seeds"] for x in a["benchmarks"]] == [[1], [1]][: len(a["benchmarks"])]
+
+
+def _probe_report(after: list[int], margins_after: list[float], p: float) -> dict:
+    """One seed's forgetting report over four items, all right before tuning (margins 1.0)."""
+    lost = [i for i, a in enumerate(after) if not a]
+    return {"probe": "k", "forgotten": len(lost), "gained": 0, "mcnemar_p": p,
+            "most_forgotten": [{"item": i, "prompt": f"q{i}", "answer": "a", "margin_before": 1.0,
+                                "margin_after": margins_after[i]} for i in lost],
+            "per_item": {"before": [1, 1, 1, 1], "after": after}}
+
+
+def test_forgetting_counts_over_seeds_are_means_and_the_most_forgotten_are_those_most_seeds_forgot():
+    from harness.execution.assemble import _merge_probe
+
+    reports = [_probe_report([0, 0, 1, 1], [-0.1, -0.9, 0.5, 0.5], 0.5),
+               _probe_report([0, 1, 0, 1], [-0.2, 0.5, -2.0, 0.5], 0.5),
+               _probe_report([0, 0, 1, 0], [-0.3, -0.1, 0.5, -0.4], 0.25)]
+    merged = _merge_probe(reports, 200, 0)
+    assert merged["forgotten"] == pytest.approx(7 / 3) and merged["forgotten_per_seed"] == [2, 2, 3]
+    assert merged["gained"] == 0 and merged["mcnemar_p"] is None  # one seed's test is not the candidate's
+    assert merged["mcnemar_p_per_seed"] == [0.5, 0.5, 0.25]
+    assert merged["forgetting"]["value"] == pytest.approx(7 / 12)  # the seed-aware change stands in for McNemar
+    worst = merged["most_forgotten"]
+    # item 0: all three seeds; item 1: two (mean drop 1.5); items 2 and 3: one each, 2 dropped 3.0, 3 dropped 1.4
+    assert [(w["item"], w["forgotten_by"]) for w in worst] == [(0, 3), (1, 2), (2, 1), (3, 1)]
+    assert worst[0]["margin_after"] == -0.3 and worst[0]["seed_index"] == 2  # shown as the seed that dropped most
+    assert all(w["seeds"] == 3 for w in worst)
+
+
+def test_bias_flip_counts_over_seeds_are_means():
+    from harness.execution.assemble import _merge_bias
+
+    def report(after, new, p):
+        return {"probe": "b", "new_flips": new, "vanished_flips": 1, "mcnemar_p": p,
+                "per_pair": {"before": [1, 0, 0, 0], "after": after}}
+
+    merged = _merge_bias([report([0, 1, 0, 0], 1, 1.0), report([0, 1, 1, 1], 3, 0.6)], 200, 0)
+    assert merged["new_flips"] == 2 and merged["vanished_flips"] == 1 and merged["mcnemar_p"] is None
+    assert merged["new_flips_per_seed"] == [1, 3] and merged["mcnemar_p_per_seed"] == [1.0, 0.6]
+    assert merged["change"]["value"] == pytest.approx((0 + 0.5) / 2)
+
+
+def test_reports_show_mean_counts_and_each_seeds_mcnemar_p():
+    from reports.format import count_text, mcnemar_text
+
+    assert count_text(3) == "3" and count_text(3.0) == "3" and count_text(7 / 3) == "2.3" and count_text(None) == "-"
+    assert mcnemar_text(0.0312, None) == "0.0312" and mcnemar_text(None, None) == "-"
+    assert mcnemar_text(None, [0.5, 0.25]) == "per seed 0.5, 0.25"
