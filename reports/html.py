@@ -268,12 +268,16 @@ def most_forgotten(results: Results) -> str:
                 seeds = " (means over seeds)" if p.mcnemar_p_per_seed else ""
                 summary = (f"forgot {count_text(p.forgotten)}, gained {count_text(p.gained)} of {_num(p.n)} "
                            f"items{seeds}; McNemar p = {mcnemar_text(p.mcnemar_p, p.mcnemar_p_per_seed)}")
+                by_seeds = any("forgotten_by" in it for it in items)  # several seeds: how many forgot each item
                 rows = [_row([_td(_e(it.get("prompt", "")), "text"), _td(_e(it.get("answer", "")), "text"),
                               _td(f"{_num(it.get('margin_before'), '.2f')} &rarr; "
-                                  f"{_num(it.get('margin_after'), '.2f')}")]) for it in items]
+                                  f"{_num(it.get('margin_after'), '.2f')}")] +
+                             [_td(f"{_num(it.get('forgotten_by'))} of {_num(it.get('seeds'))}")] * by_seeds)
+                        for it in items]
                 parts.append(f"<div><h3>{_e(c.name)} &middot; {_e(b.benchmark)} &middot; "
                              f'{_e(p.probe)}</h3><p class="muted">{summary}</p><table><thead><tr>'
-                             "<th>prompt</th><th>answer</th><th>margin before &rarr; after</th></tr></thead>"
+                             "<th>prompt</th><th>answer</th><th>margin before &rarr; after</th>" +
+                             "<th>seeds that forgot it</th>" * by_seeds + "</tr></thead>"
                              f"<tbody>{''.join(rows)}</tbody></table></div>")
     if not parts:
         return '<p class="muted">No probe items were forgotten, or no probes ran.</p>'

@@ -268,3 +268,20 @@ def test_figures_show_what_was_measured(pages):
     assert "100" in bars and "25" in bars  # accuracy in percent, BLEU on its 0-100 scale up to its 22.4 bound
     assert "forgetting on first probe" in figures["Learning versus forgetting"]
     assert {"parameters (log scale)", "test accuracy (%)", "test bleu"} <= set(figures["Quality versus cost"])
+
+
+def test_under_seeds_the_counts_are_means_and_each_item_says_how_many_seeds_forgot_it():
+    from reports.html import most_forgotten
+
+    results = full_results()
+    probe = results["candidates"][1]["benchmarks"][0]["probes"][0]
+    probe |= {"forgotten": 7 / 3, "gained": 2.0, "mcnemar_p": None, "mcnemar_p_per_seed": [0.5, 0.25, 0.031],
+              "most_forgotten": [{"item": 4, "prompt": "Capital of <i>France</i>?", "answer": "Paris",
+                                  "margin_before": 0.4, "margin_after": -0.6, "forgotten_by": 3, "seeds": 3}]}
+    html = most_forgotten(typed(results))
+    card = html[html.index("tiny-bert"):]
+    assert "forgot 2.3, gained 2 of 300 items (means over seeds); McNemar p = per seed 0.5, 0.25, 0.031" in card
+    assert "<th>seeds that forgot it</th>" in card and ">3 of 3</td>" in card
+    assert "Capital of &lt;i&gt;France&lt;/i&gt;?" in card
+    one_seed = html[:html.index("tiny-bert")]  # the first candidate's card: one seed, no such column
+    assert "McNemar p = 0.27" in one_seed and "seeds that forgot it" not in one_seed
