@@ -80,12 +80,15 @@ class _Driver:
     def __init__(self, cfg: ExecutorConfig, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress):
         import ray
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.cfg, self.plan, self.ctx, self.cache, self.progress = cfg, plan, ctx, cache, progress
         self.shared = cfg.units is not None
         self.known: dict[str, Output | Failure] = {}
         self.refs: dict[str, Any] = {}
-        self.events = Queue(actor_options={"num_cpus": 0})
+        # the progress queue lives on the driver's own node: a worker node that dies must not take it along
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.events: Any = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.ctx_ref = ray.put(ctx)
         self.remote = ray.remote(_task)
         self.watching = ""  # the unit whose loop the progress bar shows
@@ -213,14 +216,25 @@ class _Driver:
         return out
 
     def drain(self) -> None:
-        """Forward the workers' progress events to the driver's display."""
-        while not self.events.empty():
-            for uid, node, candidate, what, done, total, info in self.events.get_nowait_batch(self.events.qsize()):
-                if what is not None:
-                    self.watching = uid
-                    self.progress.stage(candidate, f"{what} [{node}]")
-                elif uid == self.watching:
-                    self.progress.step(done, total, info)
+        """Forward the workers' progress events to the driver's display. Progress is display only: if its queue
+        is lost (its node died), the run goes on without live progress, and says so once."""
+        from ray.exceptions import RayError
+
+        if self.events is None:
+            return
+        try:
+            while not self.events.empty():
+                for uid, node, candidate, what, done, total, info in \
+                        self.events.get_nowait_batch(self.events.qsize()):
+                    if what is not None:
+                        self.watching = uid
+                        self.progress.stage(candidate, f"{what} [{node}]")
+                    elif uid == self.watching:
+                        self.progress.step(done, total, info)
+        except RayError as err:
+            log.warning("live progress from the workers is lost (%s); the run goes on without it",
+                        str(err).splitlines()[0])
+            self.events = None
 
 
 def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
@@ -244,13 +258,24 @@ class _Events:
         self.queue, self.unit, self.node, self.last = queue, unit, node, 0.0
 
     def stage(self, candidate: str, what: str) -> None:
-        self.queue.put_nowait((self.unit.id, self.node, candidate, what, 0, 0, None))
+        self._send((self.unit.id, self.node, candidate, what, 0, 0, None))
 
     def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
         now = time.monotonic()
         if done >= total or now - self.last >= STEP_EVERY_S:  # info is cumulative: skipped steps lose nothing
             self.last = now
-            self.queue.put_nowait((self.unit.id, self.node, self.unit.candidate, None, done, total, info))
+            self._send((self.unit.id, self.node, self.unit.candidate, None, done, total, info))
+
+    def _send(self, event: tuple[Any, ...]) -> None:
+        """Progress is display only: a lost queue (the driver's node gone, or the driver) never fails a unit."""
+        from ray.exceptions import RayError
+
+        if self.queue is None:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except RayError:
+            self.queue = None
 
 
 _WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it

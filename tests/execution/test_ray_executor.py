@@ -89,3 +89,39 @@ def run_demo(out: Path, units: Path, monkeypatch, overrides: list[str]) -> tuple
     monkeypatch.setenv("SFTBENCH_UNITS", str(units))
     code = main(["run", *overrides, "--out", str(out), "--quiet"])  # no config: the bundled demo
     return code, read_results(out)
+
+
+def test_progress_is_display_only_a_lost_queue_fails_nothing(ray_local, caplog):
+    """The workers' progress queue is an actor on the driver's node. If it dies (its node lost), the driver says
+    so once and goes on, and a worker's progress calls do nothing rather than fail the unit they report."""
+    from ray.util.queue import Queue
+
+    from harness.execution.plan import Unit
+    from harness.execution.ray_tasks import _Driver, _Events
+
+    class Shown:
+        def __init__(self):
+            self.stages = []
+
+        def stage(self, candidate, what):
+            self.stages.append((candidate, what))
+
+        def step(self, done, total, info=None):
+            pass
+
+    driver = _Driver.__new__(_Driver)  # only its progress half: no plan is run
+    driver.progress, driver.watching = Shown(), ""
+    driver.events = Queue(actor_options={"num_cpus": 0})
+    unit = Unit(id="u", kind="tune", candidate="c", benchmark="b", seed=0)
+    events = _Events(driver.events, unit, "node-1")
+    events.stage("c", "tuning")
+    driver.drain()
+    assert driver.progress.stages == [("c", "tuning [node-1]")]  # the path that works, first
+    ray_local.kill(driver.events.actor)
+    with caplog.at_level("WARNING"):
+        driver.drain()
+        driver.drain()  # once lost, not asked again
+    assert driver.events is None and sum("live progress" in r.getMessage() for r in caplog.records) == 1
+    events.stage("c", "scoring")  # the worker side: the queue is gone, the unit goes on
+    events.step(3, 3)
+    assert events.queue is None
