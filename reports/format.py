@@ -31,11 +31,11 @@ def count_text(n: float | None) -> str:
     return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
 
 
-def mcnemar_text(p: float | None, per_seed: list[float] | None) -> str:
+def mcnemar_text(p: float | None, per_seed: list[float] | None, spec: str = ".3g") -> str:
     """McNemar's p of one tuned model; under seeds, each seed's (the change's interval is the seed-aware test)."""
     if per_seed:
-        return "per seed " + ", ".join(f"{v:.3g}" for v in per_seed)
-    return "-" if p is None else f"{p:.3g}"
+        return "per seed " + ", ".join(format(v, spec) for v in per_seed)
+    return "-" if p is None else format(p, spec)
 
 
 def main_metrics(results: Results) -> list[tuple[str, str, list[str]]]:

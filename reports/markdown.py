@@ -185,6 +185,9 @@ def _table(header: list[str], rows: list[list[str]], empty: str) -> list[str]:
     return [_row(header), _row(["---"] * len(header))] + [_row(r) for r in rows]
 
 
+MD_P = ".2g"  # report.md's p-values: two significant digits (the HTML report gives three)
+
+
 @renderer("md", "report.md")
 def render_report(results: Results) -> str:
     """report.md: the summary, then every gate verdict, forgetting, generalisation and bias in full."""
@@ -196,7 +199,7 @@ def render_report(results: Results) -> str:
             name, bench = escape(c.name), escape(b.benchmark)
             forgetting += [[name, bench, escape(p.probe), _metric(p.before), _metric(p.after),
                             _metric(p.forgetting), count_text(p.forgotten), count_text(p.gained),
-                            mcnemar_text(p.mcnemar_p, p.mcnemar_p_per_seed)] for p in b.probes]
+                            mcnemar_text(p.mcnemar_p, p.mcnemar_p_per_seed, MD_P)] for p in b.probes]
             g = b.generalisation
             if g.gap is not None and g.metric:
                 pct = g.metric not in NOT_PERCENT
@@ -205,7 +208,7 @@ def render_report(results: Results) -> str:
                                 _metric(MetricScore(g.gap, g.gap_ci_low, g.gap_ci_high), pct),
                                 _num(g.overfit_loss_gap, ".3f")])
             bias += [[name, escape(r.probe), _metric(r.flip_rate_before), _metric(r.flip_rate_after),
-                      _metric(r.change), mcnemar_text(r.mcnemar_p, r.mcnemar_p_per_seed)] for r in b.bias]
+                      _metric(r.change), mcnemar_text(r.mcnemar_p, r.mcnemar_p_per_seed, MD_P)] for r in b.bias]
     lines = [render_markdown(results), "## Gate verdicts", ""]
     lines += _table(["candidate", "gate", "verdict", "why"], gates, "No gates configured.")
     lines += ["", "## Forgetting (probe accuracy before and after tuning, same items, paired interval)", ""]

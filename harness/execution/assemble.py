@@ -203,8 +203,9 @@ def _merge_probe(reports: list[dict[str, Any]], resamples: int, seed: int) -> di
 
 
 def _most_forgotten(reports: list[dict[str, Any]], before: list[int], afters: list[list[int]]) -> list[dict[str, Any]]:
-    """The items most seeds forgot, then the largest mean margin drop among the seeds that forgot them: each seed
-    lists its own ten worst (harness/scoring/probes.py), shown here as the seed that dropped it most did."""
+    """The items most seeds forgot (counted from every seed's per-item answers), then the largest mean margin drop
+    over the seeds that listed them: each seed lists only its own ten worst (harness/scoring/probes.py). An item
+    is shown as the seed that dropped it most did."""
     if any("item" not in e for r in reports for e in r["most_forgotten"]):
         return reports[0]["most_forgotten"]  # probe units kept before items were numbered (Dec 2026): one seed's
     worst: dict[int, dict[str, Any]] = {}
