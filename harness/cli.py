@@ -146,29 +146,55 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "ls":
-            return _ls()
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "score":
-            return _score(args)
-        if args.command == "init":
-            return _init(args)
-        if args.command == "gc":
-            return _gc(args)
-        from harness.storage import history
+    from rich.console import Console
 
-        return history.dispatch(args)
+    from reports import logs
+
+    # the one logging setup: progress and --verbose lines on stderr, --log-file from the first line to the exit code
+    console = Console(stderr=True, quiet=vars(args).get("quiet", False))
+    try:
+        code = _command(args, console)
+        log.info("exit code %d", code)
+    finally:
+        logs.reset()  # nothing of this command's logging stays behind (a crash's traceback still prints)
+    return code
+
+
+def _command(args: argparse.Namespace, console: Any) -> int:
+    """The command's exit code; an error or a Ctrl-C is one line on stderr (and in the log file)."""
+    from reports import logs
+
+    try:
+        logs.setup(console, vars(args).get("verbose", False), vars(args).get("log_file"))
+    except OSError as err:
+        say(f"sftbench: error: --log-file {args.log_file}: {err.strerror or err}", sys.stderr, logging.ERROR)
+        return EXIT_USAGE
+    try:
+        return _dispatch(args, console)
     except SftbenchError as err:
         say(f"sftbench: error: {err}", sys.stderr, logging.ERROR)
         return err.exit_code
     except KeyboardInterrupt:
-        print("sftbench: interrupted", file=sys.stderr)
+        say("sftbench: interrupted", sys.stderr, logging.WARNING)
         return EXIT_INTERRUPTED
-    return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace, console: Any) -> int:
+    if args.command == "run":
+        return _run(args, console)
+    if args.command == "ls":
+        return _ls()
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "score":
+        return _score(args)
+    if args.command == "init":
+        return _init(args)
+    if args.command == "gc":
+        return _gc(args)
+    from harness.storage import history
+
+    return history.dispatch(args)
 
 
 def quiet_libraries() -> None:
@@ -184,7 +210,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, console: Any) -> int:
     from rich.console import Console
 
     from harness import interrupts
@@ -192,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     from harness.run import run
     from harness.storage.store import default_path
     from harness.storage.units import UnitCache, default_root
-    from reports.logs import setup as setup_logs
+    from reports.logs import PRINTED
     from reports.progress import LineProgress, RichProgress
     from reports.terminal import render
 
@@ -208,8 +234,6 @@ def _run(args: argparse.Namespace) -> int:
     store = None if args.no_store else Store(args.store)  # a bad store fails before hours of training
     baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
     out = Path(args.out or Path("runs") / cfg.name)
-    console = Console(stderr=True, quiet=args.quiet)
-    setup_logs(console, args.verbose, args.log_file)
     # the unit store: the one the workers share when the executor declares it, else beside the run store
     root = Path(cfg.executor.units) if cfg.executor.units else \
         default_root(Path(args.store) if args.store else default_path())
@@ -230,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
     board = Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160)), record=True)
     render(results, board)
-    log.info("leaderboard:\n%s", board.export_text())
+    log.info("leaderboard:\n%s", board.export_text(), extra=PRINTED)
     say(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
     failed = any(c.status == "failed" for c in results.candidates)
     code = EXIT_RUNTIME if failed else EXIT_OK if results.passed else EXIT_GATE_FAILED
@@ -238,14 +262,15 @@ def _run(args: argparse.Namespace) -> int:
         from harness.storage.tracking import log_run
 
         say(f"mlflow: run {log_run(results, out, cfg.tracking.mlflow, code)} in {cfg.tracking.mlflow}")
-    log.info("exit code %d", code)
     return code
 
 
 def say(line: str, file: Any = None, level: int = logging.INFO) -> None:
     """Print a line for the person at the terminal, and keep it in the log (--log-file)."""
+    from reports.logs import PRINTED
+
     print(line, file=file or sys.stdout)
-    log.log(level, line)
+    log.log(level, line, extra=PRINTED)
 
 
 def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:

@@ -1,9 +1,14 @@
 """Where log records go: `--log-file PATH` keeps everything (sftbench's own records down to debug detail, every
-progress line printed, library warnings), each line timestamped; `--verbose` also shows sftbench's records on the
+line printed, library warnings), each line timestamped; `--verbose` also shows sftbench's records on the
 terminal (a unit's start and finish, kept units reused, unit keys, waits for another run's lock). Without either,
-logging prints nothing: the terminal shows the progress display and the results only.
+the terminal shows only sftbench's own warnings and errors that were not printed already.
 
-The harness logs with `logging.getLogger(__name__)` and never configures logging; the CLI calls `setup` once.
+A line the CLI prints and also logs (an error, a progress line, the leaderboard) carries `extra=PRINTED`, so the
+terminal never shows it twice. Every record ends at a handler set up here, never at Python's last-resort handler
+(which would print a second copy of each warning and error on stderr).
+
+The harness logs with `logging.getLogger(__name__)` and never configures logging; the CLI calls `setup` once per
+command and `reset` when the command ends.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from rich.logging import RichHandler
 
 OURS = ("harness", "sftbench", "reports", "tuners")  # loggers kept down to debug; others from warning up
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PRINTED = {"printed": True}  # `log.info(line, extra=PRINTED)`: the line is on the terminal already
 
 
 class _Ours(logging.Filter):
@@ -27,14 +33,13 @@ class _Ours(logging.Filter):
 
 
 def setup(console: Console, verbose: bool = False, log_file: Path | None = None) -> None:
-    """Send log records to `log_file` (all of ours, with timestamps) and, with `verbose`, ours to `console`."""
+    """Send log records to `log_file` (all of ours, with timestamps) and ours to `console`: with `verbose` down to
+    debug, else warnings and errors only; lines already printed are not shown again."""
+    reset()
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "sftbench", False)]:  # a second call replaces them
-        root.removeHandler(handler)
-        handler.close()
-    if log_file is None and not verbose:
-        return
-    root.setLevel(logging.DEBUG)
+    _add(root, logging.NullHandler())  # with a quiet console and no file: records end here, not in print
+    if log_file is not None or verbose:
+        root.setLevel(logging.DEBUG)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         to_file = logging.FileHandler(log_file, mode="w", encoding="utf-8")
@@ -42,15 +47,25 @@ def setup(console: Console, verbose: bool = False, log_file: Path | None = None)
         to_file.addFilter(_Ours(logging.WARNING))
         _add(root, to_file)
         logging.captureWarnings(True)  # Python warnings become records (py.warnings), so the file keeps them
-    if verbose and not console.quiet:
+    if not console.quiet:
         # on a terminal, above the live bars; in a log, plain lines like the progress lines
         to_console: logging.Handler = RichHandler(console=console, show_path=False, markup=False) \
             if console.is_terminal else logging.StreamHandler(console.file)
         if not console.is_terminal:
             to_console.setFormatter(logging.Formatter("[%(asctime)s] %(name)s: %(message)s", "%H:%M:%S"))
+        to_console.setLevel(logging.DEBUG if verbose else logging.WARNING)
         to_console.addFilter(_Ours(logging.CRITICAL + 1))  # only ours: library chatter stays off the terminal
-        to_console.addFilter(lambda record: record.name != "sftbench.progress")  # printed already
+        to_console.addFilter(lambda record: not getattr(record, "printed", False))
         _add(root, to_console)
+
+
+def reset() -> None:
+    """Remove what `setup` added (a second `setup` replaces it; a finished command leaves nothing behind)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "sftbench", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    logging.captureWarnings(False)
 
 
 def _add(root: logging.Logger, handler: logging.Handler) -> None:

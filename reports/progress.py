@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from reports.logs import PRINTED
+
 
 class RichProgress:
     def __init__(self, console: Console):
@@ -58,7 +60,7 @@ log = logging.getLogger("sftbench.progress")
 def _print(console: Console, line: str) -> None:
     # soft_wrap: a line is never cut at the console width (80 columns when it is not a terminal)
     console.print(f"[{time.strftime('%H:%M:%S')}] {line}", highlight=False, markup=False, soft_wrap=True)
-    log.info(line)
+    log.info(line, extra=PRINTED)
 
 
 class LineProgress:

@@ -1,0 +1,75 @@
+"""What a newcomer meets in the first hour with their own data (issue 25): every line said once, the log file
+complete to the exit code, and mistakes caught before any model loads, each in one line. No model is loaded."""
+from __future__ import annotations
+
+import logging
+
+from harness.cli import main
+
+
+def plain_process(monkeypatch) -> None:
+    """Logging as in a `sftbench` process: pytest's own handlers off the root logger (they are added as the test
+    starts, so this runs in the test), so a record that no handler takes goes to Python's last-resort handler
+    (stderr), as it would for the user."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+def once(err: str, *fragments: str) -> None:
+    """stderr holds one line per fragment, each fragment exactly once."""
+    got = [line for line in err.splitlines() if line.strip()]
+    assert len(got) == len(fragments) and all(err.count(f) == 1 for f in fragments), err
+
+
+# ---- 1. every line said once; the log file keeps it to the exit code ------------------------------------------
+
+def test_an_error_is_printed_once_and_the_log_file_keeps_it_with_the_exit_code(tmp_path, monkeypatch, capsys):
+    plain_process(monkeypatch)
+    missing = tmp_path / "nope" / "bakeoff.yaml"
+    error = f"sftbench: error: {missing}: file not found"
+    assert main(["run", str(missing)]) == 2
+    once(capsys.readouterr().err, error)
+    assert main(["run", str(missing), "--verbose", "--log-file", str(tmp_path / "run.log")]) == 2
+    once(capsys.readouterr().err, error, "sftbench: exit code 2")  # --verbose shows the log: the exit code too
+    kept = (tmp_path / "run.log").read_text()
+    assert f"ERROR sftbench: {error}\n" in kept and kept.endswith("INFO sftbench: exit code 2\n"), kept
+
+
+def test_compare_and_init_errors_are_printed_once(tmp_path, monkeypatch, capsys):
+    plain_process(monkeypatch)
+    assert main(["compare", "a", "b", "--store", str(tmp_path / "runs.sqlite")]) == 2
+    once(capsys.readouterr().err, "sftbench: error: no run 'a' in the store")
+    assert main(["init", "--from", str(tmp_path / "none.csv")]) == 2
+    once(capsys.readouterr().err, "none.csv")
+
+
+def test_an_interrupted_run_says_so_once_and_logs_exit_130(tmp_path, monkeypatch, capsys):
+    plain_process(monkeypatch)
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("harness.run.run", interrupted)
+    argv = ["run", "--no-store", "--no-cache", "--out", str(tmp_path / "out")]
+    assert main(argv) == 130
+    once(capsys.readouterr().err, "sftbench: interrupted; nothing was kept (--no-cache); run the same command "
+                                  "again to start over")
+    assert main([*argv, "--verbose", "--log-file", str(tmp_path / "run.log")]) == 130
+    once(capsys.readouterr().err, "sftbench: interrupted; nothing was kept (--no-cache); run the same command "
+                                  "again to start over", "sftbench: exit code 130")
+    kept = (tmp_path / "run.log").read_text()
+    assert "WARNING sftbench: sftbench: interrupted; nothing was kept" in kept
+    assert kept.endswith("INFO sftbench: exit code 130\n"), kept
+
+
+def test_a_warning_of_the_harness_is_shown_once(tmp_path, monkeypatch, capsys):
+    plain_process(monkeypatch)
+    """A warning the harness logs (not printed by the CLI), as the Ray driver's lost progress queue: shown once on
+    the terminal, and the error that follows once too."""
+    from harness.errors import RunFailure
+
+    def warns(args):
+        logging.getLogger("harness.execution.ray_tasks").warning("live progress from the workers is lost")
+        raise RunFailure("the run broke")
+
+    monkeypatch.setattr("harness.storage.history.dispatch", warns)
+    assert main(["runs", "--store", str(tmp_path / "runs.sqlite")]) == 3
+    once(capsys.readouterr().err, "live progress from the workers is lost", "sftbench: error: the run broke")
