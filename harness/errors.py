@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 EXIT_OK = 0
@@ -53,3 +55,11 @@ class RunFailure(SftbenchError):
     """Something broke while running (NaN loss, out of memory, a crash inside a library)."""
 
     exit_code = EXIT_RUNTIME
+
+
+def did_you_mean(name: str, known: Iterable[str] | Mapping[str, str]) -> str:
+    """`; did you mean 'x'?` for the closest name in `known` (difflib's ratio 0.6 or more), else ''. With a
+    mapping, `name` is matched against its keys and the value is shown (a metric matched, `bench.metric` shown)."""
+    shown = known if isinstance(known, Mapping) else {k: k for k in known}
+    close = difflib.get_close_matches(name, list(shown), n=1)
+    return f"; did you mean '{shown[close[0]]}'?" if close else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from harness.cli import main
 
 
@@ -73,3 +75,53 @@ def test_a_warning_of_the_harness_is_shown_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("harness.storage.history.dispatch", warns)
     assert main(["runs", "--store", str(tmp_path / "runs.sqlite")]) == 3
     once(capsys.readouterr().err, "live progress from the workers is lost", "sftbench: error: the run broke")
+
+
+# ---- 2. mistakes caught before training --------------------------------------------------------------------------
+
+def files(tmp_path, monkeypatch, changes: dict[str, str | bytes | None] | None = None) -> None:
+    """tests/test_malformed.py's small bake-off (a fake model folder, a two-label benchmark), with `changes`, in the
+    working directory."""
+    from tests.test_malformed import write
+
+    write(tmp_path, changes or {})
+    monkeypatch.chdir(tmp_path)
+
+
+def no_model(monkeypatch) -> None:
+    def resolve(*args, **kwargs):
+        raise AssertionError("a model was resolved")
+
+    monkeypatch.setattr("harness.execution.suites.resolve", resolve)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_gate_on_a_metric_no_benchmark_produces_is_a_config_error(command, tmp_path, monkeypatch, capsys):
+    from tests.test_malformed import config
+
+    files(tmp_path, monkeypatch, {"bakeoff.yaml": config("gates: [{metric: bench.acuracy, value: 0.5}]\n")})
+    no_model(monkeypatch)
+    argv = [command, "bakeoff.yaml"] + ["--no-store", "--out", str(tmp_path / "out")] * (command == "run")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    once(err, "bakeoff.yaml: error: " * (command == "validate") + "gate 'bench.acuracy >= 0.5': benchmark 'bench' "
+         "does not compute 'acuracy' (accuracy); did you mean 'bench.accuracy'?")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_misspelt_model_alias_gets_a_did_you_mean(command, tmp_path, monkeypatch, capsys):
+    """`smollm2-13m` reads as a hub id: validate warns it is not cached, run cannot fetch it; both name the alias.
+    `smol lm2` is no hub id: an error in both."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files(tmp_path, monkeypatch)
+    run = ["--no-store", "--quiet", "--out", str(tmp_path / "out")] * (command == "run")
+    assert main([command, "bakeoff.yaml", "candidates=[smollm2-13m]", *run]) == (0 if command == "validate" else 2)
+    out = capsys.readouterr()
+    line = next(line for line in out.err.splitlines() if "smollm2-13m" in line)
+    assert line.endswith("; did you mean 'smollm2-135m'?"), out.err
+    assert main([command, "bakeoff.yaml", "candidates=[smol lm2]", *run]) == 2
+    line = next(line for line in capsys.readouterr().err.splitlines() if "smol lm2" in line)
+    assert "unknown model 'smol lm2'" in line and line.endswith("; did you mean 'smollm2-135m'?")

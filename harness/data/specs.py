@@ -33,6 +33,7 @@ from harness.errors import ConfigError, DataError
 
 TASK_KINDS = ("classification", "generation")
 SPLITS = ("train", "validation", "test", "shifted")
+SCORED_SPLITS = ("test", "shifted")  # the splits a run scores (and gates name: `benchmark.metric[.split]`)
 
 
 EncoderText = str | tuple[str, str]  # one text, or a text pair that the tokenizer joins with its separator

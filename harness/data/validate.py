@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
-from harness.data.specs import BenchmarkSpec, Split, load_benchmark
-from harness.errors import ConfigError, SftbenchError
+from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
+from harness.errors import ConfigError, SftbenchError, did_you_mean
 from harness.scoring.bias import BiasSpec, load_bias_suite
 from harness.scoring.probes import load_probe
-from harness.scoring.tasks import metric_while_training
+from harness.scoring.tasks import metric_while_training, scored_metrics
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
@@ -90,8 +90,7 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
 
 def run_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
     """The warnings a run can store in results.json, from the benchmarks it has already loaded."""
-    return gate_warnings(cfg, benchmarks) + [f for spec, splits in benchmarks
-                                             for f in lint_benchmark(spec, splits, cfg.recipe.max_length)]
+    return [f for spec, splits in benchmarks for f in lint_benchmark(spec, splits, cfg.recipe.max_length)]
 
 
 def _error(err: SftbenchError, source: str) -> Finding:
@@ -103,10 +102,11 @@ def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[
                  bias: list[BiasSpec]) -> list[Finding]:
     """Errors between suites that each loaded fine: a bias suite's benchmark missing from the config, a
     sweep over a benchmark with no validation split, early stopping on a metric a benchmark does not evaluate
-    while training."""
+    while training, a gate on a metric no benchmark produces."""
     names = {spec.name for spec, _ in benchmarks}
     findings = [Finding("error", cfg.source, None, f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which "
                         "the config does not list") for b in bias if b.benchmark not in names]
+    findings += gate_errors(cfg, benchmarks)
     if any(len(cfg.settings(c)) > 1 for c in cfg.candidates):
         findings += [Finding("error", cfg.source, None, f"a sweep picks settings on validation data, and benchmark "
                              f"'{spec.name}' has no validation split") for spec, splits in benchmarks
@@ -158,36 +158,39 @@ def check_candidate(cand: CandidateConfig) -> list[Finding]:
 
         cached = try_to_load_from_cache(cand.model, "config.json", revision=cand.revision)
         if not isinstance(cached, str):
-            what = "" if "/" in cand.model else "not a bundled alias or a local path, so a hub id, and "
+            what, hint = ("", "") if "/" in cand.model else \
+                ("not a bundled alias or a local path, so a hub id, and ", did_you_mean(cand.model, ALIASES))
             return [Finding("warning", cand.model, None, f"{what}not in the local Hugging Face cache: `run` downloads "
-                            "it (needs the network), so it was not checked")]
+                            f"it (needs the network), so it was not checked{hint}")]
         inspect_folder(Path(cached).parent, cand.trust_remote_code, cand.allow_pickle)
     return []
 
 
-def gate_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
-    """A metric gate naming a benchmark, metric or split the run will not produce fails closed (exit 1): say so
-    now. (When a benchmark failed to load, its error is already reported.)"""
-    specs = {spec.name: (spec, splits) for spec, splits in benchmarks}
-    findings: list[Finding] = []
+def gate_errors(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
+    """A metric gate (threshold or baseline) on a benchmark, metric or split that no benchmark of the config
+    produces would fail closed after all the training: a config error, with the closest name the config does
+    produce. (When a benchmark failed to load, its error is already reported.)"""
     if len(benchmarks) < len(cfg.benchmarks):
-        return findings
+        return []
+    scored = {spec.name: (scored_metrics(spec), [s for s in SCORED_SPLITS if s in splits])
+              for spec, splits in benchmarks}
+    findings = []
     for gate in (g for g in cfg.gates if g.metric):
         bench, metric, *split = gate.metric.split(".")
-        if bench not in specs:
-            findings.append(Finding("warning", cfg.source, None, f"gate '{gate.name}' will fail closed: benchmark "
-                                    f"'{bench}' is not in the config ({', '.join(specs)})"))
-            continue
-        spec, splits = specs[bench]
-        computed = (*spec.metrics, *(("loss", "perplexity") if spec.task == "generation" else ()))
-        scored = [s for s in ("test", "shifted") if s in splits]
-        if metric not in computed:
-            why = f"benchmark '{bench}' does not compute '{metric}' ({', '.join(computed)})"
-        elif split and split[0] not in scored:
-            why = f"benchmark '{bench}' scores no '{split[0]}' split ({', '.join(scored)})"
+        metrics, splits = scored.get(bench, ((), []))
+        on = f".{split[0]}" if split else ""
+        if bench not in scored:
+            why = f"no benchmark '{bench}' in the config ({', '.join(scored)})"
+            hint = did_you_mean(gate.metric, [f"{b}.{m}{on}" for b, (ms, _) in scored.items() for m in ms])
+        elif metric not in metrics:
+            why = f"benchmark '{bench}' does not compute '{metric}' ({', '.join(metrics)})"
+            hint = did_you_mean(metric, {m: f"{bench}.{m}{on}" for m in metrics})
+        elif split and split[0] not in splits:
+            why = f"benchmark '{bench}' scores no '{split[0]}' split ({', '.join(splits)})"
+            hint = f"; did you mean '{bench}.{metric}' (the test split)?"
         else:
             continue
-        findings.append(Finding("warning", cfg.source, None, f"gate '{gate.name}' will fail closed: {why}"))
+        findings.append(Finding("error", cfg.source, None, f"gate '{gate.name}': {why}{hint}"))
     return findings
 
 

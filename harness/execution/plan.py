@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import BakeoffConfig, CandidateConfig, RecipeConfig
+from harness.data.specs import SCORED_SPLITS
 from harness.execution.keys import CPU, scoring_key, tune_key, zero_shot_key
 from harness.execution.suites import Suites
 from harness.models.device import Placement
 from harness.models.loading import ModelHandle
 from harness.scoring.tasks import applicable
-
-SCORED_SPLITS = ("test", "shifted")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError
+from harness.errors import ModelError, did_you_mean
 from harness.models.hashing import file_hash
 from harness.models.hub import download, looks_like_hub_id
 from harness.registry import Registry
@@ -227,7 +227,7 @@ def source_of(name: str) -> str:
         return "hub"
     known = ", ".join(ALIASES)
     raise ModelError(f"unknown model '{name}': not a bundled alias ({known}), a local folder, a GGUF file, "
-                     "or a hub id (gpt2, org/name)")
+                     f"or a hub id (gpt2, org/name){did_you_mean(name, ALIASES)}")
 
 
 def inspect_folder(folder: Path, trust_remote_code: bool = False, allow_pickle: bool = False) -> dict[str, Any]:
@@ -302,7 +302,7 @@ def _hub_folder(name: str, revision: str | None) -> Path:
         known = ", ".join(ALIASES)
         cause = err.message.split(": ", 1)[-1]  # after "cannot fetch 'name' from the Hugging Face Hub"
         raise ModelError(f"unknown model '{name}': not a bundled alias ({known}) or a local path; "
-                         f"on the Hugging Face Hub: {cause}") from None
+                         f"on the Hugging Face Hub: {cause}{did_you_mean(name, ALIASES)}") from None
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

@@ -37,6 +37,14 @@ def applicable(spec: BenchmarkSpec, kind: str, zero_shot: bool = False) -> str:
     return ""
 
 
+def scored_metrics(spec: BenchmarkSpec) -> tuple[str, ...]:
+    """The metrics each scored split of a benchmark carries, so the names a gate may use: the spec's own, and for
+    generation the loss and perplexity of the reference text (harness/execution/compute.py score_split)."""
+    from harness.scoring.metrics import LOSS_METRICS
+
+    return spec.metrics + (LOSS_METRICS if spec.task == "generation" else ())
+
+
 CHEAP_METRIC_ITEMS = 1000  # recipe.eval_metric auto: validation splits up to this size get the metric while training
 
 

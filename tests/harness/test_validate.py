@@ -163,17 +163,33 @@ def test_bundled_suites_are_clean():
     assert lint(cfg) == []
 
 
-def test_gates_that_will_fail_closed_are_warned(tmp_path):
+def test_gates_on_what_no_benchmark_produces_are_errors_with_the_closest_name(tmp_path):
     cfg = load_config(None, ["gates=[{metric: support_intents.bleu}, {metric: nosuch.accuracy}, "
                              "{metric: support_intents.macro_f1.shifted}, "
-                             "{metric: support_intents.accuracy.validation}]"])
-    warnings = [f.message for f in lint(cfg)]
-    assert warnings == [
-        "gate 'support_intents.bleu >= 0' will fail closed: benchmark 'support_intents' does not compute 'bleu' "
-        "(accuracy, macro_f1)",
-        "gate 'nosuch.accuracy >= 0' will fail closed: benchmark 'nosuch' is not in the config (support_intents)",
-        "gate 'support_intents.accuracy.validation >= 0' will fail closed: benchmark 'support_intents' scores no "
-        "'validation' split (test, shifted)"]
+                             "{metric: support_intents.accuracy.validation}, {metric: support_intents.acuracy}, "
+                             "{metric: support_intent.macro_f1, baseline: demo}]"])
+    assert [(f.level, f.message) for f in lint(cfg)] == [("error", m) for m in (
+        "gate 'support_intents.bleu >= 0': benchmark 'support_intents' does not compute 'bleu' (accuracy, macro_f1)",
+        "gate 'nosuch.accuracy >= 0': no benchmark 'nosuch' in the config (support_intents)",
+        "gate 'support_intents.accuracy.validation >= 0': benchmark 'support_intents' scores no 'validation' split "
+        "(test, shifted); did you mean 'support_intents.accuracy' (the test split)?",
+        "gate 'support_intents.acuracy >= 0': benchmark 'support_intents' does not compute 'acuracy' (accuracy, "
+        "macro_f1); did you mean 'support_intents.accuracy'?",
+        "gate 'support_intent.macro_f1 non-inferior to demo (margin 0)': no benchmark 'support_intent' in the config "
+        "(support_intents); did you mean 'support_intents.macro_f1'?")]
+
+
+def test_gates_on_conditional_metrics_are_accepted():
+    """Loss and perplexity exist on generation benchmarks only, shifted scores where a shifted split is declared,
+    corpus metrics (BLEU) where declared; caps name probes and suites, not metrics."""
+    cfg = load_config(None, ["benchmarks=[support_intents, ticket_summaries]", "gates=["
+                             "{metric: ticket_summaries.loss, op: '<=', value: 9}, {metric: ticket_summaries.perplexity,"
+                             " op: '<=', value: 1e9}, {metric: ticket_summaries.rougeL.test}, "
+                             "{metric: ticket_summaries.bleu}, "
+                             "{metric: support_intents.macro_f1.shifted, on: ci_low}, "
+                             "{metric: support_intents.accuracy, baseline: demo, margin: 0.02}, "
+                             "{forgetting: '*', max: 0.1}, {cost: params, max: 1e9}, {bias: intent_bias, max: 0.1}]"])
+    assert [f for f in lint(cfg) if f.level == "error"] == []
 
 
 def test_errors_are_collected_per_suite(tmp_path):
