@@ -102,14 +102,19 @@ class RecipeConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A grid tried for every candidate; each candidate's best setting is picked on validation only."""
+    """A grid tried for every candidate; each candidate's best setting is picked on validation only. A list left out
+    is no sweep over that knob (stored as []); a list given empty is a mistake, not a silent no-sweep."""
 
-    learning_rate: list[float] = field(default_factory=list)
-    epochs: list[int] = field(default_factory=list)
+    learning_rate: list[float] | None = None
+    epochs: list[int] | None = None
 
     def __post_init__(self) -> None:
-        _check(all(lr >= 0 for lr in self.learning_rate), "sweep.learning_rate values must be >= 0")
-        _check(all(e >= 0 for e in self.epochs), "sweep.epochs values must be >= 0")
+        for knob in ("learning_rate", "epochs"):
+            values = getattr(self, knob)
+            _check(values != [], f"sweep.{knob} is an empty list: give the values to try, or leave it out")
+            object.__setattr__(self, knob, values or [])
+        _check(all(lr >= 0 for lr in self.learning_rate or []), "sweep.learning_rate values must be >= 0")
+        _check(all(e >= 0 for e in self.epochs or []), "sweep.epochs values must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,31 @@
-"""A candidate that fails at run time (corrupt weights, a diverging loss) is marked failed with the reason,
-the other candidates finish with the numbers they have alone, its gates fail closed, and the run exits 3 with
-every report naming the failed candidates and their reasons."""
+"""A candidate that fails at run time (weights that pass the pre-flight check but do not load, a diverging loss) is
+marked failed with the reason, the other candidates finish with the numbers they have alone, its gates fail closed,
+and the run exits 3 with every report naming the failed candidates and their reasons."""
 from __future__ import annotations
 
 import html
 import json
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from harness.cli import main
 from reports.markdown import escape as md_escape
 
 
+def unloadable(weights: Path) -> None:
+    """Corrupt a safetensors file so that only loading finds it: the header still reads and declares the file's
+    size (the pre-flight check, harness/models/loading.py check_safetensors, passes it), but one F32 tensor is
+    relabelled F16, so its bytes no longer fit its shape and safetensors refuses the file when the model loads."""
+    raw = weights.read_bytes()
+    at = raw.index(b'"F32"', 8)
+    weights.write_bytes(raw[:at] + b'"F16"' + raw[at + 5:])
+
+
 def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_path, capsys):
     corrupt = tmp_path / "corrupt-llama"
     shutil.copytree(tiny_llama, corrupt)
-    weights = corrupt / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated mid-tensor
+    unloadable(corrupt / "model.safetensors")  # (a truncated file is refused before any model loads: exit 2)
     clean = tiny_config.read_text()
     tiny_config.write_text(clean.replace("candidates:\n", f"""candidates:
   - {{model: "{corrupt}", name: corrupt}}

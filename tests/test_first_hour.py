@@ -125,3 +125,30 @@ def test_a_misspelt_model_alias_gets_a_did_you_mean(command, tmp_path, monkeypat
     assert main([command, "bakeoff.yaml", "candidates=[smol lm2]", *run]) == 2
     line = next(line for line in capsys.readouterr().err.splitlines() if "smol lm2" in line)
     assert "unknown model 'smol lm2'" in line and line.endswith("; did you mean 'smollm2-135m'?")
+
+
+# ---- 3. malformed inputs: exit 2, one line naming the file, no traceback -------------------------------------------
+# (weights files and an empty sweep list are cases of tests/test_malformed.py)
+
+STORE_COMMANDS = [["runs"], ["show", "20250101"], ["promote", "20250101"], ["compare", "a", "b"], ["gate", "a"],
+                  ["report", "a"], ["gc"], ["run", "bakeoff.yaml", "--no-cache", "--quiet"]]
+
+
+@pytest.mark.parametrize("store", ["folder", "not-sqlite"])
+@pytest.mark.parametrize("argv", STORE_COMMANDS, ids=[a[0] for a in STORE_COMMANDS])
+def test_a_store_that_is_a_folder_or_not_sqlite_is_one_line_exit_2(argv, store, tmp_path, monkeypatch, capsys):
+    files(tmp_path, monkeypatch)
+    no_model(monkeypatch)
+    path = tmp_path / "runs.sqlite"
+    if store == "folder":
+        path.mkdir()
+    else:
+        path.write_text("name,score\nsmall,0.7\n")
+    out_dir = ["--out", str(tmp_path / "out")] * (argv[0] == "run")
+    assert main([*argv, "--store", str(path), *out_dir]) == 2
+    out = capsys.readouterr()
+    why = "the run store is a folder" if store == "folder" else "not a SQLite database"
+    once(out.err, f"sftbench: error: {path}: {why}")
+    assert "Traceback" not in out.err + out.out and not (tmp_path / "out").exists()
+    assert store == "folder" or path.read_text() == "name,score\nsmall,0.7\n"  # left as it was: no lock, no WAL
+    assert sorted(p.name for p in tmp_path.glob("runs.sqlite*")) == ["runs.sqlite"]

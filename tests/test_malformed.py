@@ -1,7 +1,7 @@
 """A corpus of malformed inputs, each a small file set written to tmp_path and run through `main(argv)`:
 every one must exit 2 with a single stderr line naming the file (and line, where there is one), no
-traceback, and (for `run`) before any model loads. The model folder is a fake (config.json and an empty
-safetensors file), so a case that got as far as loading weights would fail with a different message."""
+traceback, and (for `run`) before any model loads. The model folder is a fake (a config.json of a one-layer Llama
+and a safetensors file that holds no tensor), so a case that got as far as loading weights would fail otherwise."""
 from __future__ import annotations
 
 import json
@@ -26,14 +26,26 @@ TEST = ["I was billed for a plan I cancelled", "send the refund to my original c
         "what does this fee on my statement mean", "the blender arrived cracked, refund it please"]
 
 
+def safetensors(header: dict, data: bytes = b"") -> bytes:
+    """A safetensors file: the header's length (8 bytes, little-endian), the JSON header, the tensors' bytes."""
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+NO_TENSORS = safetensors({})
+F32 = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}  # 16 bytes of data declared
+TINY_LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 16}
+
+
 def jsonl(texts: list[str], labels: tuple[str, ...] = ("refund", "billing")) -> str:
     return "".join(json.dumps({"text": t, "label": labels[i % 2]}) + "\n" for i, t in enumerate(texts))
 
 
 def base_files() -> dict[str, str | bytes]:
     return {"bakeoff.yaml": CONFIG, "bench/benchmark.yaml": json.dumps(BENCH), "bench/train.jsonl": jsonl(TRAIN),
-            "bench/test.jsonl": jsonl(TEST), "model/model.safetensors": b"",
-            "model/config.json": json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})}
+            "bench/test.jsonl": jsonl(TEST), "model/model.safetensors": NO_TENSORS,
+            "model/config.json": json.dumps(TINY_LLAMA)}
 
 
 def bench(**changes) -> str:
@@ -98,6 +110,8 @@ CASES = [
     Case("gate-op", {"bakeoff.yaml": config("gates: [{metric: bench.accuracy, op: '=>', value: 0.5}]\n")},
          "bakeoff.yaml", None, "gate op must be one of"),
     Case("override-bad-yaml", {}, None, None, "invalid YAML value", argv=("recipe.epochs=[",)),
+    Case("sweep-empty-list", {"bakeoff.yaml": config("sweep: {learning_rate: []}\n")}, "bakeoff.yaml", None,
+         "sweep.learning_rate is an empty list: give the values to try, or leave it out"),
     Case("sweep-without-validation", {"bakeoff.yaml": config("sweep: {learning_rate: [0.001, 0.01]}\n")},
          "bakeoff.yaml", None, "has no validation split"),
     Case("eval-metric-value", {"bakeoff.yaml": config("recipe: {eval_metric: sometimes}\n")}, "bakeoff.yaml", None,
@@ -131,6 +145,19 @@ CASES = [
                                                                 "auto_map": {"AutoModel": "evil.Evil"}})},
          "model", None, "trust_remote_code"),
     Case("model-config-not-json", {"model/config.json": "{oops"}, "model/config.json", None, "not valid JSON"),
+    # weights checked from the safetensors header alone, without loading them
+    Case("weights-truncated", {"model/model.safetensors": safetensors(F32, bytes(8))}, "model/model.safetensors",
+         None, "truncated safetensors file: its header declares 86 bytes, the file has 78"),
+    Case("weights-truncated-in-header", {"model/model.safetensors": safetensors(F32, bytes(16))[:40]},
+         "model/model.safetensors", None, "truncated safetensors file: its header alone is 70 bytes, the file has 40"),
+    Case("weights-garbage", {"model/model.safetensors": b"PK\x03\x04" + bytes(range(256)) * 4},
+         "model/model.safetensors", None, "not a safetensors file"),
+    Case("weights-header-not-json", {"model/model.safetensors": b"\x10" + bytes(7) + b"{not json at all" + bytes(8)},
+         "model/model.safetensors", None, "corrupt safetensors header"),
+    Case("adapter-weights-truncated",
+         {"bakeoff.yaml": CONFIG.replace("name: m}", "name: m, tuner: none, adapter: adapter}"),
+          "adapter/adapter_config.json": "{}", "adapter/adapter_model.safetensors": safetensors(F32)},
+         "adapter/adapter_model.safetensors", None, "truncated safetensors file"),
     # benchmark specs
     Case("unknown-metric", {"bench/benchmark.yaml": bench(metrics=["acuracy"])}, "bench/benchmark.yaml", None,
          "unknown metric 'acuracy'"),

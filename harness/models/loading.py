@@ -201,7 +201,10 @@ def model_kind(cfg: dict[str, Any]) -> str:
 
 
 def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
-    if list(folder.glob("*.safetensors")):
+    safe = sorted(folder.glob("*.safetensors"))
+    for path in safe:
+        check_safetensors(path)
+    if safe:
         return
     pickles = [p.name for pattern in ("*.bin", "*.pt", "*.pth") for p in folder.glob(pattern)]
     if pickles and not allow_pickle:
@@ -210,6 +213,32 @@ def check_safe_weights(folder: Path, allow_pickle: bool = False) -> None:
                          folder)
     if not pickles:
         raise ModelError("no weights found (expected *.safetensors)", folder)
+
+
+MAX_HEADER = 100_000_000  # the safetensors library's own ceiling on a header's size
+
+
+def check_safetensors(path: Path) -> None:
+    """A safetensors file is an 8-byte little-endian header length, a JSON header (each tensor's dtype, shape and
+    data_offsets into the bytes that follow) and the tensors' bytes. A truncated or garbage file is refused here
+    from its header alone, before any model loads: the header must read, and the file must be as long as it says."""
+    size, fix = path.stat().st_size, "re-download or re-save the weights"
+    with path.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little") if size >= 8 else 0
+        if not 2 <= length <= MAX_HEADER:
+            raise ModelError(f"not a safetensors file (no header length in its first 8 bytes): {fix}", path)
+        if length > size - 8:
+            raise ModelError(f"truncated safetensors file: its header alone is {8 + length:,} bytes, the file has "
+                             f"{size:,}: {fix}", path)
+        try:
+            header = json.loads(f.read(length))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # not JSON, or not a tensor map
+            raise ModelError(f"corrupt safetensors header (not the JSON tensor map it should be): {fix}",
+                             path) from None
+    if 8 + length + end != size:
+        raise ModelError(f"{'truncated' if size < 8 + length + end else 'corrupt'} safetensors file: its header "
+                         f"declares {8 + length + end:,} bytes, the file has {size:,}: {fix}", path)
 
 
 def source_of(name: str) -> str:
@@ -274,6 +303,7 @@ def check_adapter(folder: Path) -> Path:
     if not (folder / "adapter_model.safetensors").is_file():
         found = "only adapter_model.bin, refusing to unpickle; " if (folder / "adapter_model.bin").is_file() else ""
         raise ModelError(f"{found}no adapter_model.safetensors (peft writes it with save_pretrained)", folder)
+    check_safetensors(folder / "adapter_model.safetensors")
     try:
         json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

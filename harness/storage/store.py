@@ -52,11 +52,28 @@ def default_path() -> Path:
     return Path(os.environ.get("SFTBENCH_STORE") or DEFAULT_PATH)
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def check_path(path: Path) -> None:
+    """A store path must be a SQLite file, or nothing yet (an empty file too: SQLite makes it a database). A folder
+    or another kind of file is a mistake in --store or SFTBENCH_STORE: said in one line, the file left untouched."""
+    if path.is_dir():
+        raise ConfigError("the run store is a folder; --store (or SFTBENCH_STORE) names a SQLite file, e.g. "
+                          f"{path / DEFAULT_PATH.name}", path)
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise ConfigError("not a SQLite database, so not a run store; --store (or SFTBENCH_STORE) names "
+                                  "a run store file, or a new path for one", path)
+
+
 class Store:
     """`Store()` opens (creating if needed) the default store; `Store(path)` a specific file."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
+        check_path(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock():  # switching a new file to WAL fails, not waits, while another process does the same

@@ -183,8 +183,9 @@ def test_gates_on_conditional_metrics_are_accepted():
     """Loss and perplexity exist on generation benchmarks only, shifted scores where a shifted split is declared,
     corpus metrics (BLEU) where declared; caps name probes and suites, not metrics."""
     cfg = load_config(None, ["benchmarks=[support_intents, ticket_summaries]", "gates=["
-                             "{metric: ticket_summaries.loss, op: '<=', value: 9}, {metric: ticket_summaries.perplexity,"
-                             " op: '<=', value: 1e9}, {metric: ticket_summaries.rougeL.test}, "
+                             "{metric: ticket_summaries.loss, op: '<=', value: 9}, "
+                             "{metric: ticket_summaries.perplexity, op: '<=', value: 1e9}, "
+                             "{metric: ticket_summaries.rougeL.test}, "
                              "{metric: ticket_summaries.bleu}, "
                              "{metric: support_intents.macro_f1.shifted, on: ci_low}, "
                              "{metric: support_intents.accuracy, baseline: demo, margin: 0.02}, "
