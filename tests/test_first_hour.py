@@ -36,6 +36,12 @@ def test_an_error_is_printed_once_and_the_log_file_keeps_it_with_the_exit_code(t
     assert f"ERROR sftbench: {error}\n" in kept and kept.endswith("INFO sftbench: exit code 2\n"), kept
 
 
+def test_a_log_file_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    plain_process(monkeypatch)
+    assert main(["run", "--log-file", str(tmp_path)]) == 2  # a folder
+    once(capsys.readouterr().err, f"sftbench: error: --log-file {tmp_path}: Is a directory")
+
+
 def test_compare_and_init_errors_are_printed_once(tmp_path, monkeypatch, capsys):
     plain_process(monkeypatch)
     assert main(["compare", "a", "b", "--store", str(tmp_path / "runs.sqlite")]) == 2
