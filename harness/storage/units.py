@@ -42,12 +42,30 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def code_identity(package_dirs: tuple[Path, ...] | None = None) -> str:
+    """The identity of the code that computes units, in every unit key: a changed line in harness/ or tuners/ never
+    reuses a unit the old code kept. An installed release (its packages in site-packages) is its version; a source
+    checkout (an editable install, a clone on sys.path) is a hash of its packages' Python files, names and contents."""
+    dirs = package_dirs or _PACKAGE_DIRS
+    if all(d.parent.name in ("site-packages", "dist-packages") for d in dirs):
+        return f"release {_VERSIONS['sftbench']}"
+    digest = hashlib.sha256()
+    for folder in dirs:
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{folder.name}/{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(path.read_bytes() + b"\0")
+    return f"source {digest.hexdigest()[:16]}"
+
+
+# the packages whose code computes units: harness/ (this package) and tuners/ beside it
+_PACKAGE_DIRS = (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "tuners")
 _VERSIONS = package_versions()
+_CODE = code_identity()
 
 
 def unit_key(unit: str, **inputs: Any) -> str:
     """A stable hash of a unit's kind and every input that determines its result."""
-    blob = json.dumps({"unit": unit, "cache_version": CACHE_VERSION, "packages": _VERSIONS, **inputs},
+    blob = json.dumps({"unit": unit, "cache_version": CACHE_VERSION, "packages": _VERSIONS, "code": _CODE, **inputs},
                       sort_keys=True, default=str)
     return f"{unit}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
 

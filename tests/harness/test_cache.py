@@ -116,6 +116,37 @@ def test_unit_keys_record_real_package_versions():
     assert "absent" not in versions.values(), versions  # a misspelt distribution name would never change a key
 
 
+def test_a_changed_line_of_sftbench_changes_every_unit_key(tmp_path):
+    """Unit keys hold the identity of the code that computes them: in a source checkout (this one: an editable
+    install) a hash of harness/ and tuners/, which one changed line, or a file renamed, changes; a release installed
+    in site-packages is its version."""
+    from harness.storage import units
+
+    assert units._CODE == units.code_identity() and units._CODE.startswith("source ")  # make install: editable
+    copies = []
+    for name in ("harness", "tuners"):
+        shutil.copytree(ROOT / name, tmp_path / "src" / name, ignore=shutil.ignore_patterns("__pycache__"))
+        copies.append(tmp_path / "src" / name)
+    dirs = tuple(copies)
+    assert units.code_identity(dirs) == units._CODE  # the same files: the same identity, wherever they are
+    loop = tmp_path / "src" / "harness" / "training" / "loop.py"
+    source = loop.read_text()
+    loop.write_text(source.replace("\n", "\n# one changed line\n", 1))
+    changed = units.code_identity(dirs)
+    assert changed != units._CODE
+    loop.write_text(source)
+    assert units.code_identity(dirs) == units._CODE
+    (tmp_path / "src" / "tuners" / "lora" / "extra.py").write_text("X = 1\n")  # a new module counts too
+    assert units.code_identity(dirs) not in (units._CODE, changed)
+    release = tuple(tmp_path / "venv" / "site-packages" / d.name for d in dirs)
+    assert units.code_identity(release) == f"release {units._VERSIONS['sftbench']}"
+    # and the identity is in the key: the same inputs under other code give another key
+    key = unit_key("tune", lr=1e-3)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(units, "_CODE", changed)
+        assert unit_key("tune", lr=1e-3) != key
+
+
 SMALL = """
 name: keys
 candidates: [{{model: "{model}", name: tiny-llama}}]
@@ -158,6 +189,7 @@ ALL_FIVE = {"probe": 2, "score": 2, "tune": 1}
     ("bf16", ALL_FIVE),  # precision changes training and every score, base-model probes included
     ("weights", ALL_FIVE),  # another model: nothing of the old one applies
     ("versions", ALL_FIVE),  # a library upgrade may change any number
+    ("code", ALL_FIVE),  # sftbench's own code changed (a source checkout's hash, a release's version)
     ("train data", {"tune": 1, "score": 2, "probe": 1}),  # the base-model probe does not read train data
     ("test data", {"score": 1}),  # only the test split's scores; shifted and both probes are reused
 ])
@@ -183,6 +215,8 @@ def test_each_input_changes_the_keys_of_the_units_it_determines(kept_small_run, 
         save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
     elif change == "versions":
         monkeypatch.setitem(harness.storage.units._VERSIONS, "transformers", "0.0.0-not-this-one")
+    elif change == "code":
+        monkeypatch.setattr(harness.storage.units, "_CODE", "source 0000000000000000")
     elif change == "nothing" or change.endswith("data"):
         bench = str(tmp_path / "intents")
         shutil.copytree(BUNDLED_INTENTS, bench)  # another folder, same spec: same keys until a row changes
@@ -211,14 +245,13 @@ def test_a_damaged_unit_is_recomputed_and_force_never_reads(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_kept_peft_adapter_loads_with_peft_and_gives_the_same_logits(tiny_config, tmp_path, capsys):
+def test_kept_peft_adapter_loads_with_peft_and_gives_the_same_logits(tiny_run):
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    results = bakeoff(tiny_config, tmp_path / "a")
-    llama = next(c for c in results["candidates"] if c["name"] == "tiny-llama")
+    llama = next(c for c in tiny_run.results["candidates"] if c["name"] == "tiny-llama")
     unit = Path(llama["benchmarks"][0]["unit"])
     assert (unit / "adapter" / "adapter_model.safetensors").is_file()
     kept = load_file(unit / "trainable.safetensors")
