@@ -92,10 +92,81 @@ def build_tiny(kind: str, folder: Path) -> Path:
     return folder
 
 
+# What a run writes where it is started unless told otherwise (harness/storage/store.py DEFAULT_PATH, `--out`'s
+# default): no test may write there, in the working directory or in the repository.
+GUARDED = (".sftbench", "runs")
+
+
+def snapshot(folders: list[Path]) -> dict[str, int]:
+    """Every file and folder under `folders` (GUARDED in each) with its mtime: what a test must leave as it was."""
+    seen = {}
+    for folder in folders:
+        for name in GUARDED:
+            top = folder / name
+            if top.exists():
+                seen.update({str(p): p.lstat().st_mtime_ns for p in [top, *top.rglob("*")]})
+    return seen
+
+
+def written(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """Paths that appeared or changed between two snapshots."""
+    return sorted(p for p, mtime in after.items() if before.get(p) != mtime)
+
+
+def untracked(root: Path) -> set[str]:
+    """Files in the repository that git neither tracks nor ignores (empty outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")} if out.returncode == 0 else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_guard(tmp_path_factory):
+    """Before every other fixture, of every scope: a run store for module- and session-scoped fixtures (a test's own
+    is set by _private_store), so none writes .sftbench/ in the working directory. At the end of the session, no
+    file may have appeared in the repository that git does not ignore."""
+    before = untracked(ROOT)
+    _GUARD_STATE["seen"] = snapshot(GUARDED_IN)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SFTBENCH_STORE", str(tmp_path_factory.mktemp("session-store") / "runs.sqlite"))
+    yield
+    patch.undo()
+    stray = sorted(untracked(ROOT) - before)
+    if stray:
+        pytest.fail(f"the test session wrote into the repository: {', '.join(stray[:20])}", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _private_store(tmp_path, monkeypatch):
-    """Every test gets its own run store, never the repository's .sftbench/."""
+    """Every test gets its own run store, never the repository's .sftbench/; and fails if it, or a fixture it set
+    up, wrote .sftbench/ or runs/ in the working directory or the repository."""
+    before = _GUARD_STATE["seen"]  # as the last test left it (module fixtures set up since then count)
     monkeypatch.setenv("SFTBENCH_STORE", str(tmp_path / "runs.sqlite"))
+    yield
+    after = snapshot(GUARDED_IN)
+    _GUARD_STATE["seen"] = after
+    leaked = written(before, after)
+    if leaked:
+        pytest.fail(f"this test (or a fixture it uses) wrote outside its temporary folders: {', '.join(leaked[:10])}",
+                    pytrace=False)
+
+
+_GUARD_STATE: dict[str, dict[str, int]] = {}
+GUARDED_IN = sorted({Path.cwd(), ROOT})  # the working directory pytest started in, and the repository
+
+
+def unloadable(weights: Path) -> None:
+    """Corrupt a safetensors file so that only loading finds it: the header still reads and declares the file's
+    size (the pre-flight check, harness/models/loading.py check_safetensors, passes it), but one F32 tensor is
+    relabelled F16, so its bytes no longer fit its shape and safetensors refuses the file when the model loads."""
+    raw = weights.read_bytes()
+    at = raw.index(b'"F32"', 8)
+    weights.write_bytes(raw[:at] + b'"F16"' + raw[at + 5:])
 
 
 @pytest.fixture(scope="session")
@@ -119,10 +190,9 @@ def tiny_bert(tmp_path_factory) -> Path:
 TINY_EXIT = 1
 
 
-@pytest.fixture()
-def tiny_config(tmp_path, tiny_llama, tiny_bert) -> Path:
+def write_tiny_config(folder: Path, tiny_llama: Path, tiny_bert: Path) -> Path:
     """A complete bake-off on the tiny models and the bundled intents benchmark, capped small."""
-    cfg = tmp_path / "bakeoff.yaml"
+    cfg = folder / "bakeoff.yaml"
     cfg.write_text(f"""
 name: tiny
 candidates:
@@ -141,3 +211,66 @@ gates:
   - {{metric: support_intents.accuracy, op: ">=", value: 0.0}}
 """)
     return cfg
+
+
+@pytest.fixture()
+def tiny_config(tmp_path, tiny_llama, tiny_bert) -> Path:
+    """A complete bake-off on the tiny models and the bundled intents benchmark, capped small."""
+    return write_tiny_config(tmp_path, tiny_llama, tiny_bert)
+
+
+class TinyRun:
+    """The tiny bake-off, run once for the session with its own run store and unit cache, for the tests that read a
+    finished run (results.json, the reports, the kept units, what it printed) without changing it."""
+
+    def __init__(self, folder: Path, tiny_llama: Path, tiny_bert: Path) -> None:
+        import contextlib
+        import io
+
+        from harness.cli import main
+
+        self.folder = folder
+        self.config = write_tiny_config(folder, tiny_llama, tiny_bert)
+        self.store = folder / "runs.sqlite"
+        self.out = folder / "out"
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            self.code = main(["run", str(self.config), "--out", str(self.out), "--store", str(self.store)])
+        self.stdout, self.stderr = stdout.getvalue(), stderr.getvalue()
+        self.results = json.loads((self.out / "results.json").read_text())
+
+    def again(self, *argv: str, out: Path) -> tuple[int, dict]:
+        """The same bake-off with `argv` (overrides, flags) on this run's store: its units are reused."""
+        from harness.cli import main
+
+        code = main(["run", str(self.config), *argv, "--out", str(out), "--store", str(self.store)])
+        return code, json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_llama, tiny_bert) -> TinyRun:
+    return TinyRun(tmp_path_factory.mktemp("tiny-run"), tiny_llama, tiny_bert)
+
+
+# The modules that take longest, longest first (docs/testing.md lists what each costs). pytest runs them first; under
+# pytest-xdist (`make test` runs two workers) the longest starts at once, beside everything else, rather than last.
+LONGEST_FIRST = ("tests/integration/test_demo.py", "tests/integration/test_forgetting.py",
+                 "tests/integration/test_sst2_bakeoff.py", "tests/integration/test_generation.py",
+                 "tests/execution/test_ray_executor.py", "tests/execution/test_ray_nodes.py")
+
+
+def xdist_group(path: str) -> str:
+    """The worker group of a test file: each file is one group (its module-scoped fixtures are computed once), and
+    the Ray tests are one group (one local Ray at a time, in one worker)."""
+    return "ray" if path.startswith("tests/execution/") else path
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: within a rank, collection order
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid.split("::")[0])))

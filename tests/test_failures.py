@@ -7,19 +7,10 @@ import html
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from harness.cli import main
 from reports.markdown import escape as md_escape
-
-
-def unloadable(weights: Path) -> None:
-    """Corrupt a safetensors file so that only loading finds it: the header still reads and declares the file's
-    size (the pre-flight check, harness/models/loading.py check_safetensors, passes it), but one F32 tensor is
-    relabelled F16, so its bytes no longer fit its shape and safetensors refuses the file when the model loads."""
-    raw = weights.read_bytes()
-    at = raw.index(b'"F32"', 8)
-    weights.write_bytes(raw[:at] + b'"F16"' + raw[at + 5:])
+from tests.conftest import unloadable
 
 
 def test_failing_candidates_do_not_stop_the_others(tiny_config, tiny_llama, tmp_path, capsys):

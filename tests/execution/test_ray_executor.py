@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.conftest import unloadable
 from tests.execution.support import assert_same_results, read_results
 
 SWEEP = ["sweep.learning_rate=[1e-3, 5e-3]", "recipe.seeds=2"]
@@ -42,12 +43,11 @@ def test_ray_gives_the_results_of_local(ray_local, tiny_config, tmp_path, monkey
 
 
 def test_a_failing_unit_fails_its_candidate_only(ray_local, tiny_config, tiny_llama, tmp_path, monkeypatch):
-    """Two candidates fail on the worker (weights truncated mid-tensor: the model cannot load; a learning rate
+    """Two candidates fail on the worker (weights whose header reads but whose tensors do not: the model cannot load; a learning rate
     that makes the loss diverge); the other two finish with the numbers of a run without them."""
     corrupt = tmp_path / "corrupt-llama"
     shutil.copytree(tiny_llama, corrupt)
-    weights = corrupt / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    unloadable(corrupt / "model.safetensors")  # loads no further than its header (a truncated file: exit 2 up front)
     clean = tiny_config.read_text()
     failing = tmp_path / "failing.yaml"
     failing.write_text(clean.replace("candidates:\n", f"""candidates:

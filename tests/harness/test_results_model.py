@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import harness.statistics.ties
-from harness.cli import main
 from harness.results.finish import restore
 from harness.results.model import SCHEMA_VERSION, MetricScore, Results
 from harness.results.render import RENDERERS
@@ -24,10 +23,8 @@ ALLOWED_HARNESS = {"harness.results", "harness.results.model", "harness.results.
 ALLOWED_OTHERS = {"reports", "rich", "matplotlib"}
 
 
-def test_results_json_of_a_real_run_round_trips(tiny_config, tmp_path, capsys):
-    main(["run", str(tiny_config), "--out", str(tmp_path / "o"), "--quiet"])
-    capsys.readouterr()
-    text = (tmp_path / "o" / "results.json").read_text()
+def test_results_json_of_a_real_run_round_trips(tiny_run):
+    text = (tiny_run.out / "results.json").read_text()
     stored = json.loads(text)
     assert stored["schema_version"] == SCHEMA_VERSION == 2
     assert [t["benchmark"] for t in stored["tie_groups"]] == ["support_intents"] and stored["tie_rule"]
@@ -93,7 +90,7 @@ def test_renderers_read_the_stored_tie_groups_and_never_recompute_them(monkeypat
     assert row.split(" | ")[2] == "2"  # the stored group, not the 1 the statistics would give
 
 
-def test_report_formats_and_written_files_come_from_the_registry(tiny_config, tmp_path, capsys):
+def test_report_formats_and_written_files_come_from_the_registry(tiny_run):
     import reports
     from harness.cli import _parser
 
@@ -101,10 +98,9 @@ def test_report_formats_and_written_files_come_from_the_registry(tiny_config, tm
     report = next(a for a in _parser()._subparsers._group_actions[0].choices["report"]._actions  # type: ignore
                   if a.dest == "format")
     assert list(report.choices) == list(RENDERERS) and {"terminal", "md", "html", "json", "junit"} <= set(RENDERERS)
-    main(["run", str(tiny_config), "--out", str(tmp_path / "o"), "--quiet"])
-    written = {p.name for p in (tmp_path / "o").iterdir()}
+    written = {p.name for p in tiny_run.out.iterdir()}
     assert written == {"results.json"} | {r.filename for _, r in RENDERERS.items() if r.filename}
-    assert "report.html, junit.xml, report.md, summary.md beside it" in capsys.readouterr().out
+    assert "report.html, junit.xml, report.md, summary.md beside it" in tiny_run.stdout
 
 
 def _imports(path: Path) -> list[str]:
