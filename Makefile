@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.sftbench-installed
 
-.PHONY: install demo test unit integration lint clean
+.PHONY: install demo test test-slow unit integration lint clean
 
 install: $(STAMP)
 
@@ -39,15 +39,22 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/sftbench run --out runs/demo
 
-# lint first: a lint failure stops `make test` before the (slow) tests run
+# lint first: a lint failure stops `make test` before the (slow) tests run. Two pytest-xdist workers, one test file
+# per worker at a time (tests/conftest.py groups them; the longest start first); the 25 slowest tests are listed at the
+# end. docs/testing.md says what each real-model test proves and what it costs.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not slow"
+
+# checks that repeat a path `make test` already proves, on a second dataset (README, Tests): not run by `make test`
+test-slow: install
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m slow
 
 unit: install
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not slow"
 
 integration: install
-	$(PY) -m pytest -q -m integration
+	$(PY) -m pytest -q -m "integration and not slow"
 
 # ruff and mypy on the packages (settings in pyproject.toml); `make test` runs it first.
 lint: install

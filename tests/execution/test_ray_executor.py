@@ -73,8 +73,8 @@ def test_a_failing_unit_fails_its_candidate_only(ray_local, tiny_config, tiny_ll
 @pytest.mark.integration
 def test_ray_gives_the_results_of_local_on_real_models(ray_local, tmp_path, monkeypatch):
     """The demo's two bundled models (SmolLM2-135M, MiniLM-L6), capped to a few minutes, on both executors."""
-    capped = ["benchmarks=[{spec: support_intents, max_train: 48, max_validation: 16, max_test: 40}]",
-              "probes=[{spec: general_knowledge, max_items: 16}, {spec: paraphrase_probe, max_items: 16}]",
+    capped = ["benchmarks=[{spec: support_intents, max_train: 24, max_validation: 8, max_test: 24}]",
+              "probes=[{spec: general_knowledge, max_items: 8}, {spec: paraphrase_probe, max_items: 8}]",
               "bias=[]", "recipe.max_length=128", "bootstrap_resamples=200"]  # bias pairs: the tiny test has them
     code_local, local = run_demo(tmp_path / "local", tmp_path / "units-local", monkeypatch, capped)
     code_ray, distributed = run_demo(tmp_path / "ray", tmp_path / "units-ray", monkeypatch,

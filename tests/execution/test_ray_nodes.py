@@ -95,15 +95,20 @@ def wait(proc: subprocess.Popen, log: Path, timeout: float = DEADLINE_S) -> int:
         pytest.fail(f"the driver did not finish in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def undisturbed(cfg: Path, tmp_path: Path, monkeypatch) -> dict:
-    """The same bake-off on the local executor, its own unit cache."""
-    monkeypatch.setenv("SFTBENCH_UNITS", str(tmp_path / "units-undisturbed"))
-    main(["run", str(cfg), "executor.kind=local", "executor.address=null", "executor.units=null",
-          "--out", str(tmp_path / "undisturbed"), "--quiet"])
-    return read_results(tmp_path / "undisturbed")
+@pytest.fixture(scope="module")
+def undisturbed(tiny_llama, tiny_bert, tmp_path_factory) -> dict:
+    """The same bake-off on the local executor, its own unit cache: computed once for both tests (their configs
+    differ only in the executor section, which the local run overrides)."""
+    folder = tmp_path_factory.mktemp("undisturbed")
+    cfg = write_config(folder, tiny_llama, tiny_bert, None, folder / "store")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("SFTBENCH_UNITS", str(folder / "units-undisturbed"))
+        main(["run", str(cfg), "executor.kind=local", "executor.address=null", "executor.units=null",
+              "--out", str(folder / "undisturbed"), "--quiet"])
+    return read_results(folder / "undisturbed")
 
 
-def test_a_node_removed_while_it_tunes(own_cluster, tiny_llama, tiny_bert, tmp_path, monkeypatch):
+def test_a_node_removed_while_it_tunes(own_cluster, tiny_llama, tiny_bert, undisturbed, tmp_path):
     own_cluster.add_node(num_cpus=0)  # the head: the driver connects here; no task can run on it
     worker = own_cluster.add_node(num_cpus=2)
     units = tmp_path / "store"
@@ -127,13 +132,12 @@ def test_a_node_removed_while_it_tunes(own_cluster, tiny_llama, tiny_bert, tmp_p
     assert (tmp_path / "out" / "results.json").exists(), f"exit {code}, no results:\n{log.read_text()[-4000:]}"
     results = read_results(tmp_path / "out")
     assert len(kept(units, "tune-")) > len(tunes_kept), "the tune units lost with the node were run again"
-    expected = undisturbed(cfg, tmp_path, monkeypatch)
     assert code in (0, 1), log.read_text()[-3000:]
     assert [c["status"] for c in results["candidates"]] == ["ok", "ok"], log.read_text()[-3000:]
-    assert_same_results(results, expected)
+    assert_same_results(results, undisturbed)
 
 
-def test_the_driver_killed_resumes_from_the_unit_store(tiny_llama, tiny_bert, tmp_path, monkeypatch):
+def test_the_driver_killed_resumes_from_the_unit_store(tiny_llama, tiny_bert, undisturbed, tmp_path):
     require_loopback_only()
     require_ray()
     require_ray_executor()
@@ -158,7 +162,7 @@ def test_the_driver_killed_resumes_from_the_unit_store(tiny_llama, tiny_bert, tm
     resumed = read_results(tmp_path / "resumed")
     assert code in (0, 1), log.read_text()[-3000:]
     assert resumed["units"]["reused"] >= len(before) > 0
-    assert_same_results(resumed, undisturbed(cfg, tmp_path, monkeypatch))
+    assert_same_results(resumed, undisturbed)
 
 
 def kill_driver(proc: subprocess.Popen) -> set[int]:

@@ -64,7 +64,7 @@ name: forgetting-{name}
 candidates: [{{model: smollm2-135m}}]
 recipe: {{{recipe}, batch_size: 8, max_length: 128, seed: 0, bf16: "off"}}
 benchmarks:
-  - {{spec: support_intents, max_train: 120, max_validation: 16, max_test: 24}}
+  - {{spec: support_intents, max_train: 64, max_validation: 16, max_test: 24}}
 probes: ["{probe}"]
 bootstrap_resamples: 200
 """)
