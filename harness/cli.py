@@ -106,12 +106,17 @@ def _subset_arguments(cmd: argparse.ArgumentParser) -> None:
 
 
 def _init_parser(sub: Any) -> None:
-    init = sub.add_parser("init", help="write a benchmark.yaml and a bake-off config from a CSV of text and label")
-    init.add_argument("--from", dest="data", required=True, type=Path, metavar="CSV",
-                      help="a CSV (or TSV) with a header row: one text column and one label column")
+    init = sub.add_parser("init", help="write a benchmark.yaml and a bake-off config from a data file of text(s) "
+                                       "and label")
+    init.add_argument("--from", dest="data", required=True, type=Path, metavar="FILE",
+                      help="a CSV or TSV with a header row, or JSONL, JSON or Parquet: text column(s) and a label "
+                           "column")
     init.add_argument("--out", type=Path, default=None, metavar="DIR",
-                      help="folder to write into (default: the CSV's name beside it, e.g. reviews/ for reviews.csv)")
-    init.add_argument("--text", default=None, metavar="COL", help="the text column (default: detected by name)")
+                      help="folder to write into (default: the file's name beside it, e.g. reviews/ for reviews.csv)")
+    init.add_argument("--text", action="append", default=None, metavar="COL",
+                      help="a text column; repeat for several, read together (--text premise --text hypothesis); "
+                           "default: a sentence pair by its names (premise/hypothesis, sentence1/sentence2...), else "
+                           "one text column by name")
     init.add_argument("--label", default=None, metavar="COL", help="the label column (default: detected by name)")
     init.add_argument("--force", action="store_true", help="overwrite files already in DIR")
 
@@ -379,7 +384,13 @@ def _init(args: argparse.Namespace) -> int:
     labels = ", ".join(f"{k} ({n})" for k, n in made.labels.items())
     sizes = ", ".join(f"{s} {n}" for s, n in made.splits.items())
     dropped = f"; {made.dropped} row(s) without a text or a label left out" if made.dropped else ""
-    print(f"wrote {made.benchmark} (text column '{made.text}', label column '{made.label}'; labels: {labels})")
+    texts = " and ".join(f"'{t}'" for t in made.texts)
+    how = {1: "", 2: " (a text pair: both in the causal LM's prompt, a pair for the encoder)"}.get(
+        len(made.texts), " (all in the causal LM's prompt, and in the encoder's text)")
+    print(f"wrote {made.benchmark} (labels: {labels})")
+    print(f"columns used: text {texts}{how}, label '{made.label}'")
+    print("columns left out: " + (", ".join(f"'{c}'" for c in made.left_out) + " (add one with --text COL)"
+                                   if made.left_out else "none"))
     print(f"wrote {made.config}; splits carved from {args.data.name}: {sizes}{dropped}")
     print(f"next: sftbench validate {made.config}, then sftbench run {made.config} --limit 50 for a smoke run")
     return EXIT_OK

@@ -171,8 +171,9 @@ def test_init_writes_a_benchmark_and_config_that_validate_and_run(tiny_bert, tmp
     code, out, err = run(["init", "--from", str(data)], capsys)
     assert code == 0, err
     folder = tmp_path / "my_tickets"
-    assert out.splitlines()[0].startswith(f"wrote {folder / 'benchmark.yaml'} (text column 'message', label column "
-                                          "'intent'; labels: account_access (")
+    assert out.splitlines()[0].startswith(f"wrote {folder / 'benchmark.yaml'} (labels: account_access (")
+    assert out.splitlines()[1:3] == ["columns used: text 'message', label 'intent'",
+                                     "columns left out: 'id' (add one with --text COL)"]
     assert "splits carved from My Tickets.csv: train 70, validation 10, test 20" in out
     spec = yaml.safe_load((folder / "benchmark.yaml").read_text())
     assert spec["fields"] == {"input": "message", "target": "intent"} and spec["task"] == "classification"
@@ -255,9 +256,10 @@ def test_init_bad_data_is_one_line_exit_2(content, message, tmp_path, capsys):
 def test_init_refuses_other_formats_and_missing_files(tmp_path, capsys):
     code, _, err = run(["init", "--from", str(tmp_path / "absent.csv")], capsys)
     assert code == 2 and one_error_line(err).endswith("absent.csv: data file not found")
-    (tmp_path / "d.jsonl").write_text('{"text": "a", "label": "b"}\n')
-    code, _, err = run(["init", "--from", str(tmp_path / "d.jsonl")], capsys)
-    assert code == 2 and "init reads a .csv or .tsv file (got '.jsonl')" in one_error_line(err)
+    (tmp_path / "d.xlsx").write_text("text,label\na,b\n")
+    code, _, err = run(["init", "--from", str(tmp_path / "d.xlsx")], capsys)
+    assert code == 2 and "unsupported data format '.xlsx' (use .jsonl, .json, .csv, .tsv, .parquet)" in \
+        one_error_line(err)
     code, _, err = run(["init"], capsys)
     assert code == 2 and "the following arguments are required: --from" in err
 

@@ -1,7 +1,11 @@
 """What a newcomer meets in the first hour with their own data (issue 25): every line said once, the log file
-complete to the exit code, and mistakes caught before any model loads, each in one line. No model is loaded."""
+complete to the exit code, mistakes caught before any model loads, each in one line, pair data first-class in
+`init`, long warning lists capped with the full list beside results.json, and no silent stretch. No model is loaded,
+except the tiny ones of tests/conftest.py (the session's tiny bake-off, a stand-in GGUF conversion)."""
 from __future__ import annotations
 
+import csv
+import json
 import logging
 
 import pytest
@@ -158,3 +162,81 @@ def test_a_store_that_is_a_folder_or_not_sqlite_is_one_line_exit_2(argv, store, 
     assert "Traceback" not in out.err + out.out and not (tmp_path / "out").exists()
     assert store == "folder" or path.read_text() == "name,score\nsmall,0.7\n"  # left as it was: no lock, no WAL
     assert sorted(p.name for p in tmp_path.glob("runs.sqlite*")) == ["runs.sqlite"]
+
+
+# ---- 2. data with several input fields: `init` takes a pair, and says what it used ------------------------------------
+# (the duplicate and leakage lints over every field: tests/harness/test_validate.py)
+
+PREMISES = ["a man in a blue coat reads the paper on a bench", "two dogs run across a snowy field at dawn",
+            "a chef slices onions in a busy kitchen", "children fly a red kite on the beach",
+            "an old woman waters the roses in her garden", "a cyclist waits at a red light in the rain",
+            "a band plays jazz on a small stage", "a boy feeds ducks beside a quiet pond",
+            "a nurse checks the chart at the end of a shift", "a farmer drives a tractor through the wheat"]
+
+
+def pair_rows(first: str = "premise", second: str = "hypothesis") -> list[dict]:
+    """Every premise three times, with three hypotheses (one per label), as NLI data is: 30 rows."""
+    rows = []
+    for i, p in enumerate(PREMISES):
+        subject = " ".join(p.split()[:2])
+        for label, h in (("entailment", f"{subject} is outside"), ("contradiction", f"{subject} is asleep at home"),
+                         ("neutral", f"{subject} is happy today")):
+            rows.append({"id": len(rows), first: p, second: h, "label": label})
+    return rows
+
+
+def write_pairs(path, rows: list[dict]) -> None:
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@pytest.mark.parametrize("suffix, names", [(".csv", ("premise", "hypothesis")), (".jsonl", ("sentence1", "sentence2")),
+                                           (".parquet", ("text_a", "text_b"))])
+def test_init_finds_a_sentence_pair_and_feeds_both_fields_to_each_model(suffix, names, tmp_path, capsys):
+    from harness.config import SuiteRef
+    from harness.data.specs import load_benchmark
+
+    first, second = names
+    data = tmp_path / f"nli{suffix}"
+    write_pairs(data, pair_rows(first, second))
+    assert main(["init", "--from", str(data)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:3] == [f"columns used: text '{first}' and '{second}' (a text pair: both in the causal LM's prompt, "
+                        "a pair for the encoder), label 'label'", "columns left out: 'id' (add one with --text COL)"]
+    _, splits = load_benchmark(SuiteRef(str(tmp_path / "nli" / "benchmark.yaml")), tmp_path / "nli")
+    ex = splits["train"].examples[0]
+    assert ex.encoder_text == (ex.raw[first], ex.raw[second])  # [CLS] premise [SEP] hypothesis [SEP]
+    shown = [name.replace("_", " ").capitalize() for name in names]  # text_a -> "Text a: ..."
+    assert f"{shown[0]}: {ex.raw[first]}\n{shown[1]}: {ex.raw[second]}\nLabel:" in ex.prompt
+
+
+def test_init_takes_the_text_columns_it_is_given_and_names_those_it_leaves_out(tmp_path, capsys):
+    from harness.config import SuiteRef
+    from harness.data.specs import load_benchmark
+
+    data = tmp_path / "nli.csv"
+    write_pairs(data, [r | {"Genre Note": f"note {r['id']}"} for r in pair_rows()])
+    assert main(["init", "--from", str(data), "--text", "premise", "--out", str(tmp_path / "one")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:3] == ["columns used: text 'premise', label 'label'",
+                        "columns left out: 'id', 'hypothesis', 'Genre Note' (add one with --text COL)"]
+    argv = ["init", "--from", str(data), "--text", "premise", "--text", "hypothesis", "--text", "Genre Note"]
+    assert main([*argv, "--out", str(tmp_path / "three")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("columns used: text 'premise' and 'hypothesis' and "
+                                                              "'Genre Note' (all in the causal LM's prompt")
+    _, splits = load_benchmark(SuiteRef(str(tmp_path / "three" / "benchmark.yaml")), tmp_path / "three")
+    ex = splits["train"].examples[0]
+    assert ex.encoder_text == f"{ex.raw['premise']}\n{ex.raw['hypothesis']}\n{ex.raw['Genre Note']}"
+    assert f"\nGenre note: {ex.raw['Genre Note']}\nLabel:" in ex.prompt
+    assert main([*argv[:5], "--text", "premise"]) == 2
+    once(capsys.readouterr().err, "sftbench: error: " + str(data) + ": --text names a column twice")
