@@ -240,3 +240,16 @@ def test_init_takes_the_text_columns_it_is_given_and_names_those_it_leaves_out(t
     assert f"\nGenre note: {ex.raw['Genre Note']}\nLabel:" in ex.prompt
     assert main([*argv[:5], "--text", "premise"]) == 2
     once(capsys.readouterr().err, "sftbench: error: " + str(data) + ": --text names a column twice")
+
+
+# ---- 2. the duplicate and leakage lints read every field that reaches the model -------------------------------------
+
+def test_a_pair_benchmark_written_by_init_validates_without_false_duplicates(tmp_path, capsys):
+    """Every premise is in three rows, each with another hypothesis: no duplicate, and no leakage between the splits
+    carved from the file (the lint itself: tests/harness/test_validate.py)."""
+    data = tmp_path / "nli.csv"
+    write_pairs(data, pair_rows())
+    assert main(["init", "--from", str(data)]) == 0
+    assert main(["validate", str(tmp_path / "nli" / "bakeoff.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.endswith("bakeoff.yaml: 0 errors, 0 warnings\n") and "duplicate" not in captured.err

@@ -6,7 +6,10 @@ numbers should know about:
 - duplicate rows within a split, and train rows that reappear in validation/test/shifted (leakage; a split
   carved from train is checked against the train rows left, so a row the file holds twice is found),
   exact, equal after normalisation (lowercase, punctuation dropped, whitespace collapsed), or near
-  (token-set Jaccard >= NEAR, found with prefix filtering: AG News, 10k train and 7.6k test rows, in ~2 s);
+  (token-set Jaccard >= NEAR, found with prefix filtering: AG News, 10k train and 7.6k test rows, in ~2 s).
+  A row is every field that reaches the model: all input fields of a multi-field prompt, compared field by field
+  (NLI rows sharing a premise, with other hypotheses, are not duplicates; a near-duplicate is near in every field),
+  and a chat row's messages as a whole;
 - label imbalance in train (majority/minority > IMBALANCE) and declared labels with no train rows;
 - rows whose rendered prompt plus target likely exceed recipe.max_length tokens. No tokenizer is loaded
   here (candidates differ and loading one is the slow part), so the count is estimated as the larger of
@@ -198,7 +201,7 @@ def gate_errors(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[s
 
 def lint_benchmark(spec: BenchmarkSpec, splits: dict[str, Split], max_length: int) -> list[Finding]:
     """Warnings about one loaded benchmark: duplicates, leakage, label balance, over-long rows."""
-    rows = {name: [str(ex.raw[spec.input_field]) for ex in split.examples] for name, split in splits.items()}
+    rows = {name: model_text(spec, split) for name, split in splits.items()}
     findings = []
     for name, split in splits.items():
         findings += _duplicates(spec, split, rows[name])
@@ -210,6 +213,17 @@ def lint_benchmark(spec: BenchmarkSpec, splits: dict[str, Split], max_length: in
     for split in splits.values():
         findings += _lengths(split, max_length)
     return findings
+
+
+Row = tuple[str, ...]  # the text of each field of a row that reaches the model, in the spec's field order
+
+
+def model_text(spec: BenchmarkSpec, split: Split) -> list[Row]:
+    """What the duplicate and leakage lints compare: every input field of a row (a chat row: its messages, the
+    answer included, as one text)."""
+    if spec.messages:
+        return [(f"{ex.prompt} {ex.target}",) for ex in split.examples]
+    return [tuple(str(ex.raw[column]) for column in spec.input_fields.values()) for ex in split.examples]
 
 
 def normalise(text: str) -> str:
@@ -257,31 +271,49 @@ def near_pairs(left: list[frozenset[str]], right: list[frozenset[str]] | None = 
     return pairs
 
 
-def _matches(texts: list[str], others: list[str] | None) -> dict[int, tuple[int, str]]:
-    """For each row of `texts`, the first matching row of `others` (or an earlier row of `texts` when
-    others is None) and how it matches: exact, after normalisation, or near (Jaccard >= NEAR)."""
-    pool = texts if others is None else others
-    norm = [normalise(t) for t in pool]
-    first: dict[str, int] = {}
+def _tokens(row: Row) -> list[frozenset[str]]:
+    """Each field's normalised token set."""
+    return [frozenset(field.split()) for field in row]
+
+
+def _tagged(fields: list[frozenset[str]]) -> frozenset[str]:
+    """The fields' tokens in one set, each tagged with its field, so a premise word never matches a hypothesis word.
+    Rows near in every field (Jaccard >= t each) are near in this set too, so it finds every candidate pair."""
+    return frozenset(f"{k}\x00{t}" for k, tokens in enumerate(fields) for t in tokens)
+
+
+def _jaccard(a: list[frozenset[str]], b: list[frozenset[str]]) -> float:
+    """The least of the fields' Jaccard similarities (two empty fields are equal)."""
+    return min(len(x & y) / len(x | y) if x | y else 1.0 for x, y in zip(a, b))
+
+
+def _matches(rows: list[Row], others: list[Row] | None) -> dict[int, tuple[int, str]]:
+    """For each row of `rows`, the first matching row of `others` (or an earlier row of `rows` when others is None)
+    and how it matches: exact, after normalisation, or near (Jaccard >= NEAR in every field)."""
+    pool = rows if others is None else others
+    norm = [tuple(normalise(f) for f in row) for row in pool]
+    first: dict[Row, int] = {}
     for j, n in enumerate(norm):
         first.setdefault(n, j)
     found: dict[int, tuple[int, str]] = {}
-    reps = sorted(set(first.values()))  # one representative per normalised text for the Jaccard pass
-    for i, text in enumerate(texts):
-        n = normalise(text) if others is not None else norm[i]
+    reps = sorted(set(first.values()))  # one representative per normalised row for the Jaccard pass
+    for i, row in enumerate(rows):
+        n = tuple(normalise(f) for f in row) if others is not None else norm[i]
         hit = first.get(n)
         if hit is not None and (others is not None or hit < i):
-            same = pool[hit].strip() == text.strip()
+            same = [f.strip() for f in pool[hit]] == [f.strip() for f in row]
             found[i] = (hit, "exact duplicate" if same else "duplicate after normalisation")
-    sets = [frozenset(norm[j].split()) for j in reps]
+    fields = [_tokens(norm[j]) for j in reps]
+    sets = [_tagged(f) for f in fields]
     if others is None:
-        for a, b, jac in near_pairs(sets):
-            i, j = reps[b], reps[a]
-            found.setdefault(i, (j, f"near-duplicate (Jaccard {jac:.2f})"))
+        pairs = [(reps[b], reps[a], _jaccard(fields[b], fields[a])) for a, b, _ in near_pairs(sets)]
     else:
-        probe = [frozenset(normalise(t).split()) for t in texts]
-        for i, b, jac in near_pairs(probe, sets):
-            found.setdefault(i, (reps[b], f"near-duplicate (Jaccard {jac:.2f})"))
+        probe = [_tokens(tuple(normalise(f) for f in row)) for row in rows]
+        pairs = [(i, reps[b], _jaccard(probe[i], fields[b])) for i, b, _ in near_pairs([_tagged(p) for p in probe],
+                                                                                        sets)]
+    for i, j, jac in pairs:
+        if jac >= NEAR:
+            found.setdefault(i, (j, f"near-duplicate (Jaccard {jac:.2f})"))
     return found
 
 
@@ -290,17 +322,16 @@ def _label_note(spec: BenchmarkSpec, here: Split, i: int, there: Split, j: int) 
     return f", with a different label ('{a}' here, '{b}' there)" if spec.task == "classification" and a != b else ""
 
 
-def _duplicates(spec: BenchmarkSpec, split: Split, texts: list[str]) -> list[Finding]:
-    found = _matches(texts, None)
+def _duplicates(spec: BenchmarkSpec, split: Split, rows: list[Row]) -> list[Finding]:
+    found = _matches(rows, None)
     findings = [Finding("warning", split.path, split.examples[i].line,
                         f"{how} of {_row(split, j)} in {split.name}{_label_note(spec, split, i, split, j)}")
                 for i, (j, how) in sorted(found.items())]
     return _capped(findings, split.path, f"duplicate rows in {split.name}")
 
 
-def _leakage(spec: BenchmarkSpec, train: Split, train_texts: list[str], other: Split,
-             texts: list[str]) -> list[Finding]:
-    found = _matches(texts, train_texts)
+def _leakage(spec: BenchmarkSpec, train: Split, train_rows: list[Row], other: Split, rows: list[Row]) -> list[Finding]:
+    found = _matches(rows, train_rows)
     # a split carved from train (harness/data/carve.py) shares its file: a match is a row the file holds twice (or
     # nearly so), one copy carved out and one left in train
     carved = f", {other.name} carved from the same file" if other.carved_from else ""

@@ -230,3 +230,67 @@ def test_validate_imports_no_torch():
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'loaded a model library'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# ---- every field that reaches the model (issue 25) ----------------------------------------------------------------
+
+PREMISE = "a man in a blue coat is reading the morning paper on a bench by the river"
+
+
+def write_pairs(tmp_path, splits: dict[str, list[tuple[str, str, str]]]):
+    """An NLI benchmark (premise, hypothesis, label), both fields in the prompt and read by an encoder as a pair."""
+    for name, rows in splits.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"premise": p, "hypothesis": h, "label": lab}) + "\n"
+                                                        for p, h, lab in rows))
+    (tmp_path / "benchmark.yaml").write_text(json.dumps({
+        "name": "nli", "version": 1, "task": "classification", "prompt": "{premise}\n{hypothesis}\nAnswer:",
+        "labels": ["entailment", "neutral", "contradiction"], "metrics": ["accuracy"],
+        "fields": {"premise": "premise", "hypothesis": "hypothesis", "target": "label"},
+        "splits": {name: f"{name}.jsonl" for name in splits}}))
+    return load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+
+
+def test_rows_sharing_a_premise_are_not_duplicates_and_a_duplicate_pair_still_is(tmp_path):
+    """NLI gives every premise three hypotheses: the lint compares both fields, each on its own, so those rows are
+    not duplicates (nor near ones: hypotheses one word apart), while a repeated pair is, in train and across
+    splits."""
+    train = [(PREMISE, "a man is reading", "entailment"),  # 1
+             (PREMISE, "a man is sleeping", "contradiction"),  # 2: the same premise, one word apart
+             (PREMISE, "the man is reading about the election", "neutral"),  # 3
+             ("two dogs run across a snowy field", "animals are outside", "entailment"),  # 4
+             (PREMISE, "a man is reading", "entailment"),  # 5: an exact duplicate of 1
+             ("two dogs run across a snowy field", "Animals are outside!", "neutral")]  # 6: 4 after normalisation
+    test = [(PREMISE, "a woman is reading", "contradiction"),  # 1: the train premise, another hypothesis
+            ("two dogs run across a snowy field", "the animals are inside", "contradiction"),  # 2
+            (PREMISE, "a man is sleeping", "contradiction"),  # 3: leaks train line 2
+            (PREMISE + " today", "a man is reading", "entailment")]  # 4: near train line 1 in both fields
+    spec, splits = write_pairs(tmp_path, {"train": train, "test": test})
+    found = [(Path(f.path).name, f.line, f.message) for f in lint_benchmark(spec, splits, max_length=256)]
+    assert found == [
+        ("train.jsonl", 5, "exact duplicate of line 1 in train"),
+        ("train.jsonl", 6, "duplicate after normalisation of line 4 in train, with a different label ('neutral' "
+                           "here, 'entailment' there)"),
+        ("test.jsonl", 3, "leakage: exact duplicate of train line 2 (train.jsonl)"),
+        ("test.jsonl", 4, "leakage: near-duplicate (Jaccard 0.93) of train line 1 (train.jsonl)")]
+
+
+def test_chat_rows_are_compared_whole(tmp_path):
+    """A chat row's messages are one text: the same question with another answer is another row; the same
+    conversation is a duplicate, and a leak when it is in test too."""
+    def chat(question: str, answer: str) -> dict:
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+    train = [chat("when does my parcel ship", "it ships on monday from the depot"),
+             chat("when does my parcel ship", "we refund you within five working days"),
+             chat("when does my parcel ship", "it ships on monday from the depot")]
+    test = [chat("when does my parcel ship", "it ships on monday from the depot"), chat("hello", "hi there")]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "benchmark.yaml").write_text(json.dumps({
+        "name": "c", "version": 1, "task": "generation", "fields": {"messages": "messages"}, "metrics": ["exact_match"],
+        "splits": {"train": "train.jsonl", "test": "test.jsonl"}}))
+    spec, splits = load_benchmark(SuiteRef(str(tmp_path / "benchmark.yaml")), tmp_path)
+    found = [(Path(f.path).name, f.line, f.message) for f in lint_benchmark(spec, splits, max_length=256)]
+    assert found == [("train.jsonl", 3, "exact duplicate of line 1 in train"),
+                     ("test.jsonl", 1, "leakage: exact duplicate of train line 1 (train.jsonl)")]
+
