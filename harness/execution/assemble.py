@@ -47,7 +47,7 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
               unit: Path | None) -> BenchmarkResult:
     cfg = ctx.cfg
     recipe = group_recipe(cfg, ctx.candidate(bp.candidate), bp.seeds[s])
-    resamples, seed = cfg.bootstrap_resamples, recipe.seed
+    seed = recipe.seed
     scores, predictions, per_class, latency = {}, {}, {}, None
     for split, uid in bp.scores[s]:
         rec = out[uid].record
@@ -60,7 +60,7 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
     for j, (p, items, digest) in enumerate(_probes(ctx, bp)):
         was = _probe_score(out[bp.base_probes[j]].record)
         after = was if not bp.probes[s] else _probe_score(out[bp.probes[s][j]].record)  # untuned: no "after"
-        reports.append(forgetting_report(p, items, was, after, digest, resamples, seed)
+        reports.append(forgetting_report(p, items, was, after, digest)
                        | {"files": {"spec": p.path, "data": p.data}})
     bias_reports = []
     for j, (b, pairs, digest) in enumerate(_bias(ctx, bp)):
@@ -69,7 +69,7 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
         bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": digest,
                              "files": {"spec": b.path, "data": b.data},
                              **bias_report(pairs_before["a"], pairs_before["b"], pairs_after["a"], pairs_after["b"],
-                                           pairs, resamples, seed)})
+                                           pairs)})
     chances, did_learn, why = learning(spec, splits, scores, chosen, sweep, recipe.restore_best)
     return BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
                            {name: sp.sha256 for name, sp in splits.items()}, scores,

@@ -21,7 +21,7 @@ from harness.config import read_yaml
 from harness.data.rows import read_numbered_rows
 from harness.data.specs import BenchmarkSpec, Example, find_spec, load_benchmark_spec, render_example
 from harness.errors import ConfigError, DataError
-from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
+from harness.statistics.intervals import CHANGE_METHOD, change_interval, mcnemar_exact, wilson
 
 BIAS_KINDS = ("counterfactual",)
 BIAS_KEYS = {"name", "version", "kind", "benchmark", "data", "description"}
@@ -101,8 +101,8 @@ def render_pair_inputs(spec: BenchmarkSpec, pairs: Sequence[Pair]) -> tuple[list
 
 
 def bias_report(before_a: Sequence[str], before_b: Sequence[str], after_a: Sequence[str], after_b: Sequence[str],
-                pairs: Sequence[Pair], resamples: int, seed: int) -> dict[str, Any]:
-    """Flip rates before and after tuning (Wilson), their paired change (bootstrap on per-pair flips),
+                pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Flip rates before and after tuning (Wilson), their paired change (a score interval on per-pair flips),
     per-attribute flip rates, accuracy on each side, McNemar on new vs vanished flips, flipped examples.
 
     The four prediction lists are label keys, one per pair, in the order of `pairs`."""
@@ -114,8 +114,8 @@ def bias_report(before_a: Sequence[str], before_b: Sequence[str], after_a: Seque
             raise ValueError(f"{name} has {len(preds)} predictions for {n} pairs")
     flips_before = [int(x != y) for x, y in zip(before_a, before_b)]
     flips_after = [int(x != y) for x, y in zip(after_a, after_b)]
-    low, high = paired_diff_ci(flips_after, flips_before, resamples, seed)
     vanished, new, p = mcnemar_exact(flips_before, flips_after)
+    low, high = change_interval(new, vanished, n)  # not [0, 0] when no pair changed
     gold = [pair.label for pair in pairs]
     flipped = [i for i in range(n) if flips_after[i]]
     return {
@@ -123,7 +123,7 @@ def bias_report(before_a: Sequence[str], before_b: Sequence[str], after_a: Seque
         "flip_rate_before": _rate(flips_before),
         "flip_rate_after": _rate(flips_after),
         "change": {"value": float(np.mean(flips_after) - np.mean(flips_before)), "ci_low": low, "ci_high": high,
-                   "ci_method": f"paired bootstrap(resamples={resamples},seed={seed})"},
+                   "ci_method": CHANGE_METHOD},
         "new_flips": new, "vanished_flips": vanished, "mcnemar_p": p,
         "per_attribute": _per_attribute(pairs, flips_before, flips_after),
         "accuracy_before": {"a": _rate(_hits(before_a, gold)), "b": _rate(_hits(before_b, gold))},

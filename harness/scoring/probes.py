@@ -34,7 +34,7 @@ from harness.data.rows import field_text, read_numbered_rows, row_error
 from harness.data.specs import find_spec
 from harness.errors import ConfigError, DataError
 from harness.scoring.metrics import normalise_answer
-from harness.statistics.intervals import mcnemar_exact, paired_diff_ci, wilson
+from harness.statistics.intervals import CHANGE_METHOD, change_interval, mcnemar_exact, wilson
 
 PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
 PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}
@@ -195,18 +195,18 @@ def _paraphrase(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any
 
 
 def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScore, after: ProbeScore,
-                      data_hash: str, resamples: int, seed: int) -> dict[str, Any]:
+                      data_hash: str) -> dict[str, Any]:
     """Before/after accuracy, forgetting = before - after with a paired interval, transitions, McNemar."""
     n = len(items)
-    low, high = paired_diff_ci(before.correct, after.correct, resamples, seed)
     lost, gained, p = mcnemar_exact(before.correct, after.correct)
+    low, high = change_interval(lost, gained, n)  # not [0, 0] when no item changed
     drops = sorted((i for i in range(n) if before.correct[i] and not after.correct[i]),
                    key=lambda i: after.margin[i] - before.margin[i])
     report = {
         "probe": spec.name, "version": spec.version, "kind": spec.kind, "n": n, "data_sha256": data_hash,
         "before": _acc(before.correct), "after": _acc(after.correct),
         "forgetting": {"value": before.accuracy - after.accuracy, "ci_low": low, "ci_high": high,
-                       "ci_method": f"paired bootstrap(resamples={resamples},seed={seed})"},
+                       "ci_method": CHANGE_METHOD},
         "forgotten": lost, "gained": gained, "mcnemar_p": p,
         "most_forgotten": [_forgotten(items[i], before, after, i) for i in drops[:10]],
         "per_item": {"before": before.correct, "after": after.correct},

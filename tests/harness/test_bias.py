@@ -9,7 +9,7 @@ from scipy.stats import binomtest
 from harness.scoring.bias import Pair, bias_report, load_bias_suite, render_pair_inputs
 from harness.data.specs import load_benchmark_spec
 from harness.errors import ConfigError, DataError
-from harness.statistics.intervals import paired_diff_ci
+from harness.statistics.intervals import CHANGE_METHOD, NEAR_EDGE, change_interval
 from tests.conftest import ROOT
 
 BIAS = ROOT / "benchmarks" / "intent_bias"
@@ -26,7 +26,8 @@ AFTER_B = ["refund", "refund", "refund", "shipping", "billing"]  # flips: 1 1 1 
 
 
 def wilson_ref(k: int, n: int) -> tuple[float, float]:
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    method = "wilsoncc" if min(k, n - k) < NEAR_EDGE else "wilson"  # near 0 or 1: harness/statistics/intervals.py
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method=method)
     return ci.low, ci.high
 
 
@@ -36,15 +37,15 @@ def check_rate(rate: dict, k: int, n: int) -> None:
 
 
 def test_report_on_hand_computed_predictions():
-    report = bias_report(BEFORE_A, BEFORE_B, AFTER_A, AFTER_B, PAIRS, resamples=500, seed=3)
+    report = bias_report(BEFORE_A, BEFORE_B, AFTER_A, AFTER_B, PAIRS)
     assert report["n"] == 5
     check_rate(report["flip_rate_before"], 1, 5)
     check_rate(report["flip_rate_after"], 4, 5)
     change = report["change"]
     assert change["value"] == pytest.approx(0.6)
-    assert (change["ci_low"], change["ci_high"]) == paired_diff_ci([1, 1, 1, 0, 1], [0, 0, 1, 0, 0], 500, 3)
+    assert (change["ci_low"], change["ci_high"]) == change_interval(3, 0, 5)  # 3 new flips, none vanished, 5 pairs
     assert change["ci_low"] <= 0.6 <= change["ci_high"]
-    assert change["ci_method"] == "paired bootstrap(resamples=500,seed=3)"
+    assert change["ci_method"] == CHANGE_METHOD
     assert (report["new_flips"], report["vanished_flips"]) == (3, 0)
     assert report["mcnemar_p"] == pytest.approx(0.25)  # 0 of 3 discordant pairs went the other way
     attrs = report["per_attribute"]
@@ -66,20 +67,23 @@ def test_report_on_hand_computed_predictions():
 def test_no_flips_and_at_most_ten_examples():
     pairs = [Pair(f"a{i}", f"b{i}", "name", "billing") for i in range(12)]
     same = ["billing"] * 12
-    report = bias_report(same, same, same, ["refund"] * 12, pairs, resamples=200, seed=0)
+    report = bias_report(same, same, same, ["refund"] * 12, pairs)
     check_rate(report["flip_rate_before"], 0, 12)
     check_rate(report["flip_rate_after"], 12, 12)
-    assert report["change"] | {"ci_method": ""} == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "ci_method": ""}
+    change = report["change"]
+    assert change["value"] == 1.0 and change["ci_high"] == pytest.approx(1.0) and 0.5 < change["ci_low"] < 1.0
     assert len(report["flipped_examples"]) == 10
-    unchanged = bias_report(same, same, same, same, pairs, resamples=200, seed=0)
+    unchanged = bias_report(same, same, same, same, pairs)
     assert unchanged["change"]["value"] == 0.0 and unchanged["mcnemar_p"] == 1.0
+    bound = 1.96 ** 2 / (12 + 1.96 ** 2)  # no pair changed: a score bound, not [0, 0]
+    assert (unchanged["change"]["ci_low"], unchanged["change"]["ci_high"]) == pytest.approx((-bound, bound), abs=1e-4)
 
 
 def test_report_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match="after_b has 4 predictions for 5 pairs"):
-        bias_report(BEFORE_A, BEFORE_B, AFTER_A, AFTER_B[:4], PAIRS, 200, 0)
+        bias_report(BEFORE_A, BEFORE_B, AFTER_A, AFTER_B[:4], PAIRS)
     with pytest.raises(ValueError, match="no pairs"):
-        bias_report([], [], [], [], [], 200, 0)
+        bias_report([], [], [], [], [])
 
 
 def test_bundled_suite_loads():
@@ -131,7 +135,7 @@ def test_rendered_pairs_go_through_the_task_predictor(tiny_llama):
     flips_after = [int(a != b) for a, b in zip(after_a, after_b)]
     assert (before_a, before_b) != (after_a, after_b) and sum(flips_after) != sum(flips_before)
 
-    report = bias_report(before_a, before_b, after_a, after_b, pairs, 200, 0)
+    report = bias_report(before_a, before_b, after_a, after_b, pairs)
     check_rate(report["flip_rate_before"], sum(flips_before), 30)
     check_rate(report["flip_rate_after"], sum(flips_after), 30)
     assert report["change"]["value"] == pytest.approx((sum(flips_after) - sum(flips_before)) / 30, abs=1e-12)

@@ -74,8 +74,10 @@ def exact_wilson_coverage(n: int, p: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("n", [200, 500, 1000])
 def test_wilson_exact_coverage_stays_within_93_97_for_every_p(n):
     """Over p in [0.05, 0.95] (0.005 apart) the exact coverage oscillates but stays inside the claim: measured
-    0.9378-0.9672 at n=200, 0.9421-0.9590 at n=500, 0.9457-0.9562 at n=1000. At n=100 it dips to 0.9275 near
-    p=0.945 (inherent to a binomial interval, not a bug), which is why docs/statistics.md claims n >= 200."""
+    0.9378-0.9672 at n=200, 0.9421-0.9590 at n=500, 0.9457-0.9562 at n=1000. At n=100 it dips to 0.9357 near
+    p=0.945 (inherent to a binomial interval, not a bug), which is why docs/statistics.md claims n >= 200. Near 0
+    and 1 the interval is Wilson's with the continuity correction (harness/statistics/intervals.py NEAR_EDGE;
+    test_small_seed_calibration.py checks it there)."""
     coverage = exact_wilson_coverage(n, np.linspace(0.05, 0.95, 181))
     assert LOW <= coverage.min() and coverage.max() <= HIGH, (coverage.min(), coverage.max())
     assert abs(coverage.mean() - 0.95) < 0.003

@@ -161,7 +161,7 @@ def test_forgetting_report_on_cloze_shows_the_generations():
              ProbeItem("Two plus two is", "four", ())]
     before = ProbeScore([1, 1, 0], [1.0, 1.0, 0.0], outputs=["Paris.", "New York State", "five"])
     after = ProbeScore([0, 0, 1], [0.0, 2 / 3, 1.0], outputs=["Lyon", "New York City", "four"])
-    report = forgetting_report(CLOZE, items, before, after, "h", resamples=200, seed=0)
+    report = forgetting_report(CLOZE, items, before, after, "h")
     assert report["kind"] == "cloze" and report["forgotten"] == 2 and report["gained"] == 1
     assert report["forgetting"]["value"] == pytest.approx(1 / 3)
     worst = report["most_forgotten"]

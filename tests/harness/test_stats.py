@@ -6,15 +6,27 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as sps
+from scipy.stats import binomtest
 
-from harness.statistics.intervals import bootstrap_ci, bootstrap_indices, mcnemar_exact, mean_ci, paired_diff_ci, wilson
+from harness.statistics.intervals import (
+    NEAR_EDGE,
+    bootstrap_ci,
+    bootstrap_indices,
+    mcnemar_exact,
+    mean_ci,
+    paired_diff_ci,
+    wilson,
+)
 from tests.harness.test_coverage import rng  # a named bit generator (PCG64); why, in that module's docstring
 
 
 def test_wilson_known_value():
-    # statsmodels proportion_confint(8, 10, method="wilson") = (0.4901625, 0.9433178)
-    low, high = wilson(8, 10)
-    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    """Plain Wilson in the middle; with fewer than NEAR_EDGE successes or failures, Wilson with the continuity
+    correction (scipy's 'wilsoncc'), which holds its coverage near 0 and 1 (test_small_seed_calibration.py)."""
+    for k, n in [(17, 50), (60, 100), (8, 10), (0, 12), (95, 100), (3, 228)]:
+        method = "wilsoncc" if min(k, n - k) < NEAR_EDGE else "wilson"
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method=method)
+        assert wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-12), (k, n, method)
 
 
 def test_wilson_hand_formula_and_edges():

@@ -142,7 +142,7 @@ def test_bias_table_and_tie_groups(pages):
     section = page[page.index("<h2>Bias"):page.index("<h2>Figures")]
     assert section.count("<h3>") == 2  # smollm2-135m and gpt2-small; the encoder is not probed
     assert "smollm2-135m &middot; support_intents &middot; intent_bias" in section
-    cells = '<td class="num">4.1 [1.8, 9.2]</td><td class="num">6.6 [3.4, 12.4]</td><td class="num">2.5 [-1.6, 6.6]</td>'
+    cells = '<td class="num">4.1 [1.5, 9.8]</td><td class="num">6.6 [3.1, 12.9]</td><td class="num">2.5 [-1.6, 6.6]</td>'
     assert cells in section  # flip rate before, after, change
     assert "He cannot log in &lt;again&gt;" in section and "<again>" not in page
     assert "<th>tie group</th>" in page and "bias change, flip pts [95% CI]" in page
