@@ -16,7 +16,7 @@ from harness.statistics.paired import (
     non_inferiority,
     seed_stats,
 )
-from harness.statistics.seeds import is_seeded, non_inferiority_seeds
+from harness.statistics.seeds import is_seeded, non_inferiority_seeds, per_seed_items, too_few_seeds
 
 
 def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
@@ -51,6 +51,9 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
         references = {(bench_name, split): items} if items is not None else None
     try:
         if is_seeded(entry) or is_seeded(base_entry):  # several training seeds on either side: seed-aware test
+            few = too_few_seeds([len(per_seed_items(entry)), len(per_seed_items(base_entry))])
+            if few:  # fail closed: a gate that blocks only on evidence could block nothing (seeds.py)
+                return None, f"{metric} against {base_name}: {few}"
             refs = (references or {}).get((bench_name, split))
             return non_inferiority_seeds(entry, base_entry, margin, alpha, higher_is_better(metric_name),
                                          metric=metric_name, resamples=resamples, seed=seed,
@@ -82,7 +85,7 @@ def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted:
     gates = f"{family} baseline gate{'s' if family != 1 else ''}"
     adjusted = (f"no multiplicity correction ({gates})" if correction == "none"
                 else f"{CORRECTION_NAMES[correction]}-adjusted over {gates} {p_adjusted:.4g}")
-    note = f" [{res['test']}]" if res["test"].startswith("NOT") else ""
+    note = f" [{res['test']}]" if res["test"].startswith("NOT") or res.get("borrowed") else ""
     message = (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({res['source']}), "
                f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; p(regression) {res['p_regression']:.4g}, {adjusted}, "
                f"alpha {res['alpha']:g}{note}")

@@ -44,17 +44,18 @@ def _seeded_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], 
     if not all(is_seeded(e) for e in entries):
         return None
     draws = [item_draws(metric, per_seed_items(e), seed_stats(metric, bench, split, (references.get(split) or {})
-                                                               .get("items")), resamples, seed + offset).mean(axis=0)
-             for offset, (split, e) in enumerate(zip(("test", "shifted"), entries))]
+                                                               .get("items")), resamples, seed + offset)
+             for offset, (split, e) in enumerate(zip(("test", "shifted"), entries))]  # (S, R) each
     gaps = [a - b for a, b in zip(entries[0]["seeds"], entries[1]["seeds"])]
-    sa = combine([gaps], draws[0] - draws[1])
-    low, high = sa.interval()
+    sa = combine([gaps], [draws[0] - draws[1]])  # each seed's gap on independent resamples of the two splits
+    low, high = (float(x) for x in sa.interval())
     from harness.scoring.metrics import METRICS  # as seeds.py: statistics import no scoring at module level
 
     registered = METRICS.get(metric)
     if not registered.from_losses:  # a gap of bounded scores lies within +-scale; few seeds' t overshoots it
         low, high = max(low, -registered.scale), min(high, registered.scale)
-    return {"gap_ci_low": low, "gap_ci_high": high, "gap_seeds": gaps, "gap_seed_sd": sa.seed_sd}
+    sd = None if sa.seed_sd is None else float(sa.seed_sd)
+    return {"gap_ci_low": low, "gap_ci_high": high, "gap_seeds": gaps, "gap_seed_sd": sd}
 
 
 def generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int,

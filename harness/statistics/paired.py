@@ -19,6 +19,7 @@ percentile intervals; the seed fixes the resamples, so the same inputs give the 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -138,7 +139,7 @@ def _paired(stat_a: Statistic, stat_b: Statistic, n: int, resamples: int, seed: 
     return float(stat_a(full)[0]), float(stat_b(full)[0]), diffs
 
 
-def _basis(metric: str, corpus: bool) -> str:
+def basis(metric: str, corpus: bool) -> str:
     """What is actually compared; starts with NOT when it is not the metric itself."""
     if corpus:
         if metric == "macro_f1":
@@ -171,7 +172,7 @@ def paired_difference(metric: str, a_per_item: Sequence[float], b_per_item: Sequ
     else:
         p = (1 + int(np.sum(np.abs(diffs - diff) >= abs(diff) - 1e-12))) / (len(diffs) + 1)
     low, high = np.percentile(diffs, [2.5, 97.5])
-    test = (f"{_basis(metric, corpus)}; {'McNemar exact' if mcnemar else 'null-shifted bootstrap'} p; paired "
+    test = (f"{basis(metric, corpus)}; {'McNemar exact' if mcnemar else 'null-shifted bootstrap'} p; paired "
             f"bootstrap 95% percentile interval (resamples={resamples}, seed={seed})")
     return {"a": va, "b": vb, "diff": diff, "ci_low": float(low), "ci_high": float(high), "p_value": min(1.0, p),
             "test": test, "n": len(a)}
@@ -183,30 +184,44 @@ def non_inferiority(candidate_per_item: Sequence[float], baseline_per_item: Sequ
     """Is the candidate no worse than the baseline by `margin` or more (in the metric's units)?
 
     The rule, for higher-is-better metrics (mirrored for lower-is-better): with d = candidate - baseline and
-    d* its paired bootstrap resamples, `passed` iff the one-sided (1 - alpha) lower confidence bound of d (the
-    alpha-quantile of d*, inverted-CDF) is above -margin; equivalently iff p_value = #{d* <= -margin} / B is
-    below alpha. The burden of proof is on the candidate: too few items to tell fails, and margin 0 means
+    d* its B paired bootstrap resamples, `passed` iff p_value = (1 + #{d* <= -margin}) / (B + 1) is below alpha
+    (a resampled p is never 0: the observed sample counts as one of the draws); equivalently iff the one-sided
+    (1 - alpha) lower confidence bound of d, the j-th smallest d* with j = ceil(alpha (B + 1) - 1), is above -margin.
+    The burden of proof is on the candidate: too few items to tell fails, and margin 0 means
     the candidate must be shown strictly better (use a positive margin for "no worse").
     `regressed` is the opposite claim, evidence that the candidate IS worse by more than the margin: the
-    one-sided (1 - alpha) upper bound is below -margin, p_regression = #{d* >= -margin} / B < alpha. On two
-    identical models it fires in about alpha of trials (tests/harness/test_compare.py checks both rates).
-    (ci_low, ci_high) are the two one-sided bounds, i.e. a (1 - 2 alpha) two-sided interval of d.
+    one-sided (1 - alpha) upper bound (the j-th largest d*) is below -margin, p_regression = (1 + #{d* >= -margin})
+    / (B + 1) < alpha. On two identical models it fires in about alpha of trials (tests/harness/test_compare.py
+    checks both rates). (ci_low, ci_high) are the two one-sided bounds, i.e. a (1 - 2 alpha) two-sided interval of d.
     """
     if margin < 0 or not 0 < alpha < 0.5:
         raise ValueError(f"need margin >= 0 and 0 < alpha < 0.5 (got margin={margin}, alpha={alpha})")
     c, b = _aligned(candidate_per_item, baseline_per_item)
     vc, vb, diffs = _paired(statistic(metric, c, candidate_stats), statistic(metric, b, baseline_stats), len(c),
                             resamples, seed)
-    gain = diffs if higher_is_better else -diffs  # > 0: the candidate is better
-    low = float(np.quantile(gain, alpha, method="inverted_cdf"))
-    high = float(-np.quantile(-gain, alpha, method="inverted_cdf"))
-    p_value, p_regression = float(np.mean(gain <= -margin)), float(np.mean(gain >= -margin))
+    p_value, p_regression, low, high = bootstrap_decision(diffs if higher_is_better else -diffs, margin, alpha)
     ci_low, ci_high = (low, high) if higher_is_better else (-high, -low)
     return {"passed": p_value < alpha, "regressed": p_regression < alpha, "diff": vc - vb, "ci_low": ci_low,
             "ci_high": ci_high, "p_value": p_value, "p_regression": p_regression, "candidate": vc, "baseline": vb,
             "margin": margin, "alpha": alpha, "n": len(c),
-            "test": (f"{_basis(metric, metric in CORPUS and candidate_stats is not None)}; paired bootstrap one-sided "
+            "test": (f"{basis(metric, metric in CORPUS and candidate_stats is not None)}; paired bootstrap one-sided "
                      f"bounds (resamples={resamples}, seed={seed})")}
+
+
+def bootstrap_decision(gain: np.ndarray, margin: float, alpha: float) -> tuple[Any, Any, Any, Any]:
+    """non_inferiority's numbers from (..., B) resampled gains (> 0: the candidate is better): p_value,
+    p_regression, and the one-sided (1 - alpha) lower and upper bounds of the gain, as floats, or arrays over the
+    leading axes (the calibration tests decide thousands of trials at once)."""
+    b = gain.shape[-1]
+    p_value = (1 + np.sum(gain <= -margin, axis=-1)) / (b + 1)
+    p_regression = (1 + np.sum(gain >= -margin, axis=-1)) / (b + 1)
+    j = math.ceil(round(alpha * (b + 1) - 1, 9))  # p_value < alpha iff fewer than j resampled gains are <= -margin
+    ordered = np.sort(gain, axis=-1)
+    low = ordered[..., j - 1] if j >= 1 else np.full(gain.shape[:-1], -np.inf)
+    high = ordered[..., b - j] if j >= 1 else np.full(gain.shape[:-1], np.inf)
+    if gain.ndim == 1:
+        return float(p_value), float(p_regression), float(low), float(high)
+    return p_value, p_regression, low, high
 
 
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}

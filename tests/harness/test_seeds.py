@@ -19,6 +19,7 @@ from harness.statistics.seeds import (
     combine_metric,
     non_inferiority_seeds,
     paired_difference_seeds,
+    too_few_seeds,
 )
 from tests.conftest import TINY_EXIT
 
@@ -32,21 +33,36 @@ def test_seed_values_and_validation():
             RecipeConfig(seeds=bad)
 
 
-def test_combine_adds_seed_and_item_variance_with_welch_df():
-    values, items = [0.60, 0.70, 0.80], np.array([0.69, 0.71] * 50)  # item part: var 1e-4 (ddof 1: 1.0101e-4)
-    sa = combine([values], items)
-    seed_part, item_part = np.var(values, ddof=1) / 3, np.var(items, ddof=1)
+def test_combine_counts_each_source_once_with_s_minus_1_df():
+    rng = np.random.Generator(np.random.PCG64(0))
+    values = [0.60, 0.70, 0.80]
+    shared, own = rng.normal(0, 0.01, 400), rng.normal(0, 0.02, (3, 400))  # what the seeds share; each seed's own
+    draws = 0.7 + shared + own  # (S, R): each seed's value on R item resamples
+    sa = combine([values], [draws])
+    seed_part = np.var(values, ddof=1) / 3  # holds each seed's own item noise (the seed-by-item part) once
+    spread = np.var(draws - draws.mean(axis=0), axis=1, ddof=1).sum() / 2  # that noise, per seed
+    item_part = np.var(draws.mean(axis=0), ddof=1) - spread / 3  # the resamples less it: what the seeds share
+    assert item_part == pytest.approx(1e-4, rel=0.25)  # the shared part's variance, 0.01 ** 2
     assert sa.estimate == pytest.approx(0.70) and sa.se == pytest.approx(math.sqrt(seed_part + item_part))
-    assert sa.df == pytest.approx((seed_part + item_part) ** 2 / (seed_part ** 2 / 2))
+    assert sa.df == 2 and sa.floor == pytest.approx(1 / 401)  # S - 1, whatever the parts; no p below 1 / (R + 1)
     low, high = sa.interval()
-    assert high - sa.estimate == pytest.approx(sps.t.ppf(0.975, sa.df) * sa.se)
+    assert high - sa.estimate == pytest.approx(sps.t.ppf(0.975, 2) * sa.se)
     assert sa.seed_sd == pytest.approx(0.1) and low < 0.5  # three seeds 10 points apart: a wide, honest interval
-    one = combine([[0.7]], items)  # one seed: the item part alone, normal quantile
-    assert one.df == math.inf and one.seed_sd is None and one.se == pytest.approx(math.sqrt(item_part))
-    two = combine([[0.6, 0.8], [0.5, 0.5, 0.8]], np.zeros(10))  # difference of two sides: both seed parts
+    one = combine([[0.7]], [draws[:1]])  # one seed: the item part alone (its own noise included), normal quantile
+    assert one.df == math.inf and one.seed_sd is None and one.se == pytest.approx(np.std(draws[0], ddof=1))
+    two = combine([[0.6, 0.8], [0.5, 0.5, 0.8]], [np.zeros((2, 10)), np.zeros((3, 10))])  # both sides' seed parts
     pa, pb = np.var([0.6, 0.8], ddof=1) / 2, np.var([0.5, 0.5, 0.8], ddof=1) / 3
     assert two.estimate == pytest.approx(0.7 - 0.6) and two.se == pytest.approx(math.sqrt(pa + pb))
-    assert two.df == pytest.approx((pa + pb) ** 2 / (pa ** 2 / 1 + pb ** 2 / 2))
+    assert two.df == 1 and two.borrowed is None  # the fewer seeds of the two sides: 2 - 1
+    lent = combine([[0.6, 0.7, 0.8], [0.65]], [np.zeros((3, 10)), np.zeros((1, 10))])
+    assert lent.borrowed == 0 and lent.df == 2  # the one-seed side takes side 0's seed variance
+    assert lent.se == pytest.approx(math.sqrt(0.01 / 3 + 0.01))
+    assert combine([[0.7, 0.7, 0.7]], [np.full((3, 10), 0.7)]).p_below(0.5) == pytest.approx(1 / 11)  # se 0: not 0
+
+
+def test_a_gate_needs_three_seeds_on_a_seeded_side():
+    assert too_few_seeds([3, 3]) == too_few_seeds([3, 1]) == too_few_seeds([1, 5]) == ""
+    assert "needs 3 or more" in too_few_seeds([2, 3]) and "2 vs 1" in too_few_seeds([2, 1])
 
 
 def _per_seed(accuracies, n=200, seed=0):
