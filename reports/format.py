@@ -127,14 +127,19 @@ def learning_lines(results: Results) -> list[str]:
 
 
 def recommendation_text(results: Results) -> str:
-    """The recommendation's reason, with how stable it is under resampled seeds and items
-    (harness/gates/stability.py)."""
+    """The recommendation's reason, with its bootstrap agreement under resampled seeds and items, the deciding gate's
+    distance from its threshold and the gates held fixed (harness/gates/stability.py)."""
     text = results.recommendation_reason
     stability = results.recommendation_stability
     if stability is None:
         return text
     what = results.recommendation or "no recommendation"
-    return f"{text} [stability: {what} in {stability:.0%} of resamples of training seeds and test items]"
+    extra = results.recommendation_agreement or {}
+    deciding = (f"; deciding gate '{extra['deciding_gate']}' {extra['margin_se']:.1f} SE past its threshold"
+                if extra.get("deciding_gate") and extra.get("margin_se") is not None else "")
+    held = f"; held fixed: {', '.join(extra['held_fixed'])}" if extra.get("held_fixed") else ""
+    return (f"{text} [bootstrap agreement: {what} in {stability:.0%} of resamples of training seeds and test items"
+            f"{deciding}{held}]")
 
 
 def seed_note(results: Results) -> str:

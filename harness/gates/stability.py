@@ -1,17 +1,30 @@
-"""Recommendation stability: how often the same candidate would be recommended if the bake-off were run again.
+"""Bootstrap agreement of the recommendation: the share of bootstrap resamples of the run (training seeds and test
+items) that recommend what the run recommended. Stored as `recommendation_stability` (the results.json key and the
+`{recommendation_stability: 0.8}` gate keep their names) with `recommendation_agreement` beside it.
 
-Each resample draws every candidate's training seeds with replacement (its own seeds: candidates train
-independently) and the test items with replacement (the same items for every candidate: they share the test
-set), recomputes each metric threshold gate's `value` on that draw (harness/statistics/seeds.py item_draws), keeps
-every other verdict as it is (baseline gates, caps, gates on interval bounds, thresholds on corpus metrics, "did not
-learn"), and applies the selection rule (harness/gates/check.py: the smallest eligible candidate that passes every
-gate).
-The stability is the share of resamples that recommend what the run recommended (or, when it recommended nothing,
-that recommend nothing). With one seed per candidate only the items vary.
+What it is, and what it is not. It is a bootstrap centred on the observed run: when a re-run's true chance of
+recommending the same candidate is 0.51, the agreement reported has a median of 0.72 (the audit of issue 27). So it
+is not the probability that a re-run agrees; it says how near the observed data sit to a different
+recommendation. Beside it: the deciding gate, the recommended candidate's re-evaluated gate nearest its threshold,
+and how far past the threshold it is in standard errors (its resampled sd), a number that reads the same at any
+agreement.
+
+Each resample draws every candidate's training seeds with replacement once (its own seeds: candidates train
+independently; the same seed draw for every gate of the candidate) and the test items with replacement (the same
+items for every candidate: they share the test set), then re-evaluates every threshold gate on a per-item-mean
+metric (harness/statistics/seeds.py item_draws): `on: value` on the resampled value, `on: ci_low`/`ci_high` on the
+bound moved by the resampled change of the value (its width held). The other gates keep their observed verdict,
+and `held_fixed` lists them: baseline gates (a resampled non-inferiority test per resample would be a double
+bootstrap), caps (forgetting, bias, gap, cost) and thresholds on corpus metrics (macro-F1, BLEU, chrF: their
+resampled value needs every seed's predictions). "Did not learn" is kept too. The selection rule is
+harness/gates/check.py's: the smallest eligible candidate that passes every gate. With one seed per candidate only
+the items vary.
 """
 from __future__ import annotations
 
+import math
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,41 +37,69 @@ from harness.statistics.seeds import item_draws, per_seed_items
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
+@dataclass(frozen=True)
+class Agreement:
+    share: float  # of resamples recommending what the run recommended (or, when it recommended nothing, nothing)
+    held_fixed: list[str]  # gates whose observed verdict every resample keeps
+    deciding_gate: str | None = None  # the recommended candidate's re-evaluated gate nearest its threshold
+    margin_se: float | None = None  # how far past that threshold, in standard errors (inf: no spread at all)
+
+    def to_json(self) -> dict[str, Any]:
+        margin = None if self.margin_se is None or not math.isfinite(self.margin_se) else self.margin_se
+        return {"share": self.share, "held_fixed": self.held_fixed, "deciding_gate": self.deciding_gate,
+                "margin_se": margin}
+
+
 def _resampled(gate: GateConfig) -> bool:
-    """Threshold gates on a value of a per-item-mean metric; corpus metrics (macro-F1, BLEU, chrF) keep their
-    verdict, since their resampled value needs the predictions of every seed (documented)."""
-    return bool(gate.metric) and not gate.baseline and gate.on == "value" and gate.metric.split(".")[1] not in CORPUS
+    """Threshold gates on a per-item-mean metric, on its value or an interval bound (module docstring)."""
+    return bool(gate.metric) and not gate.baseline and gate.metric.split(".")[1] not in CORPUS
 
 
-def _draws(entry: dict[str, Any], metric: str, resamples: int, seed: int, rng: np.random.Generator) -> np.ndarray:
-    """(R,) the metric on R resamples: seeds drawn with replacement, then the shared item draw `seed` fixes."""
+def _values(entry: dict[str, Any], metric: str, picks: dict[int, np.ndarray], resamples: int, seed: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """(R,) the metric on R resamples: the candidate's seed draw (made once per seed count), then the shared
+    item draw `seed` fixes."""
     draws = item_draws(metric, per_seed_items(entry), None, resamples, seed)  # (S, R)
-    pick = rng.integers(0, len(draws), size=(resamples, len(draws)))  # (R, S) seed indices per resample
-    return draws[pick, np.arange(resamples)[:, None]].mean(axis=1)
+    if len(draws) not in picks:
+        picks[len(draws)] = rng.integers(0, len(draws), size=(resamples, len(draws)))  # (R, S) seed indices
+    return draws[picks[len(draws)], np.arange(resamples)[:, None]].mean(axis=1)
 
 
-def recommendation_stability(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
-                             recommended: str | None, resamples: int = 500, seed: int = 0) -> float:
+def _past(gate: GateConfig, observed: Any) -> Any:
+    """How far `observed` is on the passing side of the gate's threshold (negative: on the failing side)."""
+    return observed - gate.value if gate.op in (">=", ">") else gate.value - observed
+
+
+def bootstrap_agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
+                        recommended: str | None, resamples: int = 500, seed: int = 0) -> Agreement:
     rng = np.random.Generator(np.random.PCG64(seed))
     eligible = [c for c in candidates if c["status"] == "ok" and not c.get("zero_shot") and not c.get("did_not_learn")
                 and any(b["status"] == "ok" for b in c["benchmarks"])]
-    names = {gate.name for gate in gates if _resampled(gate)}
+    again = [g for g in gates if _resampled(g)]
+    names = {g.name for g in again}
+    held = [g.name for g in gates if g.name not in names and g.recommendation_stability is None]
     passes = np.ones((len(eligible), resamples), dtype=bool)
+    margins: list[tuple[float, str]] = []
     for i, cand in enumerate(eligible):
-        fixed = [v for v in verdicts if v.candidate == cand["name"] and v.gate not in names]
-        if not all(v.passed for v in fixed):
+        mine = [v for v in verdicts if v.candidate == cand["name"]]
+        if not all(v.passed for v in mine if v.gate not in names):
             passes[i] = False
             continue
-        for gate in (g for g in gates if _resampled(g)):
+        picks: dict[int, np.ndarray] = {}  # the candidate's seed draw, shared by all its gates
+        for gate in again:
             _, entry, _ = lookup(cand, gate.metric)
-            if entry is None or not (entry.get("per_item") or entry.get("per_seed")):
-                passes[i] &= any(v.passed for v in verdicts if v.candidate == cand["name"] and v.gate == gate.name)
+            if entry is None or entry.get(gate.on) is None or not (entry.get("per_item") or entry.get("per_seed")):
+                passes[i] &= any(v.passed for v in mine if v.gate == gate.name)
                 continue
-            values = _draws(entry, gate.metric.split(".")[1], resamples, seed, rng)
-            passes[i] &= OPS[gate.op](values, gate.value)
+            values = _values(entry, gate.metric.split(".")[1], picks, resamples, seed, rng)
+            observed = entry[gate.on] + (values - entry["value"])  # a bound moves with the value, its width held
+            passes[i] &= OPS[gate.op](observed, gate.value)
+            if cand["name"] == recommended:
+                sd = float(np.std(values, ddof=1))
+                past = float(_past(gate, entry[gate.on]))
+                margins.append((past / sd if sd > 0 else math.copysign(math.inf, past), gate.name))
     order = sorted(range(len(eligible)), key=lambda i: (eligible[i]["params"], eligible[i]["cost"]["train_seconds"]))
-    same = 0
-    for r in range(resamples):
-        pick = next((eligible[i]["name"] for i in order if passes[i, r]), None)
-        same += pick == recommended
-    return same / resamples
+    same = sum(next((eligible[i]["name"] for i in order if passes[i, r]), None) == recommended
+               for r in range(resamples))
+    margin, deciding = min(margins) if margins else (None, None)
+    return Agreement(same / resamples, held, deciding, margin)

@@ -4,7 +4,8 @@ The stages, in order (one screen):
   candidate rows (harness/results/rows.py: scores, probes, bias, the generalisation gap and its interval)
   -> compare (harness/statistics/ties.py: tie groups, computed once and stored)
   -> gates (harness/gates/check.py: thresholds, caps, baseline verdicts against the promoted baseline)
-  -> recommend (harness/gates/check.py) and the recommendation_stability gate (harness/gates/stability.py).
+  -> recommend (harness/gates/check.py), its bootstrap agreement and the recommendation_stability gate
+     (harness/gates/stability.py).
 
 `regate` runs the last two stages again on stored results with other gates (`sftbench gate`); `restore` reads a
 stored results.json of either schema version, giving a version-1 run the tie groups it did not store.
@@ -22,7 +23,7 @@ from harness.config import BakeoffConfig, GateConfig
 from harness.data.references import scored_references
 from harness.execution.outcome import Bakeoff
 from harness.gates.check import Verdict, check, recommend
-from harness.gates.stability import recommendation_stability
+from harness.gates.stability import Agreement, bootstrap_agreement
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
 from harness.statistics.ties import RULE, all_tie_groups
@@ -48,37 +49,41 @@ def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | Non
              for c in bakeoff.candidates]
     ties = all_tie_groups({"candidates": cands, "config": config})
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
-    verdicts, choice, reason, stability = conclude(cands, verdicts, cfg.gates, cfg.bootstrap_resamples,
+    verdicts, choice, reason, agreement = conclude(cands, verdicts, cfg.gates, cfg.bootstrap_resamples,
                                                    cfg.recipe.seed)
     return Results.from_json({
         "schema_version": SCHEMA_VERSION, "run_id": bakeoff.run_id, "name": cfg.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": cfg.hash(), "config": config,
         "git_sha": git_sha(), "packages": package_versions(),
         "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
-        "recommendation_stability": stability, "gates": [v.to_json() for v in verdicts], "candidates": cands,
+        "recommendation_stability": agreement.share, "gates": [v.to_json() for v in verdicts], "candidates": cands,
         "warnings": bakeoff.warnings, "references": references,
-        "tie_groups": [t.to_json() for t in ties], "tie_rule": RULE})
+        "tie_groups": [t.to_json() for t in ties], "tie_rule": RULE,
+        "recommendation_agreement": agreement.to_json()})
 
 
 def conclude(cands: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig], resamples: int,
-             seed: int) -> tuple[list[Verdict], str | None, str, float]:
-    """The recommendation and its stability, with each recommendation_stability gate's verdict appended:
-    (verdicts, recommended candidate or None, why, stability)."""
+             seed: int) -> tuple[list[Verdict], str | None, str, Agreement]:
+    """The recommendation and its bootstrap agreement, with each recommendation_stability gate's verdict appended:
+    (verdicts, recommended candidate or None, why, agreement)."""
     choice, reason = recommend(cands, verdicts)
-    stability = recommendation_stability(cands, verdicts, gates, choice, min(resamples, 500), seed)
+    agreement = bootstrap_agreement(cands, verdicts, gates, choice, min(resamples, 500), seed)
+    share = agreement.share
+    held = f"; held fixed: {', '.join(agreement.held_fixed)}" if agreement.held_fixed else ""
     for gate in gates:
         minimum = gate.recommendation_stability
         if minimum is None:
             continue
-        ok = stability >= minimum
-        verdicts = [*verdicts, Verdict(choice or "-", gate.name, ok, stability,
-                                       f"the same candidate is recommended in {stability:.0%} of resamples of seeds "
-                                       f"and items ({'meets' if ok else 'misses'} {minimum:g})")]
+        ok = share >= minimum
+        verdicts = [*verdicts, Verdict(choice or "-", gate.name, ok, share,
+                                       f"bootstrap agreement: the same candidate is recommended in {share:.0%} of "
+                                       f"resamples of seeds and items ({'meets' if ok else 'misses'} {minimum:g}"
+                                       f"{held})")]
         if not ok and choice is not None:
-            reason = (f"{choice} would be recommended, but only in {stability:.0%} of resamples of seeds and items "
-                      f"(gate: {minimum:g}): not a stable choice; {reason}")
+            reason = (f"{choice} would be recommended, but only in {share:.0%} of resamples of seeds and items "
+                      f"(bootstrap agreement; gate: {minimum:g}): not a stable choice; {reason}")
             choice = None
-    return verdicts, choice, reason, stability
+    return verdicts, choice, reason, agreement
 
 
 def regate(results: Results, gates: list[GateConfig], correction: str,
@@ -89,9 +94,10 @@ def regate(results: Results, gates: list[GateConfig], correction: str,
     seed = int((results.config.get("recipe") or {}).get("seed") or 0)
     cands = [c.to_json() for c in results.candidates]
     verdicts = check(cands, gates, baselines, resamples, seed, correction)
-    verdicts, choice, reason, stability = conclude(cands, verdicts, gates, resamples, seed)
+    verdicts, choice, reason, agreement = conclude(cands, verdicts, gates, resamples, seed)
     return results.with_changes(passed=choice is not None, recommendation=choice, recommendation_reason=reason,
-                                recommendation_stability=stability, gates=tuple(verdicts))
+                                recommendation_stability=agreement.share, gates=tuple(verdicts),
+                                recommendation_agreement=agreement.to_json())
 
 
 def restore(stored: dict[str, Any]) -> Results:

@@ -1,4 +1,5 @@
-"""Recommendation stability (harness/stability.py) against a binomial computation, and its gate."""
+"""Bootstrap agreement of the recommendation (harness/gates/stability.py) against a binomial computation, and its
+gate (`recommendation_stability`)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,7 @@ from scipy import stats as sps
 
 from harness.config import GateConfig
 from harness.gates.check import check
-from harness.gates.stability import recommendation_stability
+from harness.gates.stability import bootstrap_agreement
 from harness.results.finish import conclude
 
 
@@ -25,11 +26,11 @@ def test_stability_is_the_share_of_resamples_recommending_the_same():
     small = _cand("small", 1, [1] * 60 + [0] * 40)  # exactly at the gate: passes on about half the resamples
     big = _cand("big", 9, [1] * 90 + [0] * 10)  # always passes
     verdicts = check([small, big], [GATE])
-    got = recommendation_stability([small, big], verdicts, [GATE], "small", resamples=2000, seed=0)
+    got = bootstrap_agreement([small, big], verdicts, [GATE], "small", resamples=2000, seed=0).share
     assert got == pytest.approx(sps.binom.sf(59, 100, 0.6), abs=0.035)  # P(resampled accuracy >= 0.6)
-    assert recommendation_stability([small, big], verdicts, [GATE], "big", 2000, 0) == pytest.approx(1 - got)
+    assert bootstrap_agreement([small, big], verdicts, [GATE], "big", 2000, 0).share == pytest.approx(1 - got)
     sure = _cand("sure", 1, [1] * 95 + [0] * 5)
-    assert recommendation_stability([sure], check([sure], [GATE]), [GATE], "sure", 500, 0) == 1.0
+    assert bootstrap_agreement([sure], check([sure], [GATE]), [GATE], "sure", 500, 0).share == 1.0
 
 
 def test_seeds_are_resampled_too():
@@ -38,7 +39,7 @@ def test_seeds_are_resampled_too():
     good, bad = [1] * 90 + [0] * 10, [1] * 30 + [0] * 70
     mean = [(a + b) / 2 for a, b in zip(good, bad)]
     cand = _cand("c", 1, mean, per_seed=[good, bad])
-    got = recommendation_stability([cand], check([cand], [GATE]), [GATE], "c", 2000, 0)
+    got = bootstrap_agreement([cand], check([cand], [GATE]), [GATE], "c", 2000, 0).share
     assert 0.5 < got < 0.9  # about 1/4 (only good) + 1/2 (both: mean about 0.6, half pass) = 0.5-0.75
 
 
@@ -47,8 +48,8 @@ def test_a_stability_gate_withholds_an_unstable_recommendation():
     gates = [GATE, GateConfig(recommendation_stability=0.8)]
     verdicts = check([small, big], gates)
     assert {v.gate for v in verdicts} == {GATE.name}  # the stability gate is the bake-off's, not a candidate's
-    out, choice, reason, stability = conclude([small, big], verdicts, gates, 1000, 0)
-    assert choice is None and stability < 0.8
+    out, choice, reason, agreement = conclude([small, big], verdicts, gates, 1000, 0)
+    assert choice is None and agreement.share < 0.8
     assert "not a stable choice" in reason
     row = out[-1]
     assert row.gate == "recommendation stability >= 0.8" and row.passed is False
