@@ -113,9 +113,19 @@ def _rows_for(ra: dict[str, Any], rb: dict[str, Any], ca: dict[str, Any], cb: di
                 problems.append(f"{where}/probe {pa['probe']}: version {pa['version']} / data sha256 "
                                 f"{pa['data_sha256']} (a) != version {pb['version']} / {pb['data_sha256']} (b)")
                 continue
-            res = paired_difference(PROBE_METRIC, pa["per_item"]["after"], pb["per_item"]["after"], resamples, seed)
+            ea, eb = _probe_entry(pa), _probe_entry(pb)
+            res = (paired_difference_seeds(PROBE_METRIC, ea, eb, resamples, seed) if is_seeded(ea) or is_seeded(eb)
+                   else paired_difference(PROBE_METRIC, ea["per_item"], eb["per_item"], resamples, seed))
             yield {"candidate": ca["name"], "benchmark": pa["probe"], "split": "after", "metric": PROBE_METRIC,
                    "higher_is_better": True, **res}
+
+
+def _probe_entry(probe: dict[str, Any]) -> dict[str, Any]:
+    """A probe's after-tuning correctness as a metric entry: every seed's row (`after` is seed 0's alone)."""
+    rows = probe["per_item"].get("after_per_seed") or [probe["per_item"]["after"]]
+    seeds = [sum(r) / len(r) for r in rows]
+    return {"value": sum(seeds) / len(seeds), "per_item": probe["per_item"]["after"], "seeds": seeds,
+            "per_seed": rows if len(rows) > 1 else None}
 
 
 def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamples: int = 2000, seed: int = 0,
