@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-RENDERER_MODULES = ("terminal", "markdown", "html", "junit", "json_report")
+RENDERER_MODULES = ("terminal", "markdown", "html", "junit", "json_report", "data_warnings")
 
 
 def load() -> None:

@@ -2,6 +2,9 @@
 always agree."""
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from harness.results.model import BiasRow, CandidateRow, MetricScore, Results, TieGroup
 
 NOT_PERCENT = {"bleu", "chrf", "loss", "perplexity"}  # sacrebleu's 0-100 scale; nats; perplexity
@@ -177,13 +180,48 @@ def bias_measured(results: Results) -> bool:
     return bool(results.config.get("bias")) or any(bias_reports(c) for c in results.candidates)
 
 
-def warning_lines(results: Results) -> list[str]:
-    """The data lint's warnings a run stored (`sftbench validate` shows the same), as `path:line: message`."""
+LISTED = 5  # data warnings of one kind (and file) listed one by one; the rest are counted in one line
+WARNINGS_FILE = "warnings.txt"  # every data warning of a run, beside results.json (reports/data_warnings.py)
+
+
+def capped(warnings: list[dict[str, Any]], limit: int = LISTED) -> list[dict[str, Any]]:
+    """At most `limit` warnings of each kind in each file, in their order; after the last one listed, one warning
+    counting the rest (`... and 395 more duplicate rows in train (400 in all)`; never "1 more": it is listed). A
+    warning without a kind (one of its kind, or stored by a run before kinds) is always listed."""
+    def key(w: dict[str, Any]) -> tuple[str, str, str] | None:
+        return (w.get("benchmark") or "", w.get("path") or "", w["kind"]) if w.get("kind") else None
+
+    total = Counter(k for w in warnings if (k := key(w)))
+    seen: Counter[tuple[str, str, str]] = Counter()
     out = []
-    for w in results.warnings:
-        where = f"{w.get('path') or ''}:{w['line']}" if w.get("line") else (w.get("path") or "")
-        out.append(f"{where}: {w['message']}" if where else w["message"])
+    for w in warnings:
+        k = key(w)
+        if k is None or total[k] <= limit + 1:
+            out.append(w)
+            continue
+        seen[k] += 1
+        if seen[k] <= limit:
+            out.append(w)
+        if seen[k] == total[k]:
+            out.append({"level": w["level"], "path": w.get("path") or "", "line": None,
+                        "message": f"... and {total[k] - limit} more {k[2]} ({total[k]} in all)"})
     return out
+
+
+def warning_line(w: dict[str, Any]) -> str:
+    """`path:line: message`."""
+    where = f"{w.get('path') or ''}:{w['line']}" if w.get("line") else (w.get("path") or "")
+    return f"{where}: {w['message']}" if where else w["message"]
+
+
+def warning_lines(results: Results, limit: int | None = LISTED) -> list[str]:
+    """The data lint's warnings a run stored (`sftbench validate` shows the same), as `path:line: message`: at most
+    `limit` of each kind (every one with None), naming the file that lists them all when some were left out."""
+    warnings = results.warnings if limit is None else capped(results.warnings, limit)
+    lines = [warning_line(w) for w in warnings]
+    if len(warnings) < len(results.warnings):
+        lines.append(f"all {len(results.warnings)} data warnings: {WARNINGS_FILE}, beside results.json")
+    return lines
 
 
 def sweep_lines(results: Results) -> list[str]:

@@ -253,3 +253,32 @@ def test_a_pair_benchmark_written_by_init_validates_without_false_duplicates(tmp
     assert main(["validate", str(tmp_path / "nli" / "bakeoff.yaml")]) == 0
     captured = capsys.readouterr()
     assert captured.out.endswith("bakeoff.yaml: 0 errors, 0 warnings\n") and "duplicate" not in captured.err
+
+
+# ---- 2. long warning lists: a few of each kind on the terminal, all of them in warnings.txt ---------------------------
+
+def test_validate_lists_a_few_warnings_of_each_kind(tmp_path, monkeypatch, capsys):
+    from tests.test_malformed import jsonl
+
+    train = [f"please refund order {i} today" for i in range(4)] * 3  # rows 5-12 repeat rows 1-4
+    files(tmp_path, monkeypatch, {"bench/train.jsonl": jsonl(train)})
+    assert main(["validate", "bakeoff.yaml"]) == 0
+    out = capsys.readouterr()
+    listed = [line for line in out.err.splitlines() if "train.jsonl" in line]
+    assert len(listed) == 6 and listed[-1] == f"{tmp_path / 'bench' / 'train.jsonl'}: warning: ... and 3 more " \
+                                              "duplicate rows in train (8 in all)"
+    assert out.out.endswith("bakeoff.yaml: 0 errors, 8 warnings\n")
+
+
+def test_a_run_lists_a_few_warnings_of_each_kind_and_writes_them_all_beside_results_json(tiny_run):
+    stored = tiny_run.results["warnings"]
+    kinds = {w.get("kind") for w in stored}
+    assert "shifted rows over recipe.max_length" in kinds
+    many = [w for w in stored if w.get("kind") == "shifted rows over recipe.max_length"]
+    assert len(many) > 6, "the tiny run's max_length no longer makes a long list"
+    printed = [line for line in tiny_run.stdout.splitlines() if "shifted.jsonl" in line]
+    assert len(printed) == 6 and printed[-1].endswith(f"... and {len(many) - 5} more shifted rows over "
+                                                      f"recipe.max_length ({len(many)} in all)")
+    assert f"all {len(stored)} data warnings: warnings.txt, beside results.json" in tiny_run.stdout
+    full = (tiny_run.out / "warnings.txt").read_text().splitlines()
+    assert len(full) == 1 + len(stored) and all(w["message"] in line for w, line in zip(stored, full[1:]))

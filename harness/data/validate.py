@@ -18,7 +18,9 @@ numbers should know about:
   ticket data and AG News: median estimate/real 1.03-1.17 (SmolLM2 BPE and MiniLM WordPiece), and
   below the real count for 9-34% of rows; a chat template adds its own tokens on top.
 Lints look at the rows a run uses, after the config's max_train/max_test caps. `validate`/`lint` load
-everything themselves; `run_warnings` lints suites a run has already loaded, for its results.json.
+everything themselves; `run_warnings` lints suites a run has already loaded, for its results.json. Every finding is
+returned: each warning carries its kind, and the terminal and the reports list a few of each kind
+(reports/format.py capped), the run writing them all to warnings.txt beside results.json.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,6 @@ from harness.scoring.tasks import metric_while_training, scored_metrics
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
-LISTED = 5  # findings of one kind per split named row by row; the rest are counted in one line
 COMPARED = ("validation", "test", "shifted")  # splits checked against train for leakage
 
 
@@ -50,13 +51,17 @@ class Finding:
     path: str
     line: int | None
     message: str
+    kind: str = ""  # what a listing counts findings of, per file: "duplicate rows in train"; "" for one of a kind
+    benchmark: str = ""  # the benchmark a data warning is about
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: {self.level}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As results.json stores it: the keys left at their defaults are left out."""
+        return {k: v for k, v in asdict(self).items()
+                if k in ("level", "path", "line", "message") or v != Finding.__dataclass_fields__[k].default}
 
 
 def validate(config: str | Path | None, overrides: list[str] | None = None) -> list[Finding]:
@@ -212,7 +217,7 @@ def lint_benchmark(spec: BenchmarkSpec, splits: dict[str, Split], max_length: in
         findings += _balance(spec, splits["train"])
     for split in splits.values():
         findings += _lengths(split, max_length)
-    return findings
+    return [replace(f, benchmark=spec.name) for f in findings]
 
 
 Row = tuple[str, ...]  # the text of each field of a row that reaches the model, in the spec's field order
@@ -324,10 +329,10 @@ def _label_note(spec: BenchmarkSpec, here: Split, i: int, there: Split, j: int) 
 
 def _duplicates(spec: BenchmarkSpec, split: Split, rows: list[Row]) -> list[Finding]:
     found = _matches(rows, None)
-    findings = [Finding("warning", split.path, split.examples[i].line,
-                        f"{how} of {_row(split, j)} in {split.name}{_label_note(spec, split, i, split, j)}")
-                for i, (j, how) in sorted(found.items())]
-    return _capped(findings, split.path, f"duplicate rows in {split.name}")
+    return [Finding("warning", split.path, split.examples[i].line,
+                    f"{how} of {_row(split, j)} in {split.name}{_label_note(spec, split, i, split, j)}",
+                    f"duplicate rows in {split.name}")
+            for i, (j, how) in sorted(found.items())]
 
 
 def _leakage(spec: BenchmarkSpec, train: Split, train_rows: list[Row], other: Split, rows: list[Row]) -> list[Finding]:
@@ -335,11 +340,10 @@ def _leakage(spec: BenchmarkSpec, train: Split, train_rows: list[Row], other: Sp
     # a split carved from train (harness/data/carve.py) shares its file: a match is a row the file holds twice (or
     # nearly so), one copy carved out and one left in train
     carved = f", {other.name} carved from the same file" if other.carved_from else ""
-    findings = [Finding("warning", other.path, other.examples[i].line,
-                        f"leakage: {how} of train {_row(train, j)} ({Path(train.path).name}{carved})"
-                        f"{_label_note(spec, other, i, train, j)}")
-                for i, (j, how) in sorted(found.items())]
-    return _capped(findings, other.path, f"{other.name} rows that also appear in train")
+    return [Finding("warning", other.path, other.examples[i].line,
+                    f"leakage: {how} of train {_row(train, j)} ({Path(train.path).name}{carved})"
+                    f"{_label_note(spec, other, i, train, j)}", f"{other.name} rows that also appear in train")
+            for i, (j, how) in sorted(found.items())]
 
 
 def _row(split: Split, j: int) -> str:
@@ -347,17 +351,10 @@ def _row(split: Split, j: int) -> str:
     return f"line {line}" if line else f"row {j + 1}"
 
 
-def _capped(findings: list[Finding], path: str, what: str) -> list[Finding]:
-    if len(findings) <= LISTED:
-        return findings
-    return [*findings[:LISTED], Finding("warning", path, None, f"{len(findings)} {what} in all "
-                                        f"({len(findings) - LISTED} more not listed)")]
-
-
 def _balance(spec: BenchmarkSpec, train: Split) -> list[Finding]:
     counts = Counter(ex.target for ex in train.examples)
     findings = [Finding("warning", train.path, None, f"label '{label}' has no train rows: the model never "
-                        "sees it") for label in spec.labels if label not in counts]
+                        "sees it", "labels with no train rows") for label in spec.labels if label not in counts]
     (top, most), (low, least) = counts.most_common()[0], counts.most_common()[-1]
     if most / least > IMBALANCE:
         findings.append(Finding("warning", train.path, None, f"label imbalance in train: '{top}' has {most} rows, "
@@ -376,5 +373,6 @@ def _lengths(split: Split, max_length: int) -> list[Finding]:
         tokens = estimate_tokens(ex.prompt + " " + ex.target)
         if tokens > max_length:
             findings.append(Finding("warning", split.path, ex.line, f"about {tokens} tokens (estimated) with its "
-                                    f"target, over recipe.max_length {max_length}: it will be truncated"))
-    return _capped(findings, split.path, f"{split.name} rows over recipe.max_length")
+                                    f"target, over recipe.max_length {max_length}: it will be truncated",
+                                    f"{split.name} rows over recipe.max_length"))
+    return findings

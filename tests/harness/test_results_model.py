@@ -100,7 +100,7 @@ def test_report_formats_and_written_files_come_from_the_registry(tiny_run):
     assert list(report.choices) == list(RENDERERS) and {"terminal", "md", "html", "json", "junit"} <= set(RENDERERS)
     written = {p.name for p in tiny_run.out.iterdir()}
     assert written == {"results.json"} | {r.filename for _, r in RENDERERS.items() if r.filename}
-    assert "report.html, junit.xml, report.md, summary.md beside it" in tiny_run.stdout
+    assert "report.html, junit.xml, report.md, summary.md, warnings.txt beside it" in tiny_run.stdout
 
 
 def _imports(path: Path) -> list[str]:

@@ -13,8 +13,8 @@ import pytest
 from harness.cli import main
 from harness.config import SuiteRef, load_config
 from harness.data.specs import load_benchmark
-from harness.data.validate import (LISTED, Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise,
-                              validate)
+from harness.data.validate import Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise, validate
+from reports.format import LISTED
 from tests.conftest import ROOT
 
 
@@ -131,17 +131,23 @@ def test_leakage_is_linted_on_the_rows_a_run_uses(tmp_path):
     assert leaks == [("validation.jsonl", 2)]  # train line 2 is past max_train, so its shifted copy is no leak
 
 
-def test_label_imbalance_and_capped_listing(tmp_path):
+def test_label_imbalance_and_every_finding_with_its_kind(tmp_path):
+    """The lint returns every finding, each with its kind and benchmark: the listings cap them per kind
+    (tests/test_first_hour.py), results.json and warnings.txt keep them all."""
     train = [(f"refund request number {i} for order {i * 7}", "refund") for i in range(44)]
     train += [("the invoice total is wrong", "billing"), ("card charged on the wrong day", "billing"),
               ("track my parcel", "shipping"), ("parcel is late", "shipping"), ("wrong address", "shipping")]
     test = [(f"refund request number {i} for order {i * 7}", "refund") for i in range(LISTED + 3)]
     spec, splits = write_bench(tmp_path, train, test)
-    messages = [f.message for f in lint_benchmark(spec, splits, max_length=256)]
-    assert "label imbalance in train: 'refund' has 44 rows, 'billing' 2 (ratio 22.0 > 10)" in messages
-    leaks = [m for m in messages if m.startswith("leakage")]
-    assert len(leaks) == LISTED
-    assert f"{LISTED + 3} test rows that also appear in train in all (3 more not listed)" in messages
+    findings = lint_benchmark(spec, splits, max_length=256)
+    assert "label imbalance in train: 'refund' has 44 rows, 'billing' 2 (ratio 22.0 > 10)" in [f.message
+                                                                                            for f in findings]
+    leaks = [f for f in findings if f.message.startswith("leakage")]
+    assert len(leaks) == LISTED + 3 and {(f.kind, f.benchmark) for f in leaks} == {
+        ("test rows that also appear in train", "b")}
+    assert leaks[0].to_dict() == {"level": "warning", "path": str(tmp_path / "test.jsonl"), "line": 1,
+                                  "message": leaks[0].message, "kind": "test rows that also appear in train",
+                                  "benchmark": "b"}
 
 
 def test_ten_thousand_rows_lint_fast(tmp_path):
@@ -293,4 +299,3 @@ def test_chat_rows_are_compared_whole(tmp_path):
     found = [(Path(f.path).name, f.line, f.message) for f in lint_benchmark(spec, splits, max_length=256)]
     assert found == [("train.jsonl", 3, "exact duplicate of line 1 in train"),
                      ("test.jsonl", 1, "leakage: exact duplicate of train line 1 (train.jsonl)")]
-

@@ -154,3 +154,50 @@ def test_full_markdown_report_has_every_section_escaped():
     assert "&lt;b&gt;\\|x" in forgetting and "<b>" not in report
     rows = [line for line in forgetting.splitlines() if line.startswith("| &lt;b&gt;")]
     assert rows and all(line.count(" | ") == 8 for line in rows)  # nine cells: an escaped | stays in its cell
+
+
+def warned(n_duplicates: int = 12) -> dict:
+    """The sample run with data warnings: many duplicates of one kind, a few leaks of another, one of its own kind, and
+    a label that test holds and train lacks (it bears on support_intents' scores)."""
+    from tests.reports.sample import sample_results
+
+    dup = [{"level": "warning", "path": "/d/train.jsonl", "line": 10 + i, "message": f"exact duplicate of line {i + 1} "
+            "in train", "kind": "duplicate rows in train", "benchmark": "support_intents"} for i in range(n_duplicates)]
+    leak = [{"level": "warning", "path": "/d/test.jsonl", "line": i + 1, "message": f"leakage: exact duplicate of "
+             f"train line {i + 1}", "kind": "test rows that also appear in train", "benchmark": "support_intents"}
+            for i in range(3)]
+    label = {"level": "warning", "path": "/d/train.jsonl", "line": None, "message": "label 'refund' has no train rows, "
+             "but 9 test row(s): no tuned model can learn it, and its test rows count against every candidate",
+             "kind": "labels with no train rows", "benchmark": "support_intents", "scores": True}
+    old = {"level": "warning", "path": "/d/test.jsonl", "line": 4, "message": "stored before warnings had kinds"}
+    return sample_results() | {"warnings": [*dup, *leak, label, old]}
+
+
+def test_long_warning_lists_are_capped_per_kind_and_warnings_txt_has_them_all():
+    import io
+
+    from rich.console import Console
+
+    from reports.data_warnings import render_warnings
+    from reports.html import render_html
+    from reports.terminal import render
+
+    results = typed(warned())
+    more = "/d/train.jsonl: ... and 7 more duplicate rows in train (12 in all)"
+    every = "all 17 data warnings: warnings.txt, beside results.json"
+    md = render_markdown(results)
+    listed = [line for line in md.splitlines() if line.startswith("- /d/")]
+    assert len(listed) == 5 + 1 + 3 + 1 + 1 and listed[5] == f"- {escape(more)}"  # 3 leaks: under the cap
+    assert f"- {every}" in md
+    page = render_html(results)
+    assert page.count("exact duplicate of line") == 5 and page.count("exact duplicate of train line") == 3
+    assert f"<li>{more}</li>" in page and every in page
+    out = io.StringIO()
+    render(results, Console(file=out, width=300, color_system=None))
+    text = out.getvalue()
+    assert len(re.findall(r"data warning: /d/train.jsonl:\d+: exact", text)) == 5 and f"data warning: {more}" in text
+    full = render_warnings(results).splitlines()
+    assert full[0].startswith("# 17 data warnings of run") and len(full) == 18
+    assert full[1:13] == [f"/d/train.jsonl:{10 + i}: exact duplicate of line {i + 1} in train" for i in range(12)]
+    six = typed(warned(6))  # one over the cap: listed, never "... and 1 more"
+    assert "and 1 more" not in render_markdown(six) and render_markdown(six).count("exact duplicate of line") == 6
