@@ -224,6 +224,11 @@ def warning_lines(results: Results, limit: int | None = LISTED) -> list[str]:
     return lines
 
 
+def score_warnings(results: Results, benchmark: str) -> list[str]:
+    """The data warnings that bear on a benchmark's scores (a label in test that train lacks), for beside them."""
+    return [w["message"] for w in results.warnings if w.get("scores") and w.get("benchmark") == benchmark]
+
+
 def sweep_lines(results: Results) -> list[str]:
     """Which sweep setting won for whom, picked on validation: one line per candidate and benchmark."""
     mains = {name: metric for name, metric, _ in main_metrics(results)}

@@ -26,6 +26,7 @@ from reports.format import (
     metric_scale,
     ranked,
     recommendation_text,
+    score_warnings,
     seed_note,
     sweep_lines,
     tie_notes,
@@ -61,6 +62,7 @@ tr.chosen td:first-child::before { content: "\\2605  "; color: #9a6700; }
 .pass-cell { color: #1a7f37; font-weight: bold; }
 .fail-cell { color: #cf222e; font-weight: bold; }
 .muted { color: #57606a; }
+.warning { background: #fff8c5; border-left: 4px solid #9a6700; padding: .4rem .8rem; margin: .5rem 0; }
 .probe { color: #57606a; font-size: .75rem; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table.leaderboard td.num { white-space: normal; }
@@ -195,12 +197,14 @@ def leaderboard(results: Results) -> str:
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))
         rows.append(_row(cells, "chosen" if c.name == results.recommendation else ""))
+    beside = "".join(f'<p class="warning"><b>Warning, {_e(bench)}:</b> {_e(w)}</p>' for bench in metrics
+                     for w in score_warnings(results, bench))
     notes = [results.tie_rule] + tie_notes(groups) + [seed_note(results)] + learning_lines(results)
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
     table = (f'<table class="leaderboard"><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
              f'<tbody>{"".join(rows)}</tbody></table>')
     table = _INTERVAL.sub(r'\1 <span class="ci">[\2]</span>', table)
-    return (f'<div class="scroll">{table}</div>'
+    return (f'<div class="scroll">{table}</div>{beside}'
             f'<ul class="muted">{"".join(f"<li>{_e(n)}</li>" for n in notes)}</ul>')
 
 

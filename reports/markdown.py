@@ -27,6 +27,7 @@ from reports.format import (
     metric_text,
     ranked,
     recommendation_text,
+    score_warnings,
     seed_note,
     sweep_lines,
     tie_notes,
@@ -133,6 +134,13 @@ def _narrow(results: Results) -> list[str]:
     return lines
 
 
+def _beside_scores(results: Results) -> list[str]:
+    """Under the scores: each benchmark's data warnings that bear on them (a label in test that train lacks)."""
+    lines = [f"**Warning, {escape(bench)}:** {escape(w)}" for bench, _, _ in main_metrics(results)
+             for w in score_warnings(results, bench)]
+    return [line for w in lines for line in (w, "")]
+
+
 def _details(summary: str, body: list[str]) -> list[str]:
     """A collapsed block: GitHub renders the Markdown inside it when blank lines surround the body."""
     return ["", f"<details><summary>{summary}</summary>", "", *body, "", "</details>"] if body else []
@@ -160,6 +168,7 @@ def render_markdown(results: Results) -> str:
     verdict_word = "PASS" if results.passed else "FAIL"
     failed = sum(not v.passed for v in results.gates)
     lines = [f"### sftbench · {escape(results.name)} · run {escape(results.run_id)}", "", *_narrow(results), "",
+             *_beside_scores(results),
              f"**Recommendation [{verdict_word}]:** {escape(recommendation_text(results))}"]
     lines += _details("Full leaderboard: every benchmark, tie groups, shifted split, bias, cost", _wide(results))
     lines += _details(f"Gate verdicts ({len(results.gates)}, {failed} failing)", _gate_lines(results))

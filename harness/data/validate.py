@@ -10,7 +10,8 @@ numbers should know about:
   A row is every field that reaches the model: all input fields of a multi-field prompt, compared field by field
   (NLI rows sharing a premise, with other hypotheses, are not duplicates; a near-duplicate is near in every field),
   and a chat row's messages as a whole;
-- label imbalance in train (majority/minority > IMBALANCE) and declared labels with no train rows;
+- label imbalance in train (majority/minority > IMBALANCE) and declared labels with no train rows (when a scored
+  split holds that label, the warning bears on the scores, and the reports show it beside them);
 - rows whose rendered prompt plus target likely exceed recipe.max_length tokens. No tokenizer is loaded
   here (candidates differ and loading one is the slow part), so the count is estimated as the larger of
   chars/4 and words*4/3, the usual rates of English BPE vocabularies; it flags rows that will be truncated,
@@ -53,6 +54,7 @@ class Finding:
     message: str
     kind: str = ""  # what a listing counts findings of, per file: "duplicate rows in train"; "" for one of a kind
     benchmark: str = ""  # the benchmark a data warning is about
+    scores: bool = False  # it bears on the benchmark's scores: the reports show it beside them
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -214,7 +216,7 @@ def lint_benchmark(spec: BenchmarkSpec, splits: dict[str, Split], max_length: in
         if name in splits and "train" in splits:
             findings += _leakage(spec, splits["train"], rows["train"], splits[name], rows[name])
     if spec.task == "classification" and "train" in splits:
-        findings += _balance(spec, splits["train"])
+        findings += _balance(spec, splits)
     for split in splits.values():
         findings += _lengths(split, max_length)
     return [replace(f, benchmark=spec.name) for f in findings]
@@ -351,10 +353,20 @@ def _row(split: Split, j: int) -> str:
     return f"line {line}" if line else f"row {j + 1}"
 
 
-def _balance(spec: BenchmarkSpec, train: Split) -> list[Finding]:
+def _balance(spec: BenchmarkSpec, splits: dict[str, Split]) -> list[Finding]:
+    train = splits["train"]
     counts = Counter(ex.target for ex in train.examples)
-    findings = [Finding("warning", train.path, None, f"label '{label}' has no train rows: the model never "
-                        "sees it", "labels with no train rows") for label in spec.labels if label not in counts]
+    findings = []
+    for label in (x for x in spec.labels if x not in counts):
+        held = {name: n for name, split in splits.items() if name in COMPARED
+                and (n := sum(ex.target == label for ex in split.examples))}
+        rows = " and ".join(f"{n} {name}" for name, n in held.items())
+        scored = [name for name in held if name in SCORED_SPLITS]
+        why = (f", but {rows} row(s): no tuned model can learn it, and its {' and '.join(scored)} rows count against "
+               "every candidate" if scored else f", but {rows} row(s): no tuned model can learn it" if held else
+               ": the model never sees it")
+        findings.append(Finding("warning", train.path, None, f"label '{label}' has no train rows{why}",
+                                "labels with no train rows", scores=bool(scored)))
     (top, most), (low, least) = counts.most_common()[0], counts.most_common()[-1]
     if most / least > IMBALANCE:
         findings.append(Finding("warning", train.path, None, f"label imbalance in train: '{top}' has {most} rows, "

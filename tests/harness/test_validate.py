@@ -299,3 +299,17 @@ def test_chat_rows_are_compared_whole(tmp_path):
     found = [(Path(f.path).name, f.line, f.message) for f in lint_benchmark(spec, splits, max_length=256)]
     assert found == [("train.jsonl", 3, "exact duplicate of line 1 in train"),
                      ("test.jsonl", 1, "leakage: exact duplicate of train line 1 (train.jsonl)")]
+
+
+def test_a_label_in_test_that_train_lacks_bears_on_the_scores(tmp_path):
+    train = [("I want my money back", "refund"), ("Why was I charged twice?", "billing")]
+    test = [("Where is my parcel", "shipping"), ("track my order", "shipping"), ("refund please", "refund")]
+    spec, splits = write_splits(tmp_path, {"train": train, "test": test}, labels=("refund", "billing", "shipping",
+                                                                                 "other"))
+    labels = {f.message: f for f in lint_benchmark(spec, splits, max_length=256)
+              if f.kind == "labels with no train rows"}
+    shipping = labels["label 'shipping' has no train rows, but 2 test row(s): no tuned model can learn it, and its "
+                      "test rows count against every candidate"]
+    other = labels["label 'other' has no train rows: the model never sees it"]
+    assert (shipping.scores, shipping.benchmark, other.scores) == (True, "b", False)
+    assert shipping.to_dict()["scores"] is True and "scores" not in other.to_dict()

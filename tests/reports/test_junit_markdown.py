@@ -201,3 +201,23 @@ def test_long_warning_lists_are_capped_per_kind_and_warnings_txt_has_them_all():
     assert full[1:13] == [f"/d/train.jsonl:{10 + i}: exact duplicate of line {i + 1} in train" for i in range(12)]
     six = typed(warned(6))  # one over the cap: listed, never "... and 1 more"
     assert "and 1 more" not in render_markdown(six) and render_markdown(six).count("exact duplicate of line") == 6
+
+
+def test_a_label_test_holds_and_train_lacks_is_shown_beside_the_scores():
+    import html
+
+    from reports.html import render_html
+
+    results = typed(warned())
+    message = ("label 'refund' has no train rows, but 9 test row(s): no tuned model can learn it, and its test rows "
+               "count against every candidate")
+    lines = render_markdown(results).splitlines()
+    table_end = next(i for i, line in enumerate(lines) if i > 2 and not line.startswith("| "))
+    assert lines[table_end + 1] == f"**Warning, support\\_intents:** {escape(message)}"  # right under the scores
+    assert lines[table_end + 3].startswith("**Recommendation")
+    page = render_html(results)
+    board = page[page.index("<h2>Leaderboard"):page.index("<h2>Gate verdicts")]
+    shown = html.escape(message)  # the quotes too
+    assert f'</table></div><p class="warning"><b>Warning, support_intents:</b> {shown}</p>' in board
+    plain = typed(warned() | {"warnings": [w for w in warned()["warnings"] if not w.get("scores")]})
+    assert "Warning, " not in render_markdown(plain) and 'class="warning"' not in render_html(plain)
