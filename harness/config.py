@@ -187,7 +187,7 @@ class GateConfig:
     bias: str = ""  # a counterfactual bias suite name
     cost: str = ""  # one of COSTS
     max: float | None = None  # the cap's ceiling
-    recommendation_stability: float | None = None  # the bake-off's own gate: minimum share (harness/stability.py)
+    recommendation_stability: float | None = None  # the bake-off's own gate: minimum bootstrap agreement
 
     @property
     def cap(self) -> str:

@@ -1,3 +1,3 @@
 """The gates stage: thresholds and caps (check.py), baseline non-inferiority gates (baseline.py), what they
-share (lookup.py), recommendation stability (stability.py) and power before compute (power.py). Gates use
-harness/statistics/ and never the other way round."""
+share (lookup.py), the bootstrap agreement of the recommendation (stability.py) and power before compute
+(power.py). Gates use harness/statistics/ and never the other way round."""

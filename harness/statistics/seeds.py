@@ -19,7 +19,7 @@ interval errs wide. A resampling-over-seeds bootstrap would have only 10 distinc
 understate the seed variance by a factor 2/3.
 
 A side with one seed beside a side with several (a 3-seed candidate against a one-seed baseline) cannot show its
-seed spread, and counting none made the gate fail an unchanged model in 11.5% of runs: it takes the seeded side's
+seed spread, and counting none made the gate fail an unchanged model in 11.15% of runs: it takes the seeded side's
 seed variance (same recipe, so the same spread is assumed; the test string says so). With one seed on every side
 there is no seed part: the interval is the item-only one, and reports say that the verdict rests on one seed.
 Gates read these statistics from 3 seeds up (MIN_GATE_SEEDS): with 2 the seed variance has one degree of freedom,

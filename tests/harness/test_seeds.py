@@ -193,3 +193,21 @@ def test_reports_show_mean_counts_and_each_seeds_mcnemar_p():
     assert count_text(3) == "3" and count_text(3.0) == "3" and count_text(7 / 3) == "2.3" and count_text(None) == "-"
     assert mcnemar_text(0.0312, None) == "0.0312" and mcnemar_text(None, None) == "-"
     assert mcnemar_text(None, [0.5, 0.25]) == "per seed 0.5, 0.25"
+
+
+def test_a_baseline_gate_on_two_seeds_fails_closed():
+    from harness.gates.baseline import baseline_test
+
+    def cand(name, seeds):
+        per = _per_seed([0.7] * seeds, seed=seeds)
+        bench = {"benchmark": "b", "version": "1", "status": "ok", "data_sha256": {"test": "t"},
+                 "scores": {"test": {"accuracy": _entry(per)}}}
+        return {"name": name, "status": "ok", "benchmarks": [bench]}
+
+    base = ({"run_id": "r0", "candidates": [cand("base", 3)]}, "base")
+    res, why = baseline_test(cand("c", 2), "b.accuracy", base, 0.02, resamples=200)
+    assert res is None and "2 vs 3 training seeds" in why and "needs 3 or more" in why
+    res, why = baseline_test(cand("c", 3), "b.accuracy", base, 0.02, resamples=200)
+    assert res is not None and why == "" and "3 vs 3 training seeds" in res["test"]
+    res, _ = baseline_test(cand("c", 1), "b.accuracy", base, 0.02, resamples=200)  # one seed: takes the 3 seeds' spread
+    assert res["borrowed"] == "the one-seed candidate takes the seed variance of the 3-seed baseline"
