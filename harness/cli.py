@@ -190,7 +190,7 @@ def _dispatch(args: argparse.Namespace, console: Any) -> int:
     if args.command == "ls":
         return _ls()
     if args.command == "validate":
-        return _validate(args)
+        return _validate(args, console)
     if args.command == "score":
         return _score(args)
     if args.command == "init":
@@ -248,12 +248,13 @@ def _run(args: argparse.Namespace, console: Any) -> int:
         with interrupts.honoured(), \
                 (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
             results = run(cfg, progress, cache, baselines)
+            progress.stage(cfg.name, f"writing results.json and the reports to {out}")
+            written = write_reports(results, out)
     except KeyboardInterrupt:
         kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
                "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
         say(f"sftbench: interrupted; {kept}", sys.stderr, logging.WARNING)
         return EXIT_INTERRUPTED
-    written = write_reports(results, out)
     if store:
         store.save(results.to_json())
         store.close()
@@ -321,7 +322,7 @@ def _limit_overrides(config: str | None, overrides: list[str], limit: int) -> li
     return out
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace, console: Any) -> int:
     """One line per finding on stderr (`path[:line]: warning|error: message`), a summary on stdout."""
     from harness.data.validate import Finding, validate
     from reports.format import capped
@@ -339,8 +340,12 @@ def _validate(args: argparse.Namespace) -> int:
 
         from harness.config import load_config
         from harness.data.examples import model_inputs
+        from reports.progress import LineProgress, RichProgress
 
-        for row in model_inputs(load_config(config, overrides), args.examples):
+        quiet_libraries()  # resolving a GGUF candidate converts it once: our progress on stderr, no library bars
+        with (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
+            rows = list(model_inputs(load_config(config, overrides), args.examples, progress))
+        for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
           file=sys.stderr if args.examples else sys.stdout)

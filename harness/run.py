@@ -31,7 +31,9 @@ def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None 
     from harness.results.finish import finish
 
     cache = cache or UnitCache(None)
-    return finish(execute(cfg, progress, cache), cfg, baselines).with_changes(
+    bakeoff = execute(cfg, progress, cache)
+    progress.stage(cfg.name, "comparing the candidates: tie groups, gates, recommendation")
+    return finish(bakeoff, cfg, baselines).with_changes(
         units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
 
 
@@ -46,13 +48,14 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
         if tuner.check:
             tuner.check(placements["tune"])
         suites = load_suites(cfg)
+        progress.stage(cfg.name, "linting the data (duplicates, leakage, labels, lengths)")
+        warnings = [f.to_dict() for f in run_warnings(cfg, suites.benchmarks)]
         handles = resolve_all(cfg, progress)
         executor = executor_for(cfg.executor)
     except SftbenchError as err:
         if err.path is None and cfg.source:  # an unknown name is an error in the config that named it
             err.path = cfg.source
         raise
-    warnings = [f.to_dict() for f in run_warnings(cfg, suites.benchmarks)]
     set_threads()
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     cache = cache or UnitCache(None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 
 import pytest
 
@@ -164,7 +165,7 @@ def test_a_store_that_is_a_folder_or_not_sqlite_is_one_line_exit_2(argv, store, 
     assert sorted(p.name for p in tmp_path.glob("runs.sqlite*")) == ["runs.sqlite"]
 
 
-# ---- 2. data with several input fields: `init` takes a pair, and says what it used ------------------------------------
+# ---- 2. data with several input fields: `init` takes a pair, and says what it used -----------------------------------
 # (the duplicate and leakage lints over every field: tests/harness/test_validate.py)
 
 PREMISES = ["a man in a blue coat reads the paper on a bench", "two dogs run across a snowy field at dawn",
@@ -177,7 +178,7 @@ PREMISES = ["a man in a blue coat reads the paper on a bench", "two dogs run acr
 def pair_rows(first: str = "premise", second: str = "hypothesis") -> list[dict]:
     """Every premise three times, with three hypotheses (one per label), as NLI data is: 30 rows."""
     rows = []
-    for i, p in enumerate(PREMISES):
+    for p in PREMISES:
         subject = " ".join(p.split()[:2])
         for label, h in (("entailment", f"{subject} is outside"), ("contradiction", f"{subject} is asleep at home"),
                          ("neutral", f"{subject} is happy today")):
@@ -255,7 +256,7 @@ def test_a_pair_benchmark_written_by_init_validates_without_false_duplicates(tmp
     assert captured.out.endswith("bakeoff.yaml: 0 errors, 0 warnings\n") and "duplicate" not in captured.err
 
 
-# ---- 2. long warning lists: a few of each kind on the terminal, all of them in warnings.txt ---------------------------
+# ---- 2. long warning lists: a few of each kind on the terminal, all of them in warnings.txt --------------------------
 
 def test_validate_lists_a_few_warnings_of_each_kind(tmp_path, monkeypatch, capsys):
     from tests.test_malformed import jsonl
@@ -282,3 +283,57 @@ def test_a_run_lists_a_few_warnings_of_each_kind_and_writes_them_all_beside_resu
     assert f"all {len(stored)} data warnings: warnings.txt, beside results.json" in tiny_run.stdout
     full = (tiny_run.out / "warnings.txt").read_text().splitlines()
     assert len(full) == 1 + len(stored) and all(w["message"] in line for w, line in zip(stored, full[1:]))
+
+
+# ---- 5. no silent stretch --------------------------------------------------------------------------------------------
+
+STAGE = re.compile(r"^\[\d\d:\d\d:\d\d\] (.*)$")
+STEP = re.compile(r" \d+/\d+ \(\d+%\)")
+
+
+def test_every_long_stage_is_announced_in_order_outside_a_terminal(tiny_run):
+    """The tiny bake-off's progress (no terminal: a line per stage): loading each model, the validation passes
+    around training, comparing and writing the reports each say what they are doing."""
+    stages = [m[1] for line in tiny_run.stderr.splitlines() if (m := STAGE.match(line)) and not STEP.search(line)]
+    def tuned(who: str, probe: str, bias: bool) -> list[str]:
+        tuning = f"{who}: tuning on support_intents"
+        return [f"{who}: loading the model", f"{who}: probing base model: {probe}",
+                *[f"{who}: bias probe on base model: intent_bias"] * bias, f"{tuning} (32 rows",
+                f"{tuning} (validating before training: loss", f"{tuning} (training epoch 1 of 1)",
+                f"{tuning} (validating after epoch 1: loss", f"{who}: scoring support_intents/test",
+                f"{who}: scoring support_intents/shifted", f"{who}: probing tuned model: {probe}",
+                *[f"{who}: bias probe on tuned model: intent_bias"] * bias]
+
+    expected = ["tiny: linting the data", "tiny-llama: resolving model", "tiny-bert: resolving model",
+                *tuned("tiny-llama", "general_knowledge", True), *tuned("tiny-bert", "paraphrase_probe", False),
+                "tiny: comparing the candidates", "tiny: writing results.json and the reports"]
+    assert len(stages) == len(expected) and all(s.startswith(e) for s, e in zip(stages, expected)), stages
+
+
+def test_validate_examples_prints_no_library_bars_while_a_gguf_model_converts(tiny_llama, tmp_path, monkeypatch,
+                                                                              capsys):
+    """A stand-in GGUF conversion (the real one takes a minute): the reader draws its tqdm bar as transformers' does,
+    through the name its module calls; the user sees sftbench's own progress line on stderr, and no bar."""
+    import transformers
+    from transformers import modeling_gguf_pytorch_utils
+
+    monkeypatch.setenv("SFTBENCH_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    for auto in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        real = auto.from_pretrained.__func__
+
+        def stand_in(cls, *args, _real=real, **kwargs):
+            if "gguf_file" in kwargs:  # reading the GGUF file (later, the converted folder's tokenizer loads)
+                for _ in modeling_gguf_pytorch_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors"):
+                    pass
+                return _real(cls, tiny_llama)
+            return _real(cls, *args, **kwargs)
+
+        monkeypatch.setattr(auto, "from_pretrained", classmethod(stand_in))
+    argv = ["validate", "--examples", "1", "--limit", "2", f"candidates=[{{model: '{gguf}', name: g}}]", "probes=[]",
+            "bias=[]", "gates=[]"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 4 and "Converting" not in out.err and "it/s" not in out.err, out.err
+    assert "g: resolving model 100/100 (100%)" in out.err

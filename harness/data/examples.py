@@ -16,10 +16,15 @@ from harness.data.specs import load_benchmark
 from harness.models.loading import load_tokenizer, resolve
 
 
-def model_inputs(cfg: BakeoffConfig, n: int) -> Iterator[dict[str, Any]]:
+def model_inputs(cfg: BakeoffConfig, n: int, progress: Any = None) -> Iterator[dict[str, Any]]:
+    """`progress` (stage(candidate, what), step(done, total)) hears of each candidate's resolving: a bundled GGUF
+    model's one-time conversion takes about a minute."""
     benchmarks = [load_benchmark(ref, cfg.base_dir) for ref in cfg.benchmarks]
     for cand in cfg.candidates:
-        handle = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle)
+        if progress:
+            progress.stage(cand.name, "resolving model")
+        handle = resolve(cand.model, cand.revision, cand.trust_remote_code, cand.allow_pickle,
+                         on_step=progress.step if progress else None)
         tokenizer = load_tokenizer(handle) if handle.kind == "causal" else None
         chat = tokenizer is not None and uses_chat(tokenizer)
         for spec, splits in benchmarks:

@@ -139,6 +139,8 @@ def _compute(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace,
     reset_peak_gpu()
     if unit.kind == "select":
         return Output(select(unit, inputs, ctx))
+    if ws.model is None:  # the unit's first use of the model loads it: seconds, or minutes for a large one
+        tell.stage(f"loading the model ({ws.handle.architecture}, {ws.placement.device})")
     if unit.kind == "tune":
         return tune(unit, ctx, ws, tell, in_memory)
     with ws.placement.autocast():
@@ -230,12 +232,12 @@ def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -
     lr, epochs = unit.learning_rate or 0.0, unit.epochs or 0
     ws.snapshot = ws.snapshot or unit.snapshot  # other settings will start from the same initial state
     model = ws.fresh()
-    train_items, val_items, metric = _training_rows(unit, spec, splits, ws, recipe)
+    train_items, val_items, metric = _training_rows(unit, spec, splits, ws, recipe, tell)
     tell.stage(f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")
     higher = METRICS.get(spec.main_metric).higher_is_better
     trained = fit(model, train_items, val_items, dataclasses.replace(recipe, epochs=epochs), lr,
                   ws.tokenizer.pad_token_id, on_step=tell.step, metric=metric, higher_is_better=higher,
-                  placement=ws.placement)
+                  placement=ws.placement, on_stage=lambda what: tell.stage(f"tuning on {spec.name} ({what})"))
     train = dataclasses.asdict(trained)
     validation = None
     if len(settings) > 1:  # the main metric of the kept weights: fit() measured it when it evaluated it
@@ -253,8 +255,8 @@ def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -
     return Output(record, ws.trainable_state(copy=in_memory), _adapter_files(model), unit.key)
 
 
-def _training_rows(unit: Unit, spec: BenchmarkSpec, splits: dict[str, Split], ws: Workspace,
-                   recipe: Any) -> tuple[list[Any], list[Any], Callable[[], float] | None]:
+def _training_rows(unit: Unit, spec: BenchmarkSpec, splits: dict[str, Split], ws: Workspace, recipe: Any,
+                   tell: Tell) -> tuple[list[Any], list[Any], Callable[[], float] | None]:
     """Tokenised training and validation rows (once per workspace), and the validation metric fit() evaluates
     when recipe.eval_metric asks for it."""
     if "rows" not in ws.memos:
@@ -265,17 +267,19 @@ def _training_rows(unit: Unit, spec: BenchmarkSpec, splits: dict[str, Split], ws
         ws.memos["rows"] = train_items, val_items
     train_items, val_items = ws.memos["rows"]
     skipped = metric_while_training(spec, len(val_items), recipe.eval_metric)  # why not, or ""
-    metric = None if skipped else validation_metric(spec, splits["validation"], ws, recipe)
+    metric = None if skipped else validation_metric(spec, splits["validation"], ws, recipe, tell.step)
     return train_items, val_items, metric
 
 
-def validation_metric(spec: BenchmarkSpec, split: Split, ws: Workspace, recipe: Any) -> Callable[[], float]:
+def validation_metric(spec: BenchmarkSpec, split: Split, ws: Workspace, recipe: Any,
+                      on_step: Any = None) -> Callable[[], float]:
     """The benchmark's main metric of the model being tuned on the validation split, the value alone."""
     refs = [list(ex.references) for ex in split.examples]
 
     def compute_metric() -> float:
         ws.model.eval()
-        preds, _ = predict(spec, split.examples, ws.model, ws.tokenizer, ws.handle.kind, recipe.max_length)
+        preds, _ = predict(spec, split.examples, ws.model, ws.tokenizer, ws.handle.kind, recipe.max_length,
+                           on_step=on_step)
         return score(spec.main_metric, preds, refs, resamples=0).value
 
     return compute_metric

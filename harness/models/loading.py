@@ -7,12 +7,15 @@ once per file content) only.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import pickle
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,12 +109,13 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        if on_step:
-            on_step(GGUF_STAGES["tokenizer"], 100)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        if on_step:
-            on_step(GGUF_STAGES["weights"], 100)
+        with library_bars_off():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            if on_step:
+                on_step(GGUF_STAGES["tokenizer"], 100)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            if on_step:
+                on_step(GGUF_STAGES["weights"], 100)
     except Exception as err:  # a truncated or foreign file surfaces as many exception types
         raise ModelError(f"cannot read GGUF file: {type(err).__name__}: {err}".splitlines()[0], gguf) from None
     # A GGUF-loaded model refuses save_pretrained while it carries its quantizer; the weights are
@@ -121,8 +125,9 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
     model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    with library_bars_off():
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
     (tmp / "sftbench-source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": file_hash(gguf)}))
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +135,25 @@ def convert_gguf(gguf: Path, dest: Path, on_step: Any = None) -> Path:
     if on_step:
         on_step(GGUF_STAGES["saved"], 100)
     return dest
+
+
+@contextlib.contextmanager
+def library_bars_off() -> Iterator[None]:
+    """No tqdm bar from transformers while a GGUF file converts: the caller's on_step reports it. Its GGUF reader draws
+    its own bar, which transformers' disable_progress_bar() does not reach, so the name it calls is swapped for a
+    disabled bar for the conversion's length."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bar, enabled = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def converted(sha256: str) -> Path | None:

@@ -159,11 +159,13 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
 
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
         pad_id: int, on_step: Any = None, metric: Callable[[], float] | None = None,
-        higher_is_better: bool = True, placement: Placement | None = None) -> TrainResult:
+        higher_is_better: bool = True, placement: Placement | None = None,
+        on_stage: Callable[[str], None] | None = None) -> TrainResult:
     """Train the model's trainable parameters on `train`, evaluating on `val`. `metric`, when given, returns the
     benchmark's main metric of the current model on validation (leaving it in eval mode); it runs after each
     validation loss, under the recipe's precision, and `higher_is_better` is its direction. `placement`: where the
-    model is and its precision (default: this CPU under recipe.bf16)."""
+    model is and its precision (default: this CPU under recipe.bf16). `on_stage(what)` says when each evaluation and
+    each epoch's training begins (an evaluation with the main metric can take as long as an epoch)."""
     if recipe.monitor == "metric" and val and metric is None:
         raise ConfigError("recipe.monitor is metric, but no validation metric is computed for this benchmark")
     placement = placement or resolve("cpu", recipe.bf16)
@@ -177,7 +179,13 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
     watch = Watch(params, recipe, bool(val), higher_is_better, total_steps)
 
-    def evaluate() -> tuple[float, float | None]:  # (validation loss, main metric); leaves the model in eval mode
+    def stage(what: str) -> None:
+        if on_stage:
+            on_stage(what)
+
+    def evaluate(when: str) -> tuple[float, float | None]:  # (validation loss, main metric); leaves it in eval mode
+        if val:
+            stage(f"validating {when}: loss{' and main metric' if metric else ''} on {len(val)} rows")
         # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
         with torch.random.fork_rng(devices=[]):
             loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement)
@@ -190,11 +198,12 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     checkpointing(model, recipe.gradient_checkpointing)
     # frozen fp32 weights cast once, not at every forward (a half-precision base loaded on a GPU has none)
     with frozen_linears_in_bf16(model, placement.precision != "fp32", half_dtype(placement)):
-        watch.record(0, *evaluate())
+        watch.record(0, *evaluate("before training"))
         val_loss = [watch.curve[0]["val_loss"]]
         train_loss: list[float] = []
         tokens, steps, seconds, stop = 0, 0, 0.0, False
         for epoch in range(recipe.epochs):
+            stage(f"training epoch {epoch + 1} of {recipe.epochs}")
             model.train()
             total, count = 0.0, 0
             for batch in batches(train, per_step, rng, recipe.group_by_length):
@@ -223,13 +232,15 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
                 if on_step:  # with this epoch's mean loss so far, and the tokens and seconds trained on so far
                     on_step(steps, total_steps, {"loss": total / max(count, 1), "tokens": tokens, "seconds": seconds})
                 if recipe.eval_every and steps % recipe.eval_every == 0:
-                    stop = watch.record(steps, *evaluate())
+                    stop = watch.record(steps, *evaluate(f"at step {steps}"))
                     model.train()
                     if stop:
                         break
+                    if val:
+                        stage(f"training epoch {epoch + 1} of {recipe.epochs}, from step {steps}")
             train_loss.append(total / max(count, 1))
             if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
-                stop = watch.record(steps, *evaluate())
+                stop = watch.record(steps, *evaluate(f"after epoch {epoch + 1}"))
             val_loss.append(watch.curve[-1]["val_loss"])
             if stop:
                 break
