@@ -168,6 +168,12 @@ COSTS = ("params", "latency_ms_per_item", "peak_rss_mb", "train_seconds", "peak_
 CORRECTIONS = ("holm", "bh", "none")
 
 
+BASELINE_MODES = {
+    "no_regression": "fails only on evidence of a drop beyond the margin (controls false alarms; the default)",
+    "non_inferior": "passes only on evidence that any drop is within the margin (controls false passes)",
+}
+
+
 @dataclass(frozen=True)
 class GateConfig:
     """One gate; exactly one of `metric` (a threshold, or non-inferiority with `baseline:`) or a cap:
@@ -182,6 +188,7 @@ class GateConfig:
     baseline: str = ""  # non-inferiority against this promoted baseline instead of a threshold
     margin: float = 0.0
     alpha: float = 0.05
+    mode: str = ""  # baseline gates: no_regression (default) or non_inferior; see BASELINE_MODES
     forgetting: str = ""  # a probe name, or "*" for every probe the candidate ran
     generalisation_gap: str = ""  # a benchmark name
     bias: str = ""  # a counterfactual bias suite name
@@ -212,8 +219,15 @@ class GateConfig:
             return
         _check(self.max is None, f"gate {self.metric}: `max:` is for caps ({', '.join(CAPS)}); "
                "a metric gate uses op and value")
-        if not self.name and self.baseline:
-            object.__setattr__(self, "name", f"{self.metric} non-inferior to {self.baseline} (margin {self.margin:g})")
+        if self.baseline:
+            mode = self.mode or "no_regression"
+            _check(mode in BASELINE_MODES, f"gate {self.metric}: mode must be one of {', '.join(BASELINE_MODES)} "
+                   f"(got {self.mode!r})")
+            object.__setattr__(self, "mode", mode)
+            if not self.name:
+                what = "non-inferior to" if mode == "non_inferior" else "no regression vs"
+                object.__setattr__(self, "name", f"{self.metric} {what} {self.baseline} (margin {self.margin:g})")
+        _check(not self.mode or bool(self.baseline), f"gate {self.metric}: `mode:` is for baseline gates only")
         _check(self.op in (">=", ">", "<=", "<"), f"gate op must be one of >=, >, <=, < (got {self.op!r})")
         _check(self.on in ("value", "ci_low", "ci_high"), "gate 'on' must be value, ci_low or ci_high")
         _check(self.metric.count(".") in (1, 2), f"gate metric must be benchmark.metric[.split] (got {self.metric!r})")
@@ -225,6 +239,7 @@ class GateConfig:
         cap, target = self.cap, getattr(self, self.cap)
         _check(self.max is not None, f"gate {cap}: {target} needs `max:` (the cap)")
         _check(not self.baseline, f"gate {cap}: {target}: `baseline:` is for metric gates only")
+        _check(not self.mode, f"gate {cap}: {target}: `mode:` is for baseline gates only")
         if cap == "cost":
             _check(target in COSTS, f"gate cost must be one of {', '.join(COSTS)} (got {target!r})")
             _check(self.on == "value", f"gate cost: {target} has no interval; drop `on: {self.on}`")

@@ -298,8 +298,9 @@ def test_runs_promote_and_gate_read_as_a_person_expects(tiny_config, tiny_bert, 
     at = lines.index("gates: 2 of 2 verdicts pass")
     assert "Recommendation [" in "\n".join(lines[:at])  # the leaderboard comes first
     baseline, threshold = lines[at + 1:at + 3]
-    assert baseline.startswith("  PASS  tiny-bert: support_intents.accuracy non-inferior to tiny (margin 0.02): "
-                               "non-inferior: ")
+    assert baseline.startswith("  PASS  tiny-bert: support_intents.accuracy no regression vs tiny (margin 0.02): "
+                               "no significant regression: ")
+    assert "this gate detects a drop beyond the margin by" in baseline
     assert "-margin -0.0200" in baseline and "p(regression) " in baseline and "holm-adjusted over 2 baseline" not in \
         baseline and "adjusted over 1 baseline gate" in baseline
     assert threshold.startswith("  PASS  tiny-bert: support_intents.accuracy >= 0: value ") and "meets >= 0" in threshold

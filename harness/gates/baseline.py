@@ -1,12 +1,15 @@
-"""Baseline gates: a candidate against the promoted baseline on the same items (non-inferiority with a margin),
-and the verdict once its regression p-value is adjusted across the candidate's baseline gates."""
+"""Baseline gates: a candidate against the promoted baseline on the same items with a margin, and the verdict in the
+gate's mode: no_regression (its regression p-value adjusted across the candidate's no_regression gates) or
+non_inferior (non-inferiority shown)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness.data.references import stored_references
 from harness.errors import DataError
 from harness.gates.lookup import Verdict, closed, lookup
+from harness.gates.power import baseline_detectable, effect_text
 from harness.statistics.paired import (
     CORPUS,
     CORRECTION_NAMES,
@@ -14,6 +17,7 @@ from harness.statistics.paired import (
     find_benchmark,
     higher_is_better,
     non_inferiority,
+    p_text,
     seed_stats,
 )
 from harness.statistics.seeds import is_seeded, non_inferiority_seeds, per_seed_items, too_few_seeds
@@ -70,32 +74,62 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
 
 
 def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted: float, correction: str,
-                     family: int) -> Verdict:
-    """The verdict of one baseline gate given its regression p-value adjusted across the candidate's `family`
-    baseline gates. A deployment gate blocks on evidence of a regression beyond the margin (adjusted p < alpha),
-    so a rerun of the baseline passes; "non-inferior" (shown, the stronger claim) is reported in the message."""
-    regressed = p_adjusted < res["alpha"]
-    conf, ok = f"{1 - res['alpha']:.0%}", res["passed"]
-    if higher_is_better(res["metric"]):
-        bound = f"lower {conf} bound {res['ci_low']:+.4f} {'>' if ok else '<='} -margin {-res['margin']:+.4f}"
+                     family: int, mode: str = "no_regression") -> Verdict:
+    """The verdict of one baseline gate in `mode` (harness/config.py BASELINE_MODES):
+    - no_regression blocks on evidence of a drop beyond the margin: its regression p-value, adjusted across the
+      candidate's `family` of no_regression gates (p_adjusted), is below alpha. A rerun of the baseline passes.
+    - non_inferior passes only on evidence that any drop is within the margin (res["passed"]; not adjusted: an
+      intersection-union claim). Too few items to tell fails.
+    Either message ends with what the test could detect: the drop beyond the margin (no_regression) or the gain
+    over -margin (non_inferior) that it decides 80% of the time, from this test's own standard error."""
+    conf, alpha, resamples = f"{1 - res['alpha']:.0%}", res["alpha"], res.get("resamples", 0)
+    up = higher_is_better(res["metric"])
+    if mode == "non_inferior":
+        passed = bool(res["passed"])
+        verdict = "non-inferior" if passed else "non-inferiority not shown"
+        low, limit = (res["ci_low"], -res["margin"]) if up else (res["ci_high"], res["margin"])
+        p_text_ = f"p(drop beyond the margin) {p_text(res['p_value'], resamples)}, not adjusted (intersection-union)"
     else:
-        bound = f"upper {conf} bound {res['ci_high']:+.4f} {'<' if ok else '>='} margin {res['margin']:+.4f}"
-    verdict = ("non-inferior" if ok else "significant regression" if regressed
-               else "non-inferiority not shown (inconclusive)")
-    gates = f"{family} baseline gate{'s' if family != 1 else ''}"
-    adjusted = (f"no multiplicity correction ({gates})" if correction == "none"
-                else f"{CORRECTION_NAMES[correction]}-adjusted over {gates} {p_adjusted:.4g}")
+        passed = not p_adjusted < alpha
+        verdict = "no significant regression" if passed else "significant regression"
+        low, limit = (res["ci_high"], -res["margin"]) if up else (res["ci_low"], res["margin"])
+        gates = f"{family} baseline gate{'s' if family != 1 else ''}"
+        raw = p_text(res["p_regression"], resamples)
+        # a raw p at its floor is a bound, and so is what the correction makes of it
+        q = f"< {p_adjusted * (resamples + 1) / resamples:.2g}" if raw.startswith("<") else f"{p_adjusted:.4g}"
+        adjusted = (f"no multiplicity correction ({gates})" if correction == "none"
+                    else f"{CORRECTION_NAMES[correction]}-adjusted over {gates} {q}")
+        p_text_ = f"p(regression) {raw}, {adjusted}"
+    side = ("lower" if up else "upper") if mode == "non_inferior" else ("upper" if up else "lower")
+    sign = "-margin" if up else "margin"
+    cmp = (">" if low > limit else "<=") if side == "lower" else ("<" if low < limit else ">=")
+    bound = f"{side} {conf} bound {low:+.4f} {cmp} {sign} {limit + 0.0:+.4f}"  # + 0.0: no -0.0000
     note = f" [{res['test']}]" if res["test"].startswith("NOT") or res.get("borrowed") else ""
     message = (f"{verdict}: {res['candidate']:.4f} vs {res['baseline']:.4f} ({res['source']}), "
-               f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; p(regression) {res['p_regression']:.4g}, {adjusted}, "
-               f"alpha {res['alpha']:g}{note}")
-    return Verdict(candidate, gate, not regressed, res["diff"], message, p_adjusted=p_adjusted, baseline=res["source"],
+               f"diff {res['diff']:+.4f}, {bound}, n={res['n']}; {p_text_}, alpha {alpha:g}{note}; "
+               f"{_detects(res, mode, family)}")
+    return Verdict(candidate, gate, passed, res["diff"], message, p_adjusted=p_adjusted, baseline=res["source"],
                    metric=res["metric"])
+
+
+def _detects(res: dict[str, Any], mode: str, family: int) -> str:
+    """What this test could detect, 80% of the time (harness/gates/power.py's quantiles on its own se)."""
+    if res.get("se") is None:
+        return "its power is unknown (no standard error recorded)"
+    effect = effect_text(baseline_detectable(res["se"], res.get("df", math.inf), res["alpha"], mode,
+                                             family if mode == "no_regression" else 1), res["metric"])
+    seeds = res.get("seeds")
+    size = f"{res['n']} items" + (f" and {seeds[0]} vs {seeds[1]} seeds" if seeds else "")
+    if mode == "non_inferior":
+        return (f"with {size} this gate shows non-inferiority 80% of the time when the true gain exceeds -margin "
+                f"by {effect}")
+    return f"with {size} this gate detects a drop beyond the margin by {effect} 80% of the time"
 
 
 def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
                       margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
-                      references: dict[tuple[str, str], list[list[str]]] | None = None) -> Verdict:
+                      references: dict[tuple[str, str], list[list[str]]] | None = None,
+                      mode: str = "no_regression") -> Verdict:
     """One baseline gate on its own (a family of one: nothing to adjust); harness/gate.py `check` runs a
     candidate's baseline gates together and adjusts their p-values."""
     name = name or f"{metric} vs baseline (margin {margin:g})"
@@ -103,4 +137,4 @@ def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[di
                              references=references)
     if res is None:
         return closed(candidate["name"], name, why)
-    return baseline_verdict(candidate["name"], name, res, res["p_regression"], "none", 1)
+    return baseline_verdict(candidate["name"], name, res, res["p_regression"], "none", 1, mode)

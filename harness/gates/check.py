@@ -72,9 +72,11 @@ def _candidate(cand: dict[str, Any], gates: list[GateConfig], baselines: dict[st
                 tests[i] = res
         else:
             verdicts[i] = check_cap(cand, gate) if gate.cap else _threshold(cand, gate)
-    adjusted = adjust([res["p_regression"] for res in tests.values()], correction)
-    for (i, res), p in zip(tests.items(), adjusted):
-        verdicts[i] = baseline_verdict(cand["name"], gates[i].name, res, p, correction, len(tests))
+    blocking = {i: res for i, res in tests.items() if gates[i].mode != "non_inferior"}
+    adjusted = dict(zip(blocking, adjust([res["p_regression"] for res in blocking.values()], correction)))
+    for i, res in tests.items():
+        verdicts[i] = baseline_verdict(cand["name"], gates[i].name, res, adjusted.get(i, res["p_value"]), correction,
+                                       len(blocking), gates[i].mode)
     return [verdicts[i] for i in range(len(gates)) if i in verdicts]
 
 

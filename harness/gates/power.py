@@ -115,6 +115,15 @@ def standard_error(gate: GateConfig, n: int, seeds: int, ev: Evidence) -> tuple[
     return math.sqrt((2 if gate.baseline else 1) * ev.seed_sd ** 2 / seeds + shared), float(seeds - 1)
 
 
+def baseline_detectable(se: float, df: float, alpha: float, mode: str, family: int = 1) -> float:
+    """The effect beyond the margin that a baseline gate in `mode` decides 80% of the time, given the se and degrees
+    of freedom of its difference (df inf: normal): no_regression flags a drop that exceeds the margin by this
+    (its alpha shared by the `family` of Holm-adjusted gates); non_inferior shows non-inferiority when the true
+    gain exceeds -margin by this (an intersection-union claim: not adjusted)."""
+    level = alpha / family if mode == "no_regression" else alpha
+    return float((sps.t.ppf(1 - level, df) + sps.t.ppf(POWER, df)) * se)
+
+
 def detectable(gate: GateConfig, n: int, seeds: int, ev: Evidence, family: int = 1) -> list[tuple[float, str]]:
     """(smallest effect detectable at 80% power, in the metric's units; what the effect is), one per gate mode;
     `family`: the baseline gates of a candidate, Holm-adjusted together."""
@@ -125,15 +134,27 @@ def detectable(gate: GateConfig, n: int, seeds: int, ev: Evidence, family: int =
 
     if gate.baseline:
         holm = f" (alpha {gate.alpha:g}/{family}: Holm over {family} baseline gates)" if family > 1 else ""
-        return [((q(1 - gate.alpha / family) + q(POWER)) * se,
-                 f"flags a true regression 80% of the time{holm} only when it exceeds the margin by"),
-                ((q(1 - gate.alpha) + q(POWER)) * se,
-                 "shows non-inferiority 80% of the time only when the true gain exceeds -margin by")]
+        return [(baseline_detectable(se, df, gate.alpha, "no_regression", family),
+                 f"no_regression: flags a true regression 80% of the time{holm} only when it exceeds the margin by"),
+                (baseline_detectable(se, df, gate.alpha, "non_inferior"),
+                 "non_inferior: shows non-inferiority 80% of the time only when the true gain exceeds -margin by")]
     if gate.on == "value":  # the point estimate is not studentised: normal
         return [(float(sps.norm.ppf(POWER)) * se,
                  f"passes 80% of the time only when the true value exceeds {gate.value:g} by")]
     return [((q(0.975) + q(POWER)) * se,
              f"passes (95% bound) 80% of the time only when the true value exceeds {gate.value:g} by")]
+
+
+def effect_text(effect: float, metric: str) -> str:
+    """An effect in the metric's display units: points for 0-1 fractions, the metric's own units otherwise."""
+    from harness.scoring.metrics import METRICS
+
+    if metric not in METRICS:  # an unknown metric: shown in its own units
+        return f"{effect:.3g}"
+    registered = METRICS.get(metric)
+    if registered.scale == 1 and not registered.from_losses:
+        return f"{100 * effect:.1f} points"
+    return f"{effect:.1f}"
 
 
 def power_lines(cfg: BakeoffConfig, test_sizes: dict[str, int]) -> list[str]:
@@ -146,10 +167,8 @@ def power_lines(cfg: BakeoffConfig, test_sizes: dict[str, int]) -> list[str]:
         n = test_sizes.get(bench)
         if not n:
             continue
-        scale = 100 if gate.metric.split(".")[1] not in ("bleu", "chrf", "loss", "perplexity") else 1
-        unit = " points" if scale == 100 else ""
         for ev in stored_evidence(cfg, gate.metric):
-            modes = "; ".join(f"{what} {scale * effect:.1f}{unit} or more"
+            modes = "; ".join(f"{what} {effect_text(effect, gate.metric.split('.')[1])} or more"
                               for effect, what in detectable(gate, n, seeds, ev, family))
             caveat = ("; with one training seed per side the test counts items only, while a retraining moves the "
                       f"score by about {100 * ev.seed_sd:.1f} points (seed sd): set recipe.seeds: 3"

@@ -203,7 +203,8 @@ def non_inferiority(candidate_per_item: Sequence[float], baseline_per_item: Sequ
     ci_low, ci_high = (low, high) if higher_is_better else (-high, -low)
     return {"passed": p_value < alpha, "regressed": p_regression < alpha, "diff": vc - vb, "ci_low": ci_low,
             "ci_high": ci_high, "p_value": p_value, "p_regression": p_regression, "candidate": vc, "baseline": vb,
-            "margin": margin, "alpha": alpha, "n": len(c),
+            "margin": margin, "alpha": alpha, "n": len(c), "se": float(np.std(diffs)), "df": math.inf,
+            "resamples": resamples,
             "test": (f"{basis(metric, metric in CORPUS and candidate_stats is not None)}; paired bootstrap one-sided "
                      f"bounds (resamples={resamples}, seed={seed})")}
 
@@ -225,6 +226,14 @@ def bootstrap_decision(gain: np.ndarray, margin: float, alpha: float) -> tuple[A
 
 
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def p_text(p: float, resamples: int) -> str:
+    """A resampled p-value as printed: at its floor 1 / (B + 1) (no resample reached the threshold) the data say
+    only that p is below about 1 / B, so it reads as that bound (`< 0.0005` for 2,000 resamples), never as 0."""
+    if resamples and p <= 1 / (resamples + 1) * (1 + 1e-9):
+        return f"< {1 / resamples:.2g}"
+    return f"{p:.4g}"
 
 
 def holm_adjusted(pvalues: Sequence[float]) -> list[float]:

@@ -247,7 +247,8 @@ def non_inferiority_seeds(ec: dict[str, Any], eb: dict[str, Any], margin: float,
     sa = paired(metric, c, b, vc, vb, candidate_stats, baseline_stats, resamples, seed)
     decision = non_inferiority_decision(sa, margin, alpha, higher_is_better)
     return decision | {"diff": float(sa.estimate), "candidate": float(np.mean(vc)), "baseline": float(np.mean(vb)),
-                       "margin": margin, "alpha": alpha, "n": len(c[0]),
+                       "margin": margin, "alpha": alpha, "n": len(c[0]), "se": float(sa.se), "df": float(sa.df),
+                       "resamples": resamples, "seeds": (len(c), len(b)),
                        "borrowed": _borrowed((len(c), len(b)), ("candidate", "baseline"), sa),
                        "test": _test_name((len(c), len(b)), ("candidate", "baseline"), sa,
                                           candidate_stats is not None, metric)}

@@ -300,11 +300,11 @@ def test_baseline_gate_passes_the_same_model_and_fails_closed():
     base = make_results("base", n=300, seed=1)
     same = base["candidates"][0]
     ok = check_vs_baseline(same, "intents.accuracy", (base, "small"), margin=0.02)
-    assert ok.passed and ok.observed == 0 and ok.message.startswith("non-inferior")
+    assert ok.passed and ok.observed == 0 and ok.message.startswith("no significant regression")
     worse = make_results("new", accuracies={"small": 0.5}, n=300, seed=2)["candidates"][0]
     bad = check_vs_baseline(worse, "intents.accuracy", (base, "small"), margin=0.02, name="no regression")
     assert not bad.passed and bad.gate == "no regression" and "significant regression" in bad.message
-    assert "lower 95% bound" in bad.message and "-margin -0.0200" in bad.message
+    assert "upper 95% bound" in bad.message and "< -margin -0.0200" in bad.message
 
     def closed(candidate, baseline, metric="intents.accuracy"):
         v = check_vs_baseline(candidate, metric, baseline, margin=0.02)

@@ -81,7 +81,7 @@ def test_stored_runs_replace_the_assumptions(tmp_path, monkeypatch):
 def test_validate_prints_power_per_metric_gate(capsys):
     code = main(["validate", "recipe.seeds=3", "gates=[{metric: support_intents.accuracy, baseline: demo, margin: 0.02}]"])
     out = capsys.readouterr().out
-    assert code == 0 and "power: gate 'support_intents.accuracy non-inferior to demo (margin 0.02)'" in out
+    assert code == 0 and "power: gate 'support_intents.accuracy no regression vs demo (margin 0.02)'" in out
     assert "n=228 test items, 3 seeds" in out and "assumed" in out
 
 

@@ -181,7 +181,7 @@ def test_gates_on_what_no_benchmark_produces_are_errors_with_the_closest_name(tm
         "(test, shifted); did you mean 'support_intents.accuracy' (the test split)?",
         "gate 'support_intents.acuracy >= 0': benchmark 'support_intents' does not compute 'acuracy' (accuracy, "
         "macro_f1); did you mean 'support_intents.accuracy'?",
-        "gate 'support_intent.macro_f1 non-inferior to demo (margin 0)': no benchmark 'support_intent' in the config "
+        "gate 'support_intent.macro_f1 no regression vs demo (margin 0)': no benchmark 'support_intent' in the config "
         "(support_intents); did you mean 'support_intents.macro_f1'?")]
 
 
