@@ -328,6 +328,7 @@ class BakeoffConfig:
     gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gate.py)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
+    recommendation_tentative_below: float = 0.8  # a recommendation with less bootstrap agreement reads as tentative
     zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where units run: not part of the hash
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # where runs are logged: not part of the hash
@@ -348,6 +349,8 @@ class BakeoffConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         _check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")
         _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
+        _check(0 < self.recommendation_tentative_below <= 1,
+               f"recommendation_tentative_below must be in (0, 1] (got {self.recommendation_tentative_below})")
         _check(self.gate_correction in CORRECTIONS, f"gate_correction must be one of {', '.join(CORRECTIONS)} "
                f"(got {self.gate_correction!r})")
 
@@ -383,6 +386,11 @@ class BakeoffConfig:
                 cand.pop("adapter")  # so configs written before the field existed keep their hash
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
+        if payload["recommendation_tentative_below"] == 0.8:
+            payload.pop("recommendation_tentative_below")  # so configs written before the field keep their hash
+        for gate in payload["gates"]:
+            if not gate["mode"]:
+                gate.pop("mode")  # likewise: a threshold or cap has no mode
         payload["recipe"] = self.recipe.key_fields()  # the device is where, not what (its precision is in unit keys)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -129,9 +129,50 @@ def learning_lines(results: Results) -> list[str]:
     return out
 
 
+def reliability(results: Results) -> str | None:
+    """"reliable", "tentative" (bootstrap agreement below the config's recommendation_tentative_below, 0.8 by
+    default) or None (nothing recommended, or no agreement measured)."""
+    share, extra = results.recommendation_stability, results.recommendation_agreement or {}
+    if results.recommendation is None or share is None:
+        return None
+    return extra.get("reliability") or ("reliable" if share >= float(extra.get("tentative_below") or 0.8)
+                                        else "tentative")
+
+
+def reliability_text(results: Results) -> str:
+    """How reliable the recommendation is, in words, and for a tentative one what would settle it ("" when
+    reliability is None)."""
+    word = reliability(results)
+    if word is None:
+        return ""
+    share, extra = results.recommendation_stability or 0.0, results.recommendation_agreement or {}
+    where = "of resamples of training seeds and test items"
+    if word == "reliable":
+        return f"reliable: recommended in {share:.0%} {where}"
+    below = float(extra.get("tentative_below") or 0.8)
+    return (f"tentative: recommended in only {share:.0%} {where} (below {below:.0%}); to settle it: "
+            f"{extra.get('settle') or 'more training seeds per candidate, or more test items'}")
+
+
+def per_benchmark_text(results: Results) -> str:
+    """Each benchmark's own pick beside the overall recommendation ("" with one benchmark)."""
+    picks = (results.recommendation_agreement or {}).get("per_benchmark") or []
+    parts = []
+    for p in picks:
+        if p.get("candidate") is None:
+            parts.append(f"{p['benchmark']}: none eligible")
+            continue
+        value = p.get("value")
+        score = (f"{p['metric']} {value * (1 if p['metric'] in NOT_PERCENT else 100):.1f}, "
+                 if value is not None and p.get("metric") else "")
+        parts.append(f"{p['benchmark']}: {p['candidate']} ({score}{(p.get('params') or 0) / 1e6:.1f}M)")
+    return "each benchmark alone would pick " + "; ".join(parts) if parts else ""
+
+
 def recommendation_text(results: Results) -> str:
-    """The recommendation's reason, with its bootstrap agreement under resampled seeds and items, the deciding gate's
-    distance from its threshold and the gates held fixed (harness/gates/stability.py)."""
+    """The recommendation's reason, how reliable it is in words (its bootstrap agreement under resampled seeds and
+    items; tentative below the config's threshold, with what would settle it), the deciding gate's distance from
+    its threshold, the gates held fixed (harness/gates/stability.py) and each benchmark's own pick."""
     text = results.recommendation_reason
     stability = results.recommendation_stability
     if stability is None:
@@ -141,8 +182,12 @@ def recommendation_text(results: Results) -> str:
     deciding = (f"; deciding gate '{extra['deciding_gate']}' {extra['margin_se']:.1f} SE past its threshold"
                 if extra.get("deciding_gate") and extra.get("margin_se") is not None else "")
     held = f"; held fixed: {', '.join(extra['held_fixed'])}" if extra.get("held_fixed") else ""
-    return (f"{text} [bootstrap agreement: {what} in {stability:.0%} of resamples of training seeds and test items"
-            f"{deciding}{held}]")
+    words = reliability_text(results)
+    agreement = (f"[{words}{deciding}{held}]" if words else
+                 f"[bootstrap agreement: {what} in {stability:.0%} of resamples of training seeds and test items"
+                 f"{deciding}{held}]")
+    beside = per_benchmark_text(results)
+    return f"{text} {agreement}" + (f"; {beside}" if beside else "")
 
 
 def seed_note(results: Results) -> str:

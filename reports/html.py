@@ -26,6 +26,7 @@ from reports.format import (
     metric_scale,
     ranked,
     recommendation_text,
+    reliability,
     score_warnings,
     seed_note,
     sweep_lines,
@@ -50,6 +51,7 @@ h3 { font-size: 1rem; margin-bottom: .3rem; }
 .verdict { font-size: 1.15rem; padding: .8rem 1rem; border-radius: 6px; margin: 1rem 0; border: 2px solid; }
 .verdict.pass { background: #dafbe1; border-color: #1a7f37; }
 .verdict.fail { background: #ffebe9; border-color: #cf222e; }
+.verdict.pass.tentative { background: #fff8c5; border-color: #9a6700; }
 .verdict strong { font-size: 1.3rem; margin-right: .5rem; }
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .5rem; vertical-align: top; }
@@ -370,9 +372,11 @@ def render_html(results: Results) -> str:
     meta = " &middot; ".join(f"{label} <code>{_e(value or '-')}</code>" for label, value in
                              (("run", results.run_id), ("config", results.config_hash), ("git", results.git_sha),
                               ("created", results.created)))
-    verdict = (f'<div class="verdict {"pass" if passed else "fail"}"><strong>{"PASS" if passed else "FAIL"}</strong>'
-               f"Recommendation: {_e(chosen) if chosen else 'none'}<br>{_e(recommendation_text(results))}"
-               "</div>")
+    word = reliability(results)  # a tentative recommendation does not look like a solid one
+    tentative = " tentative" if word == "tentative" else ""
+    verdict = (f'<div class="verdict {"pass" if passed else "fail"}{tentative}"><strong>{"PASS" if passed else "FAIL"}'
+               f'</strong>Recommendation: {_e(chosen) if chosen else "none"}{f" ({word})" if word else ""}'
+               f"<br>{_e(recommendation_text(results))}</div>")
     body = [f"<h1>sftbench &middot; {_e(name)}</h1>", f'<p class="meta">{meta}</p>', verdict,
             "<h2>Leaderboard</h2>", leaderboard(results), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.results.model import Results
 from harness.results.render import renderer
+from reports.format import per_benchmark_text, reliability_text
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -30,7 +31,9 @@ def render_junit(results: Results) -> str:
     suite = ET.SubElement(root, "testsuite", name=_text(f"sftbench.{results.name}"), timestamp=_text(results.created))
     props = ET.SubElement(suite, "properties")
     for key, value in (("run_id", results.run_id), ("config_hash", results.config_hash), ("git_sha", results.git_sha),
-                       ("recommendation", results.recommendation)):
+                       ("recommendation", results.recommendation),
+                       ("recommendation_reliability", reliability_text(results)),
+                       ("recommendation_per_benchmark", per_benchmark_text(results))):
         ET.SubElement(props, "property", name=key, value=_text(value or ""))
     tests = failures = 0
     for c in results.candidates:

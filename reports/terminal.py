@@ -28,6 +28,7 @@ from reports.format import (
     main_metrics,
     ranked,
     recommendation_text,
+    reliability,
     seed_note,
     sweep_lines,
     tie_notes,
@@ -174,7 +175,9 @@ def render(results: Results, console: Console) -> None:
     for line in notes(results) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
         console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
     verdict = "PASS" if results.passed else "FAIL"
-    console.print(f"Recommendation [{verdict}]: {recommendation_text(results)}", highlight=False, markup=False)
+    style = "yellow" if reliability(results) == "tentative" else None  # tentative reads differently from solid
+    console.print(f"Recommendation [{verdict}]: {recommendation_text(results)}", highlight=False, markup=False,
+                  style=style)
 
 
 @renderer("terminal")

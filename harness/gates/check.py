@@ -198,3 +198,34 @@ def recommend(candidates: list[dict[str, Any]], verdicts: list[Verdict]) -> tupl
     return best["name"], (f"{best['name']} is the smallest candidate ({best['params'] / 1e6:.1f}M parameters) "
                           f"that passes every gate" + (f"; {others} other(s) pass too" if others else "")
                           + "".join(f"; {n}" for n in notes + untuned))
+
+
+def gate_benchmark(gate: GateConfig) -> str:
+    """The benchmark a gate is about ("" for one that applies to every benchmark: forgetting, bias, cost)."""
+    return gate.metric.split(".")[0] if gate.metric else gate.generalisation_gap
+
+
+def per_benchmark(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig]
+                  ) -> list[dict[str, Any]]:
+    """With several benchmarks, what each benchmark alone would recommend: `recommend`'s rule (the smallest tuned
+    candidate that learned it and passes every gate) over the gates about that benchmark and those about none,
+    with its main (first) test metric. [] with one benchmark."""
+    order = list(dict.fromkeys(b["benchmark"] for c in candidates for b in c["benchmarks"]))
+    if len(order) < 2:
+        return []
+    out = []
+    for bench in order:
+        other = {g.name for g in gates if gate_benchmark(g) not in ("", bench)}
+        failed = {v.candidate for v in verdicts if not v.passed and v.gate not in other}
+        rows = [(c, b) for c in candidates if c["status"] == "ok" and not c.get("zero_shot")
+                and c["name"] not in failed and bench not in (c.get("did_not_learn") or [])
+                for b in c["benchmarks"] if b["benchmark"] == bench and b["status"] == "ok"]
+        if not rows:
+            out.append({"benchmark": bench, "candidate": None, "metric": None, "value": None, "params": None})
+            continue
+        best, b = min(rows, key=lambda cb: (cb[0]["params"], cb[0]["cost"]["train_seconds"]))
+        metric, entry = next(iter((b["scores"].get("test") or {"": {}}).items()))
+        out.append({"benchmark": bench, "candidate": best["name"], "metric": metric or None,
+                    "value": entry.get("value"), "params": best["params"]})
+    return out
+

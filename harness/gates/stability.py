@@ -22,12 +22,14 @@ the items vary.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from harness.config import GateConfig
 from harness.gates.lookup import Verdict, lookup
@@ -44,10 +46,38 @@ class Agreement:
     deciding_gate: str | None = None  # the recommended candidate's re-evaluated gate nearest its threshold
     margin_se: float | None = None  # how far past that threshold, in standard errors (inf: no spread at all)
 
+    reliability: str | None = None  # "reliable" or "tentative" (below tentative_below); None: nothing recommended
+    tentative_below: float = 0.8
+    settle: str = ""  # what would settle a tentative recommendation
+    per_benchmark: tuple[dict[str, Any], ...] = ()  # harness/gates/check.py per_benchmark
+
     def to_json(self) -> dict[str, Any]:
         margin = None if self.margin_se is None or not math.isfinite(self.margin_se) else self.margin_se
         return {"share": self.share, "held_fixed": self.held_fixed, "deciding_gate": self.deciding_gate,
-                "margin_se": margin}
+                "margin_se": margin, "reliability": self.reliability, "tentative_below": self.tentative_below,
+                "settle": self.settle, "per_benchmark": list(self.per_benchmark)}
+
+
+def settle(candidates: list[dict[str, Any]], deciding_gate: str | None, margin_se: float | None,
+           tentative_below: float) -> str:
+    """What would settle a tentative recommendation: more training seeds (3 when there is one, else twice as many),
+    or more test items. The items: the deciding gate's standard error shrinks as 1 / sqrt(n) (its item part), and
+    an agreement of `tentative_below` asks for about z_{tentative_below} SE past the threshold (0.84 SE for 0.8),
+    so n (z / margin_se)^2 items; without a deciding gate (the candidates' own order decides) no count is said."""
+    ran = [b for c in candidates if c["status"] == "ok" and not c.get("zero_shot") for b in c["benchmarks"]
+           if b["status"] == "ok"]
+    seeds = max((len(b.get("seeds") or []) for b in ran), default=1) or 1
+    more = 3 if seeds < 3 else 2 * seeds
+    text = f"{more} training seeds per candidate (recipe.seeds: {more}; now {seeds})"
+    bench = deciding_gate.split(".")[0] if deciding_gate else ""
+    sizes = [e.get("n") or len(e.get("per_item") or []) for b in ran if b["benchmark"] == bench
+             for e in (b["scores"].get("test") or {}).values()]
+    n = max((x for x in sizes if x), default=None)
+    z = float(sps.norm.ppf(tentative_below))
+    if n and margin_se is not None and 0 < margin_se < z:
+        return text + (f", or about {math.ceil(n * (z / margin_se) ** 2):,} {bench} test items instead of {n:,} "
+                       f"(the deciding gate is {margin_se:.1f} SE past its threshold)")
+    return text + ", or more test items"
 
 
 def _resampled(gate: GateConfig) -> bool:
@@ -71,7 +101,22 @@ def _past(gate: GateConfig, observed: Any) -> Any:
 
 
 def bootstrap_agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
-                        recommended: str | None, resamples: int = 500, seed: int = 0) -> Agreement:
+                        recommended: str | None, resamples: int = 500, seed: int = 0,
+                        tentative_below: float = 0.8) -> Agreement:
+    """The agreement, and in words how reliable the recommendation is: tentative below `tentative_below`, with what
+    would settle it."""
+    agreement = _agreement(candidates, verdicts, gates, recommended, resamples, seed)
+    if recommended is None:
+        return agreement
+    if agreement.share >= tentative_below:
+        return dataclasses.replace(agreement, reliability="reliable", tentative_below=tentative_below)
+    return dataclasses.replace(agreement, reliability="tentative", tentative_below=tentative_below,
+                               settle=settle(candidates, agreement.deciding_gate, agreement.margin_se,
+                                             tentative_below))
+
+
+def _agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
+               recommended: str | None, resamples: int, seed: int) -> Agreement:
     rng = np.random.Generator(np.random.PCG64(seed))
     eligible = [c for c in candidates if c["status"] == "ok" and not c.get("zero_shot") and not c.get("did_not_learn")
                 and any(b["status"] == "ok" for b in c["benchmarks"])]

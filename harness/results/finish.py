@@ -22,7 +22,7 @@ from typing import Any
 from harness.config import BakeoffConfig, GateConfig
 from harness.data.references import scored_references
 from harness.execution.outcome import Bakeoff
-from harness.gates.check import Verdict, check, recommend
+from harness.gates.check import Verdict, check, per_benchmark, recommend
 from harness.gates.stability import Agreement, bootstrap_agreement
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
@@ -50,7 +50,7 @@ def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | Non
     ties = all_tie_groups({"candidates": cands, "config": config})
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
     verdicts, choice, reason, agreement = conclude(cands, verdicts, cfg.gates, cfg.bootstrap_resamples,
-                                                   cfg.recipe.seed)
+                                                   cfg.recipe.seed, cfg.recommendation_tentative_below)
     return Results.from_json({
         "schema_version": SCHEMA_VERSION, "run_id": bakeoff.run_id, "name": cfg.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": cfg.hash(), "config": config,
@@ -63,11 +63,13 @@ def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | Non
 
 
 def conclude(cands: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig], resamples: int,
-             seed: int) -> tuple[list[Verdict], str | None, str, Agreement]:
-    """The recommendation and its bootstrap agreement, with each recommendation_stability gate's verdict appended:
+             seed: int, tentative_below: float = 0.8) -> tuple[list[Verdict], str | None, str, Agreement]:
+    """The recommendation and its bootstrap agreement (in words: reliable, or tentative below `tentative_below`),
+    each benchmark's own pick beside it, with each recommendation_stability gate's verdict appended:
     (verdicts, recommended candidate or None, why, agreement)."""
     choice, reason = recommend(cands, verdicts)
-    agreement = bootstrap_agreement(cands, verdicts, gates, choice, min(resamples, 500), seed)
+    agreement = bootstrap_agreement(cands, verdicts, gates, choice, min(resamples, 500), seed, tentative_below)
+    agreement = dataclasses.replace(agreement, per_benchmark=tuple(per_benchmark(cands, verdicts, gates)))
     share = agreement.share
     held = f"; held fixed: {', '.join(agreement.held_fixed)}" if agreement.held_fixed else ""
     for gate in gates:
@@ -94,7 +96,8 @@ def regate(results: Results, gates: list[GateConfig], correction: str,
     seed = int((results.config.get("recipe") or {}).get("seed") or 0)
     cands = [c.to_json() for c in results.candidates]
     verdicts = check(cands, gates, baselines, resamples, seed, correction)
-    verdicts, choice, reason, agreement = conclude(cands, verdicts, gates, resamples, seed)
+    verdicts, choice, reason, agreement = conclude(cands, verdicts, gates, resamples, seed,
+                                                   float(results.config.get("recommendation_tentative_below") or 0.8))
     return results.with_changes(passed=choice is not None, recommendation=choice, recommendation_reason=reason,
                                 recommendation_stability=agreement.share, gates=tuple(verdicts),
                                 recommendation_agreement=agreement.to_json())

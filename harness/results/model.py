@@ -11,8 +11,9 @@ version 1; `from_json` reads both versions (a version-1 run has no stored tie gr
 Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{candidate: n}, notes[]}], tie_rule):
   schema_version, run_id, name, created, config_hash, config, git_sha, packages{}, recommendation,
   recommendation_reason, passed (bool), recommendation_stability (the bootstrap agreement's share),
-  recommendation_agreement{share, held_fixed[], deciding_gate, margin_se} (harness/gates/stability.py; absent in runs
-    written before it), gates[{candidate, gate, passed, observed, message,
+  recommendation_agreement{share, held_fixed[], deciding_gate, margin_se, reliability (reliable|tentative|null),
+  tentative_below, settle, per_benchmark[{benchmark, candidate, metric, value, params}]}
+    (harness/gates/stability.py; absent in runs written before it), gates[{candidate, gate, passed, observed, message,
     p_adjusted, baseline, metric (baseline gates)}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/data/validate.py),
@@ -282,7 +283,7 @@ class Results(Record):
     recommendation: str | None = None
     recommendation_reason: str = ""
     recommendation_stability: float | None = None  # the bootstrap agreement's share (harness/gates/stability.py)
-    recommendation_agreement: dict[str, Any] | None = None  # {share, held_fixed[], deciding_gate, margin_se}
+    recommendation_agreement: dict[str, Any] | None = None  # {share, ..., reliability, settle, per_benchmark[]}
     gates: tuple[GateVerdict, ...] = ()
     candidates: tuple[CandidateRow, ...] = ()
     warnings: list[dict[str, Any]] = field(default_factory=list)

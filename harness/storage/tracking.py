@@ -74,6 +74,18 @@ def _failure(uri: str, err: Exception, kept: str) -> TrackingError:
     return TrackingError(f"MLflow tracking store {uri} is unreachable or not a database ({first[:200]}); {kept}")
 
 
+def _reliability_tags(results: Results) -> dict[str, str]:
+    """How reliable the recommendation is, in words (harness/gates/stability.py), and what would settle it."""
+    extra = results.recommendation_agreement or {}
+    if results.recommendation is None or not extra.get("reliability"):
+        return {}
+    share = results.recommendation_stability or 0.0
+    tags = {"sftbench.recommendation_reliability": f"{extra['reliability']} ({share:.0%} bootstrap agreement)"}
+    if extra.get("settle"):
+        tags["sftbench.recommendation_settle"] = str(extra["settle"])
+    return tags
+
+
 def _log(client: MlflowClient, results: Results, out: Path, exit_code: int) -> str:
     experiment = _experiment(client, results.name)
     recipe = {f"recipe.{k}": v for k, v in results.config.get("recipe", {}).items()}
@@ -81,6 +93,7 @@ def _log(client: MlflowClient, results: Results, out: Path, exit_code: int) -> s
         "sftbench.run_id": results.run_id, "sftbench.config_hash": results.config_hash,
         "sftbench.git_sha": results.git_sha, "sftbench.recommendation": results.recommendation or "none",
         "sftbench.recommendation_reason": results.recommendation_reason, "sftbench.passed": str(results.passed),
+        **_reliability_tags(results),
         "sftbench.exit_code": str(exit_code),
         "sftbench.gates": f"{sum(g.passed for g in results.gates)}/{len(results.gates)} passed"}).info.run_id
     _batch(client, parent, params=recipe | {"sweep": results.config.get("sweep"),
