@@ -105,10 +105,20 @@ def verdict(results: Results, c: CandidateRow) -> tuple[str, str]:
 
 
 def learning_lines(results: Results) -> list[str]:
-    """A line per candidate and benchmark that did not learn (with what to try), and what tuning bought over each
-    zero-shot reference row."""
+    """A line per candidate and benchmark that did not learn (with what to try), per candidate and probe whose base
+    score is not above chance (uninformative), and what tuning bought over each zero-shot reference row."""
     out = [f"{c.name} / {b.benchmark}: did not learn: {b.learned_reason or ''}"
            for c in results.candidates for b in c.benchmarks if b.learned is False and not c.zero_shot]
+    seen = set()
+    for c in results.candidates:
+        for b in c.benchmarks:
+            for p in b.probes if b.status == "ok" else []:
+                if p.informative is False and (c.name, p.probe) not in seen and p.before and p.after:
+                    seen.add((c.name, p.probe))  # the base model's score is the same after every benchmark
+                    out.append(f"{c.name} / {p.probe}: uninformative probe for this model: base "
+                               f"{100 * (p.before.value or 0):.1f}% is not above chance {100 * (p.chance or 0):.1f}% "
+                               f"(after {100 * (p.after.value or 0):.1f}% on {b.benchmark}); its forgetting says "
+                               "little")
     by_name = {c.name: c for c in results.candidates}
     mains = {name: metric for name, metric, _ in main_metrics(results)}
     for ref in (c for c in results.candidates if c.zero_shot):

@@ -106,8 +106,22 @@ def check_cap(cand: dict[str, Any], gate: GateConfig) -> Verdict:
     label = {"generalisation_gap": "gap", "bias": "flip-rate increase", "cost": gate.cost}.get(gate.cap, gate.cap)
     what = f" {gate.on}" if gate.on != "value" else ""
     scope = f" ({'worst of ' + str(len(values)) + ': ' if len(values) > 1 else ''}{where})" if where else ""
+    caveat = "".join(f"; {line}" for line in uninformative(cand, gate)) if gate.cap == "forgetting" else ""
     return Verdict(cand["name"], gate.name, passed, worst,
-                   f"{label}{what} {worst:.4g}{scope} {'within' if passed else 'exceeds'} max {gate.max:g}")
+                   f"{label}{what} {worst:.4g}{scope} {'within' if passed else 'exceeds'} max {gate.max:g}{caveat}")
+
+
+def uninformative(cand: dict[str, Any], gate: GateConfig) -> list[str]:
+    """The probes a forgetting cap reads whose base score is not shown above chance (harness/scoring/probes.py
+    probe_chance), each with chance beside before and after: their forgetting cannot say much either way."""
+    out = []
+    for b in cand["benchmarks"]:
+        for p in b.get("probes") or [] if b["status"] == "ok" else []:
+            if p.get("informative") is False and gate.forgetting in ("*", p["probe"]):
+                out.append(f"{b['benchmark']}/{p['probe']} is uninformative for {cand['name']}: base "
+                           f"{100 * p['before']['value']:.1f}% is not above chance {100 * p['chance']:.1f}% "
+                           f"(after {100 * p['after']['value']:.1f}%)")
+    return out
 
 
 def cap_values(cand: dict[str, Any], gate: GateConfig) -> tuple[list[tuple[str, float]], str]:

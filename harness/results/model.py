@@ -40,7 +40,7 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
       bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change,
             per attribute}],
       files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
-      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{},
+      probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{}, chance, informative,
               forgetting{value, ci_low, ci_high},
               forgotten, gained, mcnemar_p, most_forgotten[], per_item{before[], after[]}}]}]}]
 
@@ -135,6 +135,8 @@ class ProbeRow(Record):
     before: MetricScore | None = None
     after: MetricScore | None = None
     forgetting: MetricScore | None = None  # before - after accuracy
+    chance: float | None = None  # a uniform guess's accuracy (None in runs written before it)
+    informative: bool | None = None  # the base model is shown above chance (probes.py probe_chance)
     forgotten: float | None = None  # items right before and wrong after (the mean over seeds under seeds)
     gained: float | None = None
     mcnemar_p: float | None = None  # one seed's test: None under seeds, each seed's in mcnemar_p_per_seed

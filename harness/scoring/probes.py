@@ -205,6 +205,7 @@ def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScor
     report = {
         "probe": spec.name, "version": spec.version, "kind": spec.kind, "n": n, "data_sha256": data_hash,
         "before": _acc(before.correct), "after": _acc(after.correct),
+        "chance": (chance := probe_chance(items)), "informative": _acc(before.correct)["ci_low"] > chance,
         "forgetting": {"value": before.accuracy - after.accuracy, "ci_low": low, "ci_high": high,
                        "ci_method": CHANGE_METHOD},
         "forgotten": lost, "gained": gained, "mcnemar_p": p,
@@ -215,6 +216,13 @@ def forgetting_report(spec: ProbeSpec, items: list[ProbeItem], before: ProbeScor
         report["before_norm"] = _acc(before.correct_norm)
         report["after_norm"] = _acc(after.correct_norm)
     return report
+
+
+def probe_chance(items: list[ProbeItem]) -> float:
+    """The accuracy of a uniform guess: 1 / (1 + distractors) per item, averaged; 0 for a cloze (free generation).
+    A probe whose base model is not shown above it (the Wilson lower bound of `before` <= chance) is uninformative
+    for that model: its forgetting is noise from a floor, and the reports and forgetting caps say so."""
+    return float(np.mean([1 / (1 + len(i.distractors)) if i.distractors else 0.0 for i in items])) if items else 0.0
 
 
 def _forgotten(item: ProbeItem, before: ProbeScore, after: ProbeScore, i: int) -> dict[str, Any]:
