@@ -75,8 +75,7 @@ def settle(candidates: list[dict[str, Any]], deciding_gate: str | None, margin_s
     n = max((x for x in sizes if x), default=None)
     z = float(sps.norm.ppf(tentative_below))
     if n and margin_se is not None and 0 < margin_se < z:
-        return text + (f", or about {math.ceil(n * (z / margin_se) ** 2):,} {bench} test items instead of {n:,} "
-                       f"(the deciding gate is {margin_se:.1f} SE past its threshold)")
+        return text + f", or about {math.ceil(n * (z / margin_se) ** 2):,} {bench} test items instead of {n:,}"
     return text + ", or more test items"
 
 
