@@ -41,7 +41,7 @@ def test_a_fragile_recommendation_is_tentative_and_says_what_would_settle_it_but
     assert lax.reliability == "reliable" and lax.settle == ""
 
 
-def test_the_threshold_is_a_config_key_that_keeps_old_hashes():
+def test_the_threshold_is_a_config_key():
     assert load_config(None, []).recommendation_tentative_below == 0.8
     assert load_config(None, ["recommendation_tentative_below=0.9"]).recommendation_tentative_below == 0.9
     assert load_config(None, ["recommendation_tentative_below=0.9"]).hash() != load_config(None, []).hash()
