@@ -4,8 +4,8 @@ every test that asserts on the demo:
 - what the README says it shows: exit 0, MiniLM-L6 recommended, both candidates learned, main metrics inside the
   README's stated ranges, probes and the bias suite ran, the four gates pass;
 - a cached re-run that loads no model, recomputes nothing and reports the same candidates;
-- promote, then gate against it: the same bake-off again with a non-inferiority gate and caps passes (every unit is
-  reused: the gates are what is new), a degraded MiniLM that trains nothing fails it (exit 1, junit.xml and
+- promote, then gate against it: the same bake-off again with a baseline gate (no regression) and caps passes
+  (every unit is reused: the gates are what is new), a degraded MiniLM that trains nothing fails it (exit 1, junit.xml and
   summary.md name the failing gate), and `sftbench gate` re-evaluates a stored run with caps only;
 - the stored-run commands (`runs`, `gate`, `report --format junit`, `show`) on the promoted run.
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 RANGES = {"smollm2-135m": (0.60, 0.76), "minilm-l6": (0.70, 0.85)}
 UNITS = 12  # base probes (2), bias pairs before, tune (2), test and shifted scores (4), tuned probes (2), bias after
 
-NON_INFERIOR = "support_intents.accuracy non-inferior to demo (margin 0.05)"
+NO_REGRESSION = "support_intents.accuracy no regression vs demo (margin 0.05)"  # the default mode
 GATES = ("gates=[{metric: support_intents.accuracy, baseline: demo, margin: 0.05}, "
          "{forgetting: '*', max: 0.25}, {cost: params, max: 5e7}]")
 DEGRADED = ["candidates=[{model: minilm-l6, learning_rate: 5e-3}]", "recipe.epochs=0"]  # the demo's MiniLM, untrained
@@ -103,26 +103,26 @@ def test_promote_then_gate_the_demo(demo, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the leaderboard's width (an xdist worker's terminal may be 80 wide)
     assert main(["promote", demo.results["run_id"], "--store", str(demo.store)]) == 0
 
-    # the demo again under a non-inferiority gate and caps: the same units (nothing is trained or scored), new gates
+    # the demo again under a baseline gate and caps: the same units (nothing is trained or scored), new gates
     code, again = demo.run([GATES], "gated")
     minilm, smollm = verdicts(again, "minilm-l6"), verdicts(again, "smollm2-135m")
     assert again["units"]["computed"] == 0
     assert code == 0 and again["recommendation"] == "minilm-l6", again["recommendation_reason"]
-    assert minilm[NON_INFERIOR]["passed"], minilm[NON_INFERIOR]["message"]
-    assert "Holm-adjusted over 1 baseline gate" in minilm[NON_INFERIOR]["message"]
+    assert minilm[NO_REGRESSION]["passed"], minilm[NO_REGRESSION]["message"]
+    assert "Holm-adjusted over 1 baseline gate" in minilm[NO_REGRESSION]["message"]
     assert minilm["forgetting * <= 0.25"]["passed"] and "paraphrase_probe" in minilm["forgetting * <= 0.25"]["message"]
     assert not smollm["cost params <= 5e+07"]["passed"]  # 135M parameters: the cost cap rules it out
     assert "general_knowledge" in smollm["forgetting * <= 0.25"]["message"]  # each kind ran its own probe
 
     # the demo's MiniLM untrained (0 epochs) on the same test items: a significant regression against the baseline
     code, degraded = demo.run([*DEGRADED, GATES], "degraded")
-    failed = verdicts(degraded, "minilm-l6")[NON_INFERIOR]
+    failed = verdicts(degraded, "minilm-l6")[NO_REGRESSION]
     assert code == 1 and degraded["recommendation"] is None
     assert not failed["passed"] and failed["message"].startswith("significant regression"), failed["message"]
     junit = (demo.folder / "degraded" / "junit.xml").read_text()
-    case = junit[junit.index(f'<testcase classname="minilm-l6" name="{NON_INFERIOR}"'):]
+    case = junit[junit.index(f'<testcase classname="minilm-l6" name="{NO_REGRESSION}"'):]
     assert case.index("<failure") < case.index("</testcase>")
-    assert f"minilm-l6 / {escape(NON_INFERIOR)}" in (demo.folder / "degraded" / "summary.md").read_text()
+    assert f"minilm-l6 / {escape(NO_REGRESSION)}" in (demo.folder / "degraded" / "summary.md").read_text()
 
     # caps only, on the stored degraded run: an untrained model forgets nothing and stays small, so it passes both
     # caps; it is still not recommended, because it did not learn the task (at chance: harness/scoring/chance.py)
