@@ -39,10 +39,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/sftbench run --out runs/demo
 
-# lint first: a lint failure stops `make test` before the (slow) tests run. Two pytest-xdist workers, one test file
-# per worker at a time (tests/conftest.py groups them; the longest start first); the 25 slowest tests are listed at the
-# end. docs/testing.md says what each real-model test proves and what it costs.
-PYTEST_ARGS ?= -n 2 --dist loadgroup --durations=25
+# lint first: a lint failure stops `make test` before the (slow) tests run. Two pytest-xdist workers, each test file
+# whole on one worker (its module fixtures computed once; tests/conftest.py starts the longest first); the 25 slowest
+# tests are listed at the end. docs/testing.md says what each real-model test proves and what it costs.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not slow"
 

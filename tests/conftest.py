@@ -13,6 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # torch threads spin while waiting; on a shared 2-core machine that made forward passes 10x slower
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The console width the CLI assumes without a terminal (harness/cli.py: COLUMNS, else 160). A pytest-xdist worker is
+# started with COLUMNS=80, which wraps the leaderboard's cells and lines that the tests read.
+os.environ["COLUMNS"] = "160"
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -253,24 +256,16 @@ def tiny_run(tmp_path_factory, tiny_llama, tiny_bert) -> TinyRun:
 
 
 # The modules that take longest, longest first (docs/testing.md lists what each costs). pytest runs them first; under
-# pytest-xdist (`make test` runs two workers) the longest starts at once, beside everything else, rather than last.
-LONGEST_FIRST = ("tests/integration/test_demo.py", "tests/integration/test_forgetting.py",
-                 "tests/integration/test_sst2_bakeoff.py", "tests/integration/test_generation.py",
-                 "tests/execution/test_ray_executor.py", "tests/execution/test_ray_nodes.py")
+# pytest-xdist (`make test`: two workers, `--dist loadfile`, so a file's module fixtures are computed once) the longest
+# starts at once, beside everything else, rather than last.
+LONGEST_FIRST = ("tests/integration/test_demo.py", "tests/integration/test_generation.py",
+                 "tests/integration/test_forgetting.py", "tests/execution/test_ray_executor.py",
+                 "tests/execution/test_ray_nodes.py", "tests/harness/test_cache.py")
 
 
-def xdist_group(path: str) -> str:
-    """The worker group of a test file: each file is one group (its module-scoped fixtures are computed once), and
-    the Ray tests are one group (one local Ray at a time, in one worker)."""
-    return "ray" if path.startswith("tests/execution/") else path
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         path = item.nodeid.split("::")[0]
         return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: within a rank, collection order
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid.split("::")[0])))
