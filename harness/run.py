@@ -104,5 +104,5 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
                                    max((r.get("peak_rss_mb") or 0.0 for r in records), default=0.0), results,
                                    cand.zero_shot,
                                    max((r.get("peak_gpu_mb") or 0.0 for r in gpu), default=None) if gpu else None,
-                                   sum(r["gpu_seconds"] for r in gpu) if gpu else None))
+                                   sum(r["gpu_seconds"] for r in gpu) if gpu else None, cand.adapter))
     return out

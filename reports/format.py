@@ -93,7 +93,15 @@ def gate_failure(results: Results, c: CandidateRow) -> str:
 def verdict(results: Results, c: CandidateRow) -> tuple[str, str]:
     """(label, detail) for a candidate's gate column, keeping apart what a reader must not confuse: a zero-shot
     reference row, a candidate that did not learn (at chance: fix the recipe, not the model choice), one that
-    learned but fails a gate (worse), and one that passes."""
+    learned but fails a gate (worse), and one that passes. A peft adapter scored as it is is a candidate like a
+    tuned row; its detail says it is an adapter."""
+    label, detail = _verdict(results, c)
+    if c.adapter and c.status == "ok":
+        detail = "; ".join(part for part in (detail, "peft adapter, scored as it is") if part)
+    return label, detail
+
+
+def _verdict(results: Results, c: CandidateRow) -> tuple[str, str]:
     failure = gate_failure(results, c)
     if c.status != "ok":
         return "FAIL", failure
@@ -104,9 +112,22 @@ def verdict(results: Results, c: CandidateRow) -> tuple[str, str]:
     return ("FAIL", failure) if failure else ("pass", "")
 
 
+def base_zero_shot(results: Results, c: CandidateRow) -> CandidateRow | None:
+    """The zero-shot reference row of a tuned or adapter candidate's base model: `<name>-zero-shot`, else a
+    `tuner: none` row of the same model and revision without an adapter; never the row itself."""
+    if c.zero_shot:
+        return None
+    named = results.candidate(f"{c.name}-zero-shot")
+    if named is not None and named.zero_shot:
+        return named
+    return next((r for r in results.candidates if r.zero_shot and r.adapter is None and r.model == c.model
+                 and r.revision == c.revision), None)
+
+
 def learning_lines(results: Results) -> list[str]:
     """A line per candidate and benchmark that did not learn (with what to try), per candidate and probe whose base
-    score is not above chance (uninformative), and what tuning bought over each zero-shot reference row."""
+    score is not above chance (uninformative), what tuning bought over each zero-shot reference row, and what an
+    adapter scores over its base's zero-shot row."""
     out = [f"{c.name} / {b.benchmark}: did not learn: {b.learned_reason or ''}"
            for c in results.candidates for b in c.benchmarks if b.learned is False and not c.zero_shot]
     seen = set()
@@ -119,11 +140,10 @@ def learning_lines(results: Results) -> list[str]:
                                f"{100 * (p.before.value or 0):.1f}% is not above chance {100 * (p.chance or 0):.1f}% "
                                f"(after {100 * (p.after.value or 0):.1f}% on {b.benchmark}); its forgetting says "
                                "little")
-    by_name = {c.name: c for c in results.candidates}
     mains = {name: metric for name, metric, _ in main_metrics(results)}
-    for ref in (c for c in results.candidates if c.zero_shot):
-        tuned = by_name.get(ref.name.removesuffix("-zero-shot"))
-        if tuned is None:  # no tuned row of this model: nothing to compare with
+    for tuned in results.candidates:
+        ref = base_zero_shot(results, tuned)
+        if ref is None:  # a reference row, or no zero-shot row of this model: nothing to compare with
             continue
         for b in ref.benchmarks:
             metric = mains.get(b.benchmark, "")
@@ -133,8 +153,10 @@ def learning_lines(results: Results) -> list[str]:
             if zero and after and zero.value is not None and after.value is not None:
                 scale = 1 if metric in NOT_PERCENT else 100
                 bought = scale * (after.value - zero.value)
-                out.append(f"{tuned.name} / {b.benchmark}: tuning bought {bought:+.1f} "
-                           f"{'' if scale == 1 else 'points of '}{metric} over zero-shot "
+                amount = f"{bought:+.1f} {'' if scale == 1 else 'points of '}{metric}"
+                what = (f"the adapter scores {amount} over its base's zero-shot row {ref.name}" if tuned.adapter
+                        else f"tuning bought {amount} over zero-shot")
+                out.append(f"{tuned.name} / {b.benchmark}: {what} "
                            f"({scale * zero.value:.1f} -> {scale * after.value:.1f})")
     return out
 

@@ -53,6 +53,7 @@ class CandidateResult:
     zero_shot: bool = False  # a reference row: the base model untuned; never the recommendation
     peak_gpu_mb: float | None = None  # None where no unit ran on a GPU
     gpu_seconds: float | None = None
+    adapter: str | None = None  # a peft adapter folder scored as it is: a real candidate, not a reference row
 
 
 @dataclass(frozen=True)

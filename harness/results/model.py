@@ -21,6 +21,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
     (what predictions are scored against: harness/data/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
     params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
+    adapter (a peft adapter folder scored as it is with `tuner: none`: gated and recommended like a tuned row;
+      absent for other candidates and in runs written before it),
     did_not_learn[benchmark names whose `learned` is false],
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb, peak_gpu_mb, gpu_seconds},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
@@ -239,6 +241,7 @@ class CandidateRow(Record):
     params: int | None = None
     trainable_params: int | None = None
     zero_shot: bool = False  # a reference row: the base model untuned, never recommended
+    adapter: str | None = None  # a peft adapter folder scored as it is (`tuner: none`): a candidate like any other
     did_not_learn: list[str] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     benchmarks: tuple[BenchmarkRow, ...] = ()

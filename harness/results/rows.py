@@ -14,6 +14,7 @@ from harness.statistics.gap import generalisation
 def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: int, seed: int,
                    references: dict[str, Any] | None = None) -> dict[str, Any]:
     benches = []
+    is_reference = c.zero_shot and not c.adapter  # an adapter the user brings is a candidate, not a reference row
     train_seconds, tps, latency = 0.0, 0.0, None
     for b in c.benchmarks:
         d = {"benchmark": b.benchmark, "version": b.version, "task": b.task, "status": b.status, "reason": b.reason,
@@ -24,7 +25,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "latency_ms_per_item": b.latency_ms, "probes": b.probes, "predictions": b.predictions,
              "per_class_f1": b.per_class_f1, "confusion": None, "sweep": b.sweep,
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
-             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason, "zero_shot": b.zero_shot,
+             "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason,
+             "zero_shot": b.zero_shot and is_reference,
              "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions}
         d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
                                               (references or {}).get(b.benchmark))
@@ -42,12 +44,12 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "source": h.source if h else None, "path": h.path if h else None,
             "architecture": h.architecture if h else None, "kind": h.kind if h else None,
             "revision": h.revision if h else None, "weights_sha": h.weights_hash if h else None,
-            "params": c.params, "trainable_params": c.trainable_params, "zero_shot": c.zero_shot,
+            "params": c.params, "trainable_params": c.trainable_params, "zero_shot": is_reference,
             "did_not_learn": [b.benchmark for b in c.benchmarks if b.learned is False],
             "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
                      "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb, "peak_gpu_mb": c.peak_gpu_mb,
                      "gpu_seconds": c.gpu_seconds},
-            "benchmarks": benches}
+            "benchmarks": benches} | ({"adapter": c.adapter} if c.adapter else {})
 
 
 def confusions(predictions: dict[str, Any], references: dict[str, Any],
