@@ -9,12 +9,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
-
-if TYPE_CHECKING:
-    from harness.results.model import Results
 
 log = logging.getLogger("sftbench")
 
@@ -132,10 +129,9 @@ def _gc_parser(sub: Any) -> None:
 
 def _formats() -> list[str]:
     """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
-    import reports
+    import reports  # noqa: F401  (registers the formats by name)
     from harness.results.render import RENDERERS
 
-    reports.load()
     return list(RENDERERS)
 
 
@@ -223,6 +219,7 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     from harness.run import run
     from harness.storage.store import default_path
     from harness.storage.units import UnitCache, default_root
+    from reports import write_reports
     from reports.logs import PRINTED
     from reports.progress import LineProgress, RichProgress
     from reports.terminal import render
@@ -365,22 +362,6 @@ def _power(config: str | None, overrides: list[str], out: Any) -> None:
         sizes[spec.name] = len(splits["test"].examples)
     for line in power_lines(cfg, sizes):
         print(line, file=out)
-
-
-def write_reports(results: Results, out: Path) -> list[str]:
-    """results.json, then every registered renderer that has a file name, beside it; the names written."""
-    import reports
-    from harness.results.model import write_json
-    from harness.results.render import RENDERERS
-
-    write_json(results, out / "results.json")
-    reports.load()
-    written = []
-    for _, renderer in RENDERERS.items():
-        if renderer.filename:
-            (out / renderer.filename).write_text(renderer.render(results), encoding="utf-8")
-            written.append(renderer.filename)
-    return written
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
 
     try:  # everything that can reject the input runs before any model loads
         tuner = load_all().get(cfg.recipe.tuner)
+        executor = executor_for(cfg.executor)  # an unknown executor.kind: before the data is read
         placements = placements_for(cfg)
         if tuner.check:
             tuner.check(placements["tune"])
@@ -51,7 +52,6 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
         progress.stage(cfg.name, "linting the data (duplicates, leakage, labels, lengths)")
         warnings = [f.to_dict() for f in run_warnings(cfg, suites.benchmarks)]
         handles = resolve_all(cfg, progress)
-        executor = executor_for(cfg.executor)
     except SftbenchError as err:
         if err.path is None and cfg.source:  # an unknown name is an error in the config that named it
             err.path = cfg.source

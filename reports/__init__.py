@@ -1,16 +1,30 @@
-"""Renderers of one results object (harness/results/model.py): terminal (rich), Markdown, HTML, JUnit, JSON.
+"""Renderers of one results object (harness/results/model.py): terminal (rich), Markdown, HTML, JUnit, JSON, and
+the data warnings.
 
-Each module renders the typed Results and registers itself with `@renderer(...)` (harness/results/render.py);
-`load()` imports them all, so the registry is complete. reports/ imports nothing else from the harness.
+Each module renders the typed Results and registers its formats with `@renderer(...)` (harness/results/render.py).
+The formats are registered here lazily, by name (harness/registry.py): `sftbench report --format` lists them
+without importing matplotlib, and a module is imported when one of its formats is first rendered.
+`write_reports` writes results.json and every format that has a file name. reports/ imports nothing else from the
+harness.
 """
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
-RENDERER_MODULES = ("terminal", "markdown", "html", "junit", "json_report", "data_warnings")
+from harness.results.model import Results, write_json
+from harness.results.render import RENDERERS
+
+for _name, _module in (("terminal", "terminal"), ("summary", "markdown"), ("md", "markdown"), ("html", "html"),
+                       ("junit", "junit"), ("json", "json_report"), ("warnings", "data_warnings")):
+    RENDERERS.register(_name, lazy=f"reports.{_module}")
 
 
-def load() -> None:
-    """Import every renderer module (each registers its formats once)."""
-    for name in RENDERER_MODULES:
-        importlib.import_module(f"reports.{name}")
+def write_reports(results: Results, out: Path) -> list[str]:
+    """results.json, then every registered renderer that has a file name, beside it; the names written."""
+    write_json(results, out / "results.json")
+    written = []
+    for _, renderer in RENDERERS.items():
+        if renderer.filename:
+            (out / renderer.filename).write_text(renderer.render(results), encoding="utf-8")
+            written.append(renderer.filename)
+    return written

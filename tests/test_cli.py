@@ -89,6 +89,8 @@ def test_a_gate_file_on_a_missing_metric_fails_closed(tiny_run, tmp_path, capsys
     (["run", "candidates=[not-a-model]"], "unknown model 'not-a-model'"),
     (["run", "benchmarks=[nosuchbench]"], "no benchmark.yaml found for 'nosuchbench'"),
     (["run", "recipe.tuner=magic"], "unknown tuner 'magic'; known: freeze, full, ia3, lora"),
+    (["run", "executor.kind=slurm"], "demo.yaml: executor.kind must be one of local, ray (got 'slurm')"),
+    (["validate", "executor.kind=slurm"], "demo.yaml: error: executor.kind must be one of local, ray (got 'slurm')"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):

@@ -1,9 +1,13 @@
 """Tuning methods, one folder each. A tuner turns a loaded model into one whose trainable parameters
-are exactly what the method trains; the shared loop in harness/training/loop.py does the rest."""
+are exactly what the method trains; the shared loop in harness/training/loop.py does the rest.
+
+Each folder's `__init__.py` ends in its one `register_tuner` call; TUNERS names every folder lazily
+(harness/registry.py), so a config's `recipe.tuner` is checked without importing peft or torch."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.config import RecipeConfig
@@ -32,7 +36,10 @@ def register_tuner(name: str, prepare: Callable[[Any, RecipeConfig, str], Any], 
     TUNERS.add(name, Tuner(name, prepare, description, load_options, check, frozen_base))
 
 
-def load_all() -> Registry[Tuner]:
-    from tuners import freeze, full, ia3, lora, qlora  # noqa: F401  (each ends in one register_tuner call)
+for _folder in sorted(Path(__file__).parent.glob("*/__init__.py")):  # a tuner is its folder: named lazily, so
+    TUNERS.register(_folder.parent.name, lazy=f"tuners.{_folder.parent.name}")  # checking a name imports no torch
 
+
+def load_all() -> Registry[Tuner]:
+    """The tuner registry (each tuner's folder is imported when its entry is first read)."""
     return TUNERS

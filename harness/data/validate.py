@@ -37,6 +37,7 @@ from typing import Any
 from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
 from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, SftbenchError, did_you_mean
+from harness.execution import check_executor
 from harness.scoring.bias import BiasSpec, load_bias_suite
 from harness.scoring.probes import load_probe
 from harness.scoring.tasks import metric_while_training, scored_metrics
@@ -93,6 +94,7 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
     bias = [b for ref in cfg.bias if (b := attempt(partial(load_bias_suite, ref.spec, base)))]
     findings += cross_checks(cfg, benchmarks, [spec for spec, _, _ in bias])
     attempt(lambda: check_tuner(cfg.recipe.tuner))
+    attempt(lambda: check_executor(cfg.executor.kind))
     for cand in cfg.candidates:
         findings += attempt(partial(check_candidate, cand)) or []
     return findings + run_warnings(cfg, benchmarks)
@@ -131,12 +133,11 @@ def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[
 
 
 def check_tuner(name: str) -> None:
-    """One folder per tuner (tuners/<name>/): checked without importing them, which would import torch."""
-    import tuners
+    """A registered tuner (tuners/<name>/): checked by name, without importing it, which would import torch."""
+    from tuners import TUNERS
 
-    known = sorted(p.parent.name for p in Path(tuners.__file__).parent.glob("*/__init__.py"))
-    if name not in known:
-        raise ConfigError(f"unknown tuner '{name}'; known: {', '.join(known)}")
+    if name not in TUNERS:
+        raise ConfigError(f"unknown tuner '{name}'; known: {', '.join(TUNERS)}")
 
 
 def check_candidate(cand: CandidateConfig) -> list[Finding]:

@@ -106,10 +106,9 @@ def _report(results: Results, fmt: str) -> int:
     if fmt == "terminal":
         _terminal(results)
         return EXIT_OK
-    import reports
+    import reports  # noqa: F401  (registers the formats by name)
     from harness.results.render import RENDERERS
 
-    reports.load()
     print(RENDERERS.get(fmt).render(results))
     return EXIT_OK
 

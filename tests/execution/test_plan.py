@@ -93,7 +93,7 @@ def test_an_executor_is_one_registration(tiny_config):
     assert isinstance(executor_for(ExecutorConfig()), LocalExecutor)
     assert isinstance(executor_for(ExecutorConfig(kind="ray")), RayExecutor)  # Ray itself loads when it runs
     with pytest.raises(ConfigError, match="executor.kind must be one of local, ray"):
-        ExecutorConfig(kind="slurm")
+        executor_for(ExecutorConfig(kind="slurm"))
 
 
 def test_the_executor_is_not_part_of_the_config_hash(tiny_config):
