@@ -3,6 +3,7 @@ Ray: harness/execution/) -> assemble each candidate's results -> compare -> gate
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,9 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
                 first = next((f for f in failures if not f.message.startswith("not run")), failures[0])
                 results.append(BenchmarkResult(spec.name, spec.version, spec.task, "failed", first.message))
             else:
-                result, params, trainable = assemble(bp, done, ctx, cache.folder)
-                results.append(result)
+                result, n, k = assemble(bp, done, ctx, cache.folder)  # each benchmark's own (an encoder's head)
+                results.append(dataclasses.replace(result, params=n, trainable_params=k))
+                params, trainable = max(params, n), max(trainable, k)  # the candidate's: the largest, in any order
         failed = [r for r in results if r.status == "failed"]
         records = [o.record for u in units.units if u.candidate == cand.name
                    for o in [outputs[u.id]] if isinstance(o, Output)]

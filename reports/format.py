@@ -27,6 +27,31 @@ def params_text(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
+def trained_by_benchmark(c: CandidateRow) -> dict[str, int]:
+    """Each scored benchmark's trained parameters (runs written before they were recorded per benchmark: {})."""
+    return {b.benchmark: b.trainable_params for b in c.benchmarks if b.trainable_params is not None}
+
+
+def trained_text(c: CandidateRow) -> str:
+    """The candidate's trained parameters: one count, or the range when its benchmarks train different counts (an
+    encoder's new head has as many outputs as the benchmark has labels); params_lines lists them per benchmark."""
+    values = sorted(set(trained_by_benchmark(c).values()))
+    if len(values) > 1:
+        return f"{params_text(values[0])}-{params_text(values[-1])}"
+    return params_text(values[0] if values else c.trainable_params or 0)
+
+
+def params_lines(results: Results) -> list[str]:
+    """A line per candidate whose benchmarks train different parameter counts, each benchmark's count."""
+    out = []
+    for c in results.candidates:
+        per = trained_by_benchmark(c)
+        if len(set(per.values())) > 1:
+            out.append(f"{c.name}: trained parameters per benchmark (each tunes its own head): "
+                       + ", ".join(f"{bench} {params_text(n)}" for bench, n in per.items()))
+    return out
+
+
 def count_text(n: float | None) -> str:
     """An item count, or a mean of counts over seeds (one decimal)."""
     if n is None:
@@ -126,8 +151,8 @@ def base_zero_shot(results: Results, c: CandidateRow) -> CandidateRow | None:
 
 def learning_lines(results: Results) -> list[str]:
     """A line per candidate and benchmark that did not learn (with what to try), per candidate and probe whose base
-    score is not above chance (uninformative), what tuning bought over each zero-shot reference row, and what an
-    adapter scores over its base's zero-shot row."""
+    score is not above chance (uninformative), what tuning bought over each zero-shot reference row, what an
+    adapter scores over its base's zero-shot row, and trained parameters per benchmark where they differ."""
     out = [f"{c.name} / {b.benchmark}: did not learn: {b.learned_reason or ''}"
            for c in results.candidates for b in c.benchmarks if b.learned is False and not c.zero_shot]
     seen = set()
@@ -158,7 +183,7 @@ def learning_lines(results: Results) -> list[str]:
                         else f"tuning bought {amount} over zero-shot")
                 out.append(f"{tuned.name} / {b.benchmark}: {what} "
                            f"({scale * zero.value:.1f} -> {scale * after.value:.1f})")
-    return out
+    return out + params_lines(results)
 
 
 def reliability(results: Results) -> str | None:

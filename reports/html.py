@@ -31,6 +31,7 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    trained_text,
     verdict,
     warning_lines,
 )
@@ -190,7 +191,7 @@ def leaderboard(results: Results) -> str:
         for bench, metric in metrics.items():
             cells += _bench_cells(c, c.benchmark(bench), metric, others[bench], ties[bench].group.get(c.name), bias)
         k = c.cost
-        trained = _count(c.trainable_params)
+        trained = _e(trained_text(c)) if c.trainable_params is not None else "-"
         cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
                   _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))] + \

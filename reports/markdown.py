@@ -31,6 +31,7 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    trained_text,
     verdict,
     warning_lines,
 )
@@ -78,7 +79,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
         cells.append(_labelled([(r.probe, r.change) for r in bias_reports(c)]))
     cost = c.cost
     label, detail = verdict(results, c)
-    return cells + [f"{_params(c.params)} ({_params(c.trainable_params or 0)})" if c.params else "-",
+    return cells + [f"{_params(c.params)} ({trained_text(c)})" if c.params else "-",
                     _num(cost.train_seconds), _num(cost.train_tokens_per_second),
                     _num(cost.latency_ms_per_item, ".1f"), _num(cost.peak_rss_mb),
                     *(gpu_cells(c) if gpu_costs(results) else []),

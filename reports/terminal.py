@@ -32,6 +32,7 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    trained_text,
     verdict,
     warning_lines,
 )
@@ -66,7 +67,7 @@ def _labelled(entries: list[tuple[str, MetricScore | None]]) -> str:
 
 def _cost(c: CandidateRow) -> str:
     cost = c.cost
-    lines = [f"{_params(c.params)} params", f"{_params(c.trainable_params or 0)} trained"] if c.params else []
+    lines = [f"{_params(c.params)} params", f"{trained_text(c)} trained"] if c.params else []
     if cost.train_seconds is not None:
         lines += [f"train {cost.train_seconds:.0f} s", f"{cost.train_tokens_per_second or 0:.0f} tok/s"]
     if cost.latency_ms_per_item is not None:
@@ -137,7 +138,7 @@ def cost_table(results: Results) -> Table:
         k = c.cost
         fmt = lambda v, spec=".0f": "-" if v is None else format(v, spec)  # noqa: E731
         table.add_row(Text(c.name), _params(c.params) if c.params else "-",
-                      _params(c.trainable_params or 0) if c.params else "-", fmt(k.train_seconds),
+                      trained_text(c) if c.params else "-", fmt(k.train_seconds),
                       fmt(k.train_tokens_per_second), fmt(k.latency_ms_per_item, ".1f"), fmt(k.peak_rss_mb),
                       *((fmt(k.peak_gpu_mb), fmt(k.gpu_seconds)) if gpu else ()))
     return table

@@ -37,6 +37,8 @@ class BenchmarkResult:
     seeds: list[int] = field(default_factory=list)  # training seeds merged into this result (assemble.merge)
     seed_runs: list[dict[str, Any]] = field(default_factory=list)  # per seed: its unit, training seconds, loss
     seed_predictions: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)  # split -> per seed
+    params: int | None = None  # the tuned model's parameters on this benchmark (an encoder's head is per benchmark)
+    trainable_params: int | None = None  # of them, trained on this benchmark (0 for a row scored as it is)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
   references{benchmark{split{data_sha256, items[[reference]]}}}
     (what predictions are scored against: harness/data/references.py),
   candidates[{name, model, status, reason, source, path, architecture, kind, revision, weights_sha,
-    params, trainable_params, zero_shot (a reference row: the base model untuned, never recommended),
+    params, trainable_params (the largest over its benchmarks; each benchmark's own in its row),
+    zero_shot (a reference row: the base model untuned, never recommended),
     adapter (a peft adapter folder scored as it is with `tuner: none`: gated and recommended like a tuned row;
       absent for other candidates and in runs written before it),
     did_not_learn[benchmark names whose `learned` is false],
@@ -36,6 +37,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
         by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      params, trainable_params (this benchmark's tuned model: an encoder tunes a new head per benchmark; absent in
+        runs written before it),
       confusion{split{labels[] (gold, rows), predicted[] (columns), counts[][]}} (classification; absent in runs
         written before it),
       sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
@@ -204,6 +207,8 @@ class BenchmarkRow(Record):
     learned: bool | None = None
     learned_reason: str | None = None
     zero_shot: bool = False
+    params: int | None = None  # this benchmark's tuned model (absent in runs written before it)
+    trainable_params: int | None = None  # trained on this benchmark: an encoder's new head differs per benchmark
     seeds: list[int] | None = None
     seed_runs: list[dict[str, Any]] | None = None
     seed_predictions: dict[str, list[list[str]]] | None = None

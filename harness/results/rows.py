@@ -27,7 +27,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "bias": b.bias, "files": b.files, "unit": str(b.unit) if b.unit else None,
              "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason,
              "zero_shot": b.zero_shot and is_reference,
-             "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions}
+             "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions,
+             "params": b.params, "trainable_params": b.trainable_params}
         d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
                                               (references or {}).get(b.benchmark))
         if b.task == "classification":
