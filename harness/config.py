@@ -149,18 +149,26 @@ class CandidateConfig:
 
 @dataclass(frozen=True)
 class SuiteRef:
-    """A benchmark or probe suite: a bundled name or a path to its YAML spec, with optional row caps."""
+    """A benchmark or probe suite: a bundled name or a path to its YAML spec, with optional row caps; or a probe read
+    by lm-eval (`lm_eval: TASK`, `include_path: DIR`, `limit: N`; harness/scoring/lmeval.py)."""
 
-    spec: str
+    spec: str = ""
     max_train: int | None = None
     max_validation: int | None = None
     max_test: int | None = None
     max_items: int | None = None  # probes
+    lm_eval: str = ""  # an lm-eval task or group name
+    include_path: str = ""  # lm-eval: a folder of task YAMLs, relative to the config
+    limit: int | None = None  # lm-eval: the first N documents of each task, as its simple_evaluate(limit=N)
 
     def __post_init__(self) -> None:
-        for cap in ("max_train", "max_validation", "max_test", "max_items"):
+        for cap in ("max_train", "max_validation", "max_test", "max_items", "limit"):
             value = getattr(self, cap)
             _check(value is None or value > 0, f"{cap} must be positive (got {value})")
+        _check(bool(self.spec) != bool(self.lm_eval), "name either spec (a suite) or lm_eval (an lm-eval task)"
+               if self.lm_eval else "missing required key 'spec'")
+        if not self.lm_eval:
+            _check(not self.include_path and self.limit is None, "include_path and limit belong to lm_eval entries")
 
 
 CAPS = ("forgetting", "generalisation_gap", "bias", "cost")  # gate kinds that put a ceiling (`max:`) on a number

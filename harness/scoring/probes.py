@@ -19,13 +19,15 @@ Kinds:
   word is already wrong, in between for a partial match (so the worst drops sort first).
 - `paraphrase_ranking` (encoders): the anchor's mean-pooled embedding must be closer (cosine) to the
   paraphrase than to every hard distractor.
+- `lm_eval` (causal LMs; `probes: [{lm_eval: TASK}]`): a multiple-choice task read by lm-eval, decided as lm-eval
+  decides it (harness/scoring/lmeval.py).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -36,7 +38,8 @@ from harness.errors import ConfigError, DataError
 from harness.scoring.metrics import normalise_answer
 from harness.statistics.intervals import CHANGE_METHOD, change_interval, mcnemar_exact, wilson
 
-PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
+PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal", "lm_eval": "causal"}
+FILE_KINDS = ("multiple_choice", "paraphrase_ranking", "cloze")  # what a probe.yaml's `kind` may say
 PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}
 CLOZE_MAX_NEW_TOKENS = 8
 
@@ -75,6 +78,11 @@ class ProbeScore:
 
 
 def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], str]:
+    if ref.lm_eval:
+        from harness.scoring.lmeval import load_task_probe
+
+        spec_, task_items, digest_ = load_task_probe(ref, base)
+        return spec_, list(task_items), digest_
     path = find_spec(ref.spec, base, "probe.yaml")
     raw = read_yaml(path)
     if raw.get("kind") == "counterfactual":  # a bias suite (scoring/bias.py) shares the file name, not the meaning
@@ -87,8 +95,9 @@ def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], s
             raise ConfigError(f"missing required key '{key}'", path)
     if not isinstance(raw["data"], str):
         raise ConfigError("'data' must name a file", path)
-    if not isinstance(raw["kind"], str) or raw["kind"] not in PROBE_KINDS:
-        raise ConfigError(f"unknown probe kind '{raw['kind']}'; known: {', '.join(PROBE_KINDS)}", path)
+    if not isinstance(raw["kind"], str) or raw["kind"] not in FILE_KINDS:
+        raise ConfigError(f"unknown probe kind '{raw['kind']}'; known: {', '.join(FILE_KINDS)} (an lm-eval task is "
+                          "named in the config: probes: [{lm_eval: TASK}])", path)
     spec = ProbeSpec(name=str(raw.get("name") or path.parent.name), version=str(raw["version"]), kind=raw["kind"],
                      path=str(path), data=str((path.parent / raw["data"]).resolve()),
                      description=str(raw.get("description", "")))
@@ -120,6 +129,10 @@ def _item(spec: ProbeSpec, row: dict[str, Any], line: int | None, number: int) -
 def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any,
                 on_step: Any = None) -> ProbeScore:
     """Score every item; on_step(done, total) reports progress in the scoring loop's units."""
+    if spec.kind == "lm_eval":
+        from harness.scoring.lmeval import TaskItem, score_task
+
+        return score_task(cast("list[TaskItem]", items), model, tokenizer, on_step)
     if spec.kind == "multiple_choice":
         return _multiple_choice(items, model, tokenizer, on_step)
     if spec.kind == "cloze":

@@ -43,7 +43,8 @@ def naive_greedy(model, tok, prompt: str, steps: int) -> str:
 
 
 def test_probe_kinds_keep_their_model_kinds():
-    assert PROBE_KINDS == {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal"}
+    assert PROBE_KINDS == {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal",
+                           "lm_eval": "causal"}
 
 
 def test_multiple_choice_equals_naive_full_forward(llama):
