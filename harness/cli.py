@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "report":
             cmd.add_argument("--format", choices=_formats(), default="terminal")
     sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
+    sub.add_parser("simulate", add_help=False, help="simulated bake-offs of known truth: what adaptive seeds save and "
+                   "what they get wrong (no training; `sftbench simulate --help`)")
     sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
     sc.add_argument("--metric", required=True)
     sc.add_argument("--predictions", required=True, type=Path)
@@ -137,6 +139,13 @@ def _formats() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulate"]:  # its own options (harness/gates/simulate.py), no config, no logging
+        from harness.gates import simulate
+
+        try:
+            return simulate.main(args_list[1:])
+        except SystemExit as exc:
+            return int(exc.code or 0)
     parser = _parser()
     try:
         # overrides may come after options (`run cfg.yaml --out d recipe.epochs=1`): collect the leftovers
