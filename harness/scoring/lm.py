@@ -12,6 +12,15 @@ import torch
 import torch.nn.functional as F
 
 from harness.models.device import model_device
+from harness.models.prefix import (
+    MIN_PREFIX,
+    SharedPrefix,
+    common_prefix,
+    model_mask,
+    run_prefix,
+    run_suffix,
+    why_not,
+)
 
 OnStep = Callable[[int, int], None]  # (items done, items in total): a progress bar's step
 
@@ -60,20 +69,44 @@ def answer_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor,
     return head(hidden[:, :-1][keep]).float(), shifted[keep]
 
 
+@dataclass
+class Tokens:
+    """What scoring read and what it ran, summed over calls: `data`, the tokens of the rows as the data has them
+    (every context with its continuation, every prompt with its generated tokens); `computed`, the real tokens
+    that went through the model (a shared prefix once, packed contexts once, no padding); `paths`, how often each
+    path ran ("shared prefix" or "unshared: why")."""
+    data: int = 0
+    computed: int = 0
+    paths: dict[str, int] = field(default_factory=dict)
+
+    def ran(self, path: str, data: int, computed: int) -> None:
+        self.data, self.computed = self.data + data, self.computed + computed
+        self.paths[path] = self.paths.get(path, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": self.data, "computed": self.computed, "paths": dict(self.paths)}
+
+
+SHARED = "shared prefix"
+
+
 @torch.inference_mode()
 def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[int]],
                           continuations: Sequence[Sequence[int]], max_batch: int = 256, max_tokens: int = 2048,
-                          on_step: OnStep | None = None) -> list[tuple[float, int]]:
+                          on_step: OnStep | None = None, share: bool = True,
+                          tokens: Tokens | None = None) -> list[tuple[float, int]]:
     """Sum of log p(continuation | context) and its token count, for each pair.
 
     Pairs that share a context (a prompt and its options) are packed into one row: the context once, then
     every option's tokens but the last (whose output predicts nothing), each option attending to the context
     and to itself only, its positions continuing from the context's end. So one forward pass scores all the
-    options of a context, and the context runs once. The LM head runs once per context for every option's
-    first token, and once per later option token. Rows are left-padded and batched by packed length, at most
-    `max_batch` rows and `max_tokens` padded tokens a pass, split by a cost model: on a CPU a pass over a few
-    tokens costs nearly as much as one over a few hundred. on_step(pairs scored, pairs in total) is called
-    after every batch.
+    options of a context, and the context runs once. With `share`, the tokens every context begins with (a chat
+    template's system turn, the benchmark's instruction) run once for the whole call (harness/models/prefix.py)
+    and the rows hold only what follows, when the cost model says it pays (`_prefix_plan`). The LM head runs once
+    per context for every option's first token, and once per later option token. Rows are left-padded and
+    batched by packed length, at most `max_batch` rows and `max_tokens` padded tokens a pass, split by a cost
+    model: on a CPU a pass over a few tokens costs nearly as much as one over a few hundred. on_step(pairs
+    scored, pairs in total) is called after every batch; `tokens` adds up what was read and run, and the path.
     """
     if any(len(c) == 0 for c in continuations):
         raise ValueError("an empty continuation has no likelihood to score")
@@ -82,18 +115,23 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         groups.setdefault(tuple(ctx), []).append(i)
     packed = {ctx: len(ctx) + sum(len(continuations[i]) - 1 for i in members) for ctx, members in groups.items()}
     body, head = body_and_head(model)
-    eager = getattr(unwrap(model).config, "_attn_implementation", None) not in ("sdpa", "flash_attention_2")
+    ordered = sorted(groups, key=lambda c: packed[c])
+    skip, path = _prefix_plan(body, ordered, [packed[c] for c in ordered], max_batch, max_tokens) if share \
+        else (0, "unshared: not asked to share")
+    prefix = run_prefix(body, ordered[0][:skip]) if skip else None
+    if skip and prefix is None:
+        skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
     totals = torch.zeros(len(contexts), dtype=torch.float64)
     done = 0
-    ordered = sorted(groups, key=lambda c: packed[c])
-    for span in _batches([packed[c] for c in ordered], max_batch, max_tokens, FORWARD_COST):
+    for span in _batches([packed[c] - skip for c in ordered], max_batch, max_tokens, FORWARD_COST):
         chunk = ordered[span.start:span.stop]
-        rows = _pack(chunk, groups, continuations, packed[chunk[-1]], pad_id)
-        mask = rows.mask[:, None]  # (b, 1, query, key)
-        if eager:  # an additive mask; SDPA takes the boolean one
-            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        ids, mask, positions = on_device(model, rows.ids, mask, rows.positions)
-        hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        rows = _pack(chunk, groups, continuations, packed[chunk[-1]] - skip, pad_id, skip)
+        ids, allowed, positions = on_device(model, rows.ids, rows.mask, rows.positions)
+        if prefix is not None:
+            hidden = run_suffix(body, prefix, ids, allowed, positions).last_hidden_state
+        else:
+            hidden = body(input_ids=ids, attention_mask=model_mask(body, allowed), position_ids=positions
+                          ).last_hidden_state
         at, source, targets = on_device(model, torch.tensor(rows.scored), torch.tensor(rows.source),
                                         torch.tensor(rows.targets))  # at (n, 2): the distinct positions scored
         logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), source, targets)
@@ -101,7 +139,29 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         done += sum(len(groups[ctx]) for ctx in chunk)
         if on_step:
             on_step(done, len(contexts))
+    if tokens is not None:
+        tokens.ran(path, sum(len(c) + len(k) for c, k in zip(contexts, continuations)),
+                   skip + sum(packed[c] - skip for c in ordered))
     return [(float(t), len(c)) for t, c in zip(totals, continuations)]
+
+
+def _prefix_plan(body: Any, contexts: list[tuple[int, ...]], lengths: list[int], max_batch: int,
+                 max_tokens: int) -> tuple[int, str]:
+    """How many leading tokens every context shares and will run once, and the path's name. Sharing pays when one
+    pass over the prefix plus the batches of what follows it cost less than the batches of whole rows (the cost
+    model of `_batches`: padded tokens plus FORWARD_COST a pass). Every context keeps at least its last token: its
+    output predicts the options' first tokens."""
+    skip = common_prefix(contexts, limit=min(len(c) for c in contexts) - 1)
+    if skip < MIN_PREFIX:
+        return 0, f"unshared: the common prefix is {skip} tokens (under {MIN_PREFIX})"
+    if reason := why_not(body):
+        return 0, f"unshared: {reason}"
+    whole = _cost(lengths, _batches(lengths, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
+    rest = [n - skip for n in lengths]
+    shared = skip + FORWARD_COST + _cost(rest, _batches(rest, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
+    if shared >= whole:
+        return 0, f"unshared: a {skip}-token prefix saves less than its own pass costs"
+    return skip, SHARED
 
 
 @dataclass
@@ -116,19 +176,21 @@ class _Packed:
 
 
 def _pack(chunk: list[tuple[int, ...]], groups: dict[tuple[int, ...], list[int]],
-          continuations: Sequence[Sequence[int]], width: int, pad_id: int) -> _Packed:
+          continuations: Sequence[Sequence[int]], width: int, pad_id: int, skip: int = 0) -> _Packed:
     """One row per context: [padding] context, option 1 but its last token, option 2 ..., with a mask in which
-    the context is causal, each option sees the context and its own earlier tokens, and padding sees itself."""
+    the context is causal, each option sees the context and its own earlier tokens, and padding sees itself.
+    The first `skip` tokens of every context are left out (a shared prefix run once): positions start at `skip`."""
     b = len(chunk)
     rows = _Packed(torch.full((b, width), pad_id, dtype=torch.long), torch.zeros((b, width), dtype=torch.long),
                    torch.zeros(0))
     segment = torch.full((b, width), -1, dtype=torch.long)  # -1 padding, 0 the context, s option s
-    for r, ctx in enumerate(chunk):
-        tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(len(ctx)))
-        start = width - len(ctx) - sum(len(continuations[i]) - 1 for i in groups[ctx])
+    for r, whole in enumerate(chunk):
+        ctx = whole[skip:]
+        tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(skip, len(whole)))
+        start = width - len(ctx) - sum(len(continuations[i]) - 1 for i in groups[whole])
         rows.scored.append((r, start + len(ctx) - 1))  # predicts every option's first token
         last = len(rows.scored) - 1
-        for s, i in enumerate(groups[ctx], start=1):
+        for s, i in enumerate(groups[whole], start=1):
             option = continuations[i]
             rows.source.append(last)
             rows.targets.append(option[0])
@@ -140,7 +202,7 @@ def _pack(chunk: list[tuple[int, ...]], groups: dict[tuple[int, ...], list[int]]
                 rows.owners.append(i)
                 tokens.append(token)
                 segments.append(s)
-                positions.append(len(ctx) + j)
+                positions.append(len(whole) + j)
         rows.ids[r, start:] = torch.tensor(tokens)
         rows.positions[r, start:] = torch.tensor(positions)
         segment[r, start:] = torch.tensor(segments)
@@ -176,6 +238,12 @@ def _batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: in
     return out[::-1]
 
 
+def _cost(lengths: list[int], spans: list[range], batch_cost: int) -> int:
+    """The cost model's price of a split of ascending `lengths`: each batch's rows padded to its longest, plus
+    `batch_cost` a pass."""
+    return sum(len(s) * lengths[s.stop - 1] + batch_cost for s in spans)
+
+
 def _token_logprobs(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """log p(tokens[j]) under row rows[j] of logits (n, vocab): the gathered logit minus the row's logsumexp,
     without materialising a second (n, vocab) tensor of log-probabilities."""
@@ -190,24 +258,101 @@ def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torc
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-             batch_size: int = 8, stop: Sequence[str] = (), on_step: OnStep | None = None) -> list[str]:
-    """Batched greedy decoding with left padding and the KV cache; on_step(prompts done, total) per batch."""
+             batch_size: int = 8, stop: Sequence[str] = (), on_step: OnStep | None = None, share: bool = True,
+             tokens: Tokens | None = None) -> list[str]:
+    """Batched greedy decoding with left padding and the KV cache; on_step(prompts done, total) per batch.
+
+    With `share`, the tokens every prompt begins with run once (harness/models/prefix.py) and `_greedy` decodes
+    each batch after them, picking the tokens HF `generate` picks; where sharing does not apply (`_generation_plan`
+    says why) HF `generate` runs on the whole prompts. `tokens` adds up what was read and run, and the path."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = [""] * len(prompts)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    body, head = body_and_head(model)
+    skip, path = _generation_plan(model, body, prompts) if share else (0, "unshared: not asked to share")
+    prefix = run_prefix(body, prompts[order[0]][:skip]) if skip else None
+    if skip and prefix is None:
+        skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
+    data, computed = 0, skip
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        ids, mask = on_device(model, *pad([prompts[i] for i in chunk], pad_id, left=True))
-        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
-        for i, row in zip(chunk, gen[:, ids.shape[1]:]):
+        if prefix is not None:
+            gen = _greedy(body, head, prefix, [prompts[i][skip:] for i in chunk], max_new_tokens,
+                          tokenizer.eos_token_id, pad_id)
+        else:
+            ids, mask = on_device(model, *pad([prompts[i] for i in chunk], pad_id, left=True))
+            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
+            gen = gen[:, ids.shape[1]:]
+        for i, row in zip(chunk, gen):
+            new = _generated_length(row.tolist(), tokenizer.eos_token_id)
+            data, computed = data + len(prompts[i]) + new, computed + len(prompts[i]) - skip + new
             text = tokenizer.decode(row, skip_special_tokens=True)
             for s in stop:
                 text = text.split(s)[0]
             out[i] = text.strip()
         if on_step:
             on_step(min(start + batch_size, len(order)), len(order))
+    if tokens is not None:
+        tokens.ran(path, data, computed)
     return out
+
+
+# Generation settings that read the whole sequence so far (or change greedy's choice): `_greedy` applies none of
+# them, so a model whose generation config sets one decodes with HF `generate`.
+_SEQUENCE_PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+                        "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                        "forced_bos_token_id": None, "forced_eos_token_id": None, "min_length": 0,
+                        "min_new_tokens": None, "sequence_bias": None, "exponential_decay_length_penalty": None}
+
+
+def _generation_plan(model: Any, body: Any, prompts: Sequence[Sequence[int]]) -> tuple[int, str]:
+    """How many leading tokens every prompt shares and will run once, and the path's name (every prompt keeps at
+    least its last token: its output picks the first generated one)."""
+    if len(prompts) < 2:
+        return 0, "unshared: one prompt"
+    skip = common_prefix(prompts, limit=min(len(p) for p in prompts) - 1)
+    if skip < MIN_PREFIX:
+        return 0, f"unshared: the common prefix is {skip} tokens (under {MIN_PREFIX})"
+    if reason := why_not(body):
+        return 0, f"unshared: {reason}"
+    config = getattr(unwrap(model), "generation_config", None)
+    for key, default in _SEQUENCE_PROCESSORS.items():
+        if getattr(config, key, default) not in (default, None):
+            return 0, f"unshared: the generation config sets {key}"
+    return skip, SHARED
+
+
+def _greedy(body: Any, head: Any, prefix: SharedPrefix, suffixes: list[Sequence[int]], max_new_tokens: int,
+            eos_id: int | None, pad_id: int) -> torch.Tensor:
+    """Greedy tokens after each prefix + suffix, as HF `generate` returns them: (batch, steps), a finished row
+    padded with pad_id after its EOS, stopping when every row has finished or after max_new_tokens."""
+    device = prefix.keys[0].device
+    ids, mask = (t.to(device) for t in pad(suffixes, pad_id, left=True))  # (b, width)
+    positions = (prefix.length + mask.cumsum(1) - 1).clamp(min=prefix.length)  # continuing from the prefix
+    out = run_suffix(body, prefix, ids, mask, positions, use_cache=True)
+    cache, seen = out.cache, torch.cat([torch.ones(len(suffixes), prefix.length, dtype=mask.dtype, device=device),
+                                        mask], dim=1)  # (b, prefix + width): grows by one column a step
+    logits = head(out.last_hidden_state[:, -1])  # (b, vocab)
+    done = torch.zeros(len(suffixes), dtype=torch.bool, device=device)
+    position, steps = positions[:, -1:], []
+    for step in range(max_new_tokens):
+        token = logits.argmax(-1).masked_fill(done, pad_id)  # (b,)
+        steps.append(token)
+        if eos_id is not None:
+            done |= token == eos_id
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        seen, position = torch.cat([seen, torch.ones_like(seen[:, :1])], dim=1), position + 1
+        hidden = body(input_ids=token[:, None], attention_mask=seen, position_ids=position, cache=cache,
+                      use_cache=True).last_hidden_state
+        logits = head(hidden[:, -1])
+    return torch.stack(steps, dim=1) if steps else ids[:, :0]
+
+
+def _generated_length(row: list[int], eos_id: int | None) -> int:
+    """Tokens a row generated, its EOS included, the padding after it not."""
+    return row.index(eos_id) + 1 if eos_id is not None and eos_id in row else len(row)
 
 
 @torch.no_grad()

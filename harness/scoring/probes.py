@@ -143,13 +143,7 @@ def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: 
 def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
     from harness.scoring.lm import continuation_logprobs
 
-    contexts, conts, owners = [], [], []
-    for i, item in enumerate(items):
-        ctx = tokenizer(item.prompt)["input_ids"]
-        for option in (item.answer, *item.distractors):
-            contexts.append(ctx)
-            conts.append(tokenizer(" " + option, add_special_tokens=False)["input_ids"])
-            owners.append(i)
+    contexts, conts = choice_pairs(items, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step)
     correct, margin, correct_norm = [], [], []
@@ -164,6 +158,17 @@ def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step
         correct_norm.append(int(norm[0] > norm[1:].max()))
         margin.append(float(raw[0] - raw[1:].max()))
     return ProbeScore(correct, margin, correct_norm)
+
+
+def choice_pairs(items: list[ProbeItem], tokenizer: Any) -> tuple[list[list[int]], list[list[int]]]:
+    """Multiple-choice scoring pairs: every item's plain prompt with " " + each option (the answer first)."""
+    contexts, conts = [], []
+    for item in items:
+        ctx = tokenizer(item.prompt)["input_ids"]
+        for option in (item.answer, *item.distractors):
+            contexts.append(ctx)
+            conts.append(tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+    return contexts, conts
 
 
 def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:

@@ -108,18 +108,25 @@ def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None
     return preds
 
 
-def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None):
-    from harness.scoring.lm import continuation_logprobs
-
+def label_pairs(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
+                max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """A causal classifier's scoring pairs: every example's prompt with every label's text + EOS, in label order."""
     chat = uses_chat(tokenizer)
-    keys = list(spec.labels)
-    options = [completion_ids(tokenizer, spec.labels[k], chat) for k in keys]
+    options = [completion_ids(tokenizer, spec.labels[k], chat) for k in spec.labels]
     contexts, conts = [], []
     for ex in examples:
         p = prompt_ids(tokenizer, ex, chat)
         for opt in options:
             contexts.append(fit_length(p, opt, max_length))
             conts.append(opt)
+    return contexts, conts
+
+
+def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None):
+    from harness.scoring.lm import continuation_logprobs
+
+    keys = list(spec.labels)
+    contexts, conts = label_pairs(spec, examples, tokenizer, max_length)
     scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
     k = len(keys)
     return [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]

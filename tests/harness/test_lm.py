@@ -110,15 +110,20 @@ def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes(
     assert _batches([7], max_batch=1, max_tokens=1, batch_cost=64) == [range(0, 1)]  # a row longer than the budget
 
 
-@pytest.mark.parametrize("arch", ["llama-eager", "gpt2"])
-def test_packed_options_match_one_sequence_at_a_time_with_an_additive_mask_and_learned_positions(
-        arch, tiny_llama, tiny_gpt2):
-    """Eager attention takes the packed mask as an additive float mask; GPT-2 reads positions from position_ids."""
+def tiny(arch: str, tiny_llama, tiny_gpt2):
+    """A tiny model ("llama", "llama-eager": eager attention, "gpt2"), its tokenizer and padding id."""
     handle = resolve(str(tiny_gpt2 if arch == "gpt2" else tiny_llama))
     model, tok = load_model(handle), load_tokenizer(handle)
     if arch == "llama-eager":
         model.set_attn_implementation("eager")
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return model, tok, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+
+@pytest.mark.parametrize("arch", ["llama-eager", "gpt2"])
+def test_packed_options_match_one_sequence_at_a_time_with_an_additive_mask_and_learned_positions(
+        arch, tiny_llama, tiny_gpt2):
+    """Eager attention takes the packed mask as an additive float mask; GPT-2 reads positions from position_ids."""
+    model, tok, pad_id = tiny(arch, tiny_llama, tiny_gpt2)
     contexts, conts = [], []
     for prompt in ["hi", "my parcel never came", "the parcel i ordered three weeks ago never arrived"]:
         for option in [[5], [5, 9, 11], [7, 7]]:  # options that share a first token must not see each other
@@ -127,3 +132,92 @@ def test_packed_options_match_one_sequence_at_a_time_with_an_additive_mask_and_l
     got = continuation_logprobs(model, pad_id, contexts, conts)
     for (value, _), ctx, cont in zip(got, contexts, conts):
         torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
+
+
+INSTRUCTION = "classify the support ticket into one intent and answer with its name only. ticket:"
+
+
+@pytest.mark.parametrize("arch", ["llama", "llama-eager", "gpt2"])
+def test_a_prefix_shared_by_every_context_runs_once_and_changes_no_score(arch, tiny_llama, tiny_gpt2):
+    """Contexts that all begin with an instruction: the instruction runs once (tokens computed drop by it, once per
+    context but one), and every pair's log-likelihood equals scoring it alone, whatever the batching."""
+    from harness.scoring.lm import SHARED, Tokens
+
+    model, tok, pad_id = tiny(arch, tiny_llama, tiny_gpt2)
+    contexts, conts = [], []
+    for n, prompt in enumerate(["hi", "my parcel never came", "refund please", "the parcel i ordered never arrived"]):
+        for option in [[5], [5, 9, 11], [7, 7]][: 1 + n % 3]:
+            contexts.append(tok(f"{INSTRUCTION} {prompt}")["input_ids"])
+            conts.append(option)
+    shared_len = len(tok(INSTRUCTION)["input_ids"])
+    for max_batch in (1, 64):
+        shared, plain = Tokens(), Tokens()
+        got = continuation_logprobs(model, pad_id, contexts, conts, max_batch=max_batch, tokens=shared)
+        want = continuation_logprobs(model, pad_id, contexts, conts, max_batch=max_batch, share=False, tokens=plain)
+        assert shared.paths == {SHARED: 1} and plain.paths == {"unshared: not asked to share": 1}
+        assert shared.data == plain.data == sum(len(c) + len(k) for c, k in zip(contexts, conts))
+        assert plain.computed - shared.computed >= (len(set(map(tuple, contexts))) - 1) * (shared_len - 1)
+        for (value, _), (ref, _), ctx, cont in zip(got, want, contexts, conts):
+            torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_says_why_it_did_not_share(tiny_llama, tiny_bert):
+    from harness.scoring.lm import Tokens
+
+    handle = resolve(str(tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    short = Tokens()  # contexts share only the BOS token
+    continuation_logprobs(model, tok.pad_token_id, [tok("hi")["input_ids"], tok("refund")["input_ids"]],
+                          [[5], [5]], tokens=short)
+    assert list(short.paths) == ["unshared: the common prefix is 1 tokens (under 4)"]
+    model.config.layer_types = ["sliding_attention", "full_attention"]  # a cache that drops old keys
+    model.config.sliding_window = 64
+    sliding = Tokens()
+    contexts = [tok(f"{INSTRUCTION} {p}")["input_ids"] for p in ("hi", "refund please")]
+    got = continuation_logprobs(model, tok.pad_token_id, contexts, [[5], [5]], tokens=sliding)
+    assert list(sliding.paths) == ["unshared: layer types full_attention, sliding_attention: only full-attention "
+                                   "caches expand over a batch"]
+    assert len(got) == 2
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_greedy_after_a_shared_prefix_picks_the_tokens_hf_generate_picks(arch, tiny_llama, tiny_gpt2):
+    """Token for token, EOS and the padding after it included: a row whose first greedy token is made the EOS
+    finishes at once and is padded while the others go on."""
+    from harness.models.prefix import run_prefix
+    from harness.scoring.lm import _greedy, body_and_head, pad
+
+    handle = resolve(str(tiny_gpt2 if arch == "gpt2" else tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    pad_id = 0
+    prompts = [tok(f"{INSTRUCTION} {p}")["input_ids"] for p in ("hi", "my parcel never came", "refund please now")]
+    skip = len(tok(INSTRUCTION)["input_ids"])
+    ids, mask = pad(prompts, pad_id, left=True)
+    first = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False, pad_token_id=pad_id)
+    eos = int(first[1, -1])  # the second prompt's first token ends it
+    want = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=pad_id,
+                          eos_token_id=eos)[:, ids.shape[1]:]
+    body, head = body_and_head(model)
+    with torch.no_grad():
+        got = _greedy(body, head, run_prefix(body, prompts[0][:skip]), [p[skip:] for p in prompts], 10, eos, pad_id)
+    assert want[1, 0] == eos and (want[1, 1:] == pad_id).all() and want.shape[1] > 1
+    assert torch.equal(got, want)
+
+
+def test_generate_shares_the_prefix_and_says_so(tiny_llama):
+    from harness.scoring.lm import SHARED, Tokens, generate
+
+    handle = resolve(str(tiny_llama))
+    model, tok = load_model(handle), load_tokenizer(handle)
+    prompts = [tok(f"{INSTRUCTION} {p}")["input_ids"] for p in ("hi", "my parcel never came", "refund", "log in")]
+    shared, plain = Tokens(), Tokens()
+    got = generate(model, tok, prompts, 8, batch_size=3, tokens=shared)
+    assert got == generate(model, tok, prompts, 8, batch_size=3, share=False, tokens=plain)
+    assert shared.paths == {SHARED: 1} and plain.paths == {"unshared: not asked to share": 1}
+    skip = len(tok(INSTRUCTION)["input_ids"])
+    assert shared.data == plain.data == plain.computed == shared.computed + (len(prompts) - 1) * skip
+    model.generation_config.repetition_penalty = 1.3  # reads the whole sequence: HF generate applies it
+    again = Tokens()
+    generate(model, tok, prompts, 8, tokens=again)
+    assert again.paths == {"unshared: the generation config sets repetition_penalty": 1}

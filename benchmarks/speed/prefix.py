@@ -1,0 +1,158 @@
+"""Speed benchmark (not a test): the shared prompt prefix (harness/models/prefix.py) in scoring, probes, bias pairs
+and generation, each against the same code with sharing off, on the same model, items and precision, in one
+process. The arms are interleaved (A B, B A, A B ...) `--repeats` times and the median of the per-repeat ratios is
+reported, so a shared, noisy machine slows both arms alike.
+
+- scoring: the demo's test split (support_intents test, every item x 7 label options through the chat template),
+  harness/scoring/lm.py continuation_logprobs with share=True against share=False (today's scorer: packed option
+  rows, the cost model's batches). Predictions (argmax over the options) must be identical.
+- probes: general_knowledge (plain-text prompts, no chat template): the same two arms.
+- bias: intent_bias, both sides of every pair through support_intents' prompt: the same two arms.
+- generation: ticket_summaries test prompts, greedy, max_new_tokens 40: harness/scoring/lm.py generate with
+  share=True (the prefix once, then a greedy loop over the KV cache) against share=False (HF `generate` on the
+  whole left-padded prompts, which is what sftbench ran before). Greedy outputs must be identical.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/speed/prefix.py [--repeats 3] [--arms scoring probes bias generation]
+        [--items N] [--model smollm2-135m] [--bf16 auto|on|off]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see harness/cli.py
+
+from harness.config import BUNDLED_DIR, SuiteRef  # noqa: E402
+from harness.data.encode import prompt_ids, uses_chat  # noqa: E402
+from harness.data.specs import load_benchmark, load_benchmark_spec  # noqa: E402
+from harness.models.device import autocast, set_threads, use_bf16  # noqa: E402
+from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from harness.scoring.bias import load_bias_suite, render_pair_inputs  # noqa: E402
+from harness.scoring.lm import Tokens, continuation_logprobs, generate  # noqa: E402
+from harness.scoring.probes import choice_pairs, load_probe  # noqa: E402
+from harness.scoring.tasks import label_pairs  # noqa: E402
+
+MAX_LENGTH = 192  # the demo recipe's max_length
+
+
+def scoring_inputs(tok: Any, examples: list[Any], spec: Any) -> tuple[list[list[int]], list[list[int]], int]:
+    """Contexts and continuations as harness/scoring/tasks.py scores a causal classifier; and options per item."""
+    contexts, conts = label_pairs(spec, examples, tok, MAX_LENGTH)
+    return contexts, conts, len(spec.labels)
+
+
+def probe_inputs(tok: Any, items: list[Any]) -> tuple[list[list[int]], list[list[int]], int]:
+    """As harness/scoring/probes.py scores a multiple-choice probe (every item has 1 + 3 options)."""
+    contexts, conts = choice_pairs(items, tok)
+    return contexts, conts, 1 + len(items[0].distractors)
+
+
+def argmax_per_item(scores: list[tuple[float, int]], k: int) -> list[int]:
+    return [max(range(k), key=lambda j: scores[i + j][0]) for i in range(0, len(scores), k)]
+
+
+def race(name: str, arms: dict[str, Callable[[], Any]], repeats: int, same: Callable[[Any, Any], str]) -> None:
+    """Run the two arms interleaved `repeats` times; print each time, the median ratio and whether outputs agree."""
+    (a_name, a), (b_name, b) = arms.items()
+    times: dict[str, list[float]] = {a_name: [], b_name: []}
+    outputs: dict[str, Any] = {}
+    for r in range(repeats):
+        for arm in ((a_name, b_name) if r % 2 == 0 else (b_name, a_name)):
+            start = time.perf_counter()
+            outputs[arm] = arms[arm]()
+            times[arm].append(time.perf_counter() - start)
+    ratios = [u / s for u, s in zip(times[b_name], times[a_name])]
+    print(f"{name}: {a_name} {' '.join(f'{t:.1f}' for t in times[a_name])} s; {b_name} "
+          f"{' '.join(f'{t:.1f}' for t in times[b_name])} s; ratio per repeat {' '.join(f'{x:.2f}' for x in ratios)}"
+          f"; median {statistics.median(ratios):.2f}x; {same(outputs[a_name], outputs[b_name])}", flush=True)
+
+
+def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]], list[list[int]], int],
+                 precision: Callable[[], Any], repeats: int) -> None:
+    contexts, conts, k = inputs
+
+    def arm(share: bool) -> Callable[[], Any]:
+        def run() -> Any:
+            tokens = Tokens()
+            with precision():
+                scores = continuation_logprobs(model, tok.pad_token_id or 0, contexts, conts, share=share,
+                                               tokens=tokens)
+            return scores, tokens
+
+        return run
+
+    def same(shared: Any, plain: Any) -> str:
+        (s, ts), (p, tp) = shared, plain
+        agree = sum(x == y for x, y in zip(argmax_per_item(s, k), argmax_per_item(p, k)))
+        worst = max(abs(x[0] - y[0]) for x, y in zip(s, p))
+        return (f"same prediction on {agree}/{len(s) // k} items, largest log-likelihood difference {worst:.2e}; "
+                f"tokens in the data {ts.data}, computed {ts.computed} shared vs {tp.computed} unshared; "
+                f"path {', '.join(ts.paths)}")
+
+    race(f"{name} ({len(contexts) // k} items x {k} options)", {"shared": arm(True), "unshared": arm(False)},
+         repeats, same)
+
+
+def generation_race(model: Any, tok: Any, items: int | None, precision: Callable[[], Any], repeats: int) -> None:
+    spec, splits = load_benchmark(SuiteRef("ticket_summaries", max_test=items), BUNDLED_DIR)
+    chat = uses_chat(tok)
+    prompts = [prompt_ids(tok, ex, chat)[-MAX_LENGTH:] for ex in splits["test"].examples]
+
+    def arm(share: bool) -> Callable[[], Any]:
+        def run() -> Any:
+            tokens = Tokens()
+            with precision():
+                texts = generate(model, tok, prompts, spec.max_new_tokens, stop=spec.stop, share=share, tokens=tokens)
+            return texts, tokens
+
+        return run
+
+    def same(shared: Any, plain: Any) -> str:
+        (s, ts), (p, tp) = shared, plain
+        return (f"identical greedy outputs on {sum(x == y for x, y in zip(s, p))}/{len(s)} prompts; tokens in the "
+                f"data {ts.data}, computed {ts.computed} shared vs {tp.computed} unshared; path {', '.join(ts.paths)}")
+
+    race(f"generation ({len(prompts)} prompts, max {spec.max_new_tokens} new tokens)",
+         {"shared prefix + greedy loop": arm(True), "HF generate": arm(False)}, repeats, same)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", default=["scoring", "probes", "bias", "generation"])
+    parser.add_argument("--items", type=int, default=None, help="cap every split (default: all of it)")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
+    args = parser.parse_args()
+    threads = set_threads()
+    handle = resolve(args.model)
+    model, tok = load_model(handle), load_tokenizer(handle)
+    bf16 = use_bf16(args.bf16)
+    print(f"{args.model}, {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, {args.repeats} repeats")
+
+    def precision() -> Any:
+        return autocast(bf16)
+
+    if "scoring" in args.arms:
+        spec, splits = load_benchmark(SuiteRef("support_intents", max_test=args.items), BUNDLED_DIR)
+        scoring_race("scoring support_intents test", model, tok, scoring_inputs(tok, splits["test"].examples, spec),
+                     precision, args.repeats)
+    if "probes" in args.arms:
+        _, items, _ = load_probe(SuiteRef("general_knowledge", max_items=args.items), BUNDLED_DIR)
+        scoring_race("probe general_knowledge", model, tok, probe_inputs(tok, items), precision, args.repeats)
+    if "bias" in args.arms:
+        suite, pairs, _ = load_bias_suite("intent_bias", BUNDLED_DIR)
+        spec = load_benchmark_spec(suite.benchmark, BUNDLED_DIR)
+        side_a, side_b = render_pair_inputs(spec, pairs[: args.items])
+        scoring_race("bias intent_bias (both sides)", model, tok, scoring_inputs(tok, side_a + side_b, spec),
+                     precision, args.repeats)
+    if "generation" in args.arms:
+        generation_race(model, tok, args.items, precision, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
