@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--examples", type=int, default=0, metavar="N",
                      help="print the first N rows of every split as each candidate reads them (JSON lines; loads "
                           "each causal candidate's tokenizer, no weights)")
-    for cmd in (run, val):
+    plan = sub.add_parser("plan", help="expected fine-tunes and the chance of a stable recommendation, before any "
+                          "compute (simulated; loads no model)")
+    plan.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
+    plan.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
+    plan.add_argument("--store", default=None, help="run store whose latest run of this bake-off gives the levels")
+    for cmd in (run, val, plan):
         _subset_arguments(cmd)
     _init_parser(sub)
     _gc_parser(sub)
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # overrides may come after options (`run cfg.yaml --out d recipe.epochs=1`): collect the leftovers
         args, extra = parser.parse_known_args(args_list)
-        if extra and (args.command not in ("run", "validate") or any("=" not in e for e in extra)):
+        if extra and (args.command not in ("run", "validate", "plan") or any("=" not in e for e in extra)):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if extra:
             args.overrides = [*args.overrides, *extra]
@@ -202,6 +207,8 @@ def _dispatch(args: argparse.Namespace, console: Any) -> int:
         return _init(args)
     if args.command == "gc":
         return _gc(args)
+    if args.command == "plan":
+        return _plan(args)
     from harness.storage import history
 
     return history.dispatch(args)
@@ -361,16 +368,42 @@ def _validate(args: argparse.Namespace, console: Any) -> int:
 def _power(config: str | None, overrides: list[str], out: Any) -> None:
     """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
     from harness.config import load_config
-    from harness.data.specs import load_benchmark
     from harness.gates.power import power_lines
 
     cfg = load_config(config, overrides)
+    for line in power_lines(cfg, _test_sizes(cfg)):
+        print(line, file=out)
+
+
+def _test_sizes(cfg: Any) -> dict[str, int]:
+    from harness.data.specs import load_benchmark
+
     sizes = {}
     for ref in cfg.benchmarks:
         spec, splits = load_benchmark(ref, cfg.base_dir)
         sizes[spec.name] = len(splits["test"].examples)
-    for line in power_lines(cfg, sizes):
-        print(line, file=out)
+    return sizes
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """`sftbench plan`: the forecast of harness/gates/forecast.py, from the latest stored run of this bake-off."""
+    from harness.config import load_config
+    from harness.gates.forecast import forecast
+    from harness.storage.store import Store
+
+    config, overrides = _config_and_overrides(args)
+    cfg = load_config(config, overrides)
+    sizes = _test_sizes(cfg)
+    stored = None
+    try:
+        with Store(args.store) as store:
+            runs = [r for r in store.runs() if r["name"] == cfg.name]
+            stored = store.get(runs[-1]["run_id"]) if runs else None
+    except Exception:  # noqa: BLE001 a store that cannot be read is not a reason to refuse a forecast
+        stored = None
+    for line in forecast(cfg, sizes, stored).lines():
+        print(line)
+    return EXIT_OK
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -23,6 +23,22 @@ DEMO_CONFIG = BUNDLED_DIR / "demo.yaml"
 
 
 @dataclass(frozen=True)
+class AdaptiveSeeds:
+    """`recipe.seeds: {min: 2, max: 8, stability: 0.95}`: every candidate and sweep setting starts with `min` seeds
+    and gets more only while its verdict is open (harness/gates/adaptive.py), up to `max`; the run stops adding seeds
+    once the recommendation's stability reaches `stability`."""
+
+    min: int = 2
+    max: int = 8
+    stability: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check(self.min >= 2, f"recipe.seeds.min must be at least 2: the rule needs a seed spread (got {self.min})")
+        _check(self.max >= self.min, f"recipe.seeds.max must be at least recipe.seeds.min ({self.min}; got {self.max})")
+        _check(0 < self.stability < 1, f"recipe.seeds.stability must be in (0, 1) (got {self.stability})")
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     """The one training recipe applied unchanged to every candidate."""
 
@@ -38,7 +54,7 @@ class RecipeConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
     seed: int = 0
-    seeds: int | list[int] = 1  # training seeds: a count (seed, seed + 1, ...) or a list; each is its own tune unit
+    seeds: int | list[int] | AdaptiveSeeds = 1  # a count (seed, seed + 1, ...), a list, or adaptive {min, max, ...}
     bf16: str = "auto"  # auto | on | off
     group_by_length: bool = True
     freeze_keep_last: int = 2  # used by the freeze tuner only
@@ -62,7 +78,9 @@ class RecipeConfig:
         _check(0.0 <= self.warmup_ratio < 1.0, "recipe.warmup_ratio must be in [0, 1)")
         _check(self.bf16 in ("auto", "on", "off"), "recipe.bf16 must be auto, on or off")
         _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
-        if isinstance(self.seeds, list):
+        if isinstance(self.seeds, AdaptiveSeeds):
+            pass
+        elif isinstance(self.seeds, list):
             _check(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
                    f"recipe.seeds must be a count or a non-empty list of distinct seeds (got {self.seeds})")
         else:
@@ -92,8 +110,16 @@ class RecipeConfig:
 
     @property
     def seed_values(self) -> list[int]:
-        """`seeds: 3` -> [seed, seed + 1, seed + 2]; a list as it is."""
-        return list(self.seeds) if isinstance(self.seeds, list) else [self.seed + i for i in range(self.seeds)]
+        """`seeds: 3` -> [seed, seed + 1, seed + 2]; a list as it is; adaptive seeds: all `max` of them (the full
+        grid; an adaptive run trains a prefix of them per candidate and setting)."""
+        if isinstance(self.seeds, list):
+            return list(self.seeds)
+        count = self.seeds.max if isinstance(self.seeds, AdaptiveSeeds) else self.seeds
+        return [self.seed + i for i in range(count)]
+
+    @property
+    def adaptive(self) -> AdaptiveSeeds | None:
+        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
 
     def for_seed(self, seed: int) -> RecipeConfig:
         """The recipe of one seed's tune unit: what a one-seed run with that seed would use (same unit keys)."""
@@ -322,6 +348,16 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """`budget: {units: N}`: adaptive seeds stop adding seeds before the run would train more than N fine-tunes."""
+
+    units: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.units is None or self.units >= 1, f"budget.units must be at least 1 (got {self.units})")
+
+
+@dataclass(frozen=True)
 class BakeoffConfig:
     name: str
     candidates: list[CandidateConfig]
@@ -333,6 +369,7 @@ class BakeoffConfig:
     gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gate.py)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # with adaptive seeds: at most this many fine-tunes
     recommendation_tentative_below: float = 0.8  # a recommendation with less bootstrap agreement reads as tentative
     zero_shot: bool = False  # add a zero-shot reference row (`tuner: none`) for every candidate
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where units run: not part of the hash
@@ -356,6 +393,13 @@ class BakeoffConfig:
         _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
         _check(0 < self.recommendation_tentative_below <= 1,
                f"recommendation_tentative_below must be in (0, 1] (got {self.recommendation_tentative_below})")
+        if self.budget.units is not None:
+            seeds = self.recipe.adaptive
+            _check(seeds is not None, "budget.units needs adaptive seeds (recipe.seeds: {min: 2, max: 8}): with a "
+                   "fixed seed count every fine-tune of the grid runs")
+            first = seeds.min * sum(len(self.settings(c)) for c in self.candidates if not c.zero_shot) if seeds else 0
+            _check(self.budget.units >= first, f"budget.units {self.budget.units} is below the first round's {first} "
+                   f"fine-tunes (recipe.seeds.min {seeds.min if seeds else 0} x every candidate's settings)")
         _check(self.gate_correction in CORRECTIONS, f"gate_correction must be one of {', '.join(CORRECTIONS)} "
                f"(got {self.gate_correction!r})")
 
@@ -391,6 +435,8 @@ class BakeoffConfig:
                 cand.pop("adapter")  # so configs written before the field existed keep their hash
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
+        if payload["budget"]["units"] is None:
+            payload.pop("budget")  # so configs written before the field existed keep their hash
         if payload["recommendation_tentative_below"] == 0.8:
             payload.pop("recommendation_tentative_below")  # so configs written before the field keep their hash
         for gate in payload["gates"]:
@@ -524,6 +570,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             try:
                 return _coerce(option, value, where)
             except ConfigError as err:
+                if isinstance(value, dict) and dataclasses.is_dataclass(option):
+                    raise  # a mapping meant this option: its own error names the key
                 errors.append(err.message)
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where} has the wrong type ({type(value).__name__})")
     if origin is list:

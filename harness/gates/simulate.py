@@ -42,13 +42,20 @@ class Scenario:
     items: int = 228
     baseline: float | None = None  # A/A: a no_regression gate against a 3-seed baseline of this truth
     margin: float = 0.0
+    spread: float = 0.0  # > 0: each trial's truths are drawn uniformly within +-spread of the threshold instead
 
-    @property
-    def best(self) -> int:
-        """The candidate the truth recommends: the smallest whose true value passes (-1: none)."""
+    def best(self, truths: np.ndarray) -> np.ndarray:
+        """(T,) the candidate the truth recommends: the smallest whose true value passes (-1: none)."""
         if self.baseline is not None:
-            return 0 if self.truths[0] >= self.baseline - self.margin else -1
-        return next((i for i, v in enumerate(self.truths) if v >= self.threshold), -1)
+            return np.where(truths[:, 0] >= self.baseline - self.margin, 0, -1)
+        ok = truths >= self.threshold
+        return np.where(ok.any(axis=-1), np.argmax(ok, axis=-1), -1)
+
+    def levels(self, g: np.random.Generator, trials: int) -> np.ndarray:
+        """(T, C) each trial's true values."""
+        if self.spread:
+            return self.threshold + g.uniform(-self.spread, self.spread, size=(trials, len(self.truths)))
+        return np.broadcast_to(np.asarray(self.truths, dtype=float), (trials, len(self.truths)))
 
 
 def scenarios(seed_sd: float = 0.05, items: int = 228, gap: float = 0.02) -> dict[str, Scenario]:
@@ -104,14 +111,15 @@ class Draws:
 
 def draw(g: np.random.Generator, b: np.ndarray, shifts: np.ndarray, tau: float, seeds: int,
          other: np.ndarray | None = None) -> Draws:
-    """Every arm's 0/1 answers under `seeds` seeds on the trial's items b (T, 1, n); shifts (A,)."""
+    """Every arm's 0/1 answers under `seeds` seeds on the trial's items b (T, 1, n); shifts (T, A)."""
     trials, n = b.shape[0], b.shape[-1]
-    arms = len(shifts)
+    shifts = np.broadcast_to(shifts, (trials, shifts.shape[-1])).astype(np.float32)
+    arms = shifts.shape[-1]
     z = np.zeros((trials, arms, n), np.float32)
     y, zsq, pvar, cross = (np.zeros((trials, arms, seeds)) for _ in range(4))
     for s in range(seeds):
         u = g.normal(0, tau, size=(trials, arms, 1)).astype(np.float32)
-        p = expit(b + shifts.astype(np.float32)[None, :, None] + u)
+        p = expit(b + shifts[..., None] + u)
         x = g.random(p.shape, dtype=np.float32) < p
         z += x
         y[..., s] = x.mean(axis=-1)
@@ -144,13 +152,15 @@ class World:
     validation: Draws
     test: Draws
     baseline: Draws | None  # (T, 1, 3)
+    truths: np.ndarray  # (T, C)
 
 
 def world(sc: Scenario, trials: int, seeds: int, seed: int) -> World:
     g = np.random.Generator(np.random.PCG64(seed))
     pop = Population()
-    tau = pop.tau_for(float(np.mean(sc.truths)), sc.seed_sd, sc.items)
-    values = np.array([[v - k * sc.setting_gap for k in range(sc.settings)] for v in sc.truths]).ravel()
+    truths = sc.levels(g, trials)
+    tau = pop.tau_for(float(np.mean(truths)), sc.seed_sd, sc.items)
+    values = (truths[..., None] - sc.setting_gap * np.arange(sc.settings)).reshape(trials, -1)  # (T, A)
     shifts = pop.shift_for(values, tau)
     items = [g.normal(0, ITEM_SD, size=(trials, 1, sc.items)).astype(np.float32) for _ in range(2)]
     validation = draw(g, items[0], shifts, tau, seeds)
@@ -158,7 +168,7 @@ def world(sc: Scenario, trials: int, seeds: int, seed: int) -> World:
     if sc.baseline is not None:
         baseline = draw(g, items[1], pop.shift_for(np.array([sc.baseline]), tau), tau, 3)
     test = draw(g, items[1], shifts, tau, seeds, None if baseline is None else baseline.zbar[:, 0])
-    return World(sc, np.repeat(np.arange(len(sc.truths)), sc.settings), validation, test, baseline)
+    return World(sc, np.repeat(np.arange(len(sc.truths)), sc.settings), validation, test, baseline, truths)
 
 
 def gate_evidence(w: World, counts: np.ndarray, selected: np.ndarray) -> tuple[GateRule, Evidence]:
@@ -207,6 +217,8 @@ class Outcome:
     trials: int
     units: float  # the adaptive rule's mean fine-tunes
     full_units: int
+    units_range: tuple[float, float]  # its 10th and 90th percentiles
+    stable_at_stop: float  # share of adaptive runs whose stability reached the target
     agreement: float  # the adaptive recommendation equals the full grid's, where the full grid's stability >= 0.95
     stable_trials: int
     best_adaptive: float  # share recommending the truth's candidate (or nothing, when nothing truly passes)
@@ -223,10 +235,13 @@ def run(sc: Scenario, trials: int = 2000, policy: Policy | None = None, seed: in
     arms = len(w.candidate_of)
     full = evaluate(w, np.full((trials, arms), policy.max), 0, Policy(policy.max, policy.max, policy.stability))
     adaptive, counts = adapt(w, policy, trials, arms)
-    best = sc.best
+    best = sc.best(w.truths)
     stable = full.stability >= 0.95
     name = sc.name + (f" margin {sc.margin:g}" if sc.margin else "")
-    out = dict(scenario=name, trials=trials, units=float(counts.sum(axis=-1).mean()), full_units=arms * policy.max,
+    used = counts.sum(axis=-1)
+    out = dict(scenario=name, trials=trials, units=float(used.mean()), full_units=arms * policy.max,
+               units_range=(float(np.percentile(used, 10)), float(np.percentile(used, 90))),
+               stable_at_stop=float(np.mean(adaptive.stability >= policy.stability)),
                agreement=float(np.mean(adaptive.recommended[stable] == full.recommended[stable])) if stable.any()
                else float("nan"), stable_trials=int(stable.sum()),
                best_adaptive=float(np.mean(adaptive.recommended == best)),
