@@ -214,19 +214,6 @@ def _dispatch(args: argparse.Namespace, console: Any) -> int:
     return history.dispatch(args)
 
 
-def quiet_libraries() -> None:
-    """Library progress bars and deprecation chatter would bury our own progress and leaderboard."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _run(args: argparse.Namespace, console: Any) -> int:
     from rich.console import Console
 
@@ -246,6 +233,8 @@ def _run(args: argparse.Namespace, console: Any) -> int:
     overrides += ["executor.kind=ray", f"executor.address={args.ray_address}"] * bool(args.ray_address)
     overrides += [f"tracking.mlflow={args.mlflow}"] * bool(args.mlflow)
     cfg = load_config(config, overrides)
+    from harness.models.device import quiet_libraries
+
     quiet_libraries()
     from harness.storage.store import Store
 
@@ -337,7 +326,8 @@ def _limit_overrides(config: str | None, overrides: list[str], limit: int) -> li
 
 def _validate(args: argparse.Namespace, console: Any) -> int:
     """One line per finding on stderr (`path[:line]: warning|error: message`), a summary on stdout."""
-    from harness.data.validate import Finding, validate
+    from harness.data.validate import Finding
+    from harness.execution.preflight import validate
     from reports.format import capped
 
     config, overrides = _config_and_overrides(args)
@@ -353,6 +343,7 @@ def _validate(args: argparse.Namespace, console: Any) -> int:
 
         from harness.config import load_config
         from harness.data.examples import model_inputs
+        from harness.models.device import quiet_libraries
         from reports.progress import LineProgress, RichProgress
 
         quiet_libraries()  # resolving a GGUF candidate converts it once: our progress on stderr, no library bars
@@ -369,9 +360,15 @@ def _power(config: str | None, overrides: list[str], out: Any) -> None:
     """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
     from harness.config import load_config
     from harness.gates.power import power_lines
+    from harness.storage.store import Store
 
     cfg = load_config(config, overrides)
-    for line in power_lines(cfg, _test_sizes(cfg)):
+    try:
+        with Store() as store:
+            latest = store.latest(cfg.name)
+    except Exception:  # a store that cannot be read is not a reason to refuse a power estimate
+        latest = None
+    for line in power_lines(cfg, _test_sizes(cfg), latest):
         print(line, file=out)
 
 

@@ -68,7 +68,7 @@ def mcnemar_text(p: float | None, per_seed: list[float] | None, spec: str = ".3g
 
 def main_metrics(results: Results) -> list[tuple[str, str, list[str]]]:
     """(benchmark, main metric, other metrics): the stored tie groups' benchmarks and metrics, in column order
-    (harness/statistics/ties.py chose them), and each benchmark's other metrics on test in declared order."""
+    (harness/results/ties.py chose them), and each benchmark's other metrics on test in declared order."""
     out = []
     for ties in results.tie_groups:
         names = next((list(b.scores.get("test") or {}) for c in results.candidates for b in c.benchmarks

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import BakeoffConfig
+from harness.data.specs import SCORED_SPLITS, load_benchmark_spec, load_split
 from harness.errors import SftbenchError
 
 References = dict[str, dict[str, dict[str, Any]]]
@@ -19,8 +20,6 @@ References = dict[str, dict[str, dict[str, Any]]]
 def scored_references(cfg: BakeoffConfig) -> References:
     """Read the scored splits again, as the run read them (same spec, same caps; no model). A split that can no
     longer be read (deleted or broken since the run began) is left out: comparisons then say it is missing."""
-    from harness.data.specs import SCORED_SPLITS, load_benchmark_spec, load_split
-
     out: References = {}
     for ref in cfg.benchmarks:
         try:

@@ -3,14 +3,12 @@ error one line naming the file and the row's line (or its number, in formats wit
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.data.files import Rows, read_table
 from harness.errors import DataError
-
-if TYPE_CHECKING:
-    from harness.data.specs import BenchmarkSpec
 
 INTEGER = re.compile(r"-?[0-9]+")
 
@@ -43,12 +41,13 @@ def field_text(row: dict[str, Any], key: str, path: str | Path, line: int | None
     return str(value)
 
 
-def label_key(spec: BenchmarkSpec, value: str, path: str | Path, line: int | None, number: int) -> str:
-    """The declared label a cell names: a label key, or (labels given as a list) its integer index."""
-    if value in spec.labels:
+def label_key(labels: Mapping[str, Any], by_index: bool, value: str, path: str | Path, line: int | None,
+              number: int) -> str:
+    """The declared label a cell names: a label key, or (labels given as a list, `by_index`) its integer index."""
+    if value in labels:
         return value
-    keys = list(spec.labels)
-    if spec.labels_by_index and INTEGER.fullmatch(value.strip()):
+    keys = list(labels)
+    if by_index and INTEGER.fullmatch(value.strip()):
         index = int(value)
         if 0 <= index < len(keys):
             return keys[index]

@@ -30,6 +30,7 @@ from harness.data.prompting import (
 )
 from harness.data.rows import INTEGER, field_text, label_key, row_error
 from harness.errors import ConfigError, DataError
+from harness.scoring.metrics import METRICS
 
 TASK_KINDS = ("classification", "generation")
 SPLITS = ("train", "validation", "test", "shifted")
@@ -280,8 +281,6 @@ def _common(raw: dict[str, Any]) -> tuple[tuple[str, ...], str, tuple[str, ...] 
     metrics = tuple(str(m) for m in _require(raw, "metrics", list))
     if not metrics:
         raise ConfigError("'metrics' must name at least one metric")
-    from harness.scoring.metrics import METRICS
-
     for m in metrics:
         METRICS.get(m)
     main = raw.get("main_metric", metrics[0] if metrics else "")
@@ -347,8 +346,8 @@ def _examples(spec: BenchmarkSpec, split: str, path: Path, rows: list[tuple[int,
         refs = tuple(field_text(row, k, path, line, number) for k in needed)
         target = field_text(row, spec.target_field, path, line, number) if spec.target_field in row else refs[0]
         if spec.task == "classification":
-            target = label_key(spec, target, path, line, number)
-            refs = tuple(label_key(spec, r, path, line, number) for r in refs)
+            target = label_key(spec.labels, spec.labels_by_index, target, path, line, number)
+            refs = tuple(label_key(spec.labels, spec.labels_by_index, r, path, line, number) for r in refs)
         shots = draw_shots(pool, spec.few_shot, spec.few_shot_seed, index, render(spec.prompt, values)) if pool else []
         examples.append(render_example(spec, values, target, refs, row, line, shots))
     return examples

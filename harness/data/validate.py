@@ -1,8 +1,7 @@
-"""`sftbench validate`: read the config, every benchmark, probe and bias suite and their data, check the
-candidates and the tuner, and lint the data, all before any model is loaded (no torch import).
+"""The data lints of `sftbench validate` and of every run: warnings about the rows of a loaded benchmark, each a
+Finding (the config-level checks that use them are harness/execution/preflight.py).
 
-Errors are what `run` would refuse (exit 2). Warnings are data problems a run survives but a reader of its
-numbers should know about:
+Each is a warning, a data problem a run survives but a reader of its numbers should know about:
 - duplicate rows within a split, and train rows that reappear in validation/test/shifted (leakage; a split
   carved from train is checked against the train rows left, so a row the file holds twice is found),
   exact, equal after normalisation (lowercase, punctuation dropped, whitespace collapsed), or near
@@ -18,7 +17,7 @@ numbers should know about:
   it does not promise the others fit. Measured against the real tokenizers on the bundled intents and
   ticket data and AG News: median estimate/real 1.03-1.17 (SmolLM2 BPE and MiniLM WordPiece), and
   below the real count for 9-34% of rows; a chat template adds its own tokens on top.
-Lints look at the rows a run uses, after the config's max_train/max_test caps. `validate`/`lint` load
+Lints look at the rows a run uses, after the config's max_train/max_test caps. preflight's `validate`/`lint` load
 everything themselves; `run_warnings` lints suites a run has already loaded, for its results.json. Every finding is
 returned: each warning carries its kind, and the terminal and the reports list a few of each kind
 (reports/format.py capped), the run writing them all to warnings.txt beside results.json.
@@ -28,19 +27,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
-from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
-from harness.errors import ConfigError, SftbenchError, did_you_mean
-from harness.execution import check_executor
-from harness.scoring.bias import BiasSpec, load_bias_suite
-from harness.scoring.probes import load_probe
-from harness.scoring.tasks import metric_while_training, scored_metrics
+from harness.config import BakeoffConfig
+from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split
 
 NEAR = 0.9  # token-set Jaccard from which two inputs count as near-duplicates
 IMBALANCE = 10.0  # majority/minority label count ratio that earns a warning
@@ -67,142 +59,9 @@ class Finding:
                 if k in ("level", "path", "line", "message") or v != Finding.__dataclass_fields__[k].default}
 
 
-def validate(config: str | Path | None, overrides: list[str] | None = None) -> list[Finding]:
-    """Every error and warning for a config file (the bundled demo when None)."""
-    try:
-        cfg = load_config(config, overrides)
-    except SftbenchError as err:
-        return [_error(err, str(config or DEMO_CONFIG))]  # the bundled demo, when no config was named
-    return lint(cfg)
-
-
-def lint(cfg: BakeoffConfig) -> list[Finding]:
-    """Load every suite of a parsed config, check candidates and tuner, and lint the benchmark data."""
-    source, base = cfg.source, cfg.base_dir
-    findings: list[Finding] = []
-
-    def attempt(load: Callable[[], Any]) -> Any:
-        try:
-            return load()
-        except SftbenchError as err:  # one finding per failing suite; the others are still checked
-            findings.append(_error(err, source))
-            return None
-
-    benchmarks = [b for ref in cfg.benchmarks if (b := attempt(partial(load_benchmark, ref, base)))]
-    for ref in cfg.probes:
-        attempt(partial(load_probe, ref, base))
-    bias = [b for ref in cfg.bias if (b := attempt(partial(load_bias_suite, ref.spec, base)))]
-    findings += cross_checks(cfg, benchmarks, [spec for spec, _, _ in bias])
-    attempt(lambda: check_tuner(cfg.recipe.tuner))
-    attempt(lambda: check_executor(cfg.executor.kind))
-    for cand in cfg.candidates:
-        findings += attempt(partial(check_candidate, cand)) or []
-    return findings + run_warnings(cfg, benchmarks)
-
-
 def run_warnings(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
     """The warnings a run can store in results.json, from the benchmarks it has already loaded."""
     return [f for spec, splits in benchmarks for f in lint_benchmark(spec, splits, cfg.recipe.max_length)]
-
-
-def _error(err: SftbenchError, source: str) -> Finding:
-    # an error raised without a file (an unknown name) is about the config that named it
-    return Finding("error", err.path or source, err.line, err.message)
-
-
-def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]],
-                 bias: list[BiasSpec]) -> list[Finding]:
-    """Errors between suites that each loaded fine: a bias suite's benchmark missing from the config, a
-    sweep over a benchmark with no validation split, early stopping on a metric a benchmark does not evaluate
-    while training, a gate on a metric no benchmark produces."""
-    names = {spec.name for spec, _ in benchmarks}
-    findings = [Finding("error", cfg.source, None, f"bias suite '{b.name}' needs benchmark '{b.benchmark}', which "
-                        "the config does not list") for b in bias if b.benchmark not in names]
-    findings += gate_errors(cfg, benchmarks)
-    if any(len(cfg.settings(c)) > 1 for c in cfg.candidates):
-        findings += [Finding("error", cfg.source, None, f"a sweep picks settings on validation data, and benchmark "
-                             f"'{spec.name}' has no validation split") for spec, splits in benchmarks
-                     if "validation" not in splits]
-    if cfg.recipe.monitor == "metric":
-        for spec, splits in benchmarks:
-            n = len(splits["validation"].examples) if "validation" in splits else 0
-            if why := metric_while_training(spec, n, cfg.recipe.eval_metric):
-                findings.append(Finding("error", cfg.source, None, f"recipe.monitor is metric, but benchmark "
-                                        f"'{spec.name}' does not evaluate {spec.main_metric} while training: {why}"))
-    return findings
-
-
-def check_tuner(name: str) -> None:
-    """A registered tuner (tuners/<name>/): checked by name, without importing it, which would import torch."""
-    from tuners import TUNERS
-
-    if name not in TUNERS:
-        raise ConfigError(f"unknown tuner '{name}'; known: {', '.join(TUNERS)}")
-
-
-def check_candidate(cand: CandidateConfig) -> list[Finding]:
-    """What `run` checks before loading weights, without converting, downloading or hashing them."""
-    from harness.errors import ModelError
-    from harness.models.loading import (
-        ALIASES,
-        check_adapter,
-        gguf_unsupported,
-        inspect_folder,
-        package_dir,
-        source_of,
-    )
-
-    source = source_of(cand.model)
-    if cand.adapter:
-        check_adapter(Path(cand.adapter).expanduser().resolve())
-    if source == "alias":
-        alias = ALIASES.get(cand.model)
-        package_dir(alias.package, alias.pip)
-    elif source == "local":
-        inspect_folder(Path(cand.model).expanduser().resolve(), cand.trust_remote_code, cand.allow_pickle)
-    elif source == "gguf":  # its metadata only: the conversion waits for `run`
-        unsupported = gguf_unsupported(Path(cand.model).expanduser())
-        if unsupported:
-            raise ModelError(unsupported, cand.model)
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(cand.model, "config.json", revision=cand.revision)
-        if not isinstance(cached, str):
-            what, hint = ("", "") if "/" in cand.model else \
-                ("not a bundled alias or a local path, so a hub id, and ", did_you_mean(cand.model, ALIASES))
-            return [Finding("warning", cand.model, None, f"{what}not in the local Hugging Face cache: `run` downloads "
-                            f"it (needs the network), so it was not checked{hint}")]
-        inspect_folder(Path(cached).parent, cand.trust_remote_code, cand.allow_pickle)
-    return []
-
-
-def gate_errors(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[str, Split]]]) -> list[Finding]:
-    """A metric gate (threshold or baseline) on a benchmark, metric or split that no benchmark of the config
-    produces would fail closed after all the training: a config error, with the closest name the config does
-    produce. (When a benchmark failed to load, its error is already reported.)"""
-    if len(benchmarks) < len(cfg.benchmarks):
-        return []
-    scored = {spec.name: (scored_metrics(spec), [s for s in SCORED_SPLITS if s in splits])
-              for spec, splits in benchmarks}
-    findings = []
-    for gate in (g for g in cfg.gates if g.metric):
-        bench, metric, *split = gate.metric.split(".")
-        metrics, splits = scored.get(bench, ((), []))
-        on = f".{split[0]}" if split else ""
-        if bench not in scored:
-            why = f"no benchmark '{bench}' in the config ({', '.join(scored)})"
-            hint = did_you_mean(gate.metric, [f"{b}.{m}{on}" for b, (ms, _) in scored.items() for m in ms])
-        elif metric not in metrics:
-            why = f"benchmark '{bench}' does not compute '{metric}' ({', '.join(metrics)})"
-            hint = did_you_mean(metric, {m: f"{bench}.{m}{on}" for m in metrics})
-        elif split and split[0] not in splits:
-            why = f"benchmark '{bench}' scores no '{split[0]}' split ({', '.join(splits)})"
-            hint = f"; did you mean '{bench}.{metric}' (the test split)?"
-        else:
-            continue
-        findings.append(Finding("error", cfg.source, None, f"gate '{gate.name}': {why}{hint}"))
-    return findings
 
 
 # ---- data lints ----------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from harness.execution.outcome import BenchmarkResult
 from harness.execution.plan import SCORED_SPLITS, BenchPlan, group_recipe
 from harness.scoring.bias import bias_report
 from harness.scoring.chance import Chance, chance, learned, what_to_try
-from harness.scoring.metrics import MetricValue
+from harness.scoring.metrics import MetricValue, combine_metric
 from harness.scoring.probes import ProbeScore, forgetting_report
-from harness.statistics.seeds import combine_change, combine_metric
+from harness.statistics.seeds import combine_change
 from harness.training.loop import TrainResult
 
 ZERO_SHOT_RECORD = {"learning_rate": None, "epochs": None, "train": None, "validation": None, "trainable_params": 0}

@@ -31,6 +31,7 @@ from harness.execution.compute import Context, Output, Progress, keep, key_of, o
 from harness.execution.local import failure, run_unit, usable
 from harness.execution.plan import Plan, Unit
 from harness.execution.workspace import Workspace
+from harness.models.device import quiet_libraries, set_threads
 from harness.storage.locks import FileLock
 from harness.storage.units import UnitCache
 
@@ -286,9 +287,6 @@ def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any,
     """One unit on a Ray worker. An error in the unit comes back as a Failure naming the unit and the node (Ray
     retries only lost workers and nodes, not a unit that raised)."""
     import ray
-
-    from harness.cli import quiet_libraries
-    from harness.models.device import set_threads
 
     node_id = ray.get_runtime_context().get_node_id()
     node = f"node {ray.util.get_node_ip_address()} {node_id[:6]}"  # a simulated cluster's nodes share one IP

@@ -8,7 +8,9 @@ from typing import Any
 from harness.config import BakeoffConfig
 from harness.data.specs import BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, ModelError
+from harness.execution.preflight import cross_checks
 from harness.models.loading import ModelHandle, resolve
+from harness.scoring.bias import load_bias_suite
 from harness.scoring.probes import ProbeItem, ProbeSpec, load_probe
 
 
@@ -21,9 +23,6 @@ class Suites:
 
 def load_suites(cfg: BakeoffConfig) -> Suites:
     """Read every spec and data file, and check them against each other."""
-    from harness.data.validate import cross_checks
-    from harness.scoring.bias import load_bias_suite
-
     suites = Suites([load_benchmark(b, cfg.base_dir) for b in cfg.benchmarks],
                     [load_probe(p, cfg.base_dir) for p in cfg.probes],
                     [load_bias_suite(b.spec, cfg.base_dir) for b in cfg.bias])

@@ -10,12 +10,12 @@ from harness.data.references import stored_references
 from harness.errors import DataError
 from harness.gates.lookup import Verdict, closed, lookup
 from harness.gates.power import baseline_detectable, effect_text
+from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
     CORRECTION_NAMES,
     bench_stats,
     find_benchmark,
-    higher_is_better,
     non_inferiority,
     p_text,
     seed_stats,

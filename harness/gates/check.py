@@ -44,7 +44,8 @@ from typing import Any
 from harness.config import GateConfig
 from harness.gates.baseline import baseline_test, baseline_verdict
 from harness.gates.lookup import Verdict, closed, lookup
-from harness.statistics.paired import adjust, higher_is_better
+from harness.scoring.metrics import higher_is_better
+from harness.statistics.paired import adjust
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 

@@ -79,21 +79,17 @@ def entry_evidence(entry: dict[str, Any], where: str) -> Evidence:
                     text)
 
 
-def stored_evidence(cfg: BakeoffConfig, metric: str) -> list[Evidence]:
-    """Each candidate's sigma, p and rho for `benchmark.metric` in the latest stored run of this bake-off, or the
-    assumed values."""
-    from harness.storage.store import Store
+StoredRun = tuple[str, dict[str, Any]]  # (run id, results.json) of the latest stored run of the bake-off
 
+
+def stored_evidence(cfg: BakeoffConfig, metric: str, latest: StoredRun | None) -> list[Evidence]:
+    """Each candidate's sigma, p and rho for `benchmark.metric` in `latest`, the latest stored run of this bake-off
+    (the caller reads the run store), or the assumed values."""
     assumed = Evidence(ASSUMED.seed_sd, ASSUMED.level, ASSUMED.rho,
                        f"{ASSUMED.source} (no stored run of '{cfg.name}' with this metric)")
-    try:
-        with Store() as store:
-            runs = [r for r in store.runs() if r["name"] == cfg.name]
-            results = store.get(runs[-1]["run_id"]) if runs else None
-    except Exception:  # a store that cannot be read is not a reason to refuse a power estimate
-        return [assumed]
-    found = [(c["name"], e) for c in (results or {}).get("candidates", []) if (e := _entry(c, metric))]
-    return [entry_evidence(e, f"{name} in run {runs[-1]['run_id']}") for name, e in found] or [assumed]
+    run_id, results = latest or ("", {})
+    found = [(c["name"], e) for c in results.get("candidates", []) if (e := _entry(c, metric))]
+    return [entry_evidence(e, f"{name} in run {run_id}") for name, e in found] or [assumed]
 
 
 def _entry(candidate: dict[str, Any], metric: str) -> dict[str, Any] | None:
@@ -157,8 +153,9 @@ def effect_text(effect: float, metric: str) -> str:
     return f"{effect:.1f}"
 
 
-def power_lines(cfg: BakeoffConfig, test_sizes: dict[str, int]) -> list[str]:
-    """Per metric gate and stored candidate: what it can detect at 80% power, and on what assumptions."""
+def power_lines(cfg: BakeoffConfig, test_sizes: dict[str, int], latest: StoredRun | None) -> list[str]:
+    """Per metric gate and stored candidate (of `latest`, see stored_evidence): what it can detect at 80% power,
+    and on what assumptions."""
     seeds = len(cfg.recipe.seed_values)
     family = sum(1 for g in cfg.gates if g.baseline)
     out = []
@@ -167,7 +164,7 @@ def power_lines(cfg: BakeoffConfig, test_sizes: dict[str, int]) -> list[str]:
         n = test_sizes.get(bench)
         if not n:
             continue
-        for ev in stored_evidence(cfg, gate.metric):
+        for ev in stored_evidence(cfg, gate.metric, latest):
             modes = "; ".join(f"{what} {effect_text(effect, gate.metric.split('.')[1])} or more"
                               for effect, what in detectable(gate, n, seeds, ev, family))
             caveat = ("; with one training seed per side the test counts items only, while a retraining moves the "

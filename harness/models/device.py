@@ -1,6 +1,6 @@
 """Devices and precision: where a unit runs (`recipe.device`: auto, cpu, cuda, cuda:N, mps) and in which precision
 (`recipe.bf16`), the one resolution every stage reads; what a CPU can do fast (bf16 autocast only where the hardware
-has bf16 instructions); memory peaks per unit (resident set, GPU)."""
+has bf16 instructions); memory peaks per unit (resident set, GPU); the process's threads and quiet libraries."""
 from __future__ import annotations
 
 import contextlib
@@ -40,6 +40,20 @@ def set_threads() -> int:
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
+
+
+def quiet_libraries() -> None:
+    """Library progress bars and deprecation chatter would bury sftbench's own progress and leaderboard: off in the
+    CLI's process and in each Ray worker."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging  # transformers loads only when a command needs a model
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def peak_rss_mb() -> float:

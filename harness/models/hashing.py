@@ -17,9 +17,12 @@ from typing import Any
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def hash_cache_path() -> Path:
-    from harness.models.loading import cache_dir
+def cache_dir() -> Path:
+    """sftbench's cache: the weights hashes (here) and GGUF conversions (harness/models/gguf.py)."""
+    return Path(os.environ.get("SFTBENCH_CACHE") or Path.home() / ".cache" / "sftbench")
 
+
+def hash_cache_path() -> Path:
     return cache_dir() / "weights-hashes.json"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.data.references import stored_references
 from harness.errors import DataError
+from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
     PROBE_METRIC,
@@ -18,7 +19,6 @@ from harness.statistics.paired import (
     benjamini_hochberg,
     corpus_stats,
     find_benchmark,
-    higher_is_better,
     holm,
     paired_difference,
     seed_stats,

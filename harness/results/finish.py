@@ -2,7 +2,7 @@
 
 The stages, in order (one screen):
   candidate rows (harness/results/rows.py: scores, probes, bias, the generalisation gap and its interval)
-  -> compare (harness/statistics/ties.py: tie groups, computed once and stored)
+  -> compare (harness/results/ties.py: tie groups, computed once and stored)
   -> gates (harness/gates/check.py: thresholds, caps, baseline verdicts against the promoted baseline)
   -> recommend (harness/gates/check.py), its bootstrap agreement and the recommendation_stability gate
      (harness/gates/stability.py).
@@ -26,7 +26,7 @@ from harness.gates.check import Verdict, check, per_benchmark, recommend
 from harness.gates.stability import Agreement, bootstrap_agreement
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
-from harness.statistics.ties import RULE, all_tie_groups
+from harness.results.ties import RULE, all_tie_groups
 from harness.storage.units import package_versions
 
 

@@ -4,7 +4,7 @@ The harness builds it (harness/results/finish.py: candidate rows -> tie groups -
 every renderer in reports/ reads it; results.json and the run store hold its JSON form. Field names are the
 results.json keys, so a reader of the file and a reader of the model see the same names.
 
-Schema version 2 adds `tie_groups` and `tie_rule` (computed once by harness/statistics/ties.py and stored) to
+Schema version 2 adds `tie_groups` and `tie_rule` (computed once by harness/results/ties.py and stored) to
 version 1; `from_json` reads both versions (a version-1 run has no stored tie groups: harness/results/finish.py
 `restore` computes them when it loads one from the store).
 
@@ -270,7 +270,7 @@ class GateVerdict(Record):
 
 @dataclass(frozen=True)
 class TieGroup(Record):
-    """Which candidates a benchmark's test data cannot tell apart on its main metric (harness/statistics/ties.py)."""
+    """Which candidates a benchmark's test data cannot tell apart on its main metric (harness/results/ties.py)."""
     benchmark: str = ""
     metric: str = ""
     order: list[str] = field(default_factory=list)  # candidate names, best first

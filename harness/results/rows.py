@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from harness.execution.outcome import CandidateResult
-from harness.scoring.metrics import confusion_matrix
+from harness.scoring.metrics import METRICS, confusion_matrix, scale_bound
 from harness.statistics.gap import generalisation
 
 
@@ -29,8 +29,9 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "zero_shot": b.zero_shot and is_reference,
              "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions,
              "params": b.params, "trainable_params": b.trainable_params}
-        d["generalisation"] = generalisation(d, main_metrics.get(b.benchmark, ""), resamples, seed,
-                                              (references or {}).get(b.benchmark))
+        main = main_metrics.get(b.benchmark, "")
+        d["generalisation"] = generalisation(d, main, resamples, seed, (references or {}).get(b.benchmark),
+                                             bound=scale_bound(main) if main in METRICS else None)
         if b.task == "classification":
             d["confusion"] = confusions(b.seed_predictions or b.predictions or {},
                                         (references or {}).get(b.benchmark) or {},

@@ -16,6 +16,8 @@ import numpy as np
 
 from harness.registry import Registry
 from harness.statistics.intervals import bootstrap_ci, mean_ci, wilson
+from harness.statistics.paired import PROBE_METRIC, reference_streams
+from harness.statistics.seeds import combine, item_draws, method
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,37 @@ def register_metric(name: str, higher_is_better: bool, description: str, scale: 
         return fn
 
     return decorator
+
+
+def higher_is_better(metric: str) -> bool:
+    """The metric's direction, as registered (a probe item's correctness: higher)."""
+    return True if metric == PROBE_METRIC else METRICS.get(metric).higher_is_better
+
+
+def scale_bound(metric: str) -> float | None:
+    """The top of a bounded metric's scale (its values lie in [0, scale]); None for one computed from losses."""
+    registered = METRICS.get(metric)
+    return None if registered.from_losses else registered.scale
+
+
+def combine_metric(metric: str, per_seed: Sequence[MetricValue], per_seed_stats: Sequence[Any] | None,
+                   resamples: int, seed: int) -> MetricValue:
+    """One metric value over S seeds: the mean of the per-seed values, its seed-aware interval
+    (harness/statistics/seeds.py), each seed's value and their sd, the per-item mean over seeds, and each seed's
+    per-item scores."""
+    values = [v.value for v in per_seed]
+    items = [v.per_item for v in per_seed]
+    if len(per_seed) == 1 or not all(items) or len({len(i) for i in items}) != 1:
+        return per_seed[0]
+    sa = combine([values], [item_draws(metric, items, per_seed_stats, resamples, seed)])
+    low, high = (float(x) for x in sa.interval())
+    top = scale_bound(metric)
+    if top is not None:  # bounded scores: the t interval can overshoot 0 or the top of the scale
+        low, high = max(low, 0.0), min(high, top)
+    return MetricValue(float(np.mean(values)), low, high, per_seed[0].n, method(sa, len(values)),
+                       np.mean(np.asarray(items, dtype=float), axis=0).tolist(), per_seed[0].signature,
+                       [float(v) for v in values], None if sa.seed_sd is None else float(sa.seed_sd),
+                       [list(i) for i in items])
 
 
 def score(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
@@ -178,14 +211,6 @@ def _exact_match(preds, refs, resamples, seed):
 
 # ---------------------------------------------------------------------------------------------------------------
 # sacrebleu corpus metrics: BLEU and chrF
-
-def reference_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
-    """sacrebleu's layout: stream k holds reference k of every item. Items with fewer references are padded with
-    None, which sacrebleu drops when it caches references (an empty string would instead count as a real, empty
-    reference and change BLEU's closest reference length)."""
-    width = max(len(r) for r in refs)
-    return [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-
 
 def _sacrebleu_corpus(metric, sentence_metric, preds, refs, resamples, seed) -> MetricValue:
     """Corpus score plus a bootstrap over per-sentence sufficient statistics, as sacrebleu's own paired bootstrap

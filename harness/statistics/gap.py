@@ -37,7 +37,7 @@ def _corpus_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], 
 
 
 def _seeded_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], resamples: int,
-                seed: int) -> dict[str, Any] | None:
+                seed: int, bound: float | None) -> dict[str, Any] | None:
     """The gap over several training seeds: each seed's gap (its model on both splits), a seed-aware interval
     (harness/statistics/seeds.py) whose item part resamples the two splits independently. None with one seed."""
     entries = [bench["scores"][s][metric] for s in ("test", "shifted")]
@@ -49,21 +49,19 @@ def _seeded_gap(bench: dict[str, Any], metric: str, references: dict[str, Any], 
     gaps = [a - b for a, b in zip(entries[0]["seeds"], entries[1]["seeds"])]
     sa = combine([gaps], [draws[0] - draws[1]])  # each seed's gap on independent resamples of the two splits
     low, high = (float(x) for x in sa.interval())
-    from harness.scoring.metrics import METRICS  # as seeds.py: statistics import no scoring at module level
-
-    registered = METRICS.get(metric)
-    if not registered.from_losses:  # a gap of bounded scores lies within +-scale; few seeds' t overshoots it
-        low, high = max(low, -registered.scale), min(high, registered.scale)
+    if bound is not None:  # a gap of bounded scores lies within +-scale; few seeds' t overshoots it
+        low, high = max(low, -bound), min(high, bound)
     sd = None if sa.seed_sd is None else float(sa.seed_sd)
     return {"gap_ci_low": low, "gap_ci_high": high, "gap_seeds": gaps, "gap_seed_sd": sd}
 
 
 def generalisation(bench: dict[str, Any], main_metric: str, resamples: int, seed: int,
-                    references: dict[str, Any] | None = None) -> dict[str, Any]:
+                    references: dict[str, Any] | None = None, *, bound: float | None) -> dict[str, Any]:
+    """`bound`: the top of the main metric's scale (scoring/metrics.py scale_bound), None for an unbounded one."""
     out: dict[str, Any] = {}
     test = bench["scores"].get("test", {}).get(main_metric)
     shifted = bench["scores"].get("shifted", {}).get(main_metric)
-    seeded = _seeded_gap(bench, main_metric, references or {}, resamples, seed) if test and shifted else None
+    seeded = _seeded_gap(bench, main_metric, references or {}, resamples, seed, bound) if test and shifted else None
     corpus = _corpus_gap(bench, main_metric, references or {}, resamples, seed) if test and shifted else None
     if seeded:
         out.update(metric=main_metric, gap=test["value"] - shifted["value"], **seeded)

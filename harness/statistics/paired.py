@@ -36,10 +36,12 @@ UNWEIGHTED = {"loss", "perplexity"}
 Statistic = Callable[[np.ndarray], np.ndarray]  # (resamples, n) item draw counts -> (resamples,) metric values
 
 
-def higher_is_better(metric: str) -> bool:
-    from harness.scoring.metrics import METRICS
-
-    return True if metric == PROBE_METRIC else METRICS.get(metric).higher_is_better
+def reference_streams(refs: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu's layout: stream k holds reference k of every item. Items with fewer references are padded with
+    None, which sacrebleu drops when it caches references (an empty string would instead count as a real, empty
+    reference and change BLEU's closest reference length)."""
+    width = max(len(r) for r in refs)
+    return [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
 
 
 def corpus_stats(metric: str, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> Any:
@@ -49,8 +51,6 @@ def corpus_stats(metric: str, predictions: Sequence[str], references: Sequence[S
         raise DataError(f"{len(predictions)} predictions but {len(references)} references")
     if metric == "macro_f1":
         return list(predictions), [r[0] for r in references]
-    from harness.scoring.metrics import reference_streams
-
     stats = _sacrebleu(metric)._extract_corpus_statistics(list(predictions), reference_streams(references))
     return np.asarray(stats, dtype=np.int64)  # (n, k)
 

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from harness.scoring.metrics import MetricValue
 from harness.statistics.intervals import change_interval
 from harness.statistics.paired import basis, resample_counts, statistic
 
@@ -133,26 +132,6 @@ def item_draws(metric: str, per_seed_items: Sequence[Sequence[float]] | Sequence
 
 def method(sa: SeedAware, seeds: int) -> str:
     return f"{seeds} seeds x items: seed-aware t (df {sa.df:.0f}; {METHOD_PATH})"
-
-
-def combine_metric(metric: str, per_seed: Sequence[MetricValue], per_seed_stats: Sequence[Any] | None,
-                   resamples: int, seed: int) -> MetricValue:
-    """One metric value over S seeds: the mean of the per-seed values, its seed-aware interval (module docstring),
-    each seed's value and their sd, the per-item mean over seeds, and each seed's per-item scores."""
-    from harness.scoring.metrics import METRICS
-
-    values = [v.value for v in per_seed]
-    items = [v.per_item for v in per_seed]
-    if len(per_seed) == 1 or not all(items) or len({len(i) for i in items}) != 1:
-        return per_seed[0]
-    sa = combine([values], [item_draws(metric, items, per_seed_stats, resamples, seed)])
-    low, high = (float(x) for x in sa.interval())
-    registered = METRICS.get(metric)
-    if not registered.from_losses:  # bounded scores: the t interval can overshoot 0 or the top of the scale
-        low, high = max(low, 0.0), min(high, registered.scale)
-    return MetricValue(float(np.mean(values)), low, high, per_seed[0].n, method(sa, len(values)),
-                       np.mean(np.asarray(items, dtype=float), axis=0).tolist(), per_seed[0].signature,
-                       [float(v) for v in values], _float(sa.seed_sd), [list(i) for i in items])
 
 
 def _float(x: Any) -> float | None:

@@ -188,6 +188,11 @@ class Store:
                               entry)
         return entry
 
+    def latest(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        """The newest stored run of bake-off `name`: (run id, its results), or None."""
+        runs = [r for r in self.runs() if r["name"] == name]
+        return (runs[-1]["run_id"], self.get(runs[-1]["run_id"])) if runs else None
+
     def baselines(self) -> list[dict[str, str]]:
         """Every promoted baseline (name, run_id, candidate, promoted_at), by name."""
         rows = self.conn.execute("SELECT name, run_id, candidate, promoted_at FROM baselines ORDER BY name")

@@ -55,7 +55,8 @@ def test_the_seed_sd_is_an_upper_bound_and_rho_comes_from_one_models_seeds():
 def test_stored_runs_replace_the_assumptions(tmp_path, monkeypatch):
     monkeypatch.setenv("SFTBENCH_STORE", str(tmp_path / "runs.sqlite"))
     cfg = load_config(None, ["name=p"])
-    (assumed,) = stored_evidence(cfg, "support_intents.accuracy")
+    with Store() as store:
+        (assumed,) = stored_evidence(cfg, "support_intents.accuracy", store.latest("p"))
     assert assumed.source.startswith("assumed")
 
     def cand(name, rows, sd):
@@ -72,7 +73,7 @@ def test_stored_runs_replace_the_assumptions(tmp_path, monkeypatch):
                "recommendation_reason": "", "gates": [], "candidates": [cand("a", a, 0.04), cand("b", b, 0.09)]}
     with Store() as store:
         store.save(results)
-    ea, eb = stored_evidence(cfg, "support_intents.accuracy")  # one per candidate: each its own re-run
+        ea, eb = stored_evidence(cfg, "support_intents.accuracy", store.latest("p"))  # one per candidate: its re-run
     assert ea.seed_sd == pytest.approx(seed_sd_bound(0.04, 3)) and eb.seed_sd == pytest.approx(seed_sd_bound(0.09, 2))
     assert ea.level == pytest.approx(np.mean(a)) and "a in run r1" in ea.source and "upper 80% bound" in ea.source
     assert ea.rho == pytest.approx(seed_correlation(a)) and ea.rho != ASSUMED_RHO

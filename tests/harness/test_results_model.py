@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.statistics.ties
+import harness.results.ties
 from harness.results.finish import restore
 from harness.results.model import SCHEMA_VERSION, MetricScore, Results
 from harness.results.render import RENDERERS
@@ -47,7 +47,7 @@ def test_version_1_results_read_and_gain_their_tie_groups():
     restored = restore(v1)
     (ties,) = restored.tie_groups
     assert ties.order == ["a", "b"] and ties.group == {"a": 1, "b": 2}
-    assert restored.tie_rule == harness.statistics.ties.RULE
+    assert restored.tie_rule == harness.results.ties.RULE
     again = restore(json.loads(json.dumps(restored.to_json())))  # stored as version 2: read back, not recomputed
     assert again.tie_groups == restored.tie_groups
 
@@ -77,8 +77,8 @@ def test_renderers_read_the_stored_tie_groups_and_never_recompute_them(monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("a renderer recomputed tie groups")
 
-    monkeypatch.setattr(harness.statistics.ties, "tie_groups", refuse)
-    monkeypatch.setattr(harness.statistics.ties, "all_tie_groups", refuse)
+    monkeypatch.setattr(harness.results.ties, "tie_groups", refuse)
+    monkeypatch.setattr(harness.results.ties, "all_tie_groups", refuse)
     import reports  # noqa: F401  (registers the report formats)
 
     for name, renderer in RENDERERS.items():
@@ -126,8 +126,8 @@ def test_reports_import_nothing_from_the_harness_but_the_results_model():
 
 def test_the_import_rule_would_catch_a_harness_import(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from harness.statistics.ties import RULE\nimport harness.results.model\n")
-    assert [n for n in _imports(probe) if n not in ALLOWED_HARNESS] == ["harness.statistics.ties"]
+    probe.write_text("from harness.results.ties import RULE\nimport harness.results.model\n")
+    assert [n for n in _imports(probe) if n not in ALLOWED_HARNESS] == ["harness.results.ties"]
 
 
 def test_metric_score_of_a_probe_keeps_its_extras():

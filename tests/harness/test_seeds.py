@@ -12,11 +12,10 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.config import RecipeConfig
 from harness.errors import ConfigError
-from harness.scoring.metrics import score
+from harness.scoring.metrics import combine_metric, score
 from harness.statistics.seeds import (
     combine,
     combine_change,
-    combine_metric,
     non_inferiority_seeds,
     paired_difference_seeds,
     too_few_seeds,

@@ -9,7 +9,7 @@ mean over items and seeds, by Gauss-Hermite quadrature), its seeds, and the 0/1 
 Speed: every setting draws all its trials at once as arrays and passes them through the project's own functions,
 which accept arrays for this (harness/statistics/seeds.py combine, non_inferiority_decision, change_bounds;
 harness/statistics/intervals.py wilson, change_interval, mcnemar_p; harness/statistics/paired.py
-bootstrap_decision; harness/statistics/ties.py split; harness/gates/power.py entry_evidence, detectable). The item
+bootstrap_decision; harness/results/ties.py split; harness/gates/power.py entry_evidence, detectable). The item
 bootstrap is the project's: the draws of a per-item mean are `counts @ values / n` over resample_counts, exactly
 what item_draws computes (test_the_vectorised_draws_are_item_draws checks it), with R = 200 resamples per trial.
 Run with -s to print the measured rates that docs/statistics.md quotes.
@@ -30,7 +30,7 @@ from harness.results.compare import compare_runs
 from harness.statistics.intervals import change_interval, mcnemar_p, wilson
 from harness.statistics.paired import bootstrap_decision, holm_adjusted, resample_counts
 from harness.statistics.seeds import change_bounds, combine, item_draws, non_inferiority_decision
-from harness.statistics.ties import split, tie_groups
+from harness.results.ties import split, tie_groups
 from tests.harness.test_seed_calibration import _fit
 
 TRIALS, R, ALPHA = 2000, 200, 0.05

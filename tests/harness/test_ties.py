@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.statistics.intervals import mcnemar_exact
-from harness.statistics.ties import ALPHA, all_tie_groups, tie_groups
+from harness.results.ties import ALPHA, all_tie_groups, tie_groups
 from reports.format import ranked
 from tests.reports.sample import sample_results, typed
 

@@ -13,7 +13,8 @@ import pytest
 from harness.cli import main
 from harness.config import SuiteRef, load_config
 from harness.data.specs import load_benchmark
-from harness.data.validate import Finding, estimate_tokens, lint, lint_benchmark, near_pairs, normalise, validate
+from harness.data.validate import Finding, estimate_tokens, lint_benchmark, near_pairs, normalise
+from harness.execution.preflight import lint, validate
 from reports.format import LISTED
 from tests.conftest import ROOT
 

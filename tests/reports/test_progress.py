@@ -11,7 +11,8 @@ from rich.console import Console
 from harness.config import SuiteRef
 from harness.data.specs import load_benchmark
 from harness.scoring.lm import generate
-from harness.models.loading import GGUF_STAGES, convert_gguf, load_model, load_tokenizer, resolve
+from harness.models.gguf import GGUF_STAGES, convert_gguf
+from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.probes import ProbeItem, ProbeSpec, score_probe
 from harness.scoring.tasks import predict, reference_losses
 from reports.progress import LineProgress, RichProgress

@@ -25,7 +25,8 @@ from typing import Any
 
 from harness.errors import ConfigError, DataError
 from harness.results.model import TieGroup
-from harness.statistics.paired import higher_is_better, holm_adjusted, paired_difference
+from harness.scoring.metrics import higher_is_better
+from harness.statistics.paired import holm_adjusted, paired_difference
 from harness.statistics.seeds import is_seeded, paired_difference_seeds
 
 ALPHA = 0.05
