@@ -1,4 +1,6 @@
-"""Command line: `sftbench run [CONFIG] [--out DIR] [key=value ...]`, `sftbench validate [CONFIG]`, `sftbench ls`.
+"""Command line: the arguments of every command, the logging setup, and the dispatch to the command's module
+(harness/commands/: run, validate, plan, init, ls, score, gc, runs, show, promote, compare, gate, report;
+`simulate` is harness/gates/simulate.py's own parser).
 
 Exit codes: 0 all gates pass, 1 a gate failed, 2 usage/config/data error, 3 runtime failure.
 """
@@ -11,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SftbenchError
+from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, SftbenchError
 
 log = logging.getLogger("sftbench")
 
@@ -136,7 +138,7 @@ def _gc_parser(sub: Any) -> None:
 
 def _formats() -> list[str]:
     """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
-    import reports  # noqa: F401  (registers the formats by name)
+    import reports  # noqa: F401  (registers the formats by name; light: no renderer module is imported)
     from harness.results.render import RENDERERS
 
     return list(RENDERERS)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace, console: Any) -> int:
     """The command's exit code; an error or a Ctrl-C is one line on stderr (and in the log file)."""
     from reports import logs
+    from reports.logs import say
 
     try:
         logs.setup(console, vars(args).get("verbose", False), vars(args).get("log_file"))
@@ -195,279 +198,10 @@ def _command(args: argparse.Namespace, console: Any) -> int:
 
 
 def _dispatch(args: argparse.Namespace, console: Any) -> int:
-    if args.command == "run":
-        return _run(args, console)
-    if args.command == "ls":
-        return _ls()
-    if args.command == "validate":
-        return _validate(args, console)
-    if args.command == "score":
-        return _score(args)
-    if args.command == "init":
-        return _init(args)
-    if args.command == "gc":
-        return _gc(args)
-    if args.command == "plan":
-        return _plan(args)
-    from harness.storage import history
+    # each command's module is imported when it runs (harness/commands/): `sftbench ls` never loads torch
+    from harness.commands import COMMANDS
 
-    return history.dispatch(args)
-
-
-def _run(args: argparse.Namespace, console: Any) -> int:
-    from rich.console import Console
-
-    from harness import interrupts
-    from harness.config import load_config
-    from harness.run import run
-    from harness.storage.store import default_path
-    from harness.storage.units import UnitCache, default_root
-    from reports import write_reports
-    from reports.logs import PRINTED
-    from reports.progress import LineProgress, RichProgress
-    from reports.terminal import render
-
-    config, overrides = _config_and_overrides(args)
-    # the flags are overrides of the config's `executor:` (so bad values get the config's own error message)
-    overrides += [f"executor.kind={args.executor}"] * bool(args.executor)
-    overrides += ["executor.kind=ray", f"executor.address={args.ray_address}"] * bool(args.ray_address)
-    overrides += [f"tracking.mlflow={args.mlflow}"] * bool(args.mlflow)
-    cfg = load_config(config, overrides)
-    from harness.models.device import quiet_libraries
-
-    quiet_libraries()
-    from harness.storage.store import Store
-
-    store = None if args.no_store else Store(args.store)  # a bad store fails before hours of training
-    baselines = {g.baseline: store.baseline(g.baseline) for g in cfg.gates if g.baseline and store}
-    out = Path(args.out or Path("runs") / cfg.name)
-    # the unit store: the one the workers share when the executor declares it, else beside the run store
-    root = Path(cfg.executor.units) if cfg.executor.units else \
-        default_root(Path(args.store) if args.store else default_path())
-    cache = UnitCache(None if args.no_cache else root, force=args.force)
-    try:
-        # a terminal gets live bars; a log (CI) a line per stage and per loop at most every 30 s or 10%
-        with interrupts.honoured(), \
-                (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
-            results = run(cfg, progress, cache, baselines)
-            progress.stage(cfg.name, f"writing results.json and the reports to {out}")
-            written = write_reports(results, out)
-    except KeyboardInterrupt:
-        kept = f"{cache.computed} finished unit(s) of work are kept in {cache.root}; run the same command again to " \
-               "resume" if cache.root else "nothing was kept (--no-cache); run the same command again to start over"
-        say(f"sftbench: interrupted; {kept}", sys.stderr, logging.WARNING)
-        return EXIT_INTERRUPTED
-    if store:
-        store.save(results.to_json())
-        store.close()
-    board = Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160)), record=True)
-    render(results, board)
-    log.info("leaderboard:\n%s", board.export_text(), extra=PRINTED)
-    say(f"results: {out / 'results.json'} ({', '.join(written)} beside it)")
-    failed = any(c.status == "failed" for c in results.candidates)
-    code = EXIT_RUNTIME if failed else EXIT_OK if results.passed else EXIT_GATE_FAILED
-    if cfg.tracking.mlflow:  # after results.json is written: a tracking failure (exit 2) keeps the results
-        from harness.storage.tracking import log_run
-
-        say(f"mlflow: run {log_run(results, out, cfg.tracking.mlflow, code)} in {cfg.tracking.mlflow}")
-    return code
-
-
-def say(line: str, file: Any = None, level: int = logging.INFO) -> None:
-    """Print a line for the person at the terminal, and keep it in the log (--log-file)."""
-    from reports.logs import PRINTED
-
-    print(line, file=file or sys.stdout)
-    log.log(level, line, extra=PRINTED)
-
-
-def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    # A config path that is really an override (`sftbench run recipe.epochs=1`) means: the demo, overridden.
-    config, overrides = args.config, list(args.overrides)
-    if config and "=" in config and not Path(config).exists():
-        config, overrides = None, [config, *overrides]
-    if args.candidates is not None:
-        import json
-
-        from harness.errors import ConfigError
-
-        names = [n.strip() for n in args.candidates.split(",") if n.strip()]
-        if not names:
-            raise ConfigError(f"--candidates needs at least one candidate name (got {args.candidates!r})")
-        overrides.append(f"only_candidates={json.dumps(names)}")
-    if args.limit is not None:
-        overrides += _limit_overrides(config, overrides, args.limit)
-    return config, overrides
-
-
-def _limit_overrides(config: str | None, overrides: list[str], limit: int) -> list[str]:
-    """`--limit N` as overrides of every suite's caps (a cap already below N stays), so the config records it and
-    the unit keys follow. A config that does not read is left to the command's own error."""
-    from harness.config import DEMO_CONFIG, apply_override, read_yaml
-    from harness.errors import ConfigError
-
-    try:
-        raw = read_yaml(Path(config) if config else DEMO_CONFIG)
-        for item in overrides:
-            apply_override(raw, item)
-    except ConfigError:
-        return []
-    caps = {"benchmarks": ("max_train", "max_validation", "max_test"), "probes": ("max_items",)}
-    out = []
-    for key, names in caps.items():
-        suites = raw.get(key) or []
-        for i, suite in enumerate(suites if isinstance(suites, list) else []):
-            for cap in names:
-                have = suite.get(cap) if isinstance(suite, dict) else None
-                capped = min(have, limit) if isinstance(have, int) and not isinstance(have, bool) else limit
-                out.append(f"{key}.{i}.{cap}={capped}")
-    return out
-
-
-def _validate(args: argparse.Namespace, console: Any) -> int:
-    """One line per finding on stderr (`path[:line]: warning|error: message`), a summary on stdout."""
-    from harness.data.validate import Finding
-    from harness.execution.preflight import validate
-    from reports.format import capped
-
-    config, overrides = _config_and_overrides(args)
-    findings = validate(config, overrides)
-    for shown in capped([f.to_dict() for f in findings]):  # a few of each kind: the rest counted in one line
-        print(Finding(**shown), file=sys.stderr)
-    errors = sum(f.level == "error" for f in findings)
-    warnings = len(findings) - errors
-    if not errors:
-        _power(config, overrides, sys.stderr if args.examples else sys.stdout)
-    if args.examples and not errors:  # stdout carries only the JSON lines then; the summary goes to stderr
-        import json
-
-        from harness.config import load_config
-        from harness.data.examples import model_inputs
-        from harness.models.device import quiet_libraries
-        from reports.progress import LineProgress, RichProgress
-
-        quiet_libraries()  # resolving a GGUF candidate converts it once: our progress on stderr, no library bars
-        with (RichProgress(console) if console.is_terminal else LineProgress(console)) as progress:
-            rows = list(model_inputs(load_config(config, overrides), args.examples, progress))
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-    print(f"{config or 'demo'}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
-          file=sys.stderr if args.examples else sys.stdout)
-    return EXIT_USAGE if errors else EXIT_OK
-
-
-def _power(config: str | None, overrides: list[str], out: Any) -> None:
-    """Each metric gate's smallest detectable effect at 80% power (harness/power.py), before any compute."""
-    from harness.config import load_config
-    from harness.gates.power import power_lines
-    from harness.storage.store import Store
-
-    cfg = load_config(config, overrides)
-    try:
-        with Store() as store:
-            latest = store.latest(cfg.name)
-    except Exception:  # a store that cannot be read is not a reason to refuse a power estimate
-        latest = None
-    for line in power_lines(cfg, _test_sizes(cfg), latest):
-        print(line, file=out)
-
-
-def _test_sizes(cfg: Any) -> dict[str, int]:
-    from harness.data.specs import load_benchmark
-
-    sizes = {}
-    for ref in cfg.benchmarks:
-        spec, splits = load_benchmark(ref, cfg.base_dir)
-        sizes[spec.name] = len(splits["test"].examples)
-    return sizes
-
-
-def _plan(args: argparse.Namespace) -> int:
-    """`sftbench plan`: the forecast of harness/gates/forecast.py, from the latest stored run of this bake-off."""
-    from harness.config import load_config
-    from harness.gates.forecast import forecast
-    from harness.storage.store import Store
-
-    config, overrides = _config_and_overrides(args)
-    cfg = load_config(config, overrides)
-    sizes = _test_sizes(cfg)
-    stored = None
-    try:
-        with Store(args.store) as store:
-            runs = [r for r in store.runs() if r["name"] == cfg.name]
-            stored = store.get(runs[-1]["run_id"]) if runs else None
-    except Exception:  # noqa: BLE001 a store that cannot be read is not a reason to refuse a forecast
-        stored = None
-    for line in forecast(cfg, sizes, stored).lines():
-        print(line)
-    return EXIT_OK
-
-
-def _init(args: argparse.Namespace) -> int:
-    from harness.data.scaffold import init
-
-    made = init(args.data, args.out, args.text, args.label, args.force)
-    labels = ", ".join(f"{k} ({n})" for k, n in made.labels.items())
-    sizes = ", ".join(f"{s} {n}" for s, n in made.splits.items())
-    dropped = f"; {made.dropped} row(s) without a text or a label left out" if made.dropped else ""
-    texts = " and ".join(f"'{t}'" for t in made.texts)
-    how = {1: "", 2: " (a text pair: both in the causal LM's prompt, a pair for the encoder)"}.get(
-        len(made.texts), " (all in the causal LM's prompt, and in the encoder's text)")
-    print(f"wrote {made.benchmark} (labels: {labels})")
-    print(f"columns used: text {texts}{how}, label '{made.label}'")
-    print("columns left out: " + (", ".join(f"'{c}'" for c in made.left_out) + " (add one with --text COL)"
-                                   if made.left_out else "none"))
-    print(f"wrote {made.config}; splits carved from {args.data.name}: {sizes}{dropped}")
-    print(f"next: sftbench validate {made.config}, then sftbench run {made.config} --limit 50 for a smoke run")
-    return EXIT_OK
-
-
-def _gc(args: argparse.Namespace) -> int:
-    from harness.errors import ConfigError
-    from harness.storage import prune
-    from harness.storage.store import Store, default_path
-    from harness.storage.units import default_root
-
-    try:
-        age = prune.parse_age(args.older_than) if args.older_than else None
-    except ValueError as err:
-        raise ConfigError(f"--older-than: {err}") from None
-    path = Path(args.store) if args.store else default_path()
-    store = Store(path) if path.exists() else None  # no store: no baselines to keep
-    try:
-        plan = prune.plan(Path(args.units) if args.units else default_root(path), store, age)
-    finally:
-        if store:
-            store.close()
-    for line in prune.describe(plan, args.older_than, prune.apply(plan) if args.yes else None):
-        print(line)
-    return EXIT_OK
-
-
-def _score(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.scoring.files import score_files
-
-    result = score_files(args.metric, args.predictions, args.references, args.resamples, args.seed)
-    print(json.dumps(result))
-    return EXIT_OK
-
-
-def _ls() -> int:
-    from harness.config import BUNDLED_DIR
-    from harness.models.loading import ALIASES
-    from harness.scoring.metrics import METRICS
-    from tuners import load_all
-
-    print("benchmarks:", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/benchmark.yaml"))))
-    print("probes:    ", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/probe.yaml"))))
-    print("metrics:   ", ", ".join(f"{n} ({'higher' if m.higher_is_better else 'lower'} is better)"
-                                     for n, m in METRICS.items()))
-    print("tuners:    ", ", ".join(load_all()))
-    for name, alias in ALIASES.items():
-        print(f"model alias {name}: {alias.description}")
-    return EXIT_OK
+    return COMMANDS.get(args.command)(args, console)
 
 
 def entry() -> None:

@@ -3,8 +3,8 @@ both runs scored on the same items, with run a's value, run b's, the paired diff
 interval, the p-value and whether it is significant after the correction across rows. Under the table: which
 run is a and which b, what each metric's test was, and every row that was not compared, with the reason.
 
-Renders the comparison object `harness/storage/history.py` builds: {a{run_id, name, created}, b{...}, correction, alpha,
-rows[compare_runs rows]}. Plain ASCII box characters, as the leaderboard (reports/terminal.py)."""
+Renders the comparison object `harness/commands/history.py` builds: {a{run_id, name, created}, b{...}, correction,
+alpha, rows[compare_runs rows]}. Plain ASCII box characters, as the leaderboard (reports/terminal.py)."""
 from __future__ import annotations
 
 from typing import Any

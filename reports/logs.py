@@ -13,7 +13,9 @@ command and `reset` when the command ends.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -71,3 +73,9 @@ def reset() -> None:
 def _add(root: logging.Logger, handler: logging.Handler) -> None:
     handler.sftbench = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+
+
+def say(line: str, file: Any = None, level: int = logging.INFO) -> None:
+    """Print a line for the person at the terminal, and keep it in the log (--log-file)."""
+    print(line, file=file or sys.stdout)
+    logging.getLogger("sftbench").log(level, line, extra=PRINTED)

@@ -183,3 +183,31 @@ def test_validation_metric_while_training(tiny_config, tmp_path, capsys):
     curve = monitored["tiny-bert"]["train"]["curve"]
     best = max(curve[1:], key=lambda c: c["val_metric"])  # the first of equals
     assert monitored["tiny-bert"]["train"]["best_step"] == best["step"]
+
+
+def test_validate_reads_the_config_once(tiny_config, monkeypatch, capsys):
+    """`sftbench validate --examples` lints, estimates power and prints examples from one loaded config (it loaded
+    it three times: harness/commands/validate.py)."""
+    import harness.commands.validate
+    import harness.config
+
+    loads = []
+    real = harness.config.load_config
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    for module in (harness.config, harness.commands.validate):
+        monkeypatch.setattr(module, "load_config", counted)
+    code, out, err = run(["validate", str(tiny_config), "--examples", "1"], capsys)
+    assert code == 0 and "bakeoff.yaml: 0 errors" in err and out.count("\n") >= 2
+    assert len(loads) == 1
+
+
+def test_every_command_is_one_module_of_harness_commands():
+    from harness.cli import _parser
+    from harness.commands import COMMANDS
+
+    commands = set(_parser()._subparsers._group_actions[0].choices) - {"simulate"}  # type: ignore[union-attr]
+    assert commands == set(COMMANDS)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from harness import __version__
-from harness.cli import _limit_overrides, main
+from harness.cli import main
+from harness.commands.overrides import limit_overrides as _limit_overrides
 from harness.config import BakeoffConfig, SuiteRef, apply_override, build, load_config
 from harness.data.specs import load_benchmark
 from harness.errors import ConfigError

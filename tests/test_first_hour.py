@@ -79,11 +79,11 @@ def test_a_warning_of_the_harness_is_shown_once(tmp_path, monkeypatch, capsys):
     the terminal, and the error that follows once too."""
     from harness.errors import RunFailure
 
-    def warns(args):
+    def warns(store):
         logging.getLogger("harness.execution.ray_tasks").warning("live progress from the workers is lost")
         raise RunFailure("the run broke")
 
-    monkeypatch.setattr("harness.storage.history.dispatch", warns)
+    monkeypatch.setattr("harness.storage.store.Store.runs", warns)
     assert main(["runs", "--store", str(tmp_path / "runs.sqlite")]) == 3
     once(capsys.readouterr().err, "live progress from the workers is lost", "sftbench: error: the run broke")
 

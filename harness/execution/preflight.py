@@ -26,7 +26,7 @@ def validate(config: str | Path | None, overrides: list[str] | None = None) -> l
     try:
         cfg = load_config(config, overrides)
     except SftbenchError as err:
-        return [_error(err, str(config or DEMO_CONFIG))]  # the bundled demo, when no config was named
+        return [config_error(err, str(config or DEMO_CONFIG))]  # the bundled demo, when no config was named
     return lint(cfg)
 
 
@@ -39,7 +39,7 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
         try:
             return load()
         except SftbenchError as err:  # one finding per failing suite; the others are still checked
-            findings.append(_error(err, source))
+            findings.append(config_error(err, source))
             return None
 
     benchmarks = [b for ref in cfg.benchmarks if (b := attempt(partial(load_benchmark, ref, base)))]
@@ -54,7 +54,7 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
     return findings + run_warnings(cfg, benchmarks)
 
 
-def _error(err: SftbenchError, source: str) -> Finding:
+def config_error(err: SftbenchError, source: str) -> Finding:
     # an error raised without a file (an unknown name) is about the config that named it
     return Finding("error", err.path or source, err.line, err.message)
 

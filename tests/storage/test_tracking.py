@@ -248,7 +248,7 @@ def test_tracking_config_is_checked_and_not_hashed(tmp_path):
 
 
 def test_mlflow_is_not_loaded_when_tracking_is_off():
-    code = ("import sys; import harness.cli, harness.storage.history, harness.storage.tracking; "
+    code = ("import sys; import harness.cli, harness.commands.history, harness.storage.tracking; "
             "from harness.config import load_config; harness.cli._parser(); "
             "load_config(None, ['tracking.mlflow=sqlite:///x.db']); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")

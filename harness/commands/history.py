@@ -1,21 +1,32 @@
-"""Commands over the run store: runs, show, promote, compare, gate, report. Stored runs are read back as the typed
-results model (harness/results/finish.py restore), which every renderer takes."""
+"""The commands over the run store: runs, show, promote, compare, gate, report. Stored runs are read back as the
+typed results model (harness/results/finish.py restore), which every renderer takes."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+import reports  # noqa: F401  (registers the report formats by name)
+from harness.config import CORRECTIONS, GateConfig, build, read_yaml
 from harness.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from harness.results.compare import compare_runs
+from harness.results.finish import regate, restore
 from harness.results.model import Results
+from harness.results.render import RENDERERS
+from harness.storage.store import Store
+from harness.storage.tracking import ALIAS, register
+from reports.compare import render_comparison
+from reports.terminal import render
 
 
-def dispatch(args: argparse.Namespace) -> int:
-    from harness.results.finish import restore
-    from harness.storage.store import Store
-
+def main(args: argparse.Namespace, console: Any) -> int:
     with Store(args.store) as store:
         if args.command == "runs":
             _runs_table(store.runs(), store.path)
@@ -42,8 +53,6 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
     return Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160)))
 
 
@@ -52,9 +61,6 @@ def _runs_table(runs: list[dict[str, Any]], path: Any) -> None:
     if not runs:
         print(f"no runs in {path} yet; `sftbench run` records each bake-off there")
         return
-    from rich import box
-    from rich.table import Table
-
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("run id", "name", "created", "candidates", "passed", "recommendation", "baseline of"):
         table.add_column(column, no_wrap=column in ("run id", "created"), overflow="fold")
@@ -86,19 +92,13 @@ def _register(stored: dict[str, Any], promoted: dict[str, str], uri: str | None)
     uri = uri or (stored.get("config", {}).get("tracking") or {}).get("mlflow")
     if not uri:
         return
-    from harness.storage.tracking import ALIAS, register
-
     model, version = register(stored, promoted["candidate"], uri, promoted["name"])
     print(f"Registered {promoted['candidate']}'s adapter as model '{model}' version {version} in {uri}, "
           f"alias {ALIAS}.")
 
 
 def _terminal(results: Results) -> None:
-    from rich.console import Console
-
-    from reports.terminal import render
-
-    render(results, Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
+    render(results, _console())
 
 
 def _report(results: Results, fmt: str) -> int:
@@ -106,9 +106,6 @@ def _report(results: Results, fmt: str) -> int:
     if fmt == "terminal":
         _terminal(results)
         return EXIT_OK
-    import reports  # noqa: F401  (registers the formats by name)
-    from harness.results.render import RENDERERS
-
     print(RENDERERS.get(fmt).render(results))
     return EXIT_OK
 
@@ -116,11 +113,6 @@ def _report(results: Results, fmt: str) -> int:
 def _regate(results: Results, gates_file: str | None, store: Any) -> Results:
     """Verdicts again on stored results: the run's own gates, or the `gates:` list (and optional
     `gate_correction:`) of a YAML file; the run's bootstrap resamples and seed, so its own gates reproduce."""
-    from pathlib import Path
-
-    from harness.config import CORRECTIONS, GateConfig, build, read_yaml
-    from harness.results.finish import regate
-
     config = results.config
     source = read_yaml(Path(gates_file)) if gates_file else config
     raw, correction = source.get("gates", []), source.get("gate_correction", config.get("gate_correction", "holm"))
@@ -140,19 +132,13 @@ def _regate(results: Results, gates_file: str | None, store: Any) -> Results:
 
 def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:
     """Run a against run b: a table (reports/compare.py), or one JSON object per row, omitted rows included."""
-    from harness.results.compare import compare_runs
-
     correction, alpha = "holm", 0.05
     rows = compare_runs(a, b, alpha=alpha, correction=correction)
     if fmt == "json":
         for row in rows:
             print(json.dumps(row))
         return EXIT_OK
-    from rich.console import Console
-
-    from reports.compare import render_comparison
-
     runs = {side: {k: r.get(k) for k in ("run_id", "name", "created")} for side, r in (("a", a), ("b", b))}
     render_comparison(runs | {"correction": correction, "alpha": alpha, "rows": rows},
-                      Console(file=sys.stdout, width=int(os.environ.get("COLUMNS", 160))))
+                      _console())
     return EXIT_OK
