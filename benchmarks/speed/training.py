@@ -2,18 +2,28 @@
 against the standard stack (transformers Trainer + peft), in one process, on the same model, rows,
 LoRA config, learning rate, schedule, epochs and batch size, with answer-only labels in every arm.
 
+The rows are the bundled support_intents training rows as sftbench trains them: through the model's chat
+template (SmolLM2's system turn, then the instruction and the message as the user turn, the assistant turn
+opened), the answer and EOS after it (harness.scoring.tasks.training_items). The script prints how many leading
+tokens every row shares (57 of about 91 with SmolLM2's tokenizer).
+
 Arms, each on freshly loaded base weights with the same LoRA init (tuners/lora, seeded):
   trainer          Trainer with its default arguments (fp32, random batches)
   trainer-best     Trainer with its best CPU settings: bf16=True (needs use_cpu=True on a CPU), and
                    group_by_length (train_sampling_strategy="group_by_length" in transformers 5)
   sftbench         harness.training.loop.fit with the shipped recipe (bf16 autocast where the CPU has it,
-                   length-grouped batches, LM head applied at answer positions only)
-Schedule in all arms: AdamW, lr 2e-4 with linear decay after int(steps * 0.06) warm-up steps, gradient
-clipping at 1.0, weight decay 0, seed 0. Only the training call is timed, and the arms run interleaved
-(a,b,c,c,b,a by default) so drift on a shared machine hits all of them. Throughput counts non-padding
-tokens (the same count for every arm) per wall second and per CPU second of this process; the second
-is less disturbed by other jobs on the machine. "Final loss" is the mean answer-token loss of the
-trained model over the training rows, evaluated the same way (fp32, no dropout) for every arm.
+                   length-grouped batches, LM head applied at answer positions only), each micro-batch's
+                   common prompt prefix run once (the loop's shared-prefix path)
+  sftbench-unshared  the same fit with share_prefix=False: every row runs its whole prompt
+The recipe is the demo's for SmolLM2 (benchmarks/demo.yaml: LoRA r8 alpha 16 on q/v, dropout 0.05, batch 8,
+lr 1e-3, 1 epoch, max_length 192). Schedule in all arms: AdamW with linear decay after int(steps * 0.06)
+warm-up steps, gradient clipping at 1.0, weight decay 0, seed 0. Only the training call is timed. The arms run
+in rounds, each round every arm once, the order reversed every other round (a,b,c,d then d,c,b,a) so drift on
+a shared machine hits all of them; each ratio is computed per round and the median over rounds is reported,
+beside the ratio of the summed times. Throughput counts non-padding tokens (the same count for every arm) per
+wall second and per CPU second of this process; the second is less disturbed by other jobs on the machine.
+"Final loss" is the mean answer-token loss of the trained model over the training rows, evaluated the same way
+(fp32, no dropout, unshared) for every arm.
 
 Model FLOPs (LoRA, base weights frozen), per training token:
   forward  2*N_body + 2*N_lora            (N_body: transformer-layer weights, embeddings excluded)
@@ -24,7 +34,7 @@ Attention-score FLOPs (~2% at ~100 tokens) and norms are not counted. An arm tha
 every position does more work than this; the formula counts the work the task needs, for every arm.
 MFU = model FLOPs/s over a matmul peak measured here (square matmuls, fp32 and bf16).
 
-    .venv/bin/python benchmarks/speed/training.py [--rows 96] [--epochs 1] [--order abccba]
+    .venv/bin/python benchmarks/speed/training.py [--rows 96] [--epochs 1] [--arms abcd] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ import argparse
 import gc
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,15 +55,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see h
 import torch  # noqa: E402
 
 from harness.config import BUNDLED_DIR, RecipeConfig, SuiteRef  # noqa: E402
+from harness.data.encode import Encoded, uses_chat  # noqa: E402
 from harness.data.specs import load_benchmark  # noqa: E402
-from harness.models.device import resolve as placement_for, set_threads, use_bf16  # noqa: E402
-from harness.data.encode import Encoded  # noqa: E402
+from harness.models.device import resolve as placement_for  # noqa: E402
+from harness.models.device import set_threads, use_bf16  # noqa: E402
 from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from harness.scoring.tasks import training_items  # noqa: E402
-from harness.training.loop import evaluate_loss, fit  # noqa: E402
+from harness.training.loop import evaluate_loss, fit, shared_length  # noqa: E402
 from tuners import load_all  # noqa: E402
 
-ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench"}
+ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench", "d": "sftbench-unshared"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class ArmRun:
     cpu_seconds: float  # this process's CPU time: less sensitive to other jobs on a shared machine
     own_loss: float  # the loss the arm itself reports (Trainer: mean over steps; fit: last epoch)
     final_loss: float  # mean answer-token loss over the training rows after training, fp32
+    round: int = 0
+    path: str = ""  # sftbench arms: which path the micro-batches took (TrainResult.prefix)
 
 
 def load_items(rows: int, tokenizer, max_length: int) -> list[Encoded]:
@@ -94,23 +108,26 @@ def train_with_trainer(model, tokenizer, items: list[Encoded], recipe: RecipeCon
         return float(trainer.train().training_loss)
 
 
-def train_with_fit(model, items: list[Encoded], recipe: RecipeConfig, pad_id: int) -> float:
-    result = fit(model, items, [], recipe, recipe.learning_rate, pad_id)  # no validation rows: nothing untimed
-    return result.train_loss[-1]
+def train_with_fit(model, items: list[Encoded], recipe: RecipeConfig, pad_id: int, share: bool) -> tuple[float, str]:
+    # no validation rows: nothing untimed
+    result = fit(model, items, [], recipe, recipe.learning_rate, pad_id, share_prefix=share)
+    return result.train_loss[-1], f"{result.prefix['path']} ({result.tokens_computed} tokens computed)"
 
 
-def run_arm(arm: str, handle, tokenizer, items: list[Encoded], recipe: RecipeConfig) -> ArmRun:
+def run_arm(arm: str, handle, tokenizer, items: list[Encoded], recipe: RecipeConfig, round_: int) -> ArmRun:
     model = fresh_lora(handle, recipe)
+    path = ""
     start, cpu = time.perf_counter(), time.process_time()
-    if arm == "sftbench":
-        own = train_with_fit(model, items, recipe, tokenizer.pad_token_id)
+    if arm.startswith("sftbench"):
+        own, path = train_with_fit(model, items, recipe, tokenizer.pad_token_id, share=arm == "sftbench")
     else:
         own = train_with_trainer(model, tokenizer, items, recipe, best=arm == "trainer-best")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    final = evaluate_loss(model, items, tokenizer.pad_token_id, recipe.batch_size, placement_for("cpu", "off"))
+    final = evaluate_loss(model, items, tokenizer.pad_token_id, recipe.batch_size, placement_for("cpu", "off"),
+                          share_prefix=False)
     del model
     gc.collect()
-    return ArmRun(arm, seconds, cpu_seconds, own, final)
+    return ArmRun(arm, seconds, cpu_seconds, own, final, round_, path)
 
 
 def measure_peaks(peaks: dict[str, tuple[float, float]]) -> None:
@@ -194,10 +211,10 @@ def summarise(runs: list[ArmRun], tokens_per_run: int, flops_per_run: float,
             continue
         wall, cpu = sum(r.seconds for r in mine), sum(r.cpu_seconds for r in mine)
         rate[arm] = (tokens_per_run * len(mine) / wall, tokens_per_run * len(mine) / cpu)
-        precision = "bf16" if arm == "trainer-best" or (arm == "sftbench" and bf16) else "fp32"
+        precision = "bf16" if arm == "trainer-best" or (arm.startswith("sftbench") and bf16) else "fp32"
         gflop = flops_per_run * len(mine) / 1e9
         mfu_wall, mfu_cpu = gflop / wall / peaks[precision][0], gflop / cpu / peaks[precision][1]
-        print(f"{arm:>13}: {rate[arm][0]:6.1f} tokens/s, {rate[arm][1]:6.1f} tokens/CPU-s, "
+        print(f"{arm:>17}: {rate[arm][0]:6.1f} tokens/s, {rate[arm][1]:6.1f} tokens/CPU-s, "
               f"{wall / len(mine):6.1f} s/run over {len(mine)} run(s); MFU vs the {precision} peak "
               f"{100 * mfu_wall:.0f}% (wall), {100 * mfu_cpu:.0f}% (CPU); "
               f"final loss {', '.join(f'{r.final_loss:.4f}' for r in mine)} "
@@ -205,20 +222,45 @@ def summarise(runs: list[ArmRun], tokens_per_run: int, flops_per_run: float,
     return rate
 
 
+def ratios(runs: list[ArmRun], tokens_per_run: int) -> None:
+    """Each sftbench arm against each other arm: the median over rounds of the per-round ratio of tokens/s (wall
+    and CPU), every round's ratio, and the ratio of the summed times."""
+    arms = sorted({r.arm for r in runs}, key=list(ARMS.values()).index)
+    for mine in ("sftbench", "sftbench-unshared"):
+        for other in arms:
+            if mine not in arms or other == mine or (mine == "sftbench-unshared" and other == "sftbench"):
+                continue
+            pairs = [(a, b) for a in runs for b in runs if a.round == b.round and a.arm == mine and b.arm == other]
+            wall = [b.seconds / a.seconds for a, b in pairs]
+            cpu = [b.cpu_seconds / a.cpu_seconds for a, b in pairs]
+            pooled = sum(b.seconds for _, b in pairs) / sum(a.seconds for a, _ in pairs)
+            print(f"{mine} / {other}: median {statistics.median(wall):.2f}x tokens/s (wall), "
+                  f"{statistics.median(cpu):.2f}x tokens/CPU-s over {len(pairs)} round(s) "
+                  f"[per round {', '.join(f'{w:.2f}' for w in wall)}; summed times {pooled:.2f}x]")
+
+
+def demo_recipe(epochs: int) -> RecipeConfig:
+    """benchmarks/demo.yaml's recipe and SmolLM2's learning rate there."""
+    return replace(RecipeConfig(), r=8, alpha=16, epochs=epochs, batch_size=8, max_length=192, seed=0,
+                   learning_rate=1e-3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=96, help="support_intents training rows")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--order", default="abccba", help="arms in run order: a=trainer, b=trainer-best, c=sftbench")
+    parser.add_argument("--arms", default="abcd",
+                        help="arms of a round: a=trainer, b=trainer-best, c=sftbench, d=sftbench-unshared")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, every other one in reverse order")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--no-bakeoff-rss", action="store_true", help="skip the child bake-off that measures peak RSS")
     args = parser.parse_args()
-    if not args.order or set(args.order) - set(ARMS):
-        parser.error("--order takes letters a, b, c")
+    if not args.arms or set(args.arms) - set(ARMS) or args.rounds < 1:
+        parser.error("--arms takes letters a, b, c, d; --rounds at least 1")
     threads = set_threads()
     handle = resolve(args.model)
     tokenizer = load_tokenizer(handle)
-    recipe = replace(RecipeConfig(), epochs=args.epochs)
+    recipe = demo_recipe(args.epochs)
     items = load_items(args.rows, tokenizer, recipe.max_length)
     tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
     flops, formula = model_flops(handle, tokenizer, items, recipe)
@@ -228,19 +270,20 @@ def main() -> None:
     print(f"{args.model}, LoRA r{recipe.r} on q/v, {len(items)} support_intents rows x {recipe.epochs} epoch(s), "
           f"batch {recipe.batch_size}, lr {recipe.learning_rate:g}, {tokens} non-padding tokens per run, "
           f"{threads} threads, sftbench bf16={bf16}")
+    print(f"rows through the chat template: {uses_chat(tokenizer)}; {shared_length(items)} leading tokens common to "
+          f"every row, {tokens / recipe.epochs / len(items):.1f} tokens a row on average")
     runs = []
-    for letter in args.order:
-        runs.append(run_arm(ARMS[letter], handle, tokenizer, items, recipe))
-        print(f"  ran {runs[-1].arm}: {runs[-1].seconds:.1f} s, final loss {runs[-1].final_loss:.4f}", flush=True)
-        measure_peaks(peaks)
+    for round_ in range(args.rounds):
+        for letter in args.arms if round_ % 2 == 0 else args.arms[::-1]:
+            runs.append(run_arm(ARMS[letter], handle, tokenizer, items, recipe, round_))
+            print(f"  round {round_ + 1}: {runs[-1].arm} {runs[-1].seconds:.1f} s ({runs[-1].cpu_seconds:.1f} CPU-s), "
+                  f"final loss {runs[-1].final_loss:.4f}{', ' + runs[-1].path if runs[-1].path else ''}", flush=True)
+            measure_peaks(peaks)
     print("matmul peak (1024^3 mm, best of the start and after every arm): " + ", ".join(
         f"{name} {wall:.0f} GFLOP/s ({cpu:.0f} per CPU-s)" for name, (wall, cpu) in peaks.items()))
     print(f"model FLOPs per run {flops / 1e12:.3f} TFLOP = {formula}")
-    rate = summarise(runs, tokens, flops, peaks, bf16)
-    for other in ("trainer", "trainer-best"):
-        if "sftbench" in rate and other in rate:
-            print(f"sftbench / {other}: {rate['sftbench'][0] / rate[other][0]:.2f}x tokens/s (wall), "
-                  f"{rate['sftbench'][1] / rate[other][1]:.2f}x tokens/CPU-s")
+    summarise(runs, tokens, flops, peaks, bf16)
+    ratios(runs, tokens)
     if not args.no_bakeoff_rss:
         print(f"peak RSS of a SmolLM2-135M LoRA bake-off (child process: tune {args.rows} rows, score 64, "
               f"knowledge probe 60 items before and after): {bakeoff_peak_rss(args.rows):.0f} MB")

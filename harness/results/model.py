@@ -32,7 +32,10 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
         curve[{step, train_loss, val_loss,
                val_metric (main metric on validation, null when not evaluated: recipe.eval_metric)}],
         best_step (best evaluation by recipe.monitor), stopped_early,
-        step_loss[[step, mean training loss since the previous logged step]] (harness/training/loop.py)},
+        step_loss[[step, mean training loss since the previous logged step]] (harness/training/loop.py),
+        tokens_computed (tokens the model ran: a shared prompt prefix once per micro-batch; `tokens` counts every
+          row's), prefix{path (shared | unshared | mixed), shared_batches, batches, mean_prefix_tokens,
+          unshared_why{reason: micro-batches}} (absent in runs written before them)},
       chance{split{value, how}} (the best trivial predictor on that split,
         by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,

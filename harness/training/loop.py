@@ -2,7 +2,20 @@
 tokens only, on the unit's device in its precision (bf16 autocast where the CPU has it; bf16, or fp16 with a grad
 scaler, on a GPU), gradient accumulation and checkpointing, validation loss (and, when the caller passes it, the
 benchmark's main metric) every epoch or every `eval_every` steps, early stopping on the monitored one
-(`recipe.monitor`) and restoring the best evaluation's trainable weights."""
+(`recipe.monitor`) and restoring the best evaluation's trainable weights.
+
+Shared prompt prefix (causal LMs): the rows of a batch usually begin with the same tokens (the chat template's
+system turn and the benchmark's instruction). Each micro-batch runs that common prefix once, as one row, with the
+KV cache on and with gradients, expands its keys and values over the batch without copying, and runs only the
+suffixes against them, positions continuing from the prefix. Autograd sums the gradient through the expanded keys
+and values over the rows, so the gradient through the prefix is the sum over the batch, as when every row ran it.
+With dropout off the losses and gradients equal the unshared path's within float noise. With dropout on, the
+prefix's dropout mask (LoRA dropout, say) is drawn once and shared by every row of the micro-batch, where the
+unshared path draws one per row: the same expected loss, a slightly different noise (docs/benchmarks.md measures
+it). Where sharing does not apply, the micro-batch takes the unshared path: classifiers (an encoder pools the
+whole sequence), a common prefix too short to pay for its own forward pass, gradient checkpointing (transformers
+drops the cache inside checkpointed layers), a cache that cannot be expanded (sliding-window or recurrent layers).
+Rows are right-padded in training, so left padding never arises here. TrainResult.prefix records which path ran."""
 from __future__ import annotations
 
 import math
@@ -18,8 +31,9 @@ import torch.nn.functional as F
 from harness.config import RecipeConfig
 from harness.data.encode import Encoded
 from harness.errors import ConfigError, RunFailure
+from harness.models import prefix
 from harness.models.device import Placement, frozen_linears_in_bf16, resolve
-from harness.scoring.lm import causal_loss, on_device, pad
+from harness.scoring.lm import FORWARD_COST, body_and_head, causal_loss, on_device, pad
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,10 @@ class TrainResult:
     # [step, mean training loss over the steps since the previous logged one] every `log_every` optimizer steps
     # (Watch: at most about LOGGED_STEPS points a run); empty in units kept before it was recorded
     step_loss: list[list[float]] = field(default_factory=list)
+    # tokens the model ran in training: a shared prefix counts once per micro-batch (`tokens` counts every row's)
+    tokens_computed: int = 0
+    # which path the training micro-batches took (PrefixSharing.record); empty in units kept before it was recorded
+    prefix: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -59,8 +77,90 @@ def batches(items: Sequence[Encoded], batch_size: int, rng: random.Random, group
     return out
 
 
-def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, int]:
-    """Summed loss over answer tokens (causal) or examples (classifier), and how many it covers."""
+class PrefixSharing:
+    """Whether a micro-batch runs its common prefix once (module docstring), and a tally of which path each took."""
+
+    def __init__(self, why_not: str = ""):
+        self.fixed = why_not  # a reason that holds for every micro-batch ("" while sharing is possible)
+        self.why_not: dict[str, int] = {}  # reason -> micro-batches that took the unshared path for it
+        self.shared = self.batches = self.prefix_tokens = self.tokens_computed = 0
+        self.checked = False  # whether the model's own reason (prefix.why_not) was asked
+
+    def length(self, model: Any, items: Sequence[Encoded]) -> int:
+        """The prefix length this micro-batch shares; 0 when it takes the unshared path (counted with why)."""
+        if not self.checked and not isinstance(items[0].labels, int):
+            self.fixed = self.fixed or prefix.why_not(body_and_head(model)[0])  # once: sliding-window layers, say
+            self.checked = True
+        why = self.fixed or ("classifier: the encoder reads the whole sequence" if isinstance(items[0].labels, int)
+                             else "one row" if len(items) < 2 else "")
+        n = 0 if why else shared_length(items)
+        if not why and (n < prefix.MIN_PREFIX or (len(items) - 1) * n < FORWARD_COST):
+            why = f"common prefix too short: it saves less than one forward pass ({FORWARD_COST} tokens)"
+        if why:
+            self.note(items, why)
+            return 0
+        return n
+
+    def note(self, items: Sequence[Encoded], why: str = "", shared: int = 0) -> None:
+        """Count one micro-batch: shared with a `shared`-token prefix, or unshared for `why`."""
+        self.batches += 1
+        self.tokens_computed += sum(len(it.input_ids) for it in items) - (len(items) - 1) * shared
+        if shared:
+            self.shared, self.prefix_tokens = self.shared + 1, self.prefix_tokens + shared
+        else:
+            self.why_not[why] = self.why_not.get(why, 0) + 1
+
+    def cannot_expand(self, items: Sequence[Encoded]) -> None:
+        """The model's cache cannot be expanded over a batch: this and every later micro-batch go unshared."""
+        self.fixed = "the model's cache is not a plain DynamicCache of full-attention layers"
+        self.note(items, self.fixed)
+
+    def record(self) -> dict[str, Any]:
+        path = "shared" if self.shared == self.batches else "unshared" if not self.shared else "mixed"
+        return {"path": path, "shared_batches": self.shared, "batches": self.batches,
+                "mean_prefix_tokens": round(self.prefix_tokens / self.shared, 1) if self.shared else 0.0,
+                "unshared_why": dict(self.why_not)}
+
+
+def shared_length(items: Sequence[Encoded]) -> int:
+    """The leading tokens every item has in common and whose outputs no loss reads: the longest common prefix of the
+    inputs, cut so that the prefix's outputs (position t predicts token t + 1) predict no learned token, and short of
+    every item's last token."""
+    limit = min(min(len(it.input_ids) - 1,
+                    next((t for t, label in enumerate(cast("list[int]", it.labels)) if t and label != -100),
+                         len(it.input_ids)) - 1) for it in items)
+    return prefix.common_prefix([it.input_ids for it in items], max(limit, 0))
+
+
+def shared_prefix_loss(model: Any, items: Sequence[Encoded], pad_id: int,
+                       length: int) -> tuple[torch.Tensor, int] | None:
+    """causal_loss of `items` with their first `length` tokens run once, as one row, and the suffixes run against its
+    keys and values (harness/models/prefix.py). None when the model's cache cannot be expanded."""
+    body, head = body_and_head(model)
+    shared = prefix.run_prefix(body, items[0].input_ids[:length])
+    if shared is None:
+        return None
+    ids, mask = pad([it.input_ids[length:] for it in items], pad_id)
+    targets, _ = pad([cast("list[int]", it.labels)[length:] for it in items], -100)
+    ids, mask, targets = on_device(model, ids, mask, targets)
+    hidden = prefix.run_suffix(body, shared, ids, mask).last_hidden_state
+    shifted = targets[:, 1:]  # suffix position t predicts token t + 1; the prefix's outputs predict nothing learned
+    keep = shifted != -100
+    return F.cross_entropy(head(hidden[:, :-1][keep]).float(), shifted[keep], reduction="sum"), int(keep.sum())
+
+
+def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int,
+               sharing: PrefixSharing | None = None) -> tuple[torch.Tensor, int]:
+    """Summed loss over answer tokens (causal) or examples (classifier), and how many it covers; with `sharing`, the
+    rows' common prefix runs once when that pays (module docstring)."""
+    length = sharing.length(model, items) if sharing is not None else 0
+    if length:
+        assert sharing is not None
+        shared = shared_prefix_loss(model, items, pad_id, length)
+        if shared is not None:
+            sharing.note(items, shared=length)
+            return shared
+        sharing.cannot_expand(items)
     ids, mask = pad([it.input_ids for it in items], pad_id)
     if isinstance(items[0].labels, int):
         ids, mask, gold = on_device(model, ids, mask, torch.tensor([it.labels for it in items]))
@@ -72,15 +172,17 @@ def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int) -> tuple[torch
 
 @torch.no_grad()
 def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size: int,
-                  placement: Placement) -> float:
+                  placement: Placement, share_prefix: bool = True) -> float:
+    """Mean loss over `items` in eval mode, each batch's common prefix run once where that pays."""
     if not items:
         return float("nan")
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
+    sharing = PrefixSharing("" if share_prefix else "turned off")
     for s in range(0, len(order), batch_size * 2):
         with placement.autocast():
-            loss, n = batch_loss(model, [items[i] for i in order[s:s + batch_size * 2]], pad_id)
+            loss, n = batch_loss(model, [items[i] for i in order[s:s + batch_size * 2]], pad_id, sharing)
         total, count = total + float(loss), count + n
     return total / max(count, 1)
 
@@ -160,12 +262,14 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
         pad_id: int, on_step: Any = None, metric: Callable[[], float] | None = None,
         higher_is_better: bool = True, placement: Placement | None = None,
-        on_stage: Callable[[str], None] | None = None) -> TrainResult:
+        on_stage: Callable[[str], None] | None = None, share_prefix: bool = True) -> TrainResult:
     """Train the model's trainable parameters on `train`, evaluating on `val`. `metric`, when given, returns the
     benchmark's main metric of the current model on validation (leaving it in eval mode); it runs after each
     validation loss, under the recipe's precision, and `higher_is_better` is its direction. `placement`: where the
     model is and its precision (default: this CPU under recipe.bf16). `on_stage(what)` says when each evaluation and
-    each epoch's training begins (an evaluation with the main metric can take as long as an epoch)."""
+    each epoch's training begins (an evaluation with the main metric can take as long as an epoch).
+    `share_prefix`: run each micro-batch's common prefix once where that applies (module docstring); False takes
+    the unshared path everywhere (the speed benchmark's other arm)."""
     if recipe.monitor == "metric" and val and metric is None:
         raise ConfigError("recipe.monitor is metric, but no validation metric is computed for this benchmark")
     placement = placement or resolve("cpu", recipe.bf16)
@@ -178,6 +282,8 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     total_steps = math.ceil(len(train) / per_step) * recipe.epochs
     optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
     watch = Watch(params, recipe, bool(val), higher_is_better, total_steps)
+    sharing = PrefixSharing("turned off" if not share_prefix else "gradient checkpointing: transformers drops the "
+                            "cache inside checkpointed layers" if recipe.gradient_checkpointing else "")
 
     def stage(what: str) -> None:
         if on_stage:
@@ -188,7 +294,7 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             stage(f"validating {when}: loss{' and main metric' if metric else ''} on {len(val)} rows")
         # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
         with torch.random.fork_rng(devices=[]):
-            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement)
+            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement, share_prefix)
             if metric is None or not val:
                 return loss, None
             with placement.autocast():
@@ -209,7 +315,7 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
             for batch in batches(train, per_step, rng, recipe.group_by_length):
                 start = time.perf_counter()  # training time only: validation passes are not in tokens/s
                 items = [train[i] for i in batch]
-                loss_sum, n = accumulate(model, items, pad_id, recipe.batch_size, placement, scaler)
+                loss_sum, n = accumulate(model, items, pad_id, recipe.batch_size, placement, scaler, sharing)
                 if not math.isfinite(loss_sum):
                     raise RunFailure(f"loss became {loss_sum / max(n, 1)} at epoch {epoch + 1}, step {steps + 1} "
                                      f"(learning rate {learning_rate:g} too high?)")
@@ -249,7 +355,8 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     model.eval()
     return TrainResult(train_loss, val_loss, seconds, tokens, steps, placement.bf16, watch.curve,
                        watch.best_step or steps, stopped_early=steps < total_steps,
-                       step_loss=watch.step_loss)
+                       step_loss=watch.step_loss, tokens_computed=sharing.tokens_computed,
+                       prefix=sharing.record())
 
 
 def targets_in(items: Sequence[Encoded]) -> int:
@@ -261,15 +368,16 @@ def targets_in(items: Sequence[Encoded]) -> int:
 
 
 def accumulate(model: Any, items: Sequence[Encoded], pad_id: int, micro: int, placement: Placement,
-               scaler: Any = None) -> tuple[float, int]:
+               scaler: Any = None, sharing: PrefixSharing | None = None) -> tuple[float, int]:
     """Gradients of the mean loss over `items`, one backward per micro-batch of `micro` items: each micro-batch's
     summed loss is divided by the targets of all of them, so the gradients add up to the whole batch's mean loss
-    (the same arithmetic as one batch, summed in a different order). The summed loss and its target count."""
+    (the same arithmetic as one batch, summed in a different order). Each micro-batch runs its own common prefix
+    once (with `sharing`). The summed loss and its target count."""
     total = targets_in(items)
     loss_sum, count = 0.0, 0
     for start in range(0, len(items), micro):
         with placement.autocast():
-            part, n = batch_loss(model, items[start:start + micro], pad_id)
+            part, n = batch_loss(model, items[start:start + micro], pad_id, sharing)
         loss = part / max(total, 1)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_sum, count = loss_sum + part.item(), count + n
