@@ -66,10 +66,12 @@ unit: install
 integration: install
 	$(PY) -m pytest -q -m "integration and not slow"
 
-# ruff and mypy on the packages (settings in pyproject.toml); `make test` runs it first.
+# ruff and mypy on the packages, then the layers of docs/architecture.md as import-linter contracts (settings and
+# contracts in pyproject.toml); `make test` runs it first.
 lint: install
 	$(VENV)/bin/ruff check harness tuners reports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

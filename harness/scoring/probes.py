@@ -25,9 +25,10 @@ Kinds:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +36,19 @@ from harness.config import SuiteRef, read_yaml
 from harness.data.rows import field_text, read_numbered_rows, row_error
 from harness.data.specs import find_spec
 from harness.errors import ConfigError, DataError
+from harness.registry import Registry
 from harness.scoring.metrics import normalise_answer
 from harness.statistics.intervals import CHANGE_METHOD, change_interval, mcnemar_exact, wilson
 
 PROBE_KINDS = {"multiple_choice": "causal", "paraphrase_ranking": "encoder", "cloze": "causal", "lm_eval": "causal"}
 FILE_KINDS = ("multiple_choice", "paraphrase_ranking", "cloze")  # what a probe.yaml's `kind` may say
 PROBE_KEYS = {"name", "version", "kind", "data", "description", "fields"}
+# probes read by another library, each a module of its own: its loader and its scorer, registered lazily
+# (harness/registry.py), so this module imports neither that module nor its library (lm-eval: the lmeval extra)
+TASK_LOADERS: Registry[Callable[[SuiteRef, Path], tuple[ProbeSpec, list[Any], str]]] = Registry("probe source")
+TASK_LOADERS.register("lm_eval", lazy="harness.scoring.lmeval:load_task_probe")
+TASK_SCORERS: Registry[Callable[[list[Any], Any, Any, Any], ProbeScore]] = Registry("probe source")
+TASK_SCORERS.register("lm_eval", lazy="harness.scoring.lmeval:score_task")
 CLOZE_MAX_NEW_TOKENS = 8
 
 
@@ -79,9 +87,7 @@ class ProbeScore:
 
 def load_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[ProbeItem], str]:
     if ref.lm_eval:
-        from harness.scoring.lmeval import load_task_probe
-
-        spec_, task_items, digest_ = load_task_probe(ref, base)
+        spec_, task_items, digest_ = TASK_LOADERS.get("lm_eval")(ref, base)
         return spec_, list(task_items), digest_
     path = find_spec(ref.spec, base, "probe.yaml")
     raw = read_yaml(path)
@@ -129,10 +135,8 @@ def _item(spec: ProbeSpec, row: dict[str, Any], line: int | None, number: int) -
 def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any,
                 on_step: Any = None) -> ProbeScore:
     """Score every item; on_step(done, total) reports progress in the scoring loop's units."""
-    if spec.kind == "lm_eval":
-        from harness.scoring.lmeval import TaskItem, score_task
-
-        return score_task(cast("list[TaskItem]", items), model, tokenizer, on_step)
+    if spec.kind in TASK_SCORERS:
+        return TASK_SCORERS.get(spec.kind)(items, model, tokenizer, on_step)
     if spec.kind == "multiple_choice":
         return _multiple_choice(items, model, tokenizer, on_step)
     if spec.kind == "cloze":

@@ -1,0 +1,32 @@
+"""The layers of docs/architecture.md are the import-linter contracts of pyproject.toml, and they hold
+(`make lint` runs `lint-imports` too; this keeps the document and the contract from drifting apart)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def _contract(contract_id: str) -> dict:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return next(c for c in config["contracts"] if c["id"] == contract_id)
+
+
+def test_the_documented_layers_are_the_contract():
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## Layers", 1)[1].split("\n## ", 1)[0]
+    documented = [re.findall(r"`([a-z_.]+)`", line.split(" | ")[0]) for line in section.splitlines()
+                  if line.startswith("| `")]
+    contract = [[m.removeprefix("harness.") for m in re.split(r"\s*[:|]\s*", layer)]
+                for layer in _contract("layers")["layers"]]
+    assert documented == contract
+
+
+def test_the_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "0 broken" in done.stdout
