@@ -20,11 +20,31 @@ log = logging.getLogger("sftbench")
 
 def _parser() -> argparse.ArgumentParser:
     from harness import __version__
-    from harness.execution import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="sftbench", description="Which base model should we fine-tune and ship?")
     parser.add_argument("--version", action="version", version=f"sftbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    _validate_parsers(sub)
+    _init_parser(sub)
+    _gc_parser(sub)
+    _history_parsers(sub)
+    sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
+    sub.add_parser("simulate", add_help=False, help="simulated bake-offs of known truth: what adaptive seeds save and "
+                   "what they get wrong (no training; `sftbench simulate --help`)")
+    sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
+    sc.add_argument("--metric", required=True)
+    sc.add_argument("--predictions", required=True, type=Path)
+    sc.add_argument("--references", required=True, type=Path, action="append",
+                    help="one item per line (or JSONL); repeat for multiple references")
+    sc.add_argument("--resamples", type=int, default=1000)
+    sc.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run_parser(sub: Any) -> None:
+    from harness.execution import EXECUTORS
+
     run = sub.add_parser("run", help="run a bake-off (the bundled demo when no config is given)")
     run.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. recipe.epochs=1")
@@ -45,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mlflow", default=None, metavar="URI",
                      help="also log the finished run to this MLflow tracking store (sqlite:///mlflow.db, "
                           "http://host:5000); overrides the config's tracking.mlflow")
+    _subset_arguments(run)
+
+
+def _validate_parsers(sub: Any) -> None:
+    """validate and plan: a config read before any compute."""
     val = sub.add_parser("validate", help="check a config, its suites and data, and lint the data; loads no model")
     val.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     val.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
@@ -56,10 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     plan.add_argument("overrides", nargs="*", help="key=value overrides, as for run")
     plan.add_argument("--store", default=None, help="run store whose latest run of this bake-off gives the levels")
-    for cmd in (run, val, plan):
+    for cmd in (val, plan):
         _subset_arguments(cmd)
-    _init_parser(sub)
-    _gc_parser(sub)
+
+
+def _history_parsers(sub: Any) -> None:
+    """The commands over stored runs (harness/commands/history.py)."""
     for name, help_text in (("runs", "list stored runs"), ("show", "print a stored run's leaderboard"),
                             ("promote", "mark a stored run's candidate as the accepted baseline"),
                             ("compare", "paired differences between two stored runs"),
@@ -84,17 +111,6 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--gates", default=None, help="YAML file with a `gates:` list (default: the run's own)")
         if name == "report":
             cmd.add_argument("--format", choices=_formats(), default="terminal")
-    sub.add_parser("ls", help="list bundled benchmarks, probes, metrics, tuners and model aliases")
-    sub.add_parser("simulate", add_help=False, help="simulated bake-offs of known truth: what adaptive seeds save and "
-                   "what they get wrong (no training; `sftbench simulate --help`)")
-    sc = sub.add_parser("score", help="score a predictions file against reference file(s); prints JSON")
-    sc.add_argument("--metric", required=True)
-    sc.add_argument("--predictions", required=True, type=Path)
-    sc.add_argument("--references", required=True, type=Path, action="append",
-                    help="one item per line (or JSONL); repeat for multiple references")
-    sc.add_argument("--resamples", type=int, default=1000)
-    sc.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def _positive(text: str) -> int:

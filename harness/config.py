@@ -212,7 +212,7 @@ BASELINE_MODES = {
 class GateConfig:
     """One gate; exactly one of `metric` (a threshold, or non-inferiority with `baseline:`) or a cap:
     `forgetting: PROBE`, `generalisation_gap: BENCHMARK`, `bias: SUITE` or `cost: NAME`, each with `max:`.
-    `metric` is `benchmark.metric[.split]`, e.g. `support_intents.accuracy`. See harness/gate.py."""
+    `metric` is `benchmark.metric[.split]`, e.g. `support_intents.accuracy`. See harness/gates/check.py."""
 
     metric: str = ""
     op: str = ">="
@@ -366,7 +366,7 @@ class BakeoffConfig:
     probes: list[SuiteRef] = field(default_factory=list)
     bias: list[SuiteRef] = field(default_factory=list)  # counterfactual suites, run through their benchmark's task
     gates: list[GateConfig] = field(default_factory=list)
-    gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gate.py)
+    gate_correction: str = "holm"  # holm | bh | none, across each candidate's baseline gates (harness/gates/check.py)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     bootstrap_resamples: int = 1000
     budget: BudgetConfig = field(default_factory=BudgetConfig)  # with adaptive seeds: at most this many fine-tunes

@@ -1,7 +1,7 @@
 """From the outputs of one candidate's units on one benchmark to its BenchmarkResult: forgetting and bias from
 the before/after probes, chance and the learned rule, and under several training seeds the merge into means
-over seeds with seed-aware intervals (harness/seeds.py). Pure functions of kept records: the driver runs them,
-wherever the units ran."""
+over seeds with seed-aware intervals (harness/statistics/seeds.py). Pure functions of kept records: the driver runs
+them, wherever the units ran."""
 from __future__ import annotations
 
 import dataclasses

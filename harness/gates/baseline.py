@@ -130,7 +130,7 @@ def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[di
                       margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
                       references: dict[tuple[str, str], list[list[str]]] | None = None,
                       mode: str = "no_regression") -> Verdict:
-    """One baseline gate on its own (a family of one: nothing to adjust); harness/gate.py `check` runs a
+    """One baseline gate on its own (a family of one: nothing to adjust); harness/gates/check.py `check` runs a
     candidate's baseline gates together and adjusts their p-values."""
     name = name or f"{metric} vs baseline (margin {margin:g})"
     res, why = baseline_test(candidate, metric, baseline, margin, alpha, resamples=resamples, seed=seed,

@@ -7,7 +7,7 @@ with its own scorer (harness/scoring/lm.py: each context once, its options packe
 as lm-eval's `process_results` does for a multiple-choice task: `acc` when the highest log-likelihood is a gold
 choice (np.argmax: the first of a tie), `acc_norm` when the highest log-likelihood per character of the choice is.
 Contexts and continuations are tokenised as lm-eval's HFLM does (trailing spaces of the context move to the
-continuation; the pair is encoded whole and split at the context's length). tests/scoring/test_lmeval.py proves
+continuation; the pair is encoded whole and split at the context's length). tests/harness/test_lmeval.py proves
 acc, acc_norm and every item's verdict equal to `simple_evaluate` on the same model.
 
 Only `output_type: multiple_choice` is scored: `generate_until` needs free generation and a task's own answer

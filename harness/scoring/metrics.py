@@ -22,7 +22,7 @@ from harness.statistics.seeds import combine, item_draws, method
 
 @dataclass(frozen=True)
 class MetricValue:
-    value: float  # with several training seeds: the mean over seeds (harness/seeds.py)
+    value: float  # with several training seeds: the mean over seeds (harness/statistics/seeds.py)
     ci_low: float
     ci_high: float
     n: int

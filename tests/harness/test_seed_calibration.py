@@ -86,7 +86,7 @@ def test_seed_aware_power_matches_its_prediction(model):
     shift = -1.0  # logit shift of every item for the candidate: a real regression
     rng = np.random.Generator(np.random.PCG64(11))
     # The prediction, from the generative model alone (not from the test's output): the sd of the difference of
-    # seed means over simulated bake-offs, and a one-sided t test with S - 1 degrees of freedom (harness/seeds.py).
+    # seed means over simulated bake-offs, and a one-sided t test with S - 1 degrees of freedom (harness/statistics/seeds.py).
     sims = [(_side(rng, b, tau, shift), _side(rng, b, tau)) for _ in range(300)]
     diffs = [q["value"] - c["value"] for c, q in sims]
     delta, se, df = float(np.mean(diffs)), float(np.std(diffs, ddof=1)), SEEDS - 1

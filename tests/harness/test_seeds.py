@@ -1,4 +1,4 @@
-"""Seed-aware statistics (harness/seeds.py) on hand-computed cases, and several training seeds through a tiny
+"""Seed-aware statistics (harness/statistics/seeds.py) on hand-computed cases, and several training seeds through a tiny
 bake-off: every seed its own unit, the sweep chosen on the mean over seeds, per-seed values kept."""
 from __future__ import annotations
 
