@@ -34,6 +34,7 @@ from harness.errors import ConfigError, RunFailure
 from harness.models import prefix
 from harness.models.device import Placement, frozen_linears_in_bf16, resolve
 from harness.scoring.lm import FORWARD_COST, body_and_head, causal_loss, on_device, pad
+from harness.training.watch import Watch
 
 
 @dataclass(frozen=True)
@@ -187,62 +188,6 @@ def evaluate_loss(model: Any, items: Sequence[Encoded], pad_id: int, batch_size:
     return total / max(count, 1)
 
 
-LOGGED_STEPS = 500  # training loss points a run logs: every step of a short run, a mean per window of a long one
-
-
-class Watch:
-    """Validation during training: the step-level curve, the best evaluation so far by the monitored quantity
-    (validation loss, or the main metric in its own direction), its trainable weights (copied only when the
-    recipe restores them) and how many evaluations have passed without improving."""
-
-    def __init__(self, params: list[torch.nn.Parameter], recipe: RecipeConfig, has_val: bool,
-                 higher_is_better: bool = True, total_steps: int = 0):
-        self.params, self.recipe, self.has_val = params, recipe, has_val
-        self.log_every = max(1, total_steps // LOGGED_STEPS)  # training loss logged at every log_every-th step
-        self.step_loss: list[list[float]] = []
-        self.steps, self.window_sum, self.window_count = 0, 0.0, 0
-        # the monitored quantity times sign is a score where higher is better
-        self.sign = 1.0 if recipe.monitor == "metric" and higher_is_better else -1.0
-        self.curve: list[dict[str, Any]] = []
-        self.best_score, self.best_step, self.waited = -math.inf, 0, 0
-        self.best_weights: list[torch.Tensor] | None = None
-        self.loss_sum, self.count = 0.0, 0  # training loss since the previous evaluation
-
-    def add(self, loss_sum: float, n: int) -> None:
-        """One optimizer step's summed loss over its n targets."""
-        self.loss_sum, self.count = self.loss_sum + loss_sum, self.count + n
-        self.steps, self.window_sum, self.window_count = (self.steps + 1, self.window_sum + loss_sum,
-                                                          self.window_count + n)
-        if self.steps % self.log_every == 0:
-            self.step_loss.append([self.steps, self.window_sum / max(self.window_count, 1)])
-            self.window_sum, self.window_count = 0.0, 0
-
-    def record(self, step: int, val_loss: float, val_metric: float | None = None) -> bool:
-        """Log an evaluation; True once `patience` evaluations in a row have not improved the monitored quantity."""
-        self.curve.append({"step": step, "train_loss": self.loss_sum / self.count if self.count else None,
-                           "val_loss": val_loss, "val_metric": val_metric})
-        self.loss_sum, self.count = 0.0, 0
-        if step == 0 or not self.has_val:  # the best is a trained state; without validation there is none
-            return False
-        watched = val_loss if self.recipe.monitor == "loss" else val_metric
-        assert watched is not None, "monitor: metric needs a metric at every evaluation (fit checks this)"
-        if self.sign * watched > self.best_score:  # a NaN never improves
-            self.best_score, self.best_step, self.waited = self.sign * watched, step, 0
-            if self.recipe.restore_best:
-                self.best_weights = [p.detach().clone() for p in self.params]
-            return False
-        self.waited += 1
-        return 0 < self.recipe.patience <= self.waited
-
-    def restore(self, step: int) -> None:
-        """Put the best evaluation's trainable weights back (a no-op when the best is the current state)."""
-        if self.best_weights is not None and self.best_step != step:
-            with torch.no_grad():
-                for p, saved in zip(self.params, self.best_weights):
-                    p.copy_(saved)
-        self.best_weights = None
-
-
 def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfig, learning_rate: float,
                            total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (fused on CUDA: one kernel for every parameter) with linear warmup then linear decay to zero at
@@ -272,91 +217,118 @@ def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: Re
     the unshared path everywhere (the speed benchmark's other arm)."""
     if recipe.monitor == "metric" and val and metric is None:
         raise ConfigError("recipe.monitor is metric, but no validation metric is computed for this benchmark")
-    placement = placement or resolve("cpu", recipe.bf16)
-    rng = random.Random(recipe.seed)
     torch.manual_seed(recipe.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RunFailure("the tuner left no trainable parameters")
-    per_step = recipe.batch_size * recipe.grad_accum  # the effective batch of one optimizer step
-    total_steps = math.ceil(len(train) / per_step) * recipe.epochs
-    optimizer, schedule = optimizer_and_schedule(params, recipe, learning_rate, total_steps)
-    watch = Watch(params, recipe, bool(val), higher_is_better, total_steps)
-    sharing = PrefixSharing("turned off" if not share_prefix else "gradient checkpointing: transformers drops the "
-                            "cache inside checkpointed layers" if recipe.gradient_checkpointing else "")
-
-    def stage(what: str) -> None:
-        if on_stage:
-            on_stage(what)
-
-    def evaluate(when: str) -> tuple[float, float | None]:  # (validation loss, main metric); leaves it in eval mode
-        if val:
-            stage(f"validating {when}: loss{' and main metric' if metric else ''} on {len(val)} rows")
-        # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
-        with torch.random.fork_rng(devices=[]):
-            loss = evaluate_loss(model, val, pad_id, recipe.batch_size, placement, share_prefix)
-            if metric is None or not val:
-                return loss, None
-            with placement.autocast():
-                return loss, float(metric())
-
-    scaler = torch.amp.GradScaler(placement.kind) if placement.precision == "fp16" else None
+    run = _Training(model, train, val, recipe, learning_rate, pad_id, params, placement or resolve("cpu", recipe.bf16),
+                    share_prefix, metric, on_stage)
+    watch = Watch(params, recipe, bool(val), higher_is_better, run.total_steps)
     checkpointing(model, recipe.gradient_checkpointing)
     # frozen fp32 weights cast once, not at every forward (a half-precision base loaded on a GPU has none)
-    with frozen_linears_in_bf16(model, placement.precision != "fp32", half_dtype(placement)):
-        watch.record(0, *evaluate("before training"))
+    with frozen_linears_in_bf16(model, run.placement.precision != "fp32", half_dtype(run.placement)):
+        watch.record(0, *run.evaluate("before training"))
         val_loss = [watch.curve[0]["val_loss"]]
         train_loss: list[float] = []
-        tokens, steps, seconds, stop = 0, 0, 0.0, False
         for epoch in range(recipe.epochs):
-            stage(f"training epoch {epoch + 1} of {recipe.epochs}")
-            model.train()
-            total, count = 0.0, 0
-            for batch in batches(train, per_step, rng, recipe.group_by_length):
-                start = time.perf_counter()  # training time only: validation passes are not in tokens/s
-                items = [train[i] for i in batch]
-                loss_sum, n = accumulate(model, items, pad_id, recipe.batch_size, placement, scaler, sharing)
-                if not math.isfinite(loss_sum):
-                    raise RunFailure(f"loss became {loss_sum / max(n, 1)} at epoch {epoch + 1}, step {steps + 1} "
-                                     f"(learning rate {learning_rate:g} too high?)")
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                seconds += time.perf_counter() - start
-                step_loss = loss_sum
-                total, count = total + step_loss, count + n
-                watch.add(step_loss, n)
-                tokens += sum(len(it.input_ids) for it in items)
-                steps += 1
-                if on_step:  # with this epoch's mean loss so far, and the tokens and seconds trained on so far
-                    on_step(steps, total_steps, {"loss": total / max(count, 1), "tokens": tokens, "seconds": seconds})
-                if recipe.eval_every and steps % recipe.eval_every == 0:
-                    stop = watch.record(steps, *evaluate(f"at step {steps}"))
-                    model.train()
-                    if stop:
-                        break
-                    if val:
-                        stage(f"training epoch {epoch + 1} of {recipe.epochs}, from step {steps}")
-            train_loss.append(total / max(count, 1))
-            if watch.curve[-1]["step"] != steps:  # the end of every epoch is evaluated
-                stop = watch.record(steps, *evaluate(f"after epoch {epoch + 1}"))
+            mean, stop = run.epoch(epoch, watch, on_step)
+            train_loss.append(mean)
+            if watch.curve[-1]["step"] != run.steps:  # the end of every epoch is evaluated
+                stop = watch.record(run.steps, *run.evaluate(f"after epoch {epoch + 1}"))
             val_loss.append(watch.curve[-1]["val_loss"])
             if stop:
                 break
-    watch.restore(steps)
+    watch.restore(run.steps)
     checkpointing(model, False)
     model.eval()
-    return TrainResult(train_loss, val_loss, seconds, tokens, steps, placement.bf16, watch.curve,
-                       watch.best_step or steps, stopped_early=steps < total_steps,
-                       step_loss=watch.step_loss, tokens_computed=sharing.tokens_computed,
-                       prefix=sharing.record())
+    return TrainResult(train_loss, val_loss, run.seconds, run.tokens, run.steps, run.placement.bf16, watch.curve,
+                       watch.best_step or run.steps, stopped_early=run.steps < run.total_steps,
+                       step_loss=watch.step_loss, tokens_computed=run.sharing.tokens_computed,
+                       prefix=run.sharing.record())
+
+
+class _Training:
+    """One fit's optimizer, schedule and counters (steps, tokens, training seconds), its evaluation and its epochs."""
+
+    def __init__(self, model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig,
+                 learning_rate: float, pad_id: int, params: list[torch.nn.Parameter], placement: Placement,
+                 share_prefix: bool, metric: Callable[[], float] | None, on_stage: Callable[[str], None] | None):
+        self.model, self.train, self.val, self.recipe, self.pad_id = model, train, val, recipe, pad_id
+        self.learning_rate, self.params, self.placement, self.share_prefix = learning_rate, params, placement, \
+            share_prefix
+        self.metric, self.on_stage = metric, on_stage
+        self.rng = random.Random(recipe.seed)
+        self.per_step = recipe.batch_size * recipe.grad_accum  # the effective batch of one optimizer step
+        self.total_steps = math.ceil(len(train) / self.per_step) * recipe.epochs
+        self.optimizer, self.schedule = optimizer_and_schedule(params, recipe, learning_rate, self.total_steps)
+        self.sharing = PrefixSharing("turned off" if not share_prefix else "gradient checkpointing: transformers "
+                                     "drops the cache inside checkpointed layers" if recipe.gradient_checkpointing
+                                     else "")
+        self.scaler = torch.amp.GradScaler(placement.kind) if placement.precision == "fp16" else None
+        self.tokens, self.steps, self.seconds = 0, 0, 0.0
+
+    def stage(self, what: str) -> None:
+        if self.on_stage:
+            self.on_stage(what)
+
+    def evaluate(self, when: str) -> tuple[float, float | None]:
+        """(validation loss, main metric); leaves the model in eval mode."""
+        if self.val:
+            self.stage(f"validating {when}: loss{' and main metric' if self.metric else ''} on {len(self.val)} rows")
+        # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
+        with torch.random.fork_rng(devices=[]):
+            loss = evaluate_loss(self.model, self.val, self.pad_id, self.recipe.batch_size, self.placement,
+                                 self.share_prefix)
+            if self.metric is None or not self.val:
+                return loss, None
+            with self.placement.autocast():
+                return loss, float(self.metric())
+
+    def epoch(self, epoch: int, watch: Watch, on_step: Any) -> tuple[float, bool]:
+        """One epoch's optimizer steps, evaluated every `eval_every` steps: (its mean loss, stop early)."""
+        recipe, stop = self.recipe, False
+        self.stage(f"training epoch {epoch + 1} of {recipe.epochs}")
+        self.model.train()
+        total, count = 0.0, 0
+        for batch in batches(self.train, self.per_step, self.rng, recipe.group_by_length):
+            start = time.perf_counter()  # training time only: validation passes are not in tokens/s
+            items = [self.train[i] for i in batch]
+            loss_sum, n = self.step(items, epoch)
+            self.seconds += time.perf_counter() - start
+            total, count = total + loss_sum, count + n
+            watch.add(loss_sum, n)
+            self.tokens += sum(len(it.input_ids) for it in items)
+            self.steps += 1
+            if on_step:  # with this epoch's mean loss so far, and the tokens and seconds trained on so far
+                on_step(self.steps, self.total_steps,
+                        {"loss": total / max(count, 1), "tokens": self.tokens, "seconds": self.seconds})
+            if recipe.eval_every and self.steps % recipe.eval_every == 0:
+                stop = watch.record(self.steps, *self.evaluate(f"at step {self.steps}"))
+                self.model.train()
+                if stop:
+                    break
+                if self.val:
+                    self.stage(f"training epoch {epoch + 1} of {recipe.epochs}, from step {self.steps}")
+        return total / max(count, 1), stop
+
+    def step(self, items: list[Encoded], epoch: int) -> tuple[float, int]:
+        """One optimizer step on `items`: (summed loss, targets)."""
+        loss_sum, n = accumulate(self.model, items, self.pad_id, self.recipe.batch_size, self.placement, self.scaler,
+                                 self.sharing)
+        if not math.isfinite(loss_sum):
+            raise RunFailure(f"loss became {loss_sum / max(n, 1)} at epoch {epoch + 1}, step {self.steps + 1} "
+                             f"(learning rate {self.learning_rate:g} too high?)")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum, n
 
 
 def targets_in(items: Sequence[Encoded]) -> int:

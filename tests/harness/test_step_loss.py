@@ -1,4 +1,4 @@
-"""Training loss at logged steps (harness/training/loop.py Watch): every optimizer step of a short run, the mean
+"""Training loss at logged steps (harness/training/watch.py Watch): every optimizer step of a short run, the mean
 over a window of steps for a long one, so a one-epoch run draws more than its two per-epoch points."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from harness.config import RecipeConfig
-from harness.training.loop import LOGGED_STEPS, Watch
+from harness.training.watch import LOGGED_STEPS, Watch
 from tests.harness.test_train import LLAMA, tiny_run
 
 
