@@ -190,8 +190,8 @@ def _model(unit: Unit, inputs: dict[str, Output], ws: Workspace, cache: UnitCach
 def score_split(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
     spec, splits = ctx.benchmark(unit.benchmark)
     split, recipe = splits[unit.split or ""], ctx.recipe(unit)
+    m = model()  # loaded before the stage line: a load is timed as the "loading the model" stage, not as scoring
     tell.stage(f"scoring {spec.name}/{split.name}")
-    m = model()
     scores, preds, ms = score_examples(spec, split, m, ws, recipe, ctx.cfg.bootstrap_resamples, spec.metrics, tell)
     refs = [list(ex.references) for ex in split.examples]
     if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
@@ -211,16 +211,17 @@ def score_examples(spec: BenchmarkSpec, split: Split, model: Any, ws: Workspace,
 
 def probe(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
     p, items, _ = next(s for s in ctx.suites.probes if s[0].name == unit.suite)
+    m = model()  # as in score_split
     tell.stage(f"probing {'tuned' if unit.tuned else 'base'} model: {p.name}")
-    return dataclasses.asdict(score_probe(p, items, model(), ws.tokenizer, on_step=tell.step))
+    return dataclasses.asdict(score_probe(p, items, m, ws.tokenizer, on_step=tell.step))
 
 
 def bias(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
     b, pairs, _ = next(s for s in ctx.suites.bias if s[0].name == unit.suite)
     spec, _ = ctx.benchmark(unit.benchmark)
+    m, length = model(), ctx.recipe(unit).max_length  # as in score_split
     tell.stage(f"bias probe on {'tuned' if unit.tuned else 'base'} model: {b.name}")
     ex_a, ex_b = render_pair_inputs(spec, pairs)
-    m, length = model(), ctx.recipe(unit).max_length
     return {"a": predict(spec, ex_a, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0],
             "b": predict(spec, ex_b, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0]}
 
