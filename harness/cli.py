@@ -13,14 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import reports  # noqa: F401  (registers the report formats by name; no renderer module is imported)
+from harness import __version__
+from harness.commands import COMMANDS
 from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, SftbenchError
+from harness.execution import EXECUTORS
+from harness.results.render import RENDERERS
+from reports import logs
+from reports.logs import say
 
 log = logging.getLogger("sftbench")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from harness import __version__
-
     parser = argparse.ArgumentParser(prog="sftbench", description="Which base model should we fine-tune and ship?")
     parser.add_argument("--version", action="version", version=f"sftbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,8 +48,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_parser(sub: Any) -> None:
-    from harness.execution import EXECUTORS
-
     run = sub.add_parser("run", help="run a bake-off (the bundled demo when no config is given)")
     run.add_argument("config", nargs="?", help="bake-off YAML (default: the bundled demo)")
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. recipe.epochs=1")
@@ -154,16 +157,13 @@ def _gc_parser(sub: Any) -> None:
 
 def _formats() -> list[str]:
     """The report formats: every renderer registered by reports/ (harness/results/render.py)."""
-    import reports  # noqa: F401  (registers the formats by name; light: no renderer module is imported)
-    from harness.results.render import RENDERERS
-
     return list(RENDERERS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulate"]:  # its own options (harness/gates/simulate.py), no config, no logging
-        from harness.gates import simulate
+        from harness.gates import simulate  # numpy and scipy load for simulate only
 
         try:
             return simulate.main(args_list[1:])
@@ -181,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from rich.console import Console
 
-    from reports import logs
-
     # the one logging setup: progress and --verbose lines on stderr, --log-file from the first line to the exit code
     console = Console(stderr=True, quiet=vars(args).get("quiet", False))
     try:
@@ -195,9 +193,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace, console: Any) -> int:
     """The command's exit code; an error or a Ctrl-C is one line on stderr (and in the log file)."""
-    from reports import logs
-    from reports.logs import say
-
     try:
         logs.setup(console, vars(args).get("verbose", False), vars(args).get("log_file"))
     except OSError as err:
@@ -215,8 +210,6 @@ def _command(args: argparse.Namespace, console: Any) -> int:
 
 def _dispatch(args: argparse.Namespace, console: Any) -> int:
     # each command's module is imported when it runs (harness/commands/): `sftbench ls` never loads torch
-    from harness.commands import COMMANDS
-
     return COMMANDS.get(args.command)(args, console)
 
 

@@ -41,3 +41,12 @@ def test_the_files_the_code_names_exist():
                for path in sorted((ROOT / folder).rglob("*.py")) for name in named.findall(path.read_text())
                if not (ROOT / name).exists() and name not in stored]
     assert missing == []
+
+
+def test_the_cli_loads_no_heavy_library_before_a_command_runs():
+    """cli.py imports the command registry, not the commands: torch, numpy and the rest load with the command that
+    needs them, so `sftbench --help` and a usage error stay fast."""
+    code = ("import sys, harness.cli; harness.cli._parser(); print(sorted(m for m in ('torch', 'transformers', 'numpy', "
+            "'scipy', 'matplotlib', 'ray', 'mlflow', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.data.files import Table
 from harness.errors import ConfigError
+from harness.models.hub import hub_failure  # the causes a hub model's download failure is told in
 
 HUB_KEYS = ("path", "name", "split", "revision")
 TRUE = ("1", "true", "yes", "on")
@@ -60,8 +61,6 @@ def hub_rows(hub: HubDataset, benchmark: str, split: str, spec_path: str) -> tup
     try:
         data = datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
     except Exception as err:  # datasets raises many kinds (ConnectionError, DatasetNotFoundError, ValueError)
-        from harness.models.hub import hub_failure  # the causes a hub model's download failure is told in
-
         cause = ("offline (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set) and not in the datasets cache; run once "
                  "online, or save it with save_to_disk and name the folder" if offline() else
                  hub_failure(err, hub.path, hub.revision)[:300])

@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from harness.config import SuiteRef
 from harness.data.carve import Carve, carve_rows
 from harness.data.files import read_table
+from harness.data.specs import load_benchmark
 from harness.errors import ConfigError, DataError
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "message", "body", "input", "utterance", "document",
@@ -120,9 +122,6 @@ def init(data: Path, out: Path | None = None, text: list[str] | None = None, lab
     out.mkdir(parents=True, exist_ok=True)
     for filename, content in files.items():
         (out / filename).write_text(content, encoding="utf-8")
-    from harness.config import SuiteRef
-    from harness.data.specs import load_benchmark
-
     _, splits = load_benchmark(SuiteRef(spec=str(out / "benchmark.yaml")), out)
     return Scaffold(out / "benchmark.yaml", out / "bakeoff.yaml", source, texts, label_col,
                     tuple(h for h in header if h not in (*texts, label_col)), dict(sorted(counts.items())),

@@ -13,8 +13,10 @@ from typing import Any
 from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
 from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
 from harness.data.validate import Finding, run_warnings
-from harness.errors import ConfigError, SftbenchError, did_you_mean
+from harness.errors import ConfigError, ModelError, SftbenchError, did_you_mean
 from harness.execution import check_executor
+from harness.models.gguf import gguf_unsupported
+from harness.models.loading import ALIASES, check_adapter, inspect_folder, package_dir, source_of
 from harness.scoring.bias import BiasSpec, load_bias_suite
 from harness.scoring.probes import load_probe
 from harness.scoring.tasks import metric_while_training, scored_metrics
@@ -90,16 +92,6 @@ def check_tuner(name: str) -> None:
 
 def check_candidate(cand: CandidateConfig) -> list[Finding]:
     """What `run` checks before loading weights, without converting, downloading or hashing them."""
-    from harness.errors import ModelError
-    from harness.models.gguf import gguf_unsupported
-    from harness.models.loading import (
-        ALIASES,
-        check_adapter,
-        inspect_folder,
-        package_dir,
-        source_of,
-    )
-
     source = source_of(cand.model)
     if cand.adapter:
         check_adapter(Path(cand.adapter).expanduser().resolve())

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.config import BakeoffConfig, GateConfig
+from harness.scoring.metrics import METRICS
 
 ASSUMED_SEED_SD = 0.05  # 5 points: between peft's +-1 and the 8.7 points measured for MiniLM on support_intents
 ASSUMED_LEVEL = 0.7
@@ -143,8 +144,6 @@ def detectable(gate: GateConfig, n: int, seeds: int, ev: Evidence, family: int =
 
 def effect_text(effect: float, metric: str) -> str:
     """An effect in the metric's display units: points for 0-1 fractions, the metric's own units otherwise."""
-    from harness.scoring.metrics import METRICS
-
     if metric not in METRICS:  # an unknown metric: shown in its own units
         return f"{effect:.3g}"
     registered = METRICS.get(metric)
