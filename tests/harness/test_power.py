@@ -1,4 +1,4 @@
-"""Power before compute (harness/power.py) against hand formulas; stored evidence replaces the assumptions;
+"""Power before compute (harness/gates/power.py) against hand formulas; stored evidence replaces the assumptions;
 `sftbench validate` prints a line per metric gate. Also: a YAML gate key `on:` (read by YAML 1.1 as true)."""
 from __future__ import annotations
 
