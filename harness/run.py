@@ -14,7 +14,7 @@ from harness.execution import Failure, executor_for
 from harness.execution.assemble import assemble
 from harness.execution.compute import QUIET, Context, Output, Progress
 from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
-from harness.execution.plan import SCORED_SPLITS, Plan, plan
+from harness.execution.plan import SCORED_SPLITS, Arms, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
 from harness.models.device import Placement, resolve, set_threads
 from harness.storage.units import UnitCache
@@ -32,14 +32,28 @@ def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None 
     from harness.results.finish import finish
 
     cache = cache or UnitCache(None)
+    if cfg.recipe.adaptive:
+        from harness.results.rounds import run_rounds
+
+        def one_round(round_cfg: BakeoffConfig, arms: Arms) -> Results:
+            bakeoff = execute(round_cfg, progress, cache, arms)
+            progress.stage(cfg.name, "comparing the candidates: tie groups, gates, recommendation")
+            return finish(bakeoff, round_cfg, baselines)
+
+        with _executor_session(cfg):
+            results = run_rounds(cfg, one_round, lambda line: progress.stage(cfg.name, f"adaptive seeds: {line}"))
+        return results.with_changes(
+            units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
     bakeoff = execute(cfg, progress, cache)
     progress.stage(cfg.name, "comparing the candidates: tie groups, gates, recommendation")
     return finish(bakeoff, cfg, baselines).with_changes(
         units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
 
 
-def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None) -> Bakeoff:
-    """Every candidate through its units: each candidate's results, not yet compared or gated."""
+def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None,
+            arms: Arms | None = None) -> Bakeoff:
+    """Every candidate through its units: each candidate's results, not yet compared or gated. `arms`: with adaptive
+    seeds, the seeds and settings of each candidate so far (harness/results/rounds.py)."""
     from harness.data.validate import run_warnings
     from tuners import load_all
 
@@ -61,10 +75,21 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     cache = cache or UnitCache(None)
     ctx = Context(cfg, suites, handles)
-    units = plan(cfg, suites, handles, placements)
+    units = plan(cfg, suites, handles, placements, arms)
     outputs = executor.execute(units, ctx, cache, progress)
     return Bakeoff(run_id, candidates(units, outputs, ctx, cache),
                    {spec.name: spec.main_metric for spec, _ in suites.benchmarks}, warnings)
+
+
+def _executor_session(cfg: BakeoffConfig) -> Any:
+    """Ray held over every round of an adaptive run (its workers stay warm); nothing for the local executor."""
+    import contextlib
+
+    if cfg.executor.kind != "ray":
+        return contextlib.nullcontext()
+    from harness.execution.ray_tasks import held
+
+    return held(cfg.executor.address)
 
 
 def placements_for(cfg: BakeoffConfig) -> dict[str, Placement]:

@@ -259,6 +259,22 @@ def seed_note(results: Results) -> str:
             "intervals and tests count the seed and the item variance (seed sd under each value)")
 
 
+def adaptive_lines(results: Results) -> list[str]:
+    """Adaptive seeds (results.json `adaptive`): fine-tunes run against the full grid, why the run stopped, the
+    rule's stability, and each candidate and setting's seeds and why it stopped. [] without adaptive seeds."""
+    ad = results.adaptive
+    if not ad:
+        return []
+    lines = [f"adaptive seeds: {ad['fine_tunes']} of {ad['full_grid']} fine-tunes (the full grid: every candidate and "
+             f"setting at {ad['max']} seeds), {ad['rounds']} round{'s' * (ad['rounds'] != 1)}; stopped because "
+             f"{ad['stopped_because']}; the rule's stability of the recommendation {ad['stability']:.0%} "
+             f"(target {ad['stability_target']:g})"]
+    for arm in ad["arms"]:
+        lines.append(f"  {arm['candidate']} lr {arm['learning_rate']:g}, {arm['epochs']} epoch"
+                     f"{'s' * (arm['epochs'] != 1)}: {arm['seeds']} seed{'s' * (arm['seeds'] != 1)}, {arm['stopped']}")
+    return lines
+
+
 def bias_reports(c: CandidateRow) -> list[BiasRow]:
     """Every counterfactual bias report of a candidate, over its benchmarks."""
     return [r for b in c.benchmarks if b.status == "ok" for r in b.bias]

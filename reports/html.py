@@ -16,6 +16,7 @@ from reports.confusion import per_class
 from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
+    adaptive_lines,
     bias_measured,
     count_text,
     gpu_cells,
@@ -364,6 +365,15 @@ def sweeps(results: Results) -> str:
     return "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in lines) + "</ul>"
 
 
+def adaptive_section(results: Results) -> str:
+    """Adaptive seeds: the summary line, then each candidate and setting's seeds and why it stopped."""
+    lines = adaptive_lines(results)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_e(x.strip())}</li>" for x in lines[1:])
+    return f"<h2>Adaptive seeds</h2><p>{_e(lines[0])}</p><ul>{items}</ul>"
+
+
 @renderer("html", "report.html")
 def render_html(results: Results) -> str:
     """The whole report as one HTML document."""
@@ -382,7 +392,7 @@ def render_html(results: Results) -> str:
             "<h2>Leaderboard</h2>", leaderboard(results), problems(results),
             "<h2>Gate verdicts</h2>", gates(results),
             "<h2>Data warnings</h2>", data_warnings(results),
-            "<h2>Sweep: settings picked on validation</h2>", sweeps(results),
+            "<h2>Sweep: settings picked on validation</h2>", sweeps(results), adaptive_section(results),
             "<h2>Bias: counterfactual flip rates before and after tuning</h2>", bias_section(results),
             "<h2>Figures</h2>", figures(results),
             "<h2>Per-class F1 and confusion matrices (test)</h2>", per_class(results),

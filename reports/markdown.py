@@ -16,6 +16,7 @@ from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
     NOT_PERCENT,
+    adaptive_lines,
     bias_measured,
     bias_reports,
     count_text,
@@ -171,6 +172,10 @@ def render_markdown(results: Results) -> str:
     lines = [f"### sftbench · {escape(results.name)} · run {escape(results.run_id)}", "", *_narrow(results), "",
              *_beside_scores(results),
              f"**Recommendation [{verdict_word}]:** {escape(recommendation_text(results))}"]
+    seeds = adaptive_lines(results)
+    if seeds:
+        lines += ["", escape(seeds[0])]
+        lines += _details("Adaptive seeds: each candidate and setting", [f"- {escape(x.strip())}" for x in seeds[1:]])
     lines += _details("Full leaderboard: every benchmark, tie groups, shifted split, bias, cost", _wide(results))
     lines += _details(f"Gate verdicts ({len(results.gates)}, {failed} failing)", _gate_lines(results))
     notes = [results.tie_rule] + tie_notes(results.tie_groups) + [seed_note(results)]

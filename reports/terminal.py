@@ -22,6 +22,7 @@ from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     NOT_PERCENT,
+    adaptive_lines,
     bias_measured,
     bias_reports,
     learning_lines,
@@ -173,7 +174,8 @@ def render(results: Results, console: Console) -> None:
         console.print(leaderboard(results, with_cost=False))
         console.print(cost_table(results))
     warnings = warning_lines(results)
-    for line in notes(results) + sweep_lines(results) + [f"data warning: {w}" for w in warnings]:
+    for line in notes(results) + sweep_lines(results) + adaptive_lines(results) + \
+            [f"data warning: {w}" for w in warnings]:
         console.print(Padding(Text(line), (0, 0, 0, 2), expand=False))  # wrapped lines keep the indent
     verdict = "PASS" if results.passed else "FAIL"
     style = "yellow" if reliability(results) == "tentative" else None  # tentative reads differently from solid

@@ -299,7 +299,7 @@ def select(unit: Unit, inputs: dict[str, Output], ctx: Context) -> dict[str, Any
     """The sweep setting with the best validation main metric, averaged over the training seeds, the sweep
     table (empty without a sweep), and each seed's unit key of that setting."""
     spec, _ = ctx.benchmark(unit.benchmark)
-    seeds = ctx.cfg.recipe.seed_values  # the select unit reads every seed's tune units, seed by seed
+    seeds = unit.seeds or ctx.cfg.recipe.seed_values  # it reads every seed's tune units, seed by seed
     n = len(unit.inputs) // len(seeds)
     ids = [[unit.inputs[s * n + i] for i in range(n)] for s in range(len(seeds))]
     records = [{i: inputs[i].record for i in row} for row in ids]

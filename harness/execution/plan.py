@@ -41,6 +41,7 @@ class Unit:
     suite: str | None = None  # probe | bias: the suite's name
     tuned: bool = False  # probe | bias | score: of the tuned model (else of the base model)
     snapshot: bool = False  # tune: other settings follow in the same workspace (keep the initial state)
+    seeds: tuple[int, ...] = ()  # select: the seeds whose tune units it reads (adaptive seeds: this round's)
 
     @property
     def resources(self) -> str:
@@ -90,22 +91,32 @@ def group_recipe(cfg: BakeoffConfig, cand: CandidateConfig, seed: int) -> Recipe
     return cfg.recipe.for_seed(seed)
 
 
+Arms = dict[str, tuple[tuple[int, ...], list[tuple[float, int]]]]  # candidate: (its seeds, its settings)
+
+
 def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle],
-         placement: Placement | dict[str, Placement] = CPU) -> Plan:
-    """The plan; `placement`: one for every unit, or one per `executor.resources` entry (tune, score, probe)."""
+         placement: Placement | dict[str, Placement] = CPU, arms: Arms | None = None) -> Plan:
+    """The plan; `placement`: one for every unit, or one per `executor.resources` entry (tune, score, probe).
+    `arms`: with adaptive seeds, each tuned candidate's seeds and sweep settings so far (harness/results/rounds.py);
+    a candidate it leaves out is not planned."""
     at = placement if isinstance(placement, dict) else {r: placement for r in ("tune", "score", "probe")}
     units: list[Unit] = []
     benches = []
     for cand in cfg.candidates:
+        if arms is not None and not cand.zero_shot and cand.name not in arms:
+            continue
         for spec, splits in suites.benchmarks:
             handle = handles[cand.name]
             seeds = (cfg.recipe.seed,) if cand.zero_shot and len(cfg.recipe.seed_values) > 1 else \
                 tuple(cfg.recipe.seed_values)
+            if arms is not None and cand.name in arms:
+                seeds = arms[cand.name][0]
             reason = applicable(spec, handle.kind, cand.zero_shot and not cand.adapter)  # an adapter has its head
             if reason:
                 benches.append(BenchPlan(cand.name, spec.name, cand.zero_shot, seeds, na=reason))
                 continue
-            benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, at, units))
+            settings = arms[cand.name][1] if arms is not None and cand.name in arms else cfg.settings(cand)
+            benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, settings, at, units))
     return Plan(tuple(units), tuple(benches))
 
 
@@ -122,7 +133,8 @@ def _with_adapter(units: list[Unit], base: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, spec: object, splits: dict,
-                 suites: Suites, seeds: tuple[int, ...], at: dict[str, Placement], units: list[Unit]) -> BenchPlan:
+                 suites: Suites, seeds: tuple[int, ...], settings: list[tuple[float, int]], at: dict[str, Placement],
+                 units: list[Unit]) -> BenchPlan:
     from harness.data.specs import BenchmarkSpec
 
     assert isinstance(spec, BenchmarkSpec)
@@ -160,7 +172,6 @@ def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle,
         after = _with_adapter(units, (*base_probes, *base_bias)) if cand.adapter else ()
         return BenchPlan(cand.name, spec.name, True, seeds, "", base_probes, base_bias, (), select, scores,
                          (after[:len(base_probes)],), (after[len(base_probes):],))
-    settings = cfg.settings(cand)
     tunes = tuple(tuple(add(Unit(f"{name}/seed {seed}/tune lr {lr:g}, {epochs} epochs", "tune", seed=seed,
                                  learning_rate=lr, epochs=epochs, snapshot=len(settings) > 1,
                                  key=tune_key(handle, spec, group_recipe(cfg, cand, seed), splits, lr, epochs,
@@ -168,7 +179,7 @@ def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle,
                                  **common))
                         for lr, epochs in settings) for seed in seeds)
     select = add(Unit(f"{name}/select", "select", seed=seeds[0], inputs=tuple(t for ts in tunes for t in ts),
-                      **common))
+                      seeds=seeds, **common))
     per_seed_scores, per_seed_probes, per_seed_bias = [], [], []
     for seed, ts in zip(seeds, tunes):
         inputs, tag = (select, *ts), f"{name}/seed {seed}"

@@ -18,9 +18,11 @@ planned with.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,22 @@ class RayExecutor:
         self.cfg = cfg
 
     def execute(self, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress) -> dict[str, Output | Failure]:
-        import ray
-
-        started = connect(self.cfg.address)
-        try:
+        with held(self.cfg.address):
             return _Driver(self.cfg, plan, ctx, cache, progress).run()
-        finally:
-            if started:
-                ray.shutdown()
+
+
+@contextlib.contextmanager
+def held(address: str | None) -> Iterator[None]:
+    """Ray connected for the block: started or joined here (and left at the end), or the one already initialised
+    (adaptive seeds hold it over every round, so workers stay warm between rounds)."""
+    import ray
+
+    started = connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # The local Ray this executor starts keeps idle worker processes for 10 minutes instead of Ray's 1 s: a unit's

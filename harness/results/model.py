@@ -304,6 +304,7 @@ class Results(Record):
     units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
     tie_groups: tuple[TieGroup, ...] = ()
     tie_rule: str = ""
+    adaptive: dict[str, Any] | None = None  # adaptive seeds: seeds and why each arm stopped (results/rounds.py)
     NESTED = {"gates": _rows(GateVerdict), "candidates": _rows(CandidateRow), "tie_groups": _rows(TieGroup)}
 
     @classmethod

@@ -86,6 +86,21 @@ def _reliability_tags(results: Results) -> dict[str, str]:
     return tags
 
 
+def _adaptive_tags(results: Results) -> dict[str, str]:
+    """Adaptive seeds: fine-tunes run against the full grid, why the run stopped, the rule's stability, and each
+    candidate and setting's seeds and why it stopped."""
+    ad = results.adaptive
+    if not ad:
+        return {}
+    tags = {"sftbench.adaptive_fine_tunes": f"{ad['fine_tunes']} of {ad['full_grid']}",
+            "sftbench.adaptive_stopped_because": str(ad["stopped_because"]),
+            "sftbench.adaptive_stability": f"{ad['stability']:.3f}"}
+    for arm in ad["arms"]:
+        tags[f"sftbench.adaptive.{arm['candidate']}.lr_{arm['learning_rate']:g}.ep_{arm['epochs']}"] = \
+            f"{arm['seeds']} seeds: {arm['stopped']}"
+    return tags
+
+
 def _log(client: MlflowClient, results: Results, out: Path, exit_code: int) -> str:
     experiment = _experiment(client, results.name)
     recipe = {f"recipe.{k}": v for k, v in results.config.get("recipe", {}).items()}
@@ -93,7 +108,7 @@ def _log(client: MlflowClient, results: Results, out: Path, exit_code: int) -> s
         "sftbench.run_id": results.run_id, "sftbench.config_hash": results.config_hash,
         "sftbench.git_sha": results.git_sha, "sftbench.recommendation": results.recommendation or "none",
         "sftbench.recommendation_reason": results.recommendation_reason, "sftbench.passed": str(results.passed),
-        **_reliability_tags(results),
+        **_reliability_tags(results), **_adaptive_tags(results),
         "sftbench.exit_code": str(exit_code),
         "sftbench.gates": f"{sum(g.passed for g in results.gates)}/{len(results.gates)} passed"}).info.run_id
     _batch(client, parent, params=recipe | {"sweep": results.config.get("sweep"),

@@ -42,6 +42,20 @@ def test_ray_gives_the_results_of_local(ray_local, tiny_config, tmp_path, monkey
     assert_same_results(again, distributed)
 
 
+@pytest.mark.slow  # 12 min here beside other helpers' runs: make test-slow, not CI
+def test_adaptive_seeds_reach_the_decisions_of_local_on_ray(ray_local, tiny_llama, tiny_bert, tmp_path, monkeypatch):
+    """Adaptive seeds (issue 30): each round's units run as Ray tasks, and the rounds decide as on local."""
+    from tests.execution.test_adaptive_rounds import adaptive_config
+
+    cfg = adaptive_config(tmp_path, tiny_llama, tiny_bert)
+    code_local, local = run(cfg, tmp_path / "local", tmp_path / "units-local", monkeypatch)
+    code_ray, distributed = run(cfg, tmp_path / "ray", tmp_path / "units-ray", monkeypatch, "executor.kind=ray")
+    assert code_ray == code_local
+    assert distributed["adaptive"]["arms"] == local["adaptive"]["arms"]
+    assert distributed["adaptive"]["history"] == local["adaptive"]["history"]
+    assert distributed["units"]["computed"] == local["units"]["computed"] > 0
+
+
 def test_a_failing_unit_fails_its_candidate_only(ray_local, tiny_config, tiny_llama, tmp_path, monkeypatch):
     """Two candidates fail on the worker (weights whose header reads but whose tensors do not: the model cannot load; a learning rate
     that makes the loss diverge); the other two finish with the numbers of a run without them."""

@@ -1,0 +1,128 @@
+"""Adaptive seeds in a real run (issue 30, harness/results/rounds.py): the plan grows round by round on the local
+executor, the results say how many seeds each arm got and why it stopped, and a resumed run (every unit kept) reaches
+the same decisions. Tiny models from configs; the rule itself is tested in tests/harness/test_adaptive_seeds.py."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from harness.cli import main
+from tests.conftest import write_tiny_config
+
+
+def adaptive_config(folder, tiny_llama, tiny_bert):
+    """The tiny bake-off with adaptive seeds (min 2, max 3), a two-setting sweep and a gate no tiny model passes."""
+    cfg = write_tiny_config(folder, tiny_llama, tiny_bert)
+    text = cfg.read_text().replace('bf16: "off"}', 'bf16: "off", seeds: {min: 2, max: 3}}')
+    text = text.replace("value: 0.0}", "value: 0.0}\n  - {metric: support_intents.accuracy, op: \">=\", value: 0.99}")
+    cfg.write_text(text + "sweep: {learning_rate: [1e-3, 1e-9]}\n")
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def adaptive_run(tmp_path_factory, tiny_llama, tiny_bert):
+    folder = tmp_path_factory.mktemp("adaptive")
+    cfg = adaptive_config(folder, tiny_llama, tiny_bert)
+    args = [str(cfg), "--store", str(folder / "runs.sqlite")]  # units are kept beside the store
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", *args, "--out", str(folder / "a")])
+    first = json.loads((folder / "a" / "results.json").read_text())
+    again = main(["run", *args, "--out", str(folder / "b")])
+    second = json.loads((folder / "b" / "results.json").read_text())
+    return code, first, again, second, printed.getvalue(), folder / "a"
+
+
+def test_losers_stop_after_the_first_round_and_the_results_say_why(adaptive_run):
+    code, first, *_ = adaptive_run
+    ad = first["adaptive"]
+    assert ad["full_grid"] == 2 * 2 * 3 and ad["fine_tunes"] < ad["full_grid"]
+    assert {a["candidate"] for a in ad["arms"]} == {"tiny-llama", "tiny-bert"}
+    assert all(a["seeds"] >= 2 for a in ad["arms"])
+    assert all(a["stopped"] != "running" for a in ad["arms"])
+    assert any(a["stopped"] == "clearly fails a gate" for a in ad["arms"]), ad["arms"]
+    assert first["recommendation"] is None and code == 1
+
+
+def test_a_resumed_run_reaches_the_same_decisions_from_the_kept_units(adaptive_run):
+    code, first, again, second, *_ = adaptive_run
+    assert again == code
+    assert second["adaptive"]["arms"] == first["adaptive"]["arms"]
+    assert second["adaptive"]["history"] == first["adaptive"]["history"]
+    assert second["units"]["computed"] == 0
+
+
+def test_every_report_says_how_many_fine_tunes_ran_and_why_each_arm_stopped(adaptive_run):
+    from harness.results.model import Results
+    from harness.storage.tracking import _adaptive_tags
+
+    _, first, _, _, printed, out = adaptive_run
+    ad = first["adaptive"]
+    head = f"adaptive seeds: {ad['fine_tunes']} of 12 fine-tunes"
+    assert head in " ".join(printed.split())
+    assert "tiny-bert lr 0.001, 1 epoch: 2 seeds, clearly fails a gate" in " ".join(printed.split())
+    assert head in (out / "summary.md").read_text() and "Adaptive seeds: each candidate and setting" in \
+        (out / "summary.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "<h2>Adaptive seeds</h2>" in html and head in html
+    tags = _adaptive_tags(Results.from_json(first))
+    assert tags["sftbench.adaptive_fine_tunes"] == f"{ad['fine_tunes']} of 12"
+    assert tags["sftbench.adaptive.tiny-bert.lr_0.001.ep_1"] == "2 seeds: clearly fails a gate"
+
+
+# the rounds on stand-in results (no training): the plan grows where the verdict is open -------------------------
+
+def stand_in(levels: dict[str, float], params: dict[str, int]):
+    """finish_round for run_rounds: each candidate's per-seed answers on 200 test items drawn from its level (seed
+    s of a candidate always draws the same), the second sweep setting far behind on validation."""
+    import numpy as np
+
+    from harness.results.model import Results
+
+    planned = []
+
+    def finish_round(cfg, arms):
+        planned.append({c: (seeds, list(settings)) for c, (seeds, settings) in arms.items()})
+        rows = []
+        for name, (seeds, settings) in arms.items():
+            per_seed = []
+            for s in seeds:
+                g = np.random.Generator(np.random.PCG64([s, len(name)]))
+                p = min(max(levels[name] + g.normal(0, 0.04), 0.01), 0.99)
+                per_seed.append((g.random(200) < p).astype(float))
+            per_seed = np.array(per_seed)
+            sweep = [{"learning_rate": lr, "epochs": ep, "seeds": [float(v) - (0.5 if lr < 1e-6 else 0.0)
+                                                                     for v in per_seed.mean(axis=1)]}
+                     for lr, ep in settings]
+            rows.append({"name": name, "model": name, "status": "ok", "params": params[name],
+                         "cost": {"train_seconds": 1.0},
+                         "benchmarks": [{"benchmark": "support_intents", "status": "ok", "sweep": sweep, "scores": {
+                             "test": {"accuracy": {"value": float(per_seed.mean()), "per_seed": per_seed.tolist(),
+                                                   "seeds": per_seed.mean(axis=1).tolist()}}}}]})
+        return Results.from_json({"name": cfg.name, "candidates": rows, "gates": []})
+
+    return finish_round, planned
+
+
+def test_seeds_go_where_the_verdict_is_open_and_a_setting_far_behind_leaves_the_plan():
+    from harness.config import load_config
+    from harness.results.rounds import run_rounds
+
+    cfg = load_config(None, ["recipe.seeds={min: 2, max: 6}", "sweep.learning_rate=[1e-3, 1e-9]", "gates=[]",
+                             "gates=[{metric: support_intents.accuracy, op: '>=', value: 0.7}]"])
+    # minilm-l6, the smaller, sits 1.5 points over its gate; smollm2 passes by 20 points
+    finish_round, planned = stand_in({"minilm-l6": 0.715, "smollm2-135m": 0.9},
+                                     {"minilm-l6": 22_000_000, "smollm2-135m": 135_000_000})
+    results = run_rounds(cfg, finish_round)
+    ad = results.adaptive
+    arms = {(a["candidate"], a["learning_rate"]): a for a in ad["arms"]}
+    assert planned[0]["minilm-l6"][0] == (0, 1) and len(planned) == ad["rounds"] > 1
+    assert arms[("minilm-l6", 1e-9)]["stopped"] == "clearly behind on validation"
+    assert all(len(p["minilm-l6"][1]) == 1 for p in planned[1:])  # it left the plan after round 1
+    assert arms[("minilm-l6", 1e-3)]["seeds"] > 2  # the open verdict got seeds
+    assert arms[("smollm2-135m", 1e-3)]["seeds"] < arms[("minilm-l6", 1e-3)]["seeds"]
+    assert ad["fine_tunes"] == sum(a["seeds"] for a in ad["arms"]) < ad["full_grid"] == 24
+    assert [h["round"] for h in ad["history"]] == list(range(ad["rounds"]))
