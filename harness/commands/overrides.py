@@ -1,12 +1,14 @@
 """The config a command reads: a config path (or the bundled demo) and key=value overrides, to which the subset
-flags `--candidates` and `--limit` add their own overrides, so the config records them and the unit keys follow."""
+flags `--candidates` and `--limit` add their own overrides, so the config records them and the unit keys follow;
+and the benchmarks' test sizes that validate's power lines and plan's forecast read from it."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from harness.config import DEMO_CONFIG, apply_override, read_yaml
+from harness.config import DEMO_CONFIG, BakeoffConfig, apply_override, read_yaml
+from harness.data.specs import load_benchmark
 from harness.errors import ConfigError
 
 
@@ -44,3 +46,12 @@ def limit_overrides(config: str | None, overrides: list[str], limit: int) -> lis
                 capped = min(have, limit) if isinstance(have, int) and not isinstance(have, bool) else limit
                 out.append(f"{key}.{i}.{cap}={capped}")
     return out
+
+
+def test_sizes(cfg: BakeoffConfig) -> dict[str, int]:
+    """Each benchmark's number of test items, as the run will score them."""
+    sizes = {}
+    for ref in cfg.benchmarks:
+        spec, splits = load_benchmark(ref, cfg.base_dir)
+        sizes[spec.name] = len(splits["test"].examples)
+    return sizes

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.commands.overrides import config_and_overrides
-from harness.commands.validate import test_sizes
+from harness.commands.overrides import config_and_overrides, test_sizes
 from harness.config import load_config
 from harness.errors import EXIT_OK
 from harness.gates.forecast import forecast

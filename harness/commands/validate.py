@@ -8,10 +8,9 @@ import json
 import sys
 from typing import Any
 
-from harness.commands.overrides import config_and_overrides
+from harness.commands.overrides import config_and_overrides, test_sizes
 from harness.config import DEMO_CONFIG, BakeoffConfig, load_config
 from harness.data.examples import model_inputs
-from harness.data.specs import load_benchmark
 from harness.data.validate import Finding
 from harness.errors import EXIT_OK, EXIT_USAGE, SftbenchError
 from harness.execution.preflight import config_error, lint
@@ -59,12 +58,3 @@ def power(cfg: BakeoffConfig, out: Any) -> None:
         latest = None
     for line in power_lines(cfg, test_sizes(cfg), latest):
         print(line, file=out)
-
-
-def test_sizes(cfg: BakeoffConfig) -> dict[str, int]:
-    """Each benchmark's number of test items, as the run will score them."""
-    sizes = {}
-    for ref in cfg.benchmarks:
-        spec, splits = load_benchmark(ref, cfg.base_dir)
-        sizes[spec.name] = len(splits["test"].examples)
-    return sizes
