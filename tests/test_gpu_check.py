@@ -35,3 +35,15 @@ def test_parity_accepts_bf16_noise_and_flags_a_different_verdict():
                    {"a/b": {"metrics": {"accuracy": 0.75, "macro_f1": 0.5}, "loss": 1.2}},
                    {"a/b": {"metrics": {}, "loss": 1.0}}):
         assert parity.compare(cpu, {**cpu, **change}), change
+
+
+def test_gpu_speed_rows_share_a_prefix_and_the_check_measures_with_and_without_it():
+    from benchmarks.speed.gpu_training import rows
+    from harness.training.loop import shared_length
+
+    items = rows(16, 512, (16, 48), seed=1, prefix=12)
+    assert all(it.input_ids[:12] == items[0].input_ids[:12] for it in items)
+    assert all(all(label == -100 for label in it.labels[:13]) and it.labels[-1] == it.input_ids[-1] for it in items)
+    assert shared_length(items) >= 12  # the loop shares at least the common tokens
+    assert shared_length(rows(16, 512, (16, 48), seed=1)) < 3  # without --prefix: random rows, nothing in common
+    assert "gpu_training.py --prefix 96" in (ROOT / "tools" / "gpu_check.sh").read_text()

@@ -3,7 +3,10 @@
 #   1. the device-dependent unit tests, which run on every device present (CUDA too here);
 #   2. the same small bake-off on CUDA and on the CPU: the same verdict, metrics within bf16 noise (tools/device_parity.py);
 #   3. fit() against transformers Trainer + peft on a ~1B Llama-shaped model with random weights, interleaved arms:
-#      tokens/s, the ratio and MFU against a bf16 matmul peak measured in the same run (benchmarks/speed/gpu_training.py).
+#      tokens/s, the ratio and MFU against a bf16 matmul peak measured in the same run (benchmarks/speed/gpu_training.py);
+#      every row begins with the same 96 tokens (a chat template's system turn and instruction), and fit() runs with
+#      the shared prompt prefix and without it (sftbench-unshared, today's path before issue 29): speed.json's
+#      "sharing" is the with/without ratio, "ratio_unshared" the comparison with the Trainer as before.
 # Packages the GPU machine lacks travel as wheels in .whl/ (tools/gpu_wheels.sh fetches them where pip works).
 # Logs and figures go to $OUT (default /tmp/gpu_check). Exit 0 only if every step passed.
 set -uo pipefail
@@ -32,6 +35,6 @@ step() {  # step NAME SECONDS COMMAND...: run it under a time limit, keep its lo
 step tests 150 $PY -m pytest -q -p no:cacheprovider -rs tests/harness/test_accelerators.py tests/harness/test_train.py \
   tests/tuners
 step parity 200 $PY tools/device_parity.py --device cuda
-step speed 200 $PY benchmarks/speed/gpu_training.py --json "$OUT/speed.json"
+step speed 260 $PY benchmarks/speed/gpu_training.py --prefix 96 --json "$OUT/speed.json"
 if ((${#failed[@]})); then echo "gpu_check: failed: ${failed[*]}"; exit 1; fi
 echo "gpu_check: all steps passed"
