@@ -13,7 +13,8 @@ Evidence from the finished rows: each setting's per-seed validation scores from 
 per-seed test items for every threshold gate on a per-item-mean metric (the rule's model of a gate); every other gate
 (caps, baseline gates, corpus metrics) and "did not learn" are held at their observed verdict, as the bootstrap
 agreement holds them. Candidates are ordered as the recommendation orders them (parameters, then training time).
-Baseline gates are checked at the alpha spent by the round the run stopped at (the spending rule).
+Baseline gates are checked at the alpha spent by the earliest round any candidate last got a seed in (the spending
+rule: no candidate is tested at more than the level of the round its seeds stopped growing).
 """
 from __future__ import annotations
 
@@ -53,11 +54,12 @@ def run_rounds(cfg: BakeoffConfig, finish_round: Callable[[BakeoffConfig, dict[s
     stopped = {a: RUNNING for a in arms}
     frozen: dict[Arm, list[float]] = {}  # validation seeds of a setting that left the plan
     history: list[dict[str, Any]] = []
+    last = {c: 0 for c in settings}  # the round each candidate last got a seed in
     look = 0
     while True:
         plan_arms = {c: (tuple(grid[:max(count[(c, i)] for i in range(len(s)) if stopped[(c, i)] != BEHIND)]),
                          [st for i, st in enumerate(s) if stopped[(c, i)] != BEHIND]) for c, s in settings.items()}
-        final_cfg = _spent_gates(cfg, policy, look)
+        final_cfg = _spent_gates(cfg, policy, min(last.values(), default=look))
         results = finish_round(final_cfg, plan_arms)
         d, order = _decide(results, cfg, policy, look, arms, count, stopped, frozen, settings)
         for a in arms:
@@ -72,6 +74,7 @@ def run_rounds(cfg: BakeoffConfig, finish_round: Callable[[BakeoffConfig, dict[s
         for i, a in enumerate(arms):
             if d.more[i]:
                 count[a] += 1
+                last[a[0]] = look + 1
         # a candidate's settings in the plan share its seeds: a setting still in the plan follows the candidate
         for c, s in settings.items():
             top = max(count[(c, i)] for i in range(len(s)) if stopped[(c, i)] != BEHIND)
@@ -82,6 +85,8 @@ def run_rounds(cfg: BakeoffConfig, finish_round: Callable[[BakeoffConfig, dict[s
 
 
 def _spent_gates(cfg: BakeoffConfig, policy: Policy, look: int) -> BakeoffConfig:
+    """Baseline gates at the level spent by round `look`: the earliest round any candidate last got a seed in, so
+    each candidate's test runs at no more than the level of the round its data stopped growing (the union bound)."""
     gates = [dataclasses.replace(g, alpha=adaptive.spent(g.alpha, look, policy.looks)) if g.baseline else g
              for g in cfg.gates]
     return dataclasses.replace(cfg, gates=gates)

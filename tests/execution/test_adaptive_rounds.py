@@ -82,10 +82,12 @@ def stand_in(levels: dict[str, float], params: dict[str, int]):
 
     from harness.results.model import Results
 
-    planned = []
+    planned: list[dict] = []
+    alphas: list[list[float]] = []
 
     def finish_round(cfg, arms):
         planned.append({c: (seeds, list(settings)) for c, (seeds, settings) in arms.items()})
+        alphas.append([g.alpha for g in cfg.gates if g.baseline])
         rows = []
         for name, (seeds, settings) in arms.items():
             per_seed = []
@@ -104,6 +106,7 @@ def stand_in(levels: dict[str, float], params: dict[str, int]):
                                                    "seeds": per_seed.mean(axis=1).tolist()}}}}]})
         return Results.from_json({"name": cfg.name, "candidates": rows, "gates": []})
 
+    finish_round.alphas = alphas  # type: ignore[attr-defined]
     return finish_round, planned
 
 
@@ -126,3 +129,16 @@ def test_seeds_go_where_the_verdict_is_open_and_a_setting_far_behind_leaves_the_
     assert arms[("smollm2-135m", 1e-3)]["seeds"] < arms[("minilm-l6", 1e-3)]["seeds"]
     assert ad["fine_tunes"] == sum(a["seeds"] for a in ad["arms"]) < ad["full_grid"] == 24
     assert [h["round"] for h in ad["history"]] == list(range(ad["rounds"]))
+
+
+def test_baseline_gates_are_checked_at_the_alpha_spent_by_the_round_seeds_stopped_growing():
+    from harness.config import load_config
+    from harness.results.rounds import run_rounds
+
+    cfg = load_config(None, ["recipe.seeds={min: 2, max: 6}", "gates=[{metric: support_intents.accuracy, op: '>=', "
+                             "value: 0.7}, {metric: support_intents.accuracy, baseline: demo, margin: 0.02}]"])
+    finish_round, _ = stand_in({"minilm-l6": 0.715, "smollm2-135m": 0.9},
+                               {"minilm-l6": 22_000_000, "smollm2-135m": 135_000_000})
+    run_rounds(cfg, finish_round)
+    # 5 possible rounds: 0.05 / 2 / 4 at every round, since smollm2 stopped growing after the first
+    assert finish_round.alphas and all(a == [0.05 / 8] for a in finish_round.alphas), finish_round.alphas
