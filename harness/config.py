@@ -387,6 +387,10 @@ class BakeoffConfig:
         if self.only_candidates:
             self._keep_only(self.only_candidates)
         _check(bool(self.benchmarks), "config names no benchmarks")
+        for where, refs in (("benchmarks", self.benchmarks), ("bias", self.bias)):
+            _check(not any(r.lm_eval for r in refs), f"{where}: lm_eval entries are probes only for now (a task's "
+                   "forgetting, scored before and after tuning); a tuned and scored lm-eval benchmark is not supported "
+                   "yet")
         names = [c.name for c in self.candidates]
         dupes = sorted({n for n in names if names.count(n) > 1})
         _check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")

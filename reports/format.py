@@ -14,12 +14,15 @@ BIAS_NOTE = ("bias change = counterfactual flip rate after tuning minus before, 
 
 
 def metric_text(entry: MetricScore | None, pct: bool = True, digits: int = 3) -> str:
-    """`81.9 [77.5, 87.2]` for a fraction shown in percent, or the raw value with `digits` decimals."""
+    """`81.9 [77.5, 87.2]` for a fraction shown in percent, or the raw value with `digits` decimals; `81.9 (point
+    only)` for a metric without an interval."""
     if entry is None or entry.value is None or entry.value != entry.value:
         return "-"
     f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.{digits}f}")
     if entry.ci_low is None or entry.ci_high is None:
         return f(entry.value)
+    if entry.ci_low != entry.ci_low:  # NaN: a metric declared point-only (an evaluate module, interval: none)
+        return f"{f(entry.value)} (point only)"
     return f"{f(entry.value)} [{f(entry.ci_low)}, {f(entry.ci_high)}]"
 
 

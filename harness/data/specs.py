@@ -102,12 +102,15 @@ class BenchmarkSpec:
     few_shot: int = 0  # train examples shown before each scored item's prompt (causal LMs)
     few_shot_seed: int = 0
     messages: str | None = None  # chat data: the column holding each row's {role, content} messages
+    # `metrics:` entries that are evaluate modules (harness/scoring/hf_evaluate.py): carried with the spec, so every
+    # process that reads it (a Ray worker too) has them registered; their names are in `metrics`
+    evaluate_metrics: tuple[Any, ...] = ()
 
     def key_fields(self) -> dict[str, Any]:
         """The spec as unit keys read it (harness/execution/keys.py): the fields added after CACHE_VERSION 3 only
         where they are set, so the specs that do not use them keep their keys."""
         fields = asdict(self)
-        for name in ("system", "few_shot", "few_shot_seed", "messages"):
+        for name in ("system", "few_shot", "few_shot_seed", "messages", "evaluate_metrics"):
             if fields[name] == BenchmarkSpec.__dataclass_fields__[name].default:
                 fields.pop(name)
         return fields
@@ -244,7 +247,7 @@ def _parse_benchmark(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
         unknown_field = next((name for name in used if name not in inputs), None)
         if unknown_field:
             raise ConfigError(f"{key} uses {{{unknown_field}}}, which is not among fields ({', '.join(inputs)})")
-    metrics, main, columns, max_new_tokens, stop, context = _common(raw)
+    metrics, main, columns, max_new_tokens, stop, context = _common(raw, path.parent)
     return BenchmarkSpec(
         name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
         task=task, path=str(path), prompt=prompt, input_fields=inputs, encoder_input=encoder_input,
@@ -265,7 +268,7 @@ def _parse_chat(raw: dict[str, Any], path: Path, fields: dict[str, Any]) -> Benc
         if key in raw:
             raise ConfigError(f"'{key}' does not apply to chat data (fields.messages): the messages are the prompt")
     splits = _splits(_require(raw, "splits", dict), path, "generation", raw.get("quoting", "auto"))
-    metrics, main, columns, max_new_tokens, stop, context = _common(raw)
+    metrics, main, columns, max_new_tokens, stop, context = _common(raw, path.parent)
     return BenchmarkSpec(
         name=str(raw.get("name") or path.parent.name), version=str(_require(raw, "version", (str, int, float))),
         task="generation", path=str(path), prompt="", input_fields={"messages": column}, encoder_input=("",),
@@ -274,13 +277,23 @@ def _parse_chat(raw: dict[str, Any], path: Path, fields: dict[str, Any]) -> Benc
         messages=column, **context)
 
 
-def _common(raw: dict[str, Any]) -> tuple[tuple[str, ...], str, tuple[str, ...] | None, int, tuple[str, ...],
-                                          dict[str, Any]]:
-    """The keys every benchmark shares: metrics, main_metric, columns, max_new_tokens, stop, and the prompt's
-    context (system, few_shot, few_shot_seed)."""
-    metrics = tuple(str(m) for m in _require(raw, "metrics", list))
-    if not metrics:
+def _common(raw: dict[str, Any], spec_dir: Path) -> tuple[tuple[str, ...], str, tuple[str, ...] | None, int,
+                                                          tuple[str, ...], dict[str, Any]]:
+    """The keys every benchmark shares: metrics (names, or evaluate modules relative to the spec's folder),
+    main_metric, columns, max_new_tokens, stop, and the prompt's context (system, few_shot, few_shot_seed) with the
+    evaluate metrics declared."""
+    entries = _require(raw, "metrics", list)
+    if not entries:
         raise ConfigError("'metrics' must name at least one metric")
+    declared = []
+    if any(isinstance(m, dict) and "evaluate" not in m for m in entries):
+        raise ConfigError("a 'metrics' entry is a metric's name or {evaluate: MODULE, higher_is_better: ...}")
+    if any(isinstance(m, dict) for m in entries):
+        from harness.scoring.hf_evaluate import parse_entry
+
+        declared = [parse_entry(m, spec_dir) for m in entries if isinstance(m, dict) and "evaluate" in m]
+    named = iter(declared)
+    metrics = tuple(next(named).name if isinstance(m, dict) and "evaluate" in m else str(m) for m in entries)
     for m in metrics:
         METRICS.get(m)
     main = raw.get("main_metric", metrics[0] if metrics else "")
@@ -299,7 +312,8 @@ def _common(raw: dict[str, Any]) -> tuple[tuple[str, ...], str, tuple[str, ...] 
     seed = raw.get("few_shot_seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"'few_shot_seed' must be an integer (got {seed!r})")
-    context = {"system": system, "few_shot": parse_few_shot(raw.get("few_shot", 0)), "few_shot_seed": seed}
+    context = {"system": system, "few_shot": parse_few_shot(raw.get("few_shot", 0)), "few_shot_seed": seed,
+               "evaluate_metrics": tuple(declared)}
     return (metrics, main, tuple(columns) if columns else None, max_new_tokens,
             (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop), context)
 

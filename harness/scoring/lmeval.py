@@ -16,7 +16,9 @@ filters and metrics, `loglikelihood` scores one continuation by whether greedy d
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -46,6 +48,12 @@ class TaskItem(ProbeItem):
 
 def load_task_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[TaskItem], str]:
     """The probe spec, items and data hash of an lm-eval task (or of every task of a group, in order)."""
+    # lm-eval's and datasets' progress bars (tqdm, on stderr) would print through sftbench's own; errors are raised
+    with contextlib.redirect_stderr(io.StringIO()):
+        return _load(ref, base)
+
+
+def _load(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[TaskItem], str]:
     tasks = _load_tasks(ref, base)
     items: list[TaskItem] = []
     digest = hashlib.sha256()
@@ -56,6 +64,9 @@ def load_task_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[TaskItem
         versions.append(f"{name}={task.VERSION}")
         digest.update(json.dumps([name, docs, [(i.requests, i.gold) for i in task_items]], sort_keys=True,
                                  default=str, ensure_ascii=False).encode())
+    if ref.max_items:  # the command line's cap (--cap) on every probe: the first N items over all tasks
+        items = items[:ref.max_items]
+        digest.update(f":first {ref.max_items}".encode())
     spec = ProbeSpec(name=ref.lm_eval, version=versions[0].split("=", 1)[1] if len(versions) == 1 else
                      ",".join(versions), kind="lm_eval", path=str(_include(ref, base) or f"lm_eval:{ref.lm_eval}"),
                      data=f"lm_eval:{ref.lm_eval}", description=f"lm-eval task {ref.lm_eval}")

@@ -97,6 +97,8 @@ def test_the_data_hash_covers_the_documents_and_the_limit(tmp_path):
     _, _, digest = load_probe(ref, tmp_path)
     assert load_probe(ref, tmp_path)[2] == digest
     assert load_probe(SuiteRef(lm_eval="sums", include_path=str(folder), limit=5), tmp_path)[2] != digest
+    capped = load_probe(SuiteRef(lm_eval="sums", include_path=str(folder), max_items=5), tmp_path)  # `--cap 5`
+    assert len(capped[1]) == 5 and capped[2] != digest
     test = folder / "test.jsonl"
     test.write_text(test.read_text().replace("What is", "What's", 1))
     assert load_probe(ref, tmp_path)[2] != digest
@@ -142,3 +144,12 @@ def test_an_unknown_task_and_misplaced_keys_are_config_errors(tmp_path):
         SuiteRef(spec="general_knowledge", limit=3)
     with pytest.raises(ConfigError, match="either spec"):
         SuiteRef(spec="general_knowledge", lm_eval="sums")
+
+
+def test_an_lmeval_task_as_a_benchmark_is_refused_in_one_line(tmp_path):
+    from harness.config import load_config
+
+    cfg = tmp_path / "bakeoff.yaml"
+    cfg.write_text("name: x\ncandidates: [smollm2-135m]\nbenchmarks: [{lm_eval: sums, include_path: t}]\n")
+    with pytest.raises(ConfigError, match="benchmarks: lm_eval entries are probes only for now"):
+        load_config(cfg)

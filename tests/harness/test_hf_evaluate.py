@@ -1,0 +1,159 @@
+"""evaluate modules as metrics (harness/scoring/hf_evaluate.py), offline, with the local modules in tests/fixtures:
+values equal to the module's own output, declared direction, intervals per item, by bootstrap or none (and the
+reports say "point only"), and a bake-off whose benchmark carries one. Needs the `evaluate` extra (CI installs it)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import pickle
+
+import pytest
+
+from harness.errors import ConfigError, RunFailure
+from tests.conftest import INTENTS, ROOT
+from tests.harness.lmeval_task import needs
+
+FIXTURES = ROOT / "tests" / "fixtures" / "evaluate"
+PREDS = ["billing", "refund", "shipping", "refund", "billing", "bug_report"]
+REFS = [["billing"], ["refund"], ["refund"], ["refund"], ["shipping"], ["bug_report"]]
+
+
+@pytest.fixture(autouse=True)
+def _evaluate_installed(monkeypatch):
+    needs("evaluate", "evaluate")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def declare(**entry):
+    from harness.scoring.hf_evaluate import parse_entry
+
+    return parse_entry({"higher_is_better": True, **entry}, FIXTURES)
+
+
+def own_output(module: str, preds, refs) -> dict:
+    import evaluate
+
+    return evaluate.load(str(FIXTURES / module)).compute(predictions=preds, references=[r[0] for r in refs])
+
+
+def test_a_local_module_scores_as_its_own_output_with_a_per_item_interval():
+    from harness.scoring.metrics import METRICS, score
+
+    m = declare(evaluate="label_match", interval="per_item")
+    assert (m.name, METRICS.get("label_match").higher_is_better) == ("label_match", True)
+    got = score("label_match", PREDS, REFS, resamples=200, seed=0)
+    assert got.value == own_output("label_match", PREDS, REFS)["label_match"] == 4 / 6
+    assert got.per_item == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert got.method == "wilson" and got.ci_low < got.value < got.ci_high
+    assert got.value == score("accuracy", PREDS, REFS).value  # the same thing as the built-in, here
+
+
+def test_a_corpus_module_is_bootstrapped_and_refuses_a_per_item_interval():
+    from harness.scoring.metrics import METRICS, score
+
+    declare(evaluate="length_ratio.py", key="ratio", higher_is_better=False)
+    got = score("length_ratio", PREDS, REFS, resamples=200, seed=0)
+    assert got.value == own_output("length_ratio.py", PREDS, REFS)["ratio"]
+    assert got.method.startswith("bootstrap(resamples=200,seed=0)") and got.ci_low <= got.value <= got.ci_high
+    assert len(got.per_item) == 6 and not METRICS.get("length_ratio").higher_is_better
+    declare(evaluate="length_ratio.py", key="ratio", name="ratio_per_item", interval="per_item")
+    with pytest.raises(RunFailure, match="not a mean of per-item scores"):
+        score("ratio_per_item", PREDS, REFS)
+
+
+def test_point_only_has_no_interval_and_the_reports_say_so():
+    from harness.results.model import MetricScore
+    from harness.scoring.metrics import score
+    from reports.format import metric_text
+
+    declare(evaluate="label_match", name="label_match_point", interval="none")
+    got = score("label_match_point", PREDS, REFS)
+    assert got.value == 4 / 6 and math.isnan(got.ci_low) and "point only" in got.method
+    assert metric_text(MetricScore.from_json(got.to_dict())) == "66.7 (point only)"
+
+
+def test_a_declaration_registers_itself_where_it_is_unpickled():
+    from harness.scoring import hf_evaluate
+    from harness.scoring.metrics import METRICS
+
+    m = declare(evaluate="label_match", name="label_match_pickled", interval="per_item")
+    METRICS._items.pop("label_match_pickled")  # as in a fresh process (a Ray worker) that never parsed the spec
+    hf_evaluate._DECLARED.pop("label_match_pickled")
+    assert pickle.loads(pickle.dumps(m)) == m and "label_match_pickled" in METRICS
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"evaluate": "label_match"}, "needs higher_is_better"),
+    ({"evaluate": "label_match", "higher_is_better": True, "interval": "jackknife"}, "interval must be one of"),
+    ({"evaluate": "label_match", "higher_is_better": True, "scale": 100}, "scale 100 is not supported yet"),
+    ({"evaluate": "label_match", "higher_is_better": True, "name": "accuracy"}, "already a metric"),
+    ({"evaluate": "missing/module.py", "higher_is_better": True}, "not found"),
+    ({"evaluate": "label_match", "higher_is_better": True, "direction": "up"}, "unknown key 'direction'"),
+])
+def test_bad_entries_are_config_errors(entry, message):
+    from harness.scoring.hf_evaluate import parse_entry
+
+    with pytest.raises(ConfigError, match=message):
+        parse_entry(entry, FIXTURES)
+
+
+def test_a_benchmark_with_an_evaluate_metric_runs_offline_and_equals_the_modules_output(tmp_path, tiny_llama):
+    from harness.cli import main
+
+    spec = (INTENTS / "benchmark.yaml").read_text().replace(
+        "metrics: [accuracy, macro_f1]",
+        f'metrics: [accuracy, {{evaluate: "{FIXTURES / "label_match"}", higher_is_better: true, interval: per_item}}]')
+    spec = spec.replace(": train.jsonl", f": {INTENTS / 'train.jsonl'}").replace(
+        ": validation.jsonl", f": {INTENTS / 'validation.jsonl'}").replace(
+        ": test.jsonl", f": {INTENTS / 'test.jsonl'}").replace(": shifted.jsonl", f": {INTENTS / 'shifted.jsonl'}")
+    (tmp_path / "intents").mkdir()
+    (tmp_path / "intents" / "benchmark.yaml").write_text(spec)
+    cfg = tmp_path / "bakeoff.yaml"
+    cfg.write_text(f"""
+name: evaluate-metric
+candidates: [{{model: "{tiny_llama}", name: tiny-llama}}]
+recipe: {{epochs: 1, batch_size: 8, max_length: 96, bf16: "off"}}
+benchmarks: [{{spec: intents, max_train: 16, max_validation: 8, max_test: 24}}]
+bootstrap_resamples: 100
+gates: [{{metric: support_intents.label_match, op: ">=", value: 0.0}}]
+""")
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(io.StringIO()):
+        code = main(["run", str(cfg), "--out", str(out)])
+    assert code in (0, 1), stdout.getvalue()[-2000:]
+    bench = json.loads((out / "results.json").read_text())["candidates"][0]["benchmarks"][0]
+    test = bench["scores"]["test"]
+    refs = [[json.loads(line)["label"].replace(" ", "_")] for line in
+            (INTENTS / "test.jsonl").read_text().splitlines()[:24]]
+    assert test["label_match"]["value"] == own_output("label_match", bench["predictions"]["test"], refs)["label_match"]
+    assert test["label_match"]["value"] == test["accuracy"]["value"]
+    assert "label_match" in stdout.getvalue()
+
+
+BUILT_INS = {"accuracy": "accuracy", "macro_f1": "f1", "bleu": "sacrebleu", "rouge1": "rouge"}
+
+
+@pytest.mark.parametrize("ours, theirs", sorted(BUILT_INS.items()))
+def test_built_ins_equal_evaluates_modules_of_the_same_name_where_available_locally(ours, theirs):
+    import evaluate
+
+    try:
+        module = evaluate.load(theirs)
+    except Exception as err:  # evaluate ships no metric scripts: each one is fetched from the hub on first use
+        pytest.skip(f"evaluate's '{theirs}' module is not available offline (evaluate 0.4.6 ships no metric scripts; "
+                    f"load fetches them from the Hugging Face hub, and it is not cached here): {type(err).__name__}")
+    from harness.scoring.metrics import score
+
+    if ours in ("accuracy", "macro_f1"):
+        labels = sorted({r[0] for r in REFS} | set(PREDS))
+        p, r = [labels.index(x) for x in PREDS], [labels.index(x[0]) for x in REFS]
+        out = module.compute(predictions=p, references=r, **({"average": "macro"} if ours == "macro_f1" else {}))
+        assert score(ours, PREDS, REFS).value == pytest.approx(out[theirs], abs=1e-12)
+    else:
+        texts, refs = ["the cat sat on the mat", "a dog"], [["the cat sat on a mat"], ["the dog"]]
+        out = module.compute(predictions=texts, references=refs)
+        key = "score" if ours == "bleu" else "rouge1"
+        assert score(ours, texts, refs).value == pytest.approx(out[key], abs=1e-9)
