@@ -29,6 +29,8 @@ from harness.gates import adaptive
 from harness.gates.adaptive import BEHIND, RUNNING, WHY, Decision, Evidence, GateRule, Policy
 from harness.gates.lookup import lookup
 from harness.results.model import Results
+from harness.results.ties import main_metrics
+from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import CORPUS
 
 Arm = tuple[str, int]  # (candidate, index of its sweep setting)
@@ -106,8 +108,11 @@ def _decide(results: Results, cfg: BakeoffConfig, policy: Policy, look: int, arm
                      and rows[n]["status"] == "ok" and not rows[n].get("did_not_learn") for n in order])
     width = policy.max
     val = np.full((len(arms_sorted), width), np.nan)
+    mains = main_metrics({"candidates": list(rows.values())})
+    sign = 1.0 if not mains or higher_is_better(mains[0][1]) else -1.0  # the rule reads "higher is better"
     for k, (name, i) in enumerate(arms_sorted):
-        values = frozen.get((name, i)) or _validation(rows[name], settings[name][i], count[(name, i)])
+        values = frozen.get((name, i)) or [sign * v for v in _validation(rows[name], settings[name][i],
+                                                                         count[(name, i)])]
         val[k, :len(values)] = values
     evidence = [_gate_evidence(rows, order, g, width) for g in gates]
     rules = [GateRule(g.name, g.op, float(g.value if g.value is not None else 0.0), g.on) for g in gates]
