@@ -13,6 +13,7 @@ from harness.errors import SftbenchError
 from harness.execution import Failure, executor_for
 from harness.execution.assemble import assemble
 from harness.execution.compute import QUIET, Context, Output, Progress
+from harness.execution.latency import measure
 from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
 from harness.execution.plan import SCORED_SPLITS, Arms, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
@@ -77,7 +78,8 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     ctx = Context(cfg, suites, handles)
     units = plan(cfg, suites, handles, placements, arms)
     outputs = executor.execute(units, ctx, cache, progress)
-    return Bakeoff(run_id, candidates(units, outputs, ctx, cache),
+    latency = measure(units, outputs, ctx, cache, progress, cfg.executor.kind)  # alone, after every unit
+    return Bakeoff(run_id, candidates(units, outputs, ctx, cache, latency),
                    {spec.name: spec.main_metric for spec, _ in suites.benchmarks}, warnings)
 
 
@@ -101,10 +103,12 @@ def placements_for(cfg: BakeoffConfig) -> dict[str, Placement]:
             for kind in ("tune", "score", "probe")}
 
 
-def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
-               cache: UnitCache) -> list[CandidateResult]:
+def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context, cache: UnitCache,
+               latency: dict[tuple[str, str], tuple[float | None, dict[str, Any]]] | None = None
+               ) -> list[CandidateResult]:
     """Each candidate's results from its units' outputs: a benchmark with a failed unit is failed (the first
-    failure's message names the unit), the others are assembled."""
+    failure's message names the unit), the others are assembled, each with its latency measured under fixed
+    conditions (harness/execution/latency.py; None where it was not measured)."""
     out = []
     done = {i: o for i, o in outputs.items() if isinstance(o, Output)}
     for cand in ctx.cfg.candidates:
@@ -120,7 +124,9 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context,
                 results.append(BenchmarkResult(spec.name, spec.version, spec.task, "failed", first.message))
             else:
                 result, n, k = assemble(bp, done, ctx, cache.folder)  # each benchmark's own (an encoder's head)
-                results.append(dataclasses.replace(result, params=n, trainable_params=k))
+                ms, conditions = (latency or {}).get((cand.name, bp.benchmark), (None, None))
+                results.append(dataclasses.replace(result, params=n, trainable_params=k, latency_ms=ms,
+                                                   latency_conditions=conditions))
                 params, trainable = max(params, n), max(trainable, k)  # the candidate's: the largest, in any order
         failed = [r for r in results if r.status == "failed"]
         records = [o.record for u in units.units if u.candidate == cand.name

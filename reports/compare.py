@@ -4,7 +4,8 @@ interval, the p-value and whether it is significant after the correction across 
 run is a and which b, what each metric's test was, and every row that was not compared, with the reason.
 
 Renders the comparison object `harness/commands/history.py` builds: {a{run_id, name, created}, b{...}, correction,
-alpha, rows[compare_runs rows]}. Plain ASCII box characters, as the leaderboard (reports/terminal.py)."""
+alpha, rows[compare_runs rows], notes[environment_notes: different hardware, latencies and their measuring
+conditions]}. Plain ASCII box characters, as the leaderboard (reports/terminal.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -91,7 +92,7 @@ def notes(comparison: dict[str, Any]) -> list[str]:
     lines += [f"{metric}: {test}" for metric, test in tests.items()]
     lines += [f"not compared: {r['candidate']} / {_where(r)} {r['metric']}: {r['omitted']}" for r in rows
               if "omitted" in r]
-    return lines
+    return lines + list(comparison.get("notes") or [])
 
 
 def render_comparison(comparison: dict[str, Any], console: Console) -> None:

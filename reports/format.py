@@ -2,6 +2,7 @@
 always agree."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -53,6 +54,41 @@ def params_lines(results: Results) -> list[str]:
             out.append(f"{c.name}: trained parameters per benchmark (each tunes its own head): "
                        + ", ".join(f"{bench} {params_text(n)}" for bench, n in per.items()))
     return out
+
+
+def hardware_text(hw: dict[str, Any] | None) -> str:
+    """One line: 'AMD EPYC (bf16 instructions: yes), x86_64, 2 cores, 2 threads' (+ the GPU)."""
+    if not hw:
+        return "not recorded (a run written before sftbench recorded it)"
+    bf16 = {True: "yes", False: "no"}.get(bool(hw["cpu_bf16"]), "unknown") if "cpu_bf16" in hw else "unknown"
+    text = (f"{hw.get('cpu') or 'unknown CPU'} (bf16 instructions: {bf16}), {hw.get('machine') or '?'}, "
+            f"{hw.get('cores', '?')} cores, {hw.get('threads', '?')} threads")
+    if hw.get("gpu"):
+        text += f"; GPU {hw['gpu']} (bf16: {'yes' if hw.get('gpu_bf16') else 'no'})"
+    return text + ("; the Ray driver's machine (units may run on other nodes)" if hw.get("executor") == "ray" else "")
+
+
+def latency_lines(results: Results) -> list[str]:
+    """How latency per item was measured (harness/execution/latency.py): one line when every candidate's conditions
+    are the same, else one per candidate; and which were not measured, with why."""
+    found = {c.name: c.cost.latency_conditions for c in results.candidates if c.cost.latency_conditions}
+    out = [f"{name}: latency not measured: {k['not_measured']}" for name, k in found.items() if "not_measured" in k]
+    measured = {name: k for name, k in found.items() if "not_measured" not in k}
+
+    def how(k: dict[str, Any]) -> str:
+        return (f"measured alone after every unit ran ({'shared node' if k.get('shared') else 'nothing else running'})"
+                f", {k.get('items')} test items in one scorer call after an untimed pass over them, "
+                f"{k.get('threads')} threads, {k.get('device')} {k.get('precision')}")
+    kinds = {json.dumps(k, sort_keys=True, default=str) for k in measured.values()}
+    if len(kinds) == 1:
+        return [f"latency ms/item: {how(next(iter(measured.values())))}"] + out
+    return [f"{name}: latency ms/item {how(k)}" for name, k in measured.items()] + out
+
+
+def cost_lines(results: Results) -> list[str]:
+    """The notes on the cost column: trained parameters per benchmark where they differ, and how latency was
+    measured."""
+    return params_lines(results) + latency_lines(results)
 
 
 def count_text(n: float | None) -> str:
@@ -155,7 +191,7 @@ def base_zero_shot(results: Results, c: CandidateRow) -> CandidateRow | None:
 def learning_lines(results: Results) -> list[str]:
     """A line per candidate and benchmark that did not learn (with what to try), per candidate and probe whose base
     score is not above chance (uninformative), what tuning bought over each zero-shot reference row, what an
-    adapter scores over its base's zero-shot row, and trained parameters per benchmark where they differ."""
+    adapter scores over its base's zero-shot row."""
     out = [f"{c.name} / {b.benchmark}: did not learn: {b.learned_reason or ''}"
            for c in results.candidates for b in c.benchmarks if b.learned is False and not c.zero_shot]
     seen = set()
@@ -186,7 +222,7 @@ def learning_lines(results: Results) -> list[str]:
                         else f"tuning bought {amount} over zero-shot")
                 out.append(f"{tuned.name} / {b.benchmark}: {what} "
                            f"({scale * zero.value:.1f} -> {scale * after.value:.1f})")
-    return out + params_lines(results)
+    return out
 
 
 def reliability(results: Results) -> str | None:

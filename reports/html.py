@@ -18,9 +18,11 @@ from reports.format import (
     GPU_COSTS,
     adaptive_lines,
     bias_measured,
+    cost_lines,
     count_text,
     gpu_cells,
     gpu_costs,
+    hardware_text,
     learning_lines,
     main_metric_of,
     mcnemar_text,
@@ -204,6 +206,7 @@ def leaderboard(results: Results) -> str:
     beside = "".join(f'<p class="warning"><b>Warning, {_e(bench)}:</b> {_e(w)}</p>' for bench in metrics
                      for w in score_warnings(results, bench))
     notes = [results.tie_rule] + tie_notes(groups) + [seed_note(results)] + learning_lines(results)
+    notes += cost_lines(results)
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
     table = (f'<table class="leaderboard"><thead><tr>{"".join(top)}</tr><tr>{"".join(sub)}</tr></thead>'
              f'<tbody>{"".join(rows)}</tbody></table>')
@@ -382,7 +385,8 @@ def render_html(results: Results) -> str:
     chosen = results.recommendation
     meta = " &middot; ".join(f"{label} <code>{_e(value or '-')}</code>" for label, value in
                              (("run", results.run_id), ("config", results.config_hash), ("git", results.git_sha),
-                              ("created", results.created)))
+                              ("created", results.created))
+                             + ((("hardware", hardware_text(results.hardware)),) if results.hardware else ()))
     word = reliability(results)  # a tentative recommendation does not look like a solid one
     tentative = " tentative" if word == "tentative" else ""
     verdict = (f'<div class="verdict {"pass" if passed else "fail"}{tentative}"><strong>{"PASS" if passed else "FAIL"}'

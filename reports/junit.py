@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.results.model import Results
 from harness.results.render import renderer
-from reports.format import per_benchmark_text, reliability_text
+from reports.format import hardware_text, per_benchmark_text, reliability_text
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -32,6 +32,7 @@ def render_junit(results: Results) -> str:
     props = ET.SubElement(suite, "properties")
     for key, value in (("run_id", results.run_id), ("config_hash", results.config_hash), ("git_sha", results.git_sha),
                        ("recommendation", results.recommendation),
+                       ("hardware", hardware_text(results.hardware) if results.hardware else None),
                        ("recommendation_reliability", reliability_text(results)),
                        ("recommendation_per_benchmark", per_benchmark_text(results))):
         ET.SubElement(props, "property", name=key, value=_text(value or ""))

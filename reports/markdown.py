@@ -19,9 +19,11 @@ from reports.format import (
     adaptive_lines,
     bias_measured,
     bias_reports,
+    cost_lines,
     count_text,
     gpu_cells,
     gpu_costs,
+    hardware_text,
     learning_lines,
     main_metrics,
     mcnemar_text,
@@ -180,6 +182,7 @@ def render_markdown(results: Results) -> str:
     lines += _details(f"Gate verdicts ({len(results.gates)}, {failed} failing)", _gate_lines(results))
     notes = [results.tie_rule] + tie_notes(results.tie_groups) + [seed_note(results)]
     notes.append(BIAS_NOTE if bias else "bias change: not measured (no bias suite in the config)")
+    notes += cost_lines(results)
     notes.append("Δ vs baseline: candidate minus the promoted baseline on each baseline gate's metric, p(regression) "
                  "adjusted across the candidate's baseline gates ('-': no baseline gate)")
     lines += _details("Notes: ties, seeds, columns", [f"- {escape(note)}" for note in notes])
@@ -190,7 +193,8 @@ def render_markdown(results: Results) -> str:
                       [f"- {escape(w)}" for w in sweep_lines(results)])
     lines += _details("Data warnings (`sftbench validate` lints the same)",
                       [f"- {escape(w)}" for w in warning_lines(results)])
-    lines += ["", f"config {escape(results.config_hash)} · git {escape(results.git_sha)}"]
+    lines += ["", f"config {escape(results.config_hash)} · git {escape(results.git_sha)}"
+              + (f" · hardware: {escape(hardware_text(results.hardware))}" if results.hardware else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,8 @@ from reports.format import (
     adaptive_lines,
     bias_measured,
     bias_reports,
+    cost_lines,
+    hardware_text,
     learning_lines,
     main_metrics,
     ranked,
@@ -157,12 +159,14 @@ def notes(results: Results) -> list[str]:
     lines += [f"{v.candidate}: FAIL {v.gate} ({v.message})" for v in results.gates if not v.passed]
     lines += [f"{c.name} / {b.benchmark}: {b.status} - {b.reason}" for c in results.candidates
               for b in c.benchmarks if b.status != "ok"]
-    lines += learning_lines(results)
+    lines += learning_lines(results) + cost_lines(results)
     signatures = {(b.benchmark, m, v.signature) for c in results.candidates for b in c.benchmarks
                   for m, v in b.scores.get("test", {}).items() if v.signature}
     lines += [f"{bench} {metric}: sacrebleu {signature}" for bench, metric, signature in sorted(signatures)]
     if not results.gates:
         lines.append("no gates configured: every candidate that ran passes")
+    if results.hardware:
+        lines.append(f"hardware: {hardware_text(results.hardware)}")
     return lines
 
 

@@ -293,7 +293,7 @@ STEP = re.compile(r" \d+/\d+ \(\d+%\)")
 
 def test_every_long_stage_is_announced_in_order_outside_a_terminal(tiny_run):
     """The tiny bake-off's progress (no terminal: a line per stage): loading each model, the validation passes
-    around training, comparing and writing the reports each say what they are doing."""
+    around training, measuring latency, comparing and writing the reports each say what they are doing."""
     stages = [m[1] for line in tiny_run.stderr.splitlines() if (m := STAGE.match(line)) and not STEP.search(line)]
     def tuned(who: str, probe: str, bias: bool) -> list[str]:
         tuning = f"{who}: tuning on support_intents"
@@ -306,6 +306,8 @@ def test_every_long_stage_is_announced_in_order_outside_a_terminal(tiny_run):
 
     expected = ["tiny: linting the data", "tiny-llama: resolving model", "tiny-bert: resolving model",
                 *tuned("tiny-llama", "general_knowledge", True), *tuned("tiny-bert", "paraphrase_probe", False),
+                "tiny-llama: measuring latency on 24 support_intents test items, alone",  # after every unit
+                "tiny-bert: measuring latency on 24 support_intents test items, alone",
                 "tiny: comparing the candidates", "tiny: writing results.json and the reports"]
     assert len(stages) == len(expected) and all(s.startswith(e) for s, e in zip(stages, expected)), stages
 

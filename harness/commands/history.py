@@ -16,7 +16,7 @@ from rich.table import Table
 import reports  # noqa: F401  (registers the report formats by name)
 from harness.config import CORRECTIONS, GateConfig, build, read_yaml
 from harness.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from harness.results.compare import compare_runs
+from harness.results.compare import compare_runs, environment_notes
 from harness.results.finish import regate, restore
 from harness.results.model import Results
 from harness.results.render import RENDERERS
@@ -134,11 +134,14 @@ def _compare(a: dict[str, Any], b: dict[str, Any], fmt: str = "table") -> int:
     """Run a against run b: a table (reports/compare.py), or one JSON object per row, omitted rows included."""
     correction, alpha = "holm", 0.05
     rows = compare_runs(a, b, alpha=alpha, correction=correction)
+    beside = environment_notes(a, b)  # different hardware; latencies measured under different conditions
     if fmt == "json":
         for row in rows:
             print(json.dumps(row))
+        for note in beside:
+            print(f"note: {note}", file=sys.stderr)
         return EXIT_OK
     runs = {side: {k: r.get(k) for k in ("run_id", "name", "created")} for side, r in (("a", a), ("b", b))}
-    render_comparison(runs | {"correction": correction, "alpha": alpha, "rows": rows},
+    render_comparison(runs | {"correction": correction, "alpha": alpha, "rows": rows, "notes": beside},
                       _console())
     return EXIT_OK

@@ -22,7 +22,7 @@ class BenchmarkResult:
     data_sha256: dict[str, str] = field(default_factory=dict)
     scores: dict[str, dict[str, MetricValue]] = field(default_factory=dict)  # split -> metric -> value
     train: TrainResult | None = None
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # measured under fixed conditions (harness/execution/latency.py)
     probes: list[dict[str, Any]] = field(default_factory=list)
     predictions: dict[str, list[str]] = field(default_factory=dict, repr=False)
     per_class_f1: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> label -> F1
@@ -39,6 +39,7 @@ class BenchmarkResult:
     seed_predictions: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)  # split -> per seed
     params: int | None = None  # the tuned model's parameters on this benchmark (an encoder's head is per benchmark)
     trainable_params: int | None = None  # of them, trained on this benchmark (0 for a row scored as it is)
+    latency_conditions: dict[str, Any] | None = None  # what latency_ms was measured under (or why it was not)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from harness.data.references import stored_references
 from harness.errors import DataError
 from harness.gates.lookup import Verdict, closed, lookup
 from harness.gates.power import baseline_detectable, effect_text
+from harness.models.hardware import latency_comparable
 from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
@@ -38,6 +39,8 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
     base = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
     if base is None:
         return None, f"baseline run {base_results['run_id']} has no candidate '{base_name}'"
+    if metric.split(".")[1] == "latency_ms_per_item":
+        return None, latency_refusal(candidate, base, metric.split(".")[0], base_name)
     (_, entry, why), (_, base_entry, base_why) = lookup(candidate, metric), lookup(base, metric)
     if entry is None or base_entry is None:
         return None, why or f"baseline {base_name}: {base_why}"
@@ -71,6 +74,21 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
     except DataError as err:
         return None, err.message
     return res | {"metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
+
+
+def latency_refusal(candidate: dict[str, Any], base: dict[str, Any], bench_name: str, base_name: str) -> str:
+    """Why a baseline gate does not compare latencies: measured under different conditions (which), or, under the
+    same ones, a single figure per run with no per-item values to test; a cost gate is the way to bound it."""
+    sides = [find_benchmark(c, bench_name) or {} for c in (candidate, base)]
+    figures = [b.get("latency_ms_per_item") for b in sides]
+    how = "bound it with a cost gate ({cost: latency_ms_per_item, max: ...})"
+    if None in figures:
+        return f"latency_ms_per_item on {bench_name}: not measured on both sides; {how}"
+    why = latency_comparable(*(b.get("latency_conditions") for b in sides))
+    if why:
+        return f"latency_ms_per_item on {bench_name} not compared with {base_name}: {why}; {how}"
+    return (f"latency_ms_per_item on {bench_name}: {figures[0]:.1f} against {base_name}'s {figures[1]:.1f} ms/item, "
+            f"under the same conditions, but one figure per run has no per-item values for a test; {how}")
 
 
 def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted: float, correction: str,

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.data.references import stored_references
 from harness.errors import DataError
+from harness.models.hardware import differences, latency_comparable
 from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
@@ -158,3 +159,34 @@ def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamp
     return rows
 
 
+
+
+def environment_notes(results_a: dict[str, Any], results_b: dict[str, Any]) -> list[str]:
+    """What `compare` says beside the scores: whether the runs came from different hardware (bf16 and other kernels
+    differ between CPUs, so scores can differ in their last digits), and per candidate in both runs whether its
+    latencies can be compared (the same measuring conditions: harness/execution/latency.py) and, if so, their
+    ratio."""
+    ha, hb = results_a.get("hardware"), results_b.get("hardware")
+    ids = results_a.get("run_id", "a"), results_b.get("run_id", "b")
+    out = []
+    if not ha or not hb:
+        missing = " and ".join(run for run, hw in zip(ids, (ha, hb)) if not hw)
+        out.append(f"hardware: run {missing} records none (written before sftbench recorded it): whether the runs "
+                   "came from the same machine is unknown")
+    elif differences(ha, hb):
+        out.append(f"the runs came from different hardware ({'; '.join(differences(ha, hb))}): scores computed "
+                   "with bf16 or other machine-specific kernels can differ in their last digits, and costs differ")
+    by_name = {c["name"]: c for c in results_b["candidates"]}
+    for ca in results_a["candidates"]:
+        cb = by_name.get(ca["name"])
+        if cb is None:
+            continue
+        (la, ka), (lb, kb) = ((c["cost"].get("latency_ms_per_item"), c["cost"].get("latency_conditions"))
+                              for c in (ca, cb))
+        if la is None or lb is None:
+            continue
+        why = latency_comparable(ka, kb)
+        out.append(f"latency of {ca['name']} not compared: {why}" if why else
+                   f"latency of {ca['name']}: a {la:.1f} vs b {lb:.1f} ms/item (a/b {la / lb:.2f}), measured under "
+                   f"the same conditions")
+    return out

@@ -24,6 +24,7 @@ from harness.data.references import scored_references
 from harness.execution.outcome import Bakeoff
 from harness.gates.check import Verdict, check, per_benchmark, recommend
 from harness.gates.stability import Agreement, bootstrap_agreement
+from harness.models.hardware import describe
 from harness.results.model import SCHEMA_VERSION, Results, TieGroup
 from harness.results.rows import candidate_dict
 from harness.results.ties import RULE, all_tie_groups
@@ -59,7 +60,7 @@ def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | Non
         "recommendation_stability": agreement.share, "gates": [v.to_json() for v in verdicts], "candidates": cands,
         "warnings": bakeoff.warnings, "references": references,
         "tie_groups": [t.to_json() for t in ties], "tie_rule": RULE,
-        "recommendation_agreement": agreement.to_json()})
+        "recommendation_agreement": agreement.to_json(), "hardware": describe(cfg.executor.kind)})
 
 
 def conclude(cands: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig], resamples: int,

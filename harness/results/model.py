@@ -16,6 +16,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
     (harness/gates/stability.py; absent in runs written before it), gates[{candidate, gate, passed, observed, message,
     p_adjusted, baseline, metric (baseline gates)}],
   units{reused, computed, root} (units of work reused from an earlier run or computed by this one),
+  hardware{cpu, cpu_bf16, machine, cores, threads, gpu, gpu_bf16, executor} (the machine the run's numbers
+    came from: harness/models/hardware.py; absent in runs written before it),
   warnings[{level, path, line, message}] (data lint findings that did not stop the run: harness/data/validate.py),
   references{benchmark{split{data_sha256, items[[reference]]}}}
     (what predictions are scored against: harness/data/references.py),
@@ -25,7 +27,8 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
     adapter (a peft adapter folder scored as it is with `tuner: none`: gated and recommended like a tuned row;
       absent for other candidates and in runs written before it),
     did_not_learn[benchmark names whose `learned` is false],
-    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, peak_rss_mb, peak_gpu_mb, gpu_seconds},
+    cost{train_seconds, train_tokens_per_second, latency_ms_per_item, latency_conditions, peak_rss_mb, peak_gpu_mb,
+      gpu_seconds},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16,
@@ -40,6 +43,9 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
         by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
+      latency_ms_per_item, latency_conditions{items, warmup, batch, threads, device, precision, shared, cpu,
+        gpu} (measured alone after every unit, under these conditions: harness/execution/latency.py; or
+        {not_measured: why}; absent in runs written before it, whose latency the scoring units timed),
       params, trainable_params (this benchmark's tuned model: an encoder tunes a new head per benchmark; absent in
         runs written before it),
       confusion{split{labels[] (gold, rows), predicted[] (columns), counts[][]}} (classification; absent in runs
@@ -198,6 +204,7 @@ class BenchmarkRow(Record):
     scores: dict[str, dict[str, MetricScore]] = field(default_factory=dict)  # split -> metric -> score
     train: dict[str, Any] | None = None  # train_loss[], val_loss[], curve[], seconds, tokens, ...
     latency_ms_per_item: float | None = None
+    latency_conditions: dict[str, Any] | None = None  # harness/execution/latency.py; None in older runs
     probes: tuple[ProbeRow, ...] = ()
     predictions: dict[str, list[str]] | None = None
     per_class_f1: dict[str, dict[str, float]] | None = None
@@ -227,7 +234,8 @@ class BenchmarkRow(Record):
 class Cost(Record):
     train_seconds: float | None = None  # summed over benchmarks
     train_tokens_per_second: float | None = None
-    latency_ms_per_item: float | None = None
+    latency_ms_per_item: float | None = None  # the first benchmark's, measured under latency_conditions
+    latency_conditions: dict[str, Any] | None = None
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None  # the largest unit's torch.cuda.max_memory_allocated; None off CUDA
     gpu_seconds: float | None = None  # wall seconds of the candidate's units on a GPU; None off CUDA
@@ -302,6 +310,7 @@ class Results(Record):
     warnings: list[dict[str, Any]] = field(default_factory=list)
     references: dict[str, Any] = field(default_factory=dict)
     units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
+    hardware: dict[str, Any] | None = None  # harness/models/hardware.py describe(); None in runs written before it
     tie_groups: tuple[TieGroup, ...] = ()
     tie_rule: str = ""
     adaptive: dict[str, Any] | None = None  # adaptive seeds: seeds and why each arm stopped (results/rounds.py)

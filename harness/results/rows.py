@@ -15,7 +15,7 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
                    references: dict[str, Any] | None = None) -> dict[str, Any]:
     benches = []
     is_reference = c.zero_shot and not c.adapter  # an adapter the user brings is a candidate, not a reference row
-    train_seconds, tps, latency = 0.0, 0.0, None
+    train_seconds, tps, latency, conditions = 0.0, 0.0, None, None
     for b in c.benchmarks:
         d = {"benchmark": b.benchmark, "version": b.version, "task": b.task, "status": b.status, "reason": b.reason,
              "learning_rate": b.learning_rate, "data_sha256": b.data_sha256,
@@ -28,7 +28,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
              "chance": b.chance, "learned": b.learned, "learned_reason": b.learned_reason,
              "zero_shot": b.zero_shot and is_reference,
              "seeds": b.seeds, "seed_runs": b.seed_runs, "seed_predictions": b.seed_predictions,
-             "params": b.params, "trainable_params": b.trainable_params}
+             "params": b.params, "trainable_params": b.trainable_params,
+             "latency_conditions": b.latency_conditions}
         main = main_metrics.get(b.benchmark, "")
         d["generalisation"] = generalisation(d, main, resamples, seed, (references or {}).get(b.benchmark),
                                              bound=scale_bound(main) if main in METRICS else None)
@@ -40,7 +41,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
         if b.train:
             train_seconds += b.train.seconds
             tps = b.train.tokens_per_second
-        latency = latency if latency is not None else b.latency_ms
+        if latency is None and b.latency_ms is not None:  # the first benchmark's, with what it was measured under
+            latency, conditions = b.latency_ms, b.latency_conditions
     h = c.handle
     return {"name": c.name, "model": c.model, "status": c.status, "reason": c.reason,
             "source": h.source if h else None, "path": h.path if h else None,
@@ -49,7 +51,8 @@ def candidate_dict(c: CandidateResult, main_metrics: dict[str, str], resamples: 
             "params": c.params, "trainable_params": c.trainable_params, "zero_shot": is_reference,
             "did_not_learn": [b.benchmark for b in c.benchmarks if b.learned is False],
             "cost": {"train_seconds": train_seconds, "train_tokens_per_second": tps,
-                     "latency_ms_per_item": latency, "peak_rss_mb": c.peak_rss_mb, "peak_gpu_mb": c.peak_gpu_mb,
+                     "latency_ms_per_item": latency, "latency_conditions": conditions,
+                     "peak_rss_mb": c.peak_rss_mb, "peak_gpu_mb": c.peak_gpu_mb,
                      "gpu_seconds": c.gpu_seconds},
             "benchmarks": benches} | ({"adapter": c.adapter} if c.adapter else {})
 
