@@ -42,7 +42,8 @@ def trained_text(c: CandidateRow) -> str:
     values = sorted(set(trained_by_benchmark(c).values()))
     if len(values) > 1:
         return f"{params_text(values[0])}-{params_text(values[-1])}"
-    return params_text(values[0] if values else c.trainable_params or 0)
+    count = values[0] if values else c.trainable_params or 0
+    return params_text(count) if count else "0"  # a row scored as it is trains nothing (not "0.0K")
 
 
 def params_lines(results: Results) -> list[str]:

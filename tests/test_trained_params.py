@@ -45,3 +45,12 @@ def test_trained_parameters_are_per_benchmark_and_do_not_depend_on_order(tiny_co
            f"polarity {low}" in printed
     md = (tmp_path / "out0" / "summary.md").read_text()
     assert f"({low}-{high})" in md or low == high
+
+
+def test_a_row_scored_as_it_is_trains_nothing_and_says_0():
+    from reports.format import trained_text
+    from tests.reports.sample import typed
+
+    bench = {"benchmark": "t", "status": "ok", "scores": {}, "trainable_params": 0}
+    row = {"name": "m-zero-shot", "status": "ok", "params": 10, "zero_shot": True, "benchmarks": [bench]}
+    assert trained_text(typed({"candidates": [row]}).candidates[0]) == "0"  # was "0.0K"
