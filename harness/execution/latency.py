@@ -58,9 +58,10 @@ def measure(plan: Plan, outputs: dict[str, Output | Failure], ctx: Context, cach
         kept = store.get(key) if key else None
         if kept is None:
             progress.stage(bp.candidate, f"measuring latency on {len(examples)} {spec.name} test items, alone, "
-                                         f"{cond['threads']} threads, {cond['device']}")
+                                         f"{cond['threads']} threads, {cond['device']} (an untimed pass, then the "
+                                         "timed one)")
             try:
-                kept = {"latency_ms": _time(unit, examples, ctx, cache, outputs), "conditions": cond}
+                kept = {"latency_ms": _time(unit, examples, ctx, cache, outputs, progress), "conditions": cond}
             except Exception as err:  # a measurement that cannot run here costs the figure, never the run
                 kept = {"latency_ms": None, "conditions": {"not_measured": f"{type(err).__name__}: {err}"}}
             if key and kept["latency_ms"] is not None:
@@ -69,8 +70,10 @@ def measure(plan: Plan, outputs: dict[str, Output | Failure], ctx: Context, cach
     return out
 
 
-def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache,
-          outputs: dict[str, Output | Failure]) -> float:
+def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outputs: dict[str, Output | Failure],
+          progress: Progress) -> float:
+    """Mean milliseconds per item of the timed pass; both passes report their progress (no silent stretch: a
+    135M-parameter model takes seconds per item on a busy CPU)."""
     import torch
 
     from harness.scoring.tasks import predict
@@ -84,10 +87,10 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache,
         with ws.placement.autocast():
             model = _model(unit, inputs, ws, cache)()
             length = ctx.recipe(unit).max_length
-            predict(spec, examples, model, ws.tokenizer, ws.handle.kind, length)
+            predict(spec, examples, model, ws.tokenizer, ws.handle.kind, length, on_step=progress.step)
             _sync(ws.placement.kind)
             started = time.perf_counter()
-            predict(spec, examples, model, ws.tokenizer, ws.handle.kind, length)
+            predict(spec, examples, model, ws.tokenizer, ws.handle.kind, length, on_step=progress.step)
             _sync(ws.placement.kind)
             return 1000 * (time.perf_counter() - started) / max(len(examples), 1)
     finally:
