@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, did_you_mean
+from tuners import load_all
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 DEMO_CONFIG = BUNDLED_DIR / "demo.yaml"
@@ -40,13 +41,14 @@ class AdaptiveSeeds:
 
 @dataclass(frozen=True)
 class RecipeConfig:
-    """The one training recipe applied unchanged to every candidate."""
+    """The one training recipe applied unchanged to every candidate: the fields every tuner shares, and the options of
+    its tuner only (`options`, the tuner's own dataclass in tuners/<name>/config.py: LoRA's r, alpha, dropout and
+    target_modules, IA3's target_modules, freeze's freeze_keep_last, none for full). In YAML they are written flat
+    beside the shared fields (`recipe: {tuner: lora, r: 8}`), under `options:`, or in a section named after their
+    tuner (`lora: {r: 8}`); a section of another tuner is checked and not used (`gather_options`)."""
 
     tuner: str = "lora"
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: str | list[str] = "auto"
+    options: Any = None  # the tuner's options; a mapping (None: the defaults) is read into its options class
     learning_rate: float = 2e-4
     epochs: int = 2
     batch_size: int = 8
@@ -57,7 +59,6 @@ class RecipeConfig:
     seeds: int | list[int] | AdaptiveSeeds = 1  # a count (seed, seed + 1, ...), a list, or adaptive {min, max, ...}
     bf16: str = "auto"  # auto | on | off
     group_by_length: bool = True
-    freeze_keep_last: int = 2  # used by the freeze tuner only
     eval_every: int = 0  # validation loss every N optimizer steps; 0 = once per epoch
     patience: int = 0  # stop after this many evaluations without a lower validation loss; 0 = never stop early
     restore_best: bool = True  # end with the trainable weights of the best evaluation (by `monitor`)
@@ -68,16 +69,17 @@ class RecipeConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more compute
 
     def __post_init__(self) -> None:
-        _check(self.r > 0, "recipe.r must be positive")
-        _check(self.alpha > 0, "recipe.alpha must be positive")
-        _check(0.0 <= self.dropout < 1.0, "recipe.dropout must be in [0, 1)")
+        tuner = load_all().get(self.tuner)  # an unknown tuner fails here, before any model loads
+        if self.options is None or isinstance(self.options, dict):
+            object.__setattr__(self, "options", build(tuner.options, self.options or {}, "recipe"))
+        _check(isinstance(self.options, tuner.options), f"recipe.options are {type(self.options).__name__}, not "
+               f"tuner {self.tuner}'s {tuner.options.__name__} (replace the tuner with options=None for its defaults)")
         _check(self.learning_rate >= 0, "recipe.learning_rate must be >= 0")
         _check(self.epochs >= 0, "recipe.epochs must be >= 0")
         _check(self.batch_size > 0, "recipe.batch_size must be positive")
         _check(self.max_length >= 8, "recipe.max_length must be at least 8")
         _check(0.0 <= self.warmup_ratio < 1.0, "recipe.warmup_ratio must be in [0, 1)")
         _check(self.bf16 in ("auto", "on", "off"), "recipe.bf16 must be auto, on or off")
-        _check(self.freeze_keep_last >= 0, "recipe.freeze_keep_last must be >= 0")
         if isinstance(self.seeds, AdaptiveSeeds):
             pass
         elif isinstance(self.seeds, list):
@@ -98,15 +100,17 @@ class RecipeConfig:
                f"recipe.device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})")
 
     def key_fields(self) -> dict[str, Any]:
-        """The recipe as unit keys see it: where it runs is not in it (the placement's own key fields are), and the
-        memory knobs only when set, so that the keys of a recipe without them stay those sftbench always used."""
+        """The recipe as unit keys see it: the shared fields and its tuner's own options (their `key_fields`), so that
+        LoRA's r never changes a full fine-tune's key. Where it runs is not in it (the placement's own key fields
+        are), and the memory knobs only when set, so that the keys of a recipe without them stay those sftbench
+        always used."""
         fields = dataclasses.asdict(self)
-        fields.pop("device")
+        for elsewhere in ("options", "device"):  # the options are the tuner's own key fields, added below
+            fields.pop(elsewhere)
         for knob, default in (("grad_accum", 1), ("gradient_checkpointing", False)):
             if fields[knob] == default:
                 fields.pop(knob)
-        return fields
-
+        return {**fields, **self.options.key_fields()}
 
     @property
     def seed_values(self) -> list[int]:
@@ -538,6 +542,8 @@ def build(cls: type, raw: Any, where: str) -> Any:  # noqa: C901
         raw = {"spec": raw} if cls is SuiteRef else {"model": raw}
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
+    if cls is RecipeConfig:  # its tuner's options, written flat or in a section, into `options`
+        raw = gather_options(raw, label)
     # YAML 1.1 reads an unquoted key `on` (a gate's `on: ci_low`) as the boolean true, and `off`, `yes`, `no` too
     raw = {("on" if k is True else "off" if k is False else str(k)): v for k, v in raw.items()}
     hints = typing.get_type_hints(cls)
@@ -597,3 +603,45 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def gather_options(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """A `recipe:` mapping as written -> RecipeConfig's fields: the chosen tuner's options, written flat (`r: 8`),
+    under `options:` or in its section (`lora: {r: 8}`), gathered into `options`. A section of another tuner is
+    checked and left unused (a recipe can keep them for `recipe.tuner=...` overrides); a flat key that the chosen
+    tuner does not read is an error naming the key and the tuner, a typo gets a did-you-mean."""
+    tuners = load_all()
+    name = _coerce(str, raw.get("tuner", "lora"), f"{where}.tuner")
+    own = {f.name for f in dataclasses.fields(tuners.get(name).options)}
+    shared = {f.name for f in dataclasses.fields(RecipeConfig)} - {"options"}
+    gathered: dict[str, Any] = {}
+    given: dict[str, str] = {}  # where each option was written
+    for source in ("options", name):
+        section = raw.get(source, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}.{source} must be a mapping of tuner {name}'s options, got "
+                              f"{type(section).__name__}")
+        _gather(gathered, given, section, f"{where}.{source}")
+    for other, section in raw.items():
+        if other in tuners and other != name:
+            build(tuners.get(other).options, section, f"{where}.{other}")  # checked, unused
+    for key, value in raw.items():
+        if key in shared or key in tuners or key == "options":
+            continue
+        if key not in own:
+            owners = [t for t, spec in tuners.items() if key in {f.name for f in dataclasses.fields(spec.options)}]
+            if owners:
+                raise ConfigError(f"{where}.{key}: tuner {name} does not read {key} (an option of "
+                                  f"{', '.join(owners)}); remove it, or keep it in a `{owners[0]}:` section")
+            raise ConfigError(f"unknown key '{key}' in {where}{did_you_mean(key, shared | own | set(tuners))} "
+                              f"(tuner {name}'s own options: {', '.join(sorted(own)) or 'none'}; the shared ones: "
+                              f"{', '.join(sorted(shared))})")
+        _gather(gathered, given, {key: value}, where)
+    return {**{k: v for k, v in raw.items() if k in shared}, "options": gathered}
+
+
+def _gather(into: dict[str, Any], given: dict[str, str], section: dict[str, Any], where: str) -> None:
+    for key, value in section.items():
+        if key in into:
+            raise ConfigError(f"{given[key]}.{key} is given twice (also as {where}.{key}); keep one")
+        into[key], given[key] = value, where

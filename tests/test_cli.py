@@ -105,6 +105,8 @@ def test_ls_lists_everything(capsys):
     assert code == 0
     for word in ("support_intents", "general_knowledge", "accuracy (higher is better)", "lora", "smollm2-135m", "minilm-l6"):
         assert word in stdout
+    # each tuner with its own options (tuners/<name>/config.py)
+    assert "full (no options), ia3 (target_modules), lora (r, alpha, dropout, target_modules)" in stdout
 
 
 def test_score_command_matches_sacrebleu(tmp_path, capsys):

@@ -157,8 +157,8 @@ def main() -> int:
     shape, lengths = (TINY, (16, 48)) if args.smoke else (ONE_B, (128, 512))
     n_rows = args.rows or (16 if args.smoke else 256)
     placement = Placement(device, "bf16" if on_gpu else "fp32")
-    recipe = RecipeConfig(epochs=1, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, seed=0, dropout=0.0,
-                          group_by_length=True)
+    recipe = RecipeConfig(epochs=1, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, seed=0,
+                          options={"dropout": 0.0}, group_by_length=True)
     base = build(shape, device, torch.bfloat16 if on_gpu else torch.float32)
     if not 0 <= args.prefix < lengths[0]:
         parser.error(f"--prefix must be below the shortest row ({lengths[0]} tokens)")

@@ -43,14 +43,14 @@ def main() -> None:
     tok = load_tokenizer(handle)
     spec, splits = load_benchmark(SuiteRef("support_intents", max_train=args.rows, max_validation=64,
                                            max_test=args.test), BUNDLED_DIR)
-    recipe = replace(RecipeConfig(), r=8, alpha=16, dropout=0.05, epochs=1, batch_size=8, max_length=192,
-                     learning_rate=1e-3)
+    recipe = replace(RecipeConfig(), options={"r": 8, "alpha": 16, "dropout": 0.05}, epochs=1, batch_size=8,
+                     max_length=192, learning_rate=1e-3)
     train = training_items(spec, splits["train"].examples, tok, "causal", recipe.max_length)
     val = training_items(spec, splits["validation"].examples, tok, "causal", recipe.max_length)
     placement = placement_for("cpu", recipe.bf16)
     refs = [list(ex.references) for ex in splits["test"].examples]
     results: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-    print(f"SmolLM2-135M LoRA dropout {recipe.dropout}, {len(train)} rows, lr {recipe.learning_rate:g}, "
+    print(f"SmolLM2-135M LoRA dropout {recipe.options.dropout}, {len(train)} rows, lr {recipe.learning_rate:g}, "
           f"{args.seeds} seeds, test {len(refs)} items")
     for seed in range(args.seeds):
         for share in (True, False):

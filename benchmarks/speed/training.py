@@ -267,7 +267,7 @@ def main() -> None:
     peaks: dict[str, tuple[float, float]] = {}
     measure_peaks(peaks)
     bf16 = use_bf16(recipe.bf16)
-    print(f"{args.model}, LoRA r{recipe.r} on q/v, {len(items)} support_intents rows x {recipe.epochs} epoch(s), "
+    print(f"{args.model}, LoRA r{recipe.options.r} on q/v, {len(items)} support_intents rows x {recipe.epochs} epoch(s), "
           f"batch {recipe.batch_size}, lr {recipe.learning_rate:g}, {tokens} non-padding tokens per run, "
           f"{threads} threads, sftbench bf16={bf16}")
     print(f"rows through the chat template: {uses_chat(tokenizer)}; {shared_length(items)} leading tokens common to "

@@ -3,6 +3,7 @@ files, as JSON)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -23,7 +24,8 @@ def main(args: argparse.Namespace, console: Any) -> int:
     print("probes:    ", ", ".join(sorted(p.parent.name for p in BUNDLED_DIR.glob("*/probe.yaml"))))
     print("metrics:   ", ", ".join(f"{n} ({'higher' if m.higher_is_better else 'lower'} is better)"
                                      for n, m in METRICS.items()))
-    print("tuners:    ", ", ".join(TUNERS))
+    print("tuners:    ", ", ".join(f"{n} ({', '.join(f.name for f in dataclasses.fields(t.options)) or 'no options'})"
+                                     for n, t in TUNERS.items()))  # each with its own options (tuners/<name>/config.py)
     for name, alias in ALIASES.items():
         print(f"model alias {name}: {alias.description}")
     return EXIT_OK

@@ -1,8 +1,9 @@
 """What a bake-off checks before any model loads, beyond each file's own checks: every suite of the config loads,
-the suites agree with each other and with the gates, the tuner and the executor are registered, and each candidate
-is a model sftbench can load (without converting, downloading or hashing it). `sftbench validate` runs all of it
-and reports every finding (harness/commands/validate.py); `run` stops at the first error (harness/run.py,
-harness/execution/suites.py). No torch import."""
+the suites agree with each other and with the gates, the executor is registered (the tuner and its options are
+checked as the config is read: harness/config.py), and each candidate is a model sftbench can load (without
+converting, downloading or hashing it). `sftbench validate` runs all of it and reports every finding
+(harness/commands/validate.py); `run` stops at the first error (harness/run.py, harness/execution/suites.py).
+No torch import."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,14 +14,13 @@ from typing import Any
 from harness.config import DEMO_CONFIG, BakeoffConfig, CandidateConfig, load_config
 from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
 from harness.data.validate import Finding, run_warnings
-from harness.errors import ConfigError, ModelError, SftbenchError, did_you_mean
+from harness.errors import ModelError, SftbenchError, did_you_mean
 from harness.execution import check_executor
 from harness.models.gguf import gguf_unsupported
 from harness.models.loading import ALIASES, check_adapter, inspect_folder, package_dir, source_of
 from harness.scoring.bias import BiasSpec, load_bias_suite
 from harness.scoring.probes import load_probe
 from harness.scoring.tasks import metric_while_training, scored_metrics
-from tuners import TUNERS
 
 
 def validate(config: str | Path | None, overrides: list[str] | None = None) -> list[Finding]:
@@ -33,7 +33,7 @@ def validate(config: str | Path | None, overrides: list[str] | None = None) -> l
 
 
 def lint(cfg: BakeoffConfig) -> list[Finding]:
-    """Load every suite of a parsed config, check candidates and tuner, and lint the benchmark data."""
+    """Load every suite of a parsed config, check the executor and the candidates, and lint the benchmark data."""
     source, base = cfg.source, cfg.base_dir
     findings: list[Finding] = []
 
@@ -49,7 +49,6 @@ def lint(cfg: BakeoffConfig) -> list[Finding]:
         attempt(partial(load_probe, ref, base))
     bias = [b for ref in cfg.bias if (b := attempt(partial(load_bias_suite, ref.spec, base)))]
     findings += cross_checks(cfg, benchmarks, [spec for spec, _, _ in bias])
-    attempt(lambda: check_tuner(cfg.recipe.tuner))
     attempt(lambda: check_executor(cfg.executor.kind))
     for cand in cfg.candidates:
         findings += attempt(partial(check_candidate, cand)) or []
@@ -81,13 +80,6 @@ def cross_checks(cfg: BakeoffConfig, benchmarks: list[tuple[BenchmarkSpec, dict[
                 findings.append(Finding("error", cfg.source, None, f"recipe.monitor is metric, but benchmark "
                                         f"'{spec.name}' does not evaluate {spec.main_metric} while training: {why}"))
     return findings
-
-
-def check_tuner(name: str) -> None:
-    """A registered tuner (tuners/<name>/): checked by name, without importing it, which would import torch."""
-
-    if name not in TUNERS:
-        raise ConfigError(f"unknown tuner '{name}'; known: {', '.join(TUNERS)}")
 
 
 def check_candidate(cand: CandidateConfig) -> list[Finding]:

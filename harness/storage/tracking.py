@@ -103,7 +103,9 @@ def _adaptive_tags(results: Results) -> dict[str, str]:
 
 def _log(client: MlflowClient, results: Results, out: Path, exit_code: int) -> str:
     experiment = _experiment(client, results.name)
-    recipe = {f"recipe.{k}": v for k, v in results.config.get("recipe", {}).items()}
+    stored = dict(results.config.get("recipe", {}))
+    options = stored.pop("options", None) or {}  # the tuner's own options, as flat params beside the shared ones
+    recipe = {f"recipe.{k}": v for k, v in {**stored, **options}.items()}
     parent = client.create_run(experiment, run_name=results.name, tags={
         "sftbench.run_id": results.run_id, "sftbench.config_hash": results.config_hash,
         "sftbench.git_sha": results.git_sha, "sftbench.recommendation": results.recommendation or "none",

@@ -23,7 +23,8 @@ DEVICES = [
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")),
     pytest.param("mps", marks=pytest.mark.skipif(not (torch.backends.mps.is_available()), reason="no MPS device here")),
 ]
-EXACT = RecipeConfig(epochs=1, batch_size=8, bf16="off", seed=0, max_length=96, dropout=0.0, warmup_ratio=0.0)
+EXACT = RecipeConfig(epochs=1, batch_size=8, bf16="off", seed=0, max_length=96, options={"dropout": 0.0},
+                     warmup_ratio=0.0)
 
 
 def no_dropout(model):
@@ -87,7 +88,7 @@ def test_grad_accum_gives_the_one_big_batch_update(tiny_llama, tiny_bert, kind, 
     weights up to the summation order of the micro-batches (fp32 on every device, so the tolerance is tight)."""
     folder = tiny_llama if kind == "llama" else tiny_bert
     placement = resolve(device, "off")
-    one = dataclasses.replace(EXACT, tuner="lora" if kind == "llama" else "full")
+    one = EXACT if kind == "llama" else dataclasses.replace(EXACT, tuner="full", options=None)
     model, items, val, pad_id = tiny_model(folder, one, rows=16)
     big = fit(no_dropout(model).to(placement.device), items, val, one, 1e-2, pad_id, placement=placement)
     big_weights = trainable(model)
@@ -109,7 +110,7 @@ def test_grad_accum_gives_the_one_big_batch_update(tiny_llama, tiny_bert, kind, 
 def test_accumulated_gradient_is_the_mean_over_every_target_of_the_batch(tiny_llama, tiny_bert, kind):
     """Micro-batches of unequal answer lengths: each is weighted by its tokens, not averaged per micro-batch (a
     classifier's by its examples); a fully tuned encoder's gradients too."""
-    folder, recipe = (tiny_llama, EXACT) if kind == "llama" else (tiny_bert, dataclasses.replace(EXACT, tuner="full"))
+    folder, recipe = (tiny_llama, EXACT) if kind == "llama" else (tiny_bert, dataclasses.replace(EXACT, tuner="full", options=None))
     model, items, _, pad_id = tiny_model(folder, recipe, rows=6)
     no_dropout(model)
     cpu = Placement()
@@ -202,7 +203,7 @@ def test_qlora_trains_lora_on_a_4bit_base_on_cuda(tiny_llama):
     from harness.scoring.tasks import training_items
     from tests.conftest import ROOT
 
-    recipe = dataclasses.replace(EXACT, tuner="qlora", device="cuda", bf16="auto")
+    recipe = dataclasses.replace(EXACT, tuner="qlora", device="cuda", bf16="auto")  # LoRA's options: qlora's too
     spec, splits = load_benchmark(SuiteRef("support_intents", max_train=16, max_validation=8), ROOT)
     ws = Workspace(resolve_model(str(tiny_llama)), spec, recipe, placement=resolve("cuda", "auto"))
     model = ws.fresh()

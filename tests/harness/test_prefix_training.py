@@ -33,7 +33,7 @@ def rows(folder, n=8):
 
 
 def lora(folder, dropout=0.0):
-    recipe = RecipeConfig(dropout=dropout, bf16="off", max_length=LENGTH)
+    recipe = RecipeConfig(options={"dropout": dropout}, bf16="off", max_length=LENGTH)
     torch.manual_seed(0)
     model = load_all().get("lora").prepare(load_model(resolve(str(folder))), recipe, "causal")
     with torch.no_grad():  # B starts at zero: give the adapters a say, so their gradients reach the prefix's
@@ -85,7 +85,7 @@ def test_shared_prefix_equals_the_unshared_loss_and_gradients(kind, request):
 
 def test_fit_with_and_without_sharing_agree_and_record_the_path(tiny_llama):
     items, val, pad_id = rows(tiny_llama, n=16)
-    recipe = RecipeConfig(dropout=0.0, bf16="off", max_length=LENGTH, epochs=1, batch_size=4, grad_accum=2)
+    recipe = RecipeConfig(options={"dropout": 0.0}, bf16="off", max_length=LENGTH, epochs=1, batch_size=4, grad_accum=2)
     shared = fit(lora(tiny_llama), items, val, recipe, 1e-2, pad_id)
     unshared = fit(lora(tiny_llama), items, val, recipe, 1e-2, pad_id, share_prefix=False)
     torch.testing.assert_close(shared.train_loss, unshared.train_loss, rtol=1e-4, atol=0)
@@ -101,7 +101,8 @@ def test_fit_with_and_without_sharing_agree_and_record_the_path(tiny_llama):
 
 def test_gradient_checkpointing_and_classifiers_take_the_unshared_path(tiny_llama, tiny_bert):
     items, _, pad_id = rows(tiny_llama, n=8)
-    recipe = RecipeConfig(dropout=0.0, bf16="off", max_length=LENGTH, epochs=1, gradient_checkpointing=True)
+    recipe = RecipeConfig(options={"dropout": 0.0}, bf16="off", max_length=LENGTH, epochs=1,
+                          gradient_checkpointing=True)
     result = fit(lora(tiny_llama), items, [], recipe, 1e-2, pad_id)
     assert result.prefix["path"] == "unshared" and result.tokens_computed == result.tokens
     assert list(result.prefix["unshared_why"]) == ["gradient checkpointing: transformers drops the cache inside "
@@ -110,7 +111,7 @@ def test_gradient_checkpointing_and_classifiers_take_the_unshared_path(tiny_llam
     spec, splits = load_benchmark(SuiteRef("support_intents", max_train=8), ROOT)
     encoded = training_items(spec, splits["train"].examples, load_tokenizer(handle), "encoder", 64)
     model = load_all().get("full").prepare(load_model(handle, head_labels=len(spec.labels)),
-                                           dataclasses.replace(recipe, tuner="full"), "encoder")
+                                           dataclasses.replace(recipe, tuner="full", options=None), "encoder")
     sharing = PrefixSharing()
     batch_loss(model, encoded, load_tokenizer(handle).pad_token_id, sharing)
     assert sharing.record()["unshared_why"] == {"classifier: the encoder reads the whole sequence": 1}

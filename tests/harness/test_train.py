@@ -76,7 +76,7 @@ def test_truncation_keeps_the_answer(tiny_llama):
 
 
 def test_encoder_classifier_trains(tiny_bert):
-    recipe = dataclasses.replace(RecipeConfig(epochs=2, bf16="off", max_length=64), tuner="full")
+    recipe = RecipeConfig(tuner="full", epochs=2, bf16="off", max_length=64)
     result, _ = tiny_run(tiny_bert, recipe, rows=32, lr=1e-3)
     assert result.train_loss[1] < result.train_loss[0]
 
@@ -173,7 +173,7 @@ def test_a_real_metric_does_not_move_training_numbers(tiny_llama):
     from harness.scoring.tasks import predict
 
     recipe = dataclasses.replace(LLAMA, eval_every=1)
-    assert recipe.dropout > 0
+    assert recipe.options.dropout > 0
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     handle = resolve(str(tiny_llama))
     tok = load_tokenizer(handle)
@@ -268,7 +268,7 @@ def test_bf16_copies_of_frozen_weights_change_no_training_number(tiny_llama, mon
 
     import harness.training.loop
 
-    recipe = dataclasses.replace(LLAMA, tuner=tuner, bf16="on", eval_every=1)
+    recipe = dataclasses.replace(LLAMA, tuner=tuner, options=None, bf16="on", eval_every=1)
     model, items, val, pad_id = tiny_model(tiny_llama, recipe)
     copied = fit(model, items, val, recipe, 1e-2, pad_id)
     weights = trainable(model)

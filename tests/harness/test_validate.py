@@ -202,12 +202,11 @@ def test_gates_on_conditional_metrics_are_accepted():
 
 def test_errors_are_collected_per_suite(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("name: x\ncandidates: [no such model]\nbenchmarks: [nosuch, support_intents]\nprobes: [nosuchprobe]\n"
-                   "recipe: {tuner: magic}\n")
+    cfg.write_text("name: x\ncandidates: [no such model]\nbenchmarks: [nosuch, support_intents]\nprobes: [nosuchprobe]\n")
     errors = [(f.path, f.message.split(";")[0].split(":")[0]) for f in validate(cfg) if f.level == "error"]
     assert errors == [(str(cfg), "no benchmark.yaml found for 'nosuch'"),
                       (str(cfg), "no probe.yaml found for 'nosuchprobe'"),
-                      (str(cfg), "unknown tuner 'magic'"), (str(cfg), "unknown model 'no such model'")]
+                      (str(cfg), "unknown model 'no such model'")]
 
 
 def test_uncached_hub_model_is_a_warning_not_a_download(tmp_path, monkeypatch):

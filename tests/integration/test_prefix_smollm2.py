@@ -38,7 +38,7 @@ def test_smollm2_shared_prefix_equals_the_unshared_path(smollm2):
     handle, items, pad_id = smollm2
     # the chat template's system turn and the instruction: 57 tokens common to every row
     assert shared_length(items) >= 50
-    recipe = RecipeConfig(dropout=0.0, bf16="off", max_length=192)
+    recipe = RecipeConfig(options={"dropout": 0.0}, bf16="off", max_length=192)
     model = lora(handle, recipe)
     model.train()
     grads = []
@@ -53,7 +53,7 @@ def test_smollm2_shared_prefix_equals_the_unshared_path(smollm2):
     for name, grad in g_unshared.items():
         torch.testing.assert_close(g_shared[name], grad, rtol=1e-3, atol=1e-5 * grad.abs().max().item())
 
-    bf16 = RecipeConfig(dropout=0.0, bf16="on", max_length=192, epochs=2, batch_size=4, grad_accum=2,
+    bf16 = RecipeConfig(options={"dropout": 0.0}, bf16="on", max_length=192, epochs=2, batch_size=4, grad_accum=2,
                         learning_rate=1e-3)
     runs = [fit(lora(handle, bf16), items, [], bf16, 1e-3, pad_id, share_prefix=share) for share in (True, False)]
     assert runs[0].prefix["path"] == "shared" and runs[1].prefix["path"] == "unshared"

@@ -89,6 +89,7 @@ def test_parent_run_tags_params_and_artifacts(tracked, client):
     assert tags["sftbench.config_hash"] == results["config_hash"]
     assert tags["sftbench.gates"] == f"{sum(g['passed'] for g in results['gates'])}/{len(results['gates'])} passed"
     assert params["recipe.learning_rate"] == "0.001" and params["recipe.seeds"] == str(list(SEEDS))
+    assert params["recipe.r"] == "8" and "recipe.options" not in params  # the tuner's options, flat beside the rest
     assert parent.info.status == "FINISHED" and parent.info.run_name == "tiny-tracked"
     files = {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert {"results.json", "report.html", "summary.md"} <= files

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import types
 
 import pytest
@@ -12,7 +11,9 @@ from harness.models.loading import count_parameters, load_model, resolve
 from harness.training.loop import fit
 from tests.harness.test_train import tiny_model
 from tuners import load_all
+from tuners.ia3.config import IA3Options
 from tuners.ia3.tune import BERT_FF, ia3_modules
+from tuners.lora.config import LoraOptions
 from tuners.lora.tune import target_modules
 
 TUNERS = load_all()
@@ -23,11 +24,12 @@ def lora_weights(model):
 
 
 def test_lora_targets_resolve_per_architecture(tiny_llama, tiny_gpt2, tiny_bert):
-    recipe = RecipeConfig()
+    recipe = LoraOptions()
     assert target_modules(load_model(resolve(str(tiny_llama))), recipe) == ["q_proj", "v_proj"]
     assert target_modules(load_model(resolve(str(tiny_gpt2))), recipe) == ["c_attn"]
     assert target_modules(load_model(resolve(str(tiny_bert)), head_labels=2), recipe) == ["query", "value"]
-    assert target_modules(load_model(resolve(str(tiny_llama))), dataclasses.replace(recipe, target_modules="all-linear")) == "all-linear"
+    all_linear = LoraOptions(target_modules="all-linear")
+    assert target_modules(load_model(resolve(str(tiny_llama))), all_linear) == "all-linear"
 
 
 def test_lora_on_gpt2_conv1d_and_bert_head(tiny_gpt2, tiny_bert):
@@ -53,20 +55,21 @@ def test_full_and_freeze(tiny_llama):
     full = TUNERS.get("full").prepare(load_model(resolve(str(tiny_llama))), RecipeConfig(), "causal")
     total, trainable = count_parameters(full)
     assert trainable == total
-    frozen = TUNERS.get("freeze").prepare(load_model(resolve(str(tiny_llama))), RecipeConfig(freeze_keep_last=1), "causal")
+    keep_one = RecipeConfig(tuner="freeze", options={"freeze_keep_last": 1})
+    frozen = TUNERS.get("freeze").prepare(load_model(resolve(str(tiny_llama))), keep_one, "causal")
     names = {n for n, p in frozen.named_parameters() if p.requires_grad}
     assert names and all(n.startswith(("model.layers.1.", "model.norm.")) for n in names)
     assert count_parameters(frozen)[1] < total
 
 
 def test_ia3_modules_resolve_per_architecture(tiny_llama, tiny_gpt2):
-    recipe = RecipeConfig(tuner="ia3")
+    recipe = IA3Options()
     llama = load_model(resolve(str(tiny_llama)))
     assert ia3_modules(llama, recipe) == (["k_proj", "v_proj", "down_proj"], ["down_proj"])
     assert ia3_modules(load_model(resolve(str(tiny_gpt2))), recipe) == (["c_attn", "mlp.c_proj"], ["mlp.c_proj"])
-    assert ia3_modules(llama, dataclasses.replace(recipe, target_modules="all-linear")) == ("all-linear", ["down_proj"])
+    assert ia3_modules(llama, IA3Options(target_modules="all-linear")) == ("all-linear", ["down_proj"])
     # an explicit list: the feed-forward entries are recognised by name
-    assert ia3_modules(llama, dataclasses.replace(recipe, target_modules=["v_proj", "mlp.down_proj"])) == (
+    assert ia3_modules(llama, IA3Options(target_modules=["v_proj", "mlp.down_proj"])) == (
         ["v_proj", "mlp.down_proj"], ["mlp.down_proj"])
     unknown = types.SimpleNamespace(config=types.SimpleNamespace(model_type="mamba"))
     with pytest.raises(ConfigError, match="no default modules for model type 'mamba'; set recipe.target_modules"):

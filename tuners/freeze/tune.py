@@ -3,27 +3,29 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from harness.config import RecipeConfig
 from harness.errors import ConfigError
+from tuners import Recipe
+from tuners.freeze.config import FreezeOptions
 
 HEAD_NAMES = ("classifier", "score", "pooler", "norm", "final_layernorm", "ln_f")
 
 
-def block_stack(model: Any) -> tuple[str, torch.nn.ModuleList]:
+def block_stack(model: Any) -> tuple[str, Any]:
     """The longest ModuleList in the model: the transformer blocks in every architecture we know."""
+    import torch  # here, not at the top: the config reads the tuners' options and loads no torch
+
     stacks = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
     if not stacks:
         raise ConfigError(f"freeze tuner: no block stack found in {type(model).__name__}")
     return max(stacks, key=lambda nm: len(nm[1]))
 
 
-def prepare(model: Any, recipe: RecipeConfig, kind: str) -> Any:
+def prepare(model: Any, recipe: Recipe, kind: str) -> Any:
+    options: FreezeOptions = recipe.options
     for p in model.parameters():
         p.requires_grad_(False)
     name, blocks = block_stack(model)
-    keep = min(recipe.freeze_keep_last, len(blocks))
+    keep = min(options.freeze_keep_last, len(blocks))
     for block in list(blocks)[len(blocks) - keep:]:
         for p in block.parameters():
             p.requires_grad_(True)

@@ -1,4 +1,4 @@
-"""Full fine-tuning: every weight trains. The reference point LoRA is compared against."""
+"""Full fine-tuning: every weight trains. The reference point LoRA is compared against. No options of its own."""
 from tuners import register_tuner
 
 

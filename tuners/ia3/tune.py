@@ -1,12 +1,13 @@
 """Wrap a model with (IA)^3 vectors: learned per-channel scales on the attention keys and values and on
 the input of the feed-forward down projection (Liu et al. 2022). Modules are resolved per architecture
-unless the recipe names them (`all-linear` or an explicit list)."""
+unless the recipe's IA3 options name them (`all-linear` or an explicit list)."""
 from __future__ import annotations
 
 from typing import Any
 
-from harness.config import RecipeConfig
 from harness.errors import ConfigError
+from tuners import Recipe
+from tuners.ia3.config import IA3Options
 
 # (target modules, the feed-forward ones among them) by model_type: a list matches module-name endings,
 # a string is a regex over the whole module name. Feed-forward modules get their *input* scaled (the
@@ -28,10 +29,10 @@ MODULES: dict[str, tuple[list[str] | str, list[str] | str]] = {
 FEEDFORWARD_NAMES = ["down_proj", "mlp.c_proj", "dense_4h_to_h", "fc2", "output.dense", "lin2"]
 
 
-def ia3_modules(model: Any, recipe: RecipeConfig) -> tuple[list[str] | str, list[str] | str]:
+def ia3_modules(model: Any, options: IA3Options) -> tuple[list[str] | str, list[str] | str]:
     """(target_modules, feedforward_modules) for peft's IA3Config."""
     model_type = model.config.model_type
-    if recipe.target_modules == "auto":
+    if options.target_modules == "auto":
         if model_type in MODULES:
             return MODULES[model_type]
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FF
@@ -41,16 +42,16 @@ def ia3_modules(model: Any, recipe: RecipeConfig) -> tuple[list[str] | str, list
         raise ConfigError(f"ia3 tuner: no default modules for model type '{model_type}'; set recipe.target_modules "
                           f"to a list (entries ending in {', '.join(FEEDFORWARD_NAMES)} are treated as feed-forward)")
     feedforward = MODULES[model_type][1] if model_type in MODULES else FEEDFORWARD_NAMES
-    if recipe.target_modules == "all-linear":
+    if options.target_modules == "all-linear":
         return "all-linear", feedforward
-    targets = list(recipe.target_modules)
+    targets = list(options.target_modules)
     return targets, [t for t in targets if any(t == f or t.endswith("." + f) for f in FEEDFORWARD_NAMES)]
 
 
-def prepare(model: Any, recipe: RecipeConfig, kind: str) -> Any:
+def prepare(model: Any, recipe: Recipe, kind: str) -> Any:
     from peft import IA3Config, TaskType, get_peft_model
 
-    targets, feedforward = ia3_modules(model, recipe)
+    targets, feedforward = ia3_modules(model, recipe.options)
     config = IA3Config(target_modules=targets, feedforward_modules=feedforward,
                        task_type=TaskType.CAUSAL_LM if kind == "causal" else TaskType.SEQ_CLS)
     try:

@@ -1,13 +1,12 @@
 """Wrap a model with LoRA adapters. Target modules are resolved from the architecture unless the
-recipe names them (`all-linear` or an explicit list)."""
+recipe's LoRA options name them (`all-linear` or an explicit list)."""
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from harness.config import RecipeConfig
 from harness.errors import ConfigError
+from tuners import Recipe
+from tuners.lora.config import LoraOptions
 
 # Attention query/value projections, the original LoRA paper's choice, by model_type.
 ATTENTION_QV = {
@@ -20,20 +19,22 @@ ATTENTION_QV = {
 }
 
 
-def target_modules(model: Any, recipe: RecipeConfig) -> list[str] | str:
-    if recipe.target_modules != "auto":
-        return recipe.target_modules
+def target_modules(model: Any, options: LoraOptions) -> list[str] | str:
+    if options.target_modules != "auto":
+        return options.target_modules
     model_type = model.config.model_type
     return ATTENTION_QV.get(model_type, "all-linear")
 
 
-def prepare(model: Any, recipe: RecipeConfig, kind: str) -> Any:
+def prepare(model: Any, recipe: Recipe, kind: str) -> Any:
+    import torch  # here, not at the top: the config reads the tuners' options and loads no torch
     from peft import LoraConfig, TaskType, get_peft_model
 
+    options: LoraOptions = recipe.options
     torch.manual_seed(recipe.seed)  # adapter init is reproducible per candidate, whatever ran before
     config = LoraConfig(
-        r=recipe.r, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
-        target_modules=target_modules(model, recipe),
+        r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+        target_modules=target_modules(model, options),
         task_type=TaskType.CAUSAL_LM if kind == "causal" else TaskType.SEQ_CLS,
     )
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from harness.config import RecipeConfig
 from harness.errors import ConfigError
+from tuners import Recipe
 from tuners.lora.tune import prepare as lora_prepare
 
 
@@ -30,7 +30,7 @@ def load_options(placement: Any) -> dict[str, Any]:
     return {"quantization_config": quantization, "device_map": {"": index}}
 
 
-def prepare(model: Any, recipe: RecipeConfig, kind: str) -> Any:
+def prepare(model: Any, recipe: Recipe, kind: str) -> Any:
     from peft import prepare_model_for_kbit_training
 
     # norms to fp32 and input grads on; gradient checkpointing is the recipe's choice (harness/training/loop.py)
