@@ -66,7 +66,7 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
             tuner.check(placements["tune"])
         suites = load_suites(cfg)
         progress.stage(cfg.name, "linting the data (duplicates, leakage, labels, lengths)")
-        warnings = [f.to_dict() for f in run_warnings(cfg, suites.benchmarks)]
+        warnings = [f.to_dict() for f in run_warnings(cfg, suites.loaded())]
         handles = resolve_all(cfg, progress)
     except SftbenchError as err:
         if err.path is None and cfg.source:  # an unknown name is an error in the config that named it
@@ -80,7 +80,7 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     outputs = executor.execute(units, ctx, cache, progress)
     latency = measure(units, outputs, ctx, cache, progress, cfg.executor.kind)  # alone, after every unit
     return Bakeoff(run_id, candidates(units, outputs, ctx, cache, latency),
-                   {spec.name: spec.main_metric for spec, _ in suites.benchmarks}, warnings)
+                   {b.name: b.spec.main_metric for b in suites.benchmarks.values()}, warnings)
 
 
 def _executor_session(cfg: BakeoffConfig) -> Any:
@@ -114,7 +114,7 @@ def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context, 
     for cand in ctx.cfg.candidates:
         results, params, trainable = [], 0, 0
         for bp in (b for b in units.benches if b.candidate == cand.name):
-            spec, _ = ctx.benchmark(bp.benchmark)
+            spec = ctx.benchmark(bp.benchmark).spec
             mine = [u.id for u in units.units if (u.candidate, u.benchmark) == (cand.name, bp.benchmark)]
             failures = [f for f in (outputs[i] for i in mine) if isinstance(f, Failure)]
             if bp.na:

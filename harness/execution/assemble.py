@@ -13,7 +13,7 @@ from harness.config import BakeoffConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.execution.compute import Context, Output, kept_value
 from harness.execution.outcome import BenchmarkResult
-from harness.execution.plan import SCORED_SPLITS, BenchPlan, group_recipe
+from harness.execution.plan import SCORED_SPLITS, BenchPlan
 from harness.scoring.bias import bias_report
 from harness.scoring.chance import Chance, chance, learned, what_to_try
 from harness.scoring.metrics import MetricValue, combine_metric
@@ -27,7 +27,8 @@ ZERO_SHOT_RECORD = {"learning_rate": None, "epochs": None, "train": None, "valid
 def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context,
              folder: Callable[[str], Path | None]) -> tuple[BenchmarkResult, int, int]:
     """The result, with the chosen setting's parameter counts. `folder(key)`: where a tuned setting is kept."""
-    cfg, (spec, splits) = ctx.cfg, ctx.benchmark(bp.benchmark)
+    cfg, bench = ctx.cfg, ctx.benchmark(bp.benchmark)
+    spec, splits = bench.spec, bench.splits
     if bp.zero_shot:
         chosen = [ZERO_SHOT_RECORD | {"params": out[bp.select].record["params"]}]
         keys: list[str | None] = [None]
@@ -45,11 +46,10 @@ def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context,
 def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec: BenchmarkSpec,
               splits: dict[str, Split], chosen: dict[str, Any], sweep: list[dict[str, Any]],
               unit: Path | None) -> BenchmarkResult:
-    cfg = ctx.cfg
-    recipe = group_recipe(cfg, ctx.candidate(bp.candidate), bp.seeds[s])
+    recipe = bp.recipes[s]
     seed = recipe.seed
     scores, predictions, per_class, latency = {}, {}, {}, None
-    for split, uid in bp.scores[s]:
+    for split, uid in bp.scores[s].items():
         rec = out[uid].record
         scores[split] = {m: MetricValue.from_dict(v) for m, v in rec["scores"].items()}
         predictions[split] = rec["predictions"]
@@ -57,19 +57,19 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
             per_class[split] = rec["per_class_f1"]
         latency = latency if latency is not None else rec["latency_ms"]
     reports = []
-    for j, (p, items, digest) in enumerate(_probes(ctx, bp)):
-        was = _probe_score(out[bp.base_probes[j]].record)
-        after = was if not bp.probes[s] else _probe_score(out[bp.probes[s][j]].record)  # untuned: no "after"
-        reports.append(forgetting_report(p, items, was, after, digest)
-                       | {"files": {"spec": p.path, "data": p.data}})
+    for name, uid in bp.base_probes.items():
+        p, was = ctx.suites.probes[name], _probe_score(out[uid].record)
+        after = _probe_score(out[bp.probes[s][name]].record) if name in bp.probes[s] else was  # untuned: no "after"
+        reports.append(forgetting_report(p.spec, p.items, was, after, p.digest)
+                       | {"files": {"spec": p.spec.path, "data": p.spec.data}})
     bias_reports = []
-    for j, (b, pairs, digest) in enumerate(_bias(ctx, bp)):
-        pairs_before = out[bp.base_bias[j]].record
-        pairs_after = pairs_before if not bp.bias[s] else out[bp.bias[s][j]].record
-        bias_reports.append({"probe": b.name, "version": b.version, "data_sha256": digest,
-                             "files": {"spec": b.path, "data": b.data},
+    for name, uid in bp.base_bias.items():
+        b, pairs_before = ctx.suites.bias[name], out[uid].record
+        pairs_after = out[bp.bias[s][name]].record if name in bp.bias[s] else pairs_before
+        bias_reports.append({"probe": b.name, "version": b.spec.version, "data_sha256": b.digest,
+                             "files": {"spec": b.spec.path, "data": b.spec.data},
                              **bias_report(pairs_before["a"], pairs_before["b"], pairs_after["a"], pairs_after["b"],
-                                           pairs)})
+                                           b.pairs)})
     chances, did_learn, why = learning(spec, splits, scores, chosen, sweep, recipe.restore_best)
     return BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
                            {name: sp.sha256 for name, sp in splits.items()}, scores,
@@ -81,18 +81,6 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
 
 def _folder(folder: Callable[[str], Path | None], key: str | None) -> Path | None:
     return folder(key) if key else None
-
-
-def _probes(ctx: Context, bp: BenchPlan) -> list[Any]:
-    kind = ctx.handles[bp.candidate].kind
-    return [(p, items, digest) for p, items, digest in ctx.suites.probes if p.model_kind == kind]
-
-
-def _bias(ctx: Context, bp: BenchPlan) -> list[Any]:
-    """The bias suites the plan ran for this benchmark (causal LMs only: harness/execution/plan.py)."""
-    kind = ctx.handles[bp.candidate].kind
-    return [(b, pairs, digest) for b, pairs, digest in ctx.suites.bias if b.benchmark == bp.benchmark
-            and kind == "causal"]
 
 
 def _probe_score(rec: dict[str, Any]) -> ProbeScore:

@@ -19,9 +19,9 @@ from harness import interrupts
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.errors import RunFailure
-from harness.execution.keys import scoring_key
-from harness.execution.plan import Unit, group_recipe
-from harness.execution.suites import Suites
+from harness.execution.keys import scoring_unit_key
+from harness.execution.plan import Unit
+from harness.execution.suites import Benchmark, Suites
 from harness.execution.workspace import Workspace
 from harness.models.device import accelerator_peak, check_here, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from harness.models.loading import ModelHandle, count_parameters
@@ -60,11 +60,8 @@ class Context:
     def candidate(self, name: str) -> CandidateConfig:
         return next(c for c in self.cfg.candidates if c.name == name)
 
-    def benchmark(self, name: str) -> tuple[BenchmarkSpec, dict[str, Split]]:
-        return next((spec, splits) for spec, splits in self.suites.benchmarks if spec.name == name)
-
-    def recipe(self, unit: Unit) -> Any:
-        return group_recipe(self.cfg, self.candidate(unit.candidate), unit.seed)
+    def benchmark(self, name: str) -> Benchmark:
+        return self.suites.benchmarks[name]
 
 
 @dataclass
@@ -78,8 +75,7 @@ class Output:
 
 def open_workspace(unit: Unit, ctx: Context, handle: ModelHandle) -> Workspace:
     """The workspace for `unit`'s group, on the device it was planned for as this process sees it."""
-    spec, _ = ctx.benchmark(unit.benchmark)
-    return Workspace(handle, spec, ctx.recipe(unit), snapshot=unit.snapshot, group=unit.group,
+    return Workspace(handle, ctx.benchmark(unit.benchmark).spec, unit.recipe, snapshot=unit.snapshot, group=unit.group,
                      placement=check_here(unit.placement))
 
 
@@ -87,19 +83,7 @@ def key_of(unit: Unit, inputs: dict[str, Output], ctx: Context) -> str | None:
     """The unit's key: from the plan, or (tuned-model units) from the setting its select input chose."""
     if unit.key is not None or unit.kind == "select":
         return unit.key
-    spec, splits = ctx.benchmark(unit.benchmark)
-    recipe, resamples = ctx.recipe(unit), ctx.cfg.bootstrap_resamples
-    model = chosen_key(unit, inputs)
-    if unit.kind == "score":
-        return scoring_key("score", model, spec, recipe, resamples, unit.placement, split=unit.split,
-                           data=splits[unit.split or ""].sha256, metrics=list(spec.metrics))
-    if unit.kind == "probe":
-        p, items, digest = next(s for s in ctx.suites.probes if s[0].name == unit.suite)
-        return scoring_key("probe", model, spec, recipe, resamples, unit.placement, probe=p.name, version=p.version,
-                           probe_kind=p.kind, data=digest, n=len(items))
-    b, _, digest = next(s for s in ctx.suites.bias if s[0].name == unit.suite)
-    return scoring_key("bias", model, spec, recipe, resamples, unit.placement, bias=b.name, version=b.version,
-                       data=digest)
+    return scoring_unit_key(unit, chosen_key(unit, inputs), ctx.suites, ctx.cfg.bootstrap_resamples)
 
 
 def chosen_key(unit: Unit, inputs: dict[str, Output]) -> str:
@@ -188,8 +172,8 @@ def _model(unit: Unit, inputs: dict[str, Output], ws: Workspace, cache: UnitCach
 
 
 def score_split(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
-    spec, splits = ctx.benchmark(unit.benchmark)
-    split, recipe = splits[unit.split or ""], ctx.recipe(unit)
+    bench, recipe = ctx.benchmark(unit.benchmark), unit.recipe
+    spec, split = bench.spec, bench.splits[unit.split or ""]
     m = model()  # loaded before the stage line: a load is timed as the "loading the model" stage, not as scoring
     tell.stage(f"scoring {spec.name}/{split.name}")
     scores, preds, ms = score_examples(spec, split, m, ws, recipe, ctx.cfg.bootstrap_resamples, spec.metrics, tell)
@@ -210,26 +194,25 @@ def score_examples(spec: BenchmarkSpec, split: Split, model: Any, ws: Workspace,
 
 
 def probe(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
-    p, items, _ = next(s for s in ctx.suites.probes if s[0].name == unit.suite)
+    p = ctx.suites.probes[unit.suite or ""]
     m = model()  # as in score_split
     tell.stage(f"probing {'tuned' if unit.tuned else 'base'} model: {p.name}")
-    return dataclasses.asdict(score_probe(p, items, m, ws.tokenizer, on_step=tell.step))
+    return dataclasses.asdict(score_probe(p.spec, p.items, m, ws.tokenizer, on_step=tell.step))
 
 
 def bias(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
-    b, pairs, _ = next(s for s in ctx.suites.bias if s[0].name == unit.suite)
-    spec, _ = ctx.benchmark(unit.benchmark)
-    m, length = model(), ctx.recipe(unit).max_length  # as in score_split
+    b, spec = ctx.suites.bias[unit.suite or ""], ctx.benchmark(unit.benchmark).spec
+    m, length = model(), unit.recipe.max_length  # as in score_split
     tell.stage(f"bias probe on {'tuned' if unit.tuned else 'base'} model: {b.name}")
-    ex_a, ex_b = render_pair_inputs(spec, pairs)
+    ex_a, ex_b = render_pair_inputs(spec, b.pairs)
     return {"a": predict(spec, ex_a, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0],
             "b": predict(spec, ex_b, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0]}
 
 
 def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -> Output:
     """Fine-tune one setting from the seeded initial state; its record, tensors and adapter files."""
-    spec, splits = ctx.benchmark(unit.benchmark)
-    recipe, settings = ctx.recipe(unit), ctx.cfg.settings(ctx.candidate(unit.candidate))
+    bench, recipe = ctx.benchmark(unit.benchmark), unit.recipe
+    spec, splits, settings = bench.spec, bench.splits, ctx.cfg.settings(ctx.candidate(unit.candidate))
     lr, epochs = unit.learning_rate or 0.0, unit.epochs or 0
     ws.snapshot = ws.snapshot or unit.snapshot  # other settings will start from the same initial state
     model = ws.fresh()
@@ -298,7 +281,7 @@ def _adapter_files(model: Any) -> dict[str, bytes]:
 def select(unit: Unit, inputs: dict[str, Output], ctx: Context) -> dict[str, Any]:
     """The sweep setting with the best validation main metric, averaged over the training seeds, the sweep
     table (empty without a sweep), and each seed's unit key of that setting."""
-    spec, _ = ctx.benchmark(unit.benchmark)
+    spec = ctx.benchmark(unit.benchmark).spec
     seeds = unit.seeds or ctx.cfg.recipe.seed_values  # it reads every seed's tune units, seed by seed
     n = len(unit.inputs) // len(seeds)
     ids = [[unit.inputs[s * n + i] for i in range(n)] for s in range(len(seeds))]

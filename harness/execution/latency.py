@@ -51,7 +51,7 @@ def measure(plan: Plan, outputs: dict[str, Output | Failure], ctx: Context, cach
         if test is None or not isinstance(scored, Output):
             continue
         unit = by_id[test]
-        spec, splits = ctx.benchmark(bp.benchmark)
+        spec, splits = ctx.benchmark(bp.benchmark).spec, ctx.benchmark(bp.benchmark).splits
         examples = splits["test"].examples[:LATENCY_ITEMS]
         cond = conditions(unit, len(examples), executor)
         key = unit_key("latency", score=scored.key, conditions=cond) if scored.key else None
@@ -78,7 +78,7 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outpu
 
     from harness.scoring.tasks import predict
 
-    spec, _ = ctx.benchmark(unit.benchmark)
+    spec = ctx.benchmark(unit.benchmark).spec
     ws = open_workspace(unit, ctx, ctx.handles[unit.candidate])
     inputs = {i: o for i in unit.inputs for o in [outputs[i]] if isinstance(o, Output)}
     threads = torch.get_num_threads()
@@ -86,7 +86,7 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outpu
     try:
         with ws.placement.autocast():
             model = _model(unit, inputs, ws, cache)()
-            length = ctx.recipe(unit).max_length
+            length = unit.recipe.max_length
             predict(spec, examples, model, ws.tokenizer, ws.handle.kind, length, on_step=progress.step)
             _sync(ws.placement.kind)
             started = time.perf_counter()

@@ -13,16 +13,18 @@ known (harness/execution/compute.py: `key_of`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import BakeoffConfig, CandidateConfig, RecipeConfig
 from harness.data.specs import SCORED_SPLITS
-from harness.execution.keys import CPU, scoring_key, tune_key, zero_shot_key
-from harness.execution.suites import Suites
+from harness.execution.keys import CPU, scoring_unit_key, tune_key, zero_shot_key
+from harness.execution.suites import Benchmark, Suites
 from harness.models.device import Placement
 from harness.models.loading import ModelHandle
 from harness.scoring.tasks import applicable
+
+__all__ = ["SCORED_SPLITS", "BenchPlan", "Plan", "Unit", "group_recipe", "plan"]
 
 
 @dataclass(frozen=True)
@@ -32,17 +34,17 @@ class Unit:
     candidate: str
     benchmark: str
     seed: int  # the training seed whose recipe the unit runs under (base-model units: the first seed's)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)  # that seed's recipe (plan.group_recipe)
     inputs: tuple[str, ...] = ()
     key: str | None = None  # None: derived from the selected setting (compute.key_of)
     placement: Placement = CPU  # where it runs and in which precision (its key says so off a CPU)
     learning_rate: float | None = None
     epochs: int | None = None
     split: str | None = None  # score: the split
-    suite: str | None = None  # probe | bias: the suite's name
+    suite: str | None = None  # probe | bias: the suite's name (Suites.probes / Suites.bias)
     tuned: bool = False  # probe | bias | score: of the tuned model (else of the base model)
     snapshot: bool = False  # tune: other settings follow in the same workspace (keep the initial state)
     seeds: tuple[int, ...] = ()  # select: the seeds whose tune units it reads (adaptive seeds: this round's)
-
     @property
     def resources(self) -> str:
         """Which `executor.resources` entry applies to this unit."""
@@ -58,20 +60,22 @@ class Unit:
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """Which units make up one candidate's result on one benchmark (harness/execution/assemble.py)."""
+    """Which units make up one candidate's result on one benchmark (harness/execution/assemble.py), each by the
+    suite or split it scores: the suites listed are the ones that apply (decided here, once)."""
 
     candidate: str
     benchmark: str
     zero_shot: bool
     seeds: tuple[int, ...]
+    recipes: tuple[RecipeConfig, ...] = ()  # per seed: the recipe its units run under (group_recipe)
     na: str = ""  # not applicable: the reason, and no units
-    base_probes: tuple[str, ...] = ()
-    base_bias: tuple[str, ...] = ()
+    base_probes: dict[str, str] = field(default_factory=dict)  # probe suite -> unit id
+    base_bias: dict[str, str] = field(default_factory=dict)  # bias suite -> unit id
     tunes: tuple[tuple[str, ...], ...] = ()  # per seed, per setting
     select: str = ""  # the select unit (zero-shot: the zero-shot unit)
-    scores: tuple[tuple[tuple[str, str], ...], ...] = ()  # per seed: (split, unit id)
-    probes: tuple[tuple[str, ...], ...] = ()  # per seed: tuned-model probe units (zero-shot: none)
-    bias: tuple[tuple[str, ...], ...] = ()
+    scores: tuple[dict[str, str], ...] = ()  # per seed: split -> unit id
+    probes: tuple[dict[str, str], ...] = ()  # per seed: probe suite -> tuned-model unit (none: "after" is "before")
+    bias: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle],
     for cand in cfg.candidates:
         if arms is not None and not cand.zero_shot and cand.name not in arms:
             continue
-        for spec, splits in suites.benchmarks:
-            handle = handles[cand.name]
+        for bench in suites.benchmarks.values():
+            handle, spec = handles[cand.name], bench.spec
             seeds = (cfg.recipe.seed,) if cand.zero_shot and len(cfg.recipe.seed_values) > 1 else \
                 tuple(cfg.recipe.seed_values)
             if arms is not None and cand.name in arms:
@@ -116,65 +120,51 @@ def plan(cfg: BakeoffConfig, suites: Suites, handles: dict[str, ModelHandle],
                 benches.append(BenchPlan(cand.name, spec.name, cand.zero_shot, seeds, na=reason))
                 continue
             settings = arms[cand.name][1] if arms is not None and cand.name in arms else cfg.settings(cand)
-            benches.append(_bench_units(cfg, cand, handle, spec, splits, suites, seeds, settings, at, units))
+            benches.append(_bench_units(cfg, cand, handle, bench, suites, seeds, settings, at, units))
     return Plan(tuple(units), tuple(benches))
 
 
-def _with_adapter(units: list[Unit], base: tuple[str, ...]) -> tuple[str, ...]:
+def _with_adapter(units: list[Unit], base: dict[str, str]) -> dict[str, str]:
     """An adapter candidate's probe and bias units with its adapter on (the "after"): its base-model units (adapter
     disabled, the "before") again, marked tuned, under keys of their own."""
-    from dataclasses import replace
-
     by_id = {u.id: u for u in units}
-    added = [replace(by_id[i], id=by_id[i].id.replace("(base model)", "(adapter)"), tuned=True,
-                     key=f"{by_id[i].key}-adapter") for i in base]
-    units.extend(added)
-    return tuple(u.id for u in added)
+    added = {suite: dataclasses.replace(by_id[i], id=by_id[i].id.replace("(base model)", "(adapter)"), tuned=True,
+                                        key=f"{by_id[i].key}-adapter") for suite, i in base.items()}
+    units.extend(added.values())
+    return {suite: u.id for suite, u in added.items()}
 
 
-def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, spec: object, splits: dict,
-                 suites: Suites, seeds: tuple[int, ...], settings: list[tuple[float, int]], at: dict[str, Placement],
+def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle, bench: Benchmark, suites: Suites,
+                 seeds: tuple[int, ...], settings: list[tuple[float, int]], at: dict[str, Placement],
                  units: list[Unit]) -> BenchPlan:
-    from harness.data.specs import BenchmarkSpec
-
-    assert isinstance(spec, BenchmarkSpec)
-    name, resamples = f"{cand.name}/{spec.name}", cfg.bootstrap_resamples
+    name, resamples, spec = f"{cand.name}/{bench.name}", cfg.bootstrap_resamples, bench.spec
 
     def add(unit: Unit) -> str:
-        units.append(dataclasses.replace(unit, placement=at[unit.resources]))
+        """The unit, placed, with its key when the plan knows it (the base model's units)."""
+        unit = dataclasses.replace(unit, placement=at[unit.resources], recipe=group_recipe(cfg, cand, unit.seed))
+        if unit.kind in ("score", "probe", "bias") and not unit.tuned:
+            unit = dataclasses.replace(unit, key=scoring_unit_key(unit, handle.weights_hash, suites, resamples))
+        units.append(unit)
         return unit.id
 
-    first = group_recipe(cfg, cand, seeds[0])
     common: dict[str, Any] = {"candidate": cand.name, "benchmark": spec.name}
-    score_at, probe_at = at["score"], at["probe"]
-    probes = [(p, items, digest) for p, items, digest in suites.probes if p.model_kind == handle.kind]
-    # Bias "before" needs a model that can already do the task: a causal LM zero-shot. An encoder's new head is
-    # untrained before tuning, so its before/after change would be noise; encoders are skipped.
-    bias = [(b, pairs, digest) for b, pairs, digest in suites.bias
-            if b.benchmark == spec.name and handle.kind == "causal"]
-    base_probes = tuple(add(Unit(f"{name}/probe {p.name} (base model)", "probe", seed=seeds[0], suite=p.name,
-                                 key=scoring_key("probe", handle.weights_hash, spec, first, resamples, probe_at,
-                                                 probe=p.name, version=p.version, probe_kind=p.kind, data=digest,
-                                                 n=len(items)), **common))
-                        for p, items, digest in probes)
-    base_bias = tuple(add(Unit(f"{name}/bias {b.name} (base model)", "bias", seed=seeds[0], suite=b.name,
-                               key=scoring_key("bias", handle.weights_hash, spec, first, resamples, score_at,
-                                               bias=b.name, version=b.version, data=digest), **common))
-                      for b, _, digest in bias)
-    scored = [s for s in SCORED_SPLITS if s in splits]
+    recipes = tuple(group_recipe(cfg, cand, seed) for seed in seeds)
+    probes, bias = suites.probes_for(handle.kind), suites.bias_for(spec.name, handle.kind)
+    base_probes = {p.name: add(Unit(f"{name}/probe {p.name} (base model)", "probe", seed=seeds[0], suite=p.name,
+                                    **common)) for p in probes}
+    base_bias = {b.name: add(Unit(f"{name}/bias {b.name} (base model)", "bias", seed=seeds[0], suite=b.name,
+                                  **common)) for b in bias}
     if cand.zero_shot:
         select = add(Unit(f"{name}/zero-shot", "zero-shot", seed=seeds[0], key=zero_shot_key(handle), **common))
-        scores = ((tuple((s, add(Unit(f"{name}/score {s} (base model)", "score", seed=seeds[0], split=s,
-                                      inputs=(select,),
-                                      key=scoring_key("score", handle.weights_hash, spec, first, resamples, score_at,
-                                                      split=s, data=splits[s].sha256, metrics=list(spec.metrics)),
-                                      **common))) for s in scored),))
-        after = _with_adapter(units, (*base_probes, *base_bias)) if cand.adapter else ()
-        return BenchPlan(cand.name, spec.name, True, seeds, "", base_probes, base_bias, (), select, scores,
-                         (after[:len(base_probes)],), (after[len(base_probes):],))
+        scores = {s: add(Unit(f"{name}/score {s} (base model)", "score", seed=seeds[0], split=s, inputs=(select,),
+                              **common)) for s in bench.scored}
+        after_probes = _with_adapter(units, base_probes) if cand.adapter else {}
+        after_bias = _with_adapter(units, base_bias) if cand.adapter else {}
+        return BenchPlan(cand.name, spec.name, True, seeds, recipes, "", base_probes, base_bias, (), select, (scores,),
+                         (after_probes,), (after_bias,))
     tunes = tuple(tuple(add(Unit(f"{name}/seed {seed}/tune lr {lr:g}, {epochs} epochs", "tune", seed=seed,
                                  learning_rate=lr, epochs=epochs, snapshot=len(settings) > 1,
-                                 key=tune_key(handle, spec, group_recipe(cfg, cand, seed), splits, lr, epochs,
+                                 key=tune_key(handle, spec, group_recipe(cfg, cand, seed), bench.splits, lr, epochs,
                                               at["tune"]),
                                  **common))
                         for lr, epochs in settings) for seed in seeds)
@@ -183,12 +173,11 @@ def _bench_units(cfg: BakeoffConfig, cand: CandidateConfig, handle: ModelHandle,
     per_seed_scores, per_seed_probes, per_seed_bias = [], [], []
     for seed, ts in zip(seeds, tunes):
         inputs, tag = (select, *ts), f"{name}/seed {seed}"
-        per_seed_scores.append(tuple((s, add(Unit(f"{tag}/score {s}", "score", seed=seed, split=s, tuned=True,
-                                                  inputs=inputs, **common))) for s in scored))
-        per_seed_probes.append(tuple(add(Unit(f"{tag}/probe {p.name} (tuned model)", "probe", seed=seed,
-                                              suite=p.name, tuned=True, inputs=inputs, **common))
-                                     for p, _, _ in probes))
-        per_seed_bias.append(tuple(add(Unit(f"{tag}/bias {b.name} (tuned model)", "bias", seed=seed, suite=b.name,
-                                            tuned=True, inputs=inputs, **common)) for b, _, _ in bias))
-    return BenchPlan(cand.name, spec.name, False, seeds, "", base_probes, base_bias, tunes, select,
+        per_seed_scores.append({s: add(Unit(f"{tag}/score {s}", "score", seed=seed, split=s, tuned=True,
+                                            inputs=inputs, **common)) for s in bench.scored})
+        per_seed_probes.append({p.name: add(Unit(f"{tag}/probe {p.name} (tuned model)", "probe", seed=seed,
+                                                 suite=p.name, tuned=True, inputs=inputs, **common)) for p in probes})
+        per_seed_bias.append({b.name: add(Unit(f"{tag}/bias {b.name} (tuned model)", "bias", seed=seed, suite=b.name,
+                                               tuned=True, inputs=inputs, **common)) for b in bias})
+    return BenchPlan(cand.name, spec.name, False, seeds, recipes, "", base_probes, base_bias, tunes, select,
                      tuple(per_seed_scores), tuple(per_seed_probes), tuple(per_seed_bias))

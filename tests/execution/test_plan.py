@@ -62,6 +62,37 @@ def test_zero_shot_rows_and_encoders_plan_what_applies(tiny_config):
     assert "n/a for an encoder" in bert_zero.na and not [u for u in p.units if u.candidate == "tiny-bert-zero-shot"]
 
 
+def test_the_plan_carries_each_units_recipe_suite_and_key(tiny_config):
+    """What a unit needs is in the plan: its seed's recipe, its suite, its key when the plan knows it; a benchmark
+    plan names each unit by the suite or split it scores, and lists only the suites that apply to the model."""
+    from harness.execution.keys import scoring_unit_key
+    from harness.execution.plan import group_recipe
+
+    cfg, ctx, p = planned(tiny_config, "recipe.seeds=2")
+    units = p.by_id()
+    for u in p.units:
+        assert u.recipe == group_recipe(cfg, ctx.candidate(u.candidate), u.seed) and u.recipe.seed == u.seed
+    llama = next(b for b in p.benches if b.candidate == "tiny-llama")
+    assert [r.seed for r in llama.recipes] == [0, 1]
+    assert list(llama.base_probes) == ["general_knowledge"]  # the causal LM's probe; paraphrase is an encoder's
+    assert list(llama.base_bias) == ["intent_bias"] and all(list(b) == ["intent_bias"] for b in llama.bias)
+    for suite, uid in [*llama.base_probes.items(), *llama.base_bias.items()]:
+        unit = units[uid]
+        assert unit.suite == suite and not unit.tuned
+        assert unit.key == scoring_unit_key(unit, ctx.handles["tiny-llama"].weights_hash, ctx.suites,
+                                            cfg.bootstrap_resamples)
+    for seed, per_split in zip((0, 1), llama.scores):
+        assert list(per_split) == ["test", "shifted"]
+        assert all(units[i].split == s and units[i].seed == seed and units[i].key is None for s, i in per_split.items())
+    bert = next(b for b in p.benches if b.candidate == "tiny-bert")
+    assert list(bert.base_probes) == ["paraphrase_probe"] and not bert.base_bias and bert.bias == ({}, {})
+
+
+def test_a_suite_listed_twice_is_an_error_naming_it(tiny_config):
+    with pytest.raises(ConfigError, match="probe 'general_knowledge' is listed twice"):
+        planned(tiny_config, "probes=[general_knowledge, general_knowledge]")
+
+
 def test_a_failing_unit_fails_its_benchmark_names_the_unit_and_skips_the_rest(tiny_config, monkeypatch):
     import harness.execution.compute as compute
 
