@@ -23,7 +23,7 @@ from harness.execution.keys import scoring_unit_key
 from harness.execution.plan import Unit
 from harness.execution.suites import Benchmark, Suites
 from harness.execution.workspace import Workspace
-from harness.models.device import accelerator_peak, check_here, peak_rss_mb, reset_peak_gpu, reset_peak_rss
+from harness.models.device import accelerator_peak, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from harness.models.loading import ModelHandle, count_parameters
 from harness.scoring.bias import render_pair_inputs
 from harness.scoring.metrics import METRICS, MetricValue, per_class_f1, score, score_losses
@@ -71,12 +71,6 @@ class Output:
     adapter: dict[str, bytes] = field(default_factory=dict)  # tune: the peft adapter folder's files
     key: str | None = None  # the unit's key (set by the executor; none for select)
     reused: bool = False  # read from a unit store, not computed
-
-
-def open_workspace(unit: Unit, ctx: Context, handle: ModelHandle) -> Workspace:
-    """The workspace for `unit`'s group, on the device it was planned for as this process sees it."""
-    return Workspace(handle, ctx.benchmark(unit.benchmark).spec, unit.recipe, snapshot=unit.snapshot, group=unit.group,
-                     placement=check_here(unit.placement))
 
 
 def key_of(unit: Unit, inputs: dict[str, Output], ctx: Context) -> str | None:
@@ -214,7 +208,6 @@ def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -
     bench, recipe = ctx.benchmark(unit.benchmark), unit.recipe
     spec, splits, settings = bench.spec, bench.splits, ctx.cfg.settings(ctx.candidate(unit.candidate))
     lr, epochs = unit.learning_rate or 0.0, unit.epochs or 0
-    ws.snapshot = ws.snapshot or unit.snapshot  # other settings will start from the same initial state
     model = ws.fresh()
     train_items, val_items, metric = _training_rows(unit, spec, splits, ws, recipe, tell)
     tell.stage(f"tuning on {spec.name} ({len(train_items)} rows, {epochs} epochs, lr {lr:g})")

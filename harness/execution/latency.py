@@ -22,8 +22,9 @@ import time
 from typing import Any
 
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, _model, open_workspace
+from harness.execution.compute import Context, Output, Progress, _model
 from harness.execution.plan import Plan, Unit
+from harness.execution.workspace import Workspace
 from harness.models.hardware import describe
 from harness.storage.units import UnitCache, unit_key
 
@@ -79,7 +80,7 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outpu
     from harness.scoring.tasks import predict
 
     spec = ctx.benchmark(unit.benchmark).spec
-    ws = open_workspace(unit, ctx, ctx.handles[unit.candidate])
+    ws = Workspace.setup(unit, spec, ctx.handles[unit.candidate])
     inputs = {i: o for i in unit.inputs for o in [outputs[i]] if isinstance(o, Output)}
     threads = torch.get_num_threads()
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

@@ -24,15 +24,14 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness import interrupts
 from harness.config import ExecutorConfig, UnitResources
 from harness.execution import Failure
-from harness.execution.compute import Context, Output, Progress, keep, key_of, open_workspace, select
-from harness.execution.local import failure, run_unit, usable
+from harness.execution.compute import Context, Output, Progress, keep, key_of, select
 from harness.execution.plan import Plan, Unit
-from harness.execution.workspace import Workspace
+from harness.execution.runner import Runner, failure, usable
 from harness.models.device import quiet_libraries, set_threads
 from harness.storage.locks import FileLock
 from harness.storage.units import UnitCache
@@ -87,25 +86,90 @@ def connect(address: str | None) -> bool:
     return True
 
 
-class _Driver:
-    def __init__(self, cfg: ExecutorConfig, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress):
+class _Relay:
+    """The workers' progress on the driver's display: a queue actor on the driver's own node (a worker node that
+    dies must not take it along). Progress is display only: if the queue is lost, the run goes on without live
+    progress, and says so once."""
+
+    def __init__(self, progress: Progress):
         import ray
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self.cfg, self.plan, self.ctx, self.cache, self.progress = cfg, plan, ctx, cache, progress
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.events: Any = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.progress = progress
+        self.watching = ""  # the unit whose loop the progress bar shows
+
+    def drain(self) -> None:
+        """Forward the workers' progress events to the driver's display."""
+        from ray.exceptions import RayError
+
+        if self.events is None:
+            return
+        try:
+            while not self.events.empty():
+                for uid, node, candidate, what, done, total, info in \
+                        self.events.get_nowait_batch(self.events.qsize()):
+                    if what is not None:
+                        self.watching = uid
+                        self.progress.stage(candidate, f"{what} [{node}]")
+                    elif uid == self.watching:
+                        self.progress.step(done, total, info)
+        except RayError as err:
+            log.warning("live progress from the workers is lost (%s); the run goes on without it",
+                        str(err).splitlines()[0])
+            self.events = None
+
+
+class _Claims:
+    """Without a shared store the driver keeps what its workers compute, so it holds each such unit's lock from
+    submit to keep (with one, the workers take it themselves). A claim never waits: a driver holds several locks
+    at once, so a unit whose lock a concurrent run holds waits in the plan and is tried again."""
+
+    def __init__(self, cache: UnitCache, shared: bool):
+        self.cache, self.shared = cache, shared
+        self.locks: dict[str, FileLock] = {}  # unit id -> its lock, held until the driver keeps the unit
+
+    def claim(self, uid: str, key: str) -> bool:
+        """False while a concurrent run sharing this unit store holds the unit's lock."""
+        lock = None if self.shared else self.cache.lock(key)
+        if lock is None:
+            return True
+        if not lock.acquire(wait=False):
+            return False
+        self.locks[uid] = lock
+        return True
+
+    def held(self, uid: str) -> bool:
+        return uid in self.locks
+
+    def release(self, uid: str) -> None:
+        if uid in self.locks:
+            self.locks.pop(uid).release()
+
+    def release_all(self) -> None:
+        for uid in list(self.locks):
+            self.release(uid)
+
+
+class _Driver:
+    """Submits the plan in its order and collects the outputs: the units it can answer itself (kept, or `select`)
+    are answered here, the others run as Ray tasks once their inputs are known or submitted."""
+
+    def __init__(self, cfg: ExecutorConfig, plan: Plan, ctx: Context, cache: UnitCache, progress: Progress):
+        import ray
+
+        self.cfg, self.plan, self.ctx, self.cache = cfg, plan, ctx, cache
         self.shared = cfg.units is not None
         self.known: dict[str, Output | Failure] = {}
         self.refs: dict[str, Any] = {}
-        # the progress queue lives on the driver's own node: a worker node that dies must not take it along
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        self.events: Any = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.relay = _Relay(progress)
+        self.claims = _Claims(cache, self.shared)
         self.ctx_ref = ray.put(ctx)
         self.remote = ray.remote(_task)
-        self.watching = ""  # the unit whose loop the progress bar shows
         self.waiting: list[Unit] = []  # units not submitted yet (advance)
         self.units = plan.by_id()
-        self.locks: dict[str, FileLock] = {}  # unit id -> its lock, held until the driver keeps the unit
         self.deferred = 0  # units ready to go, held back while a concurrent run computes them (their lock)
 
     def run(self) -> dict[str, Output | Failure]:
@@ -114,8 +178,7 @@ class _Driver:
             self.advance()
             self.collect()
         finally:
-            for lock in self.locks.values():
-                lock.release()
+            self.claims.release_all()
         return {u.id: self.known[u.id] for u in self.plan.units}
 
     def advance(self) -> None:
@@ -137,45 +200,42 @@ class _Driver:
 
     def submit(self, unit: Unit) -> bool:
         """Submit the unit, or answer it here; False while a concurrent run holds its lock (try again later)."""
-        inputs = [self.known.get(i) for i in unit.inputs]
-        if any(isinstance(i, Failure) for i in inputs):
-            self.known[unit.id] = Failure(f"not run: an input of {unit.id} failed")
+        answer = self.answer(unit)
+        if answer is False:
+            return False
+        if answer is not None:
+            self.known[unit.id] = answer
             return True
-        if all(isinstance(i, Output) for i in inputs):  # everything it reads is known here
-            ready = {i: o for i, o in zip(unit.inputs, inputs) if isinstance(o, Output)}
-            if unit.kind == "select":
-                self.known[unit.id] = Output(select(unit, ready, self.ctx))
-                return True
-            key = key_of(unit, ready, self.ctx)
-            record = usable(unit, self.cache.get(key) if key else None)
-            if record is None and key is not None:
-                if not self._claim(unit, key):
-                    return False
-                record = usable(unit, self.cache.get(key)) if unit.id in self.locks else None  # kept meanwhile
-                if record is not None:
-                    self.locks.pop(unit.id).release()
-            if record is not None:
-                log.debug("unit %s: kept (%s)", unit.id, key)
-                self.known[unit.id] = Output(record, key=key, reused=True)
-                return True
         log.debug("unit %s: submitted to Ray", unit.id)
         args = [self.refs[i] if i not in self.known else self._send(self.known[i]) for i in unit.inputs]
         self.refs[unit.id] = self.remote.options(name=unit.id, max_retries=self.cfg.max_retries,
                                                  **options(unit, self.cfg)).remote(
-            unit, self.ctx_ref, self.cfg.units, self.cache.force, self.events, *args)
+            unit, self.ctx_ref, self.cfg.units, self.cache.force, self.relay.events, *args)
         return True
 
-    def _claim(self, unit: Unit, key: str) -> bool:
-        """Without a shared store the driver keeps what its workers compute, so it holds the unit's lock from submit
-        to keep (with one, the workers take it themselves). False while a concurrent run sharing this unit store
-        holds it: the unit waits, and is tried again (never waiting here: a driver holds several locks at once)."""
-        lock = None if self.shared else self.cache.lock(key)
-        if lock is None:
-            return True
-        if not lock.acquire(wait=False):
-            return False
-        self.locks[unit.id] = lock
-        return True
+    def answer(self, unit: Unit) -> Output | Failure | Literal[False] | None:
+        """The unit's output when the driver knows it without a worker (an input failed, `select`, a kept unit);
+        None when it must run; False when a concurrent run holds its lock."""
+        inputs = [self.known.get(i) for i in unit.inputs]
+        if any(isinstance(i, Failure) for i in inputs):
+            return Failure(f"not run: an input of {unit.id} failed")
+        if not all(isinstance(i, Output) for i in inputs):  # an input is still running
+            return None
+        ready = {i: o for i, o in zip(unit.inputs, inputs) if isinstance(o, Output)}
+        if unit.kind == "select":
+            return Output(select(unit, ready, self.ctx))
+        key = key_of(unit, ready, self.ctx)
+        record = usable(unit, self.cache.get(key) if key else None)
+        if record is None and key is not None:
+            if not self.claims.claim(unit.id, key):
+                return False
+            record = usable(unit, self.cache.get(key)) if self.claims.held(unit.id) else None  # kept meanwhile
+            if record is not None:
+                self.claims.release(unit.id)
+        if record is None:
+            return None
+        log.debug("unit %s: kept (%s)", unit.id, key)
+        return Output(record, key=key, reused=True)
 
     def _send(self, out: Output | Failure) -> Output | Failure:
         """A kept tune unit travels with its tensors when the workers cannot read the driver's unit store."""
@@ -196,17 +256,16 @@ class _Driver:
                 time.sleep(0.2)
             done = ray.wait(list(pending), num_returns=1, timeout=0.2)[0] if pending else []
             interrupts.check()
-            self.drain()
+            self.relay.drain()
             for ref in done:
                 uid = pending[ref]
                 collected.add(uid)
                 self.known[uid] = self.finished(uid, ref)
-                if uid in self.locks:
-                    self.locks.pop(uid).release()
+                self.claims.release(uid)
             if (done or self.deferred) and self.waiting:
                 self.deferred = 0
                 self.advance()
-        self.drain()
+        self.relay.drain()
 
     def finished(self, uid: str, ref: Any) -> Output | Failure:
         import ray
@@ -225,27 +284,6 @@ class _Driver:
         elif isinstance(out, Output) and out.reused:
             self.cache.hits += 1  # read by the worker from the shared store
         return out
-
-    def drain(self) -> None:
-        """Forward the workers' progress events to the driver's display. Progress is display only: if its queue
-        is lost (its node died), the run goes on without live progress, and says so once."""
-        from ray.exceptions import RayError
-
-        if self.events is None:
-            return
-        try:
-            while not self.events.empty():
-                for uid, node, candidate, what, done, total, info in \
-                        self.events.get_nowait_batch(self.events.qsize()):
-                    if what is not None:
-                        self.watching = uid
-                        self.progress.stage(candidate, f"{what} [{node}]")
-                    elif uid == self.watching:
-                        self.progress.step(done, total, info)
-        except RayError as err:
-            log.warning("live progress from the workers is lost (%s); the run goes on without it",
-                        str(err).splitlines()[0])
-            self.events = None
 
 
 def options(unit: Unit, cfg: ExecutorConfig) -> dict[str, Any]:
@@ -289,10 +327,6 @@ class _Events:
             self.queue = None
 
 
-_WORKSPACE: dict[str, Any] = {}  # a worker process keeps its last model: the next unit of the same group reuses it
-# (held while the worker idles, on the unit's device: a GPU task's model stays on the GPU Ray gave it)
-
-
 def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any, *inputs: Any) -> Output | Failure:
     """One unit on a Ray worker. An error in the unit comes back as a Failure naming the unit and the node (Ray
     retries only lost workers and nodes, not a unit that raised)."""
@@ -306,22 +340,10 @@ def _task(unit: Unit, ctx: Context, units: str | None, force: bool, events: Any,
     set_threads()
     cache = UnitCache(Path(units), force=force) if units else UnitCache(None)
     try:
-        ws = _workspace(unit, ctx)
-        return run_unit(unit, dict(zip(unit.inputs, inputs)), ctx, ws, cache, _Events(events, unit, node))
+        return RUNNER.run(unit, dict(zip(unit.inputs, inputs)), ctx, cache, _Events(events, unit, node))
     except Exception as err:
-        _WORKSPACE.clear()
+        RUNNER.release()
         return failure(unit, err, where=f"{node} (pid {os.getpid()})")
-
-
-def _workspace(unit: Unit, ctx: Context) -> Workspace:
-    held = _WORKSPACE.get("ws")
-    if held is not None and held.group == unit.group:
-        held.snapshot = held.snapshot or unit.snapshot
-        return held
-    _WORKSPACE.clear()
-    ws = open_workspace(unit, ctx, worker_handle(ctx, unit.candidate))
-    _WORKSPACE["ws"] = ws
-    return ws
 
 
 def worker_handle(ctx: Context, candidate: str) -> Any:
@@ -339,3 +361,8 @@ def worker_handle(ctx: Context, candidate: str) -> Any:
         raise RunFailure(f"{candidate}: the weights on this node ({here.weights_hash[:12]}) differ from the "
                          f"driver's ({planned.weights_hash[:12]}); give every node the same model")
     return here
+
+
+# A worker process keeps its last model: the next unit of the same group reuses it (held while the worker idles,
+# on the unit's device: a GPU task's model stays on the GPU Ray gave it).
+RUNNER = Runner(handle=worker_handle)

@@ -108,10 +108,8 @@ def run_demo(out: Path, units: Path, monkeypatch, overrides: list[str]) -> tuple
 def test_progress_is_display_only_a_lost_queue_fails_nothing(ray_local, caplog):
     """The workers' progress queue is an actor on the driver's node. If it dies (its node lost), the driver says
     so once and goes on, and a worker's progress calls do nothing rather than fail the unit they report."""
-    from ray.util.queue import Queue
-
     from harness.execution.plan import Unit
-    from harness.execution.ray_tasks import _Driver, _Events
+    from harness.execution.ray_tasks import _Events, _Relay
 
     class Shown:
         def __init__(self):
@@ -123,9 +121,7 @@ def test_progress_is_display_only_a_lost_queue_fails_nothing(ray_local, caplog):
         def step(self, done, total, info=None):
             pass
 
-    driver = _Driver.__new__(_Driver)  # only its progress half: no plan is run
-    driver.progress, driver.watching = Shown(), ""
-    driver.events = Queue(actor_options={"num_cpus": 0})
+    driver = _Relay(Shown())  # the driver's progress half: no plan is run
     unit = Unit(id="u", kind="tune", candidate="c", benchmark="b", seed=0)
     events = _Events(driver.events, unit, "node-1")
     events.stage("c", "tuning")

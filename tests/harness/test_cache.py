@@ -315,10 +315,10 @@ def test_each_sweep_setting_starts_from_the_seeded_initial_state(tiny_config, tm
 def test_tuned_tensors_stay_in_memory_only_without_a_cache(tiny_config, tmp_path, capsys, monkeypatch):
     """With a cache the sweep's settings are read back from disk (no second copy in memory), without one they are
     held in memory; both paths score the same numbers."""
-    import harness.execution.local
+    import harness.execution.runner
 
     held = []  # per tune unit computed: does its output still hold its tensors for the units that read them?
-    real = harness.execution.local.run_unit
+    real = harness.execution.runner.run_unit
 
     def run_unit(unit, *args):
         out = real(unit, *args)
@@ -326,7 +326,7 @@ def test_tuned_tensors_stay_in_memory_only_without_a_cache(tiny_config, tmp_path
             held.append(out.tensors is not None)
         return out
 
-    monkeypatch.setattr(harness.execution.local, "run_unit", run_unit)
+    monkeypatch.setattr(harness.execution.runner, "run_unit", run_unit)
     sweep = ("sweep.learning_rate=[1e-3, 5e-3]", "probes=[]", "bias=[]")
     cached = bakeoff(tiny_config, tmp_path / "a", *sweep)
     assert held == [False] * 4  # two settings of two candidates, each read back from the cache
