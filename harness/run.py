@@ -3,7 +3,6 @@ Ray: harness/execution/) -> assemble each candidate's results -> compare -> gate
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -11,19 +10,18 @@ from typing import TYPE_CHECKING, Any
 from harness.config import BakeoffConfig
 from harness.errors import SftbenchError
 from harness.execution import Failure, executor_for
-from harness.execution.assemble import assemble
+from harness.execution.assemble import Bakeoff, assemble, candidate_row, not_run
 from harness.execution.compute import QUIET, Context, Output, Progress
 from harness.execution.latency import measure
-from harness.execution.outcome import Bakeoff, BenchmarkResult, CandidateResult
 from harness.execution.plan import SCORED_SPLITS, Arms, Plan, plan
 from harness.execution.suites import Suites, load_suites, resolve_all
 from harness.models.device import Placement, resolve, set_threads
 from harness.storage.units import UnitCache
 
 if TYPE_CHECKING:
-    from harness.results.model import Results
+    from harness.results.model import CandidateRow, Results
 
-__all__ = ["SCORED_SPLITS", "Bakeoff", "BenchmarkResult", "CandidateResult", "Suites", "execute", "load_suites", "run"]
+__all__ = ["SCORED_SPLITS", "Bakeoff", "Suites", "execute", "load_suites", "run"]
 
 
 def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None = None,
@@ -80,7 +78,8 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     outputs = executor.execute(units, ctx, cache, progress)
     latency = measure(units, outputs, ctx, cache, progress, cfg.executor.kind)  # alone, after every unit
     return Bakeoff(run_id, candidates(units, outputs, ctx, cache, latency),
-                   {b.name: b.spec.main_metric for b in suites.benchmarks.values()}, warnings)
+                   {b.name: b.spec.main_metric for b in suites.benchmarks.values()}, warnings,
+                   {b.name: b.references() for b in suites.benchmarks.values()})
 
 
 def _executor_session(cfg: BakeoffConfig) -> Any:
@@ -105,37 +104,27 @@ def placements_for(cfg: BakeoffConfig) -> dict[str, Placement]:
 
 def candidates(units: Plan, outputs: dict[str, Output | Failure], ctx: Context, cache: UnitCache,
                latency: dict[tuple[str, str], tuple[float | None, dict[str, Any]]] | None = None
-               ) -> list[CandidateResult]:
-    """Each candidate's results from its units' outputs: a benchmark with a failed unit is failed (the first
-    failure's message names the unit), the others are assembled, each with its latency measured under fixed
-    conditions (harness/execution/latency.py; None where it was not measured)."""
+               ) -> list[CandidateRow]:
+    """Each candidate's row from its units' outputs: a benchmark with a failed unit is failed (the first failure's
+    message names the unit), the others are assembled, each with its latency measured under fixed conditions
+    (harness/execution/latency.py; None where it was not measured)."""
     out = []
     done = {i: o for i, o in outputs.items() if isinstance(o, Output)}
     for cand in ctx.cfg.candidates:
-        results, params, trainable = [], 0, 0
+        rows = []
         for bp in (b for b in units.benches if b.candidate == cand.name):
             spec = ctx.benchmark(bp.benchmark).spec
             mine = [u.id for u in units.units if (u.candidate, u.benchmark) == (cand.name, bp.benchmark)]
             failures = [f for f in (outputs[i] for i in mine) if isinstance(f, Failure)]
             if bp.na:
-                results.append(BenchmarkResult(spec.name, spec.version, spec.task, "n/a", bp.na))
+                rows.append(not_run(spec, "n/a", bp.na))
             elif failures:
                 first = next((f for f in failures if not f.message.startswith("not run")), failures[0])
-                results.append(BenchmarkResult(spec.name, spec.version, spec.task, "failed", first.message))
+                rows.append(not_run(spec, "failed", first.message))
             else:
-                result, n, k = assemble(bp, done, ctx, cache.folder)  # each benchmark's own (an encoder's head)
                 ms, conditions = (latency or {}).get((cand.name, bp.benchmark), (None, None))
-                results.append(dataclasses.replace(result, params=n, trainable_params=k, latency_ms=ms,
-                                                   latency_conditions=conditions))
-                params, trainable = max(params, n), max(trainable, k)  # the candidate's: the largest, in any order
-        failed = [r for r in results if r.status == "failed"]
+                rows.append(assemble(bp, done, ctx, cache.folder, ms, conditions))
         records = [o.record for u in units.units if u.candidate == cand.name
                    for o in [outputs[u.id]] if isinstance(o, Output)]
-        gpu = [r for r in records if r.get("gpu_seconds") is not None]
-        out.append(CandidateResult(cand.name, cand.model, "failed" if failed else "ok",
-                                   failed[0].reason if failed else "", ctx.handles[cand.name], params, trainable,
-                                   max((r.get("peak_rss_mb") or 0.0 for r in records), default=0.0), results,
-                                   cand.zero_shot,
-                                   max((r.get("peak_gpu_mb") or 0.0 for r in gpu), default=None) if gpu else None,
-                                   sum(r["gpu_seconds"] for r in gpu) if gpu else None, cand.adapter))
+        out.append(candidate_row(cand, ctx.handles[cand.name], rows, records))
     return out

@@ -10,30 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config import BakeoffConfig
-from harness.data.specs import SCORED_SPLITS, load_benchmark_spec, load_split
-from harness.errors import SftbenchError
+from harness.data.specs import Split
 
 References = dict[str, dict[str, dict[str, Any]]]
 
 
-def scored_references(cfg: BakeoffConfig) -> References:
-    """Read the scored splits again, as the run read them (same spec, same caps; no model). A split that can no
-    longer be read (deleted or broken since the run began) is left out: comparisons then say it is missing."""
-    out: References = {}
-    for ref in cfg.benchmarks:
-        try:
-            spec = load_benchmark_spec(ref.spec, cfg.base_dir)
-        except (SftbenchError, OSError):
-            continue
-        splits = out.setdefault(spec.name, {})
-        for name in (s for s in SCORED_SPLITS if s in spec.splits):
-            try:
-                split = load_split(spec, name, ref.max_test)
-            except (SftbenchError, OSError):
-                continue
-            splits[name] = {"data_sha256": split.sha256, "items": [list(ex.references) for ex in split.examples]}
-    return out
+def split_references(split: Split) -> dict[str, Any]:
+    """What one scored split's predictions are scored against, as the run read it (its row caps applied): the
+    references travel with the bake-off to results.json (harness/execution/suites.py Benchmark.references), never
+    read again from disk."""
+    return {"data_sha256": split.sha256, "items": [list(ex.references) for ex in split.examples]}
 
 
 def stored_references(results: dict[str, Any], benchmark: str, split: str,

@@ -1,32 +1,48 @@
-"""From the outputs of one candidate's units on one benchmark to its BenchmarkResult: forgetting and bias from
-the before/after probes, chance and the learned rule, and under several training seeds the merge into means
-over seeds with seed-aware intervals (harness/statistics/seeds.py). Pure functions of kept records: the driver runs
-them, wherever the units ran."""
+"""From the outputs of one candidate's units on one benchmark to its row of the results model (BenchmarkRow,
+harness/results/model.py), and from its rows to its CandidateRow: forgetting and bias from the before/after probes,
+chance and the learned rule, under several training seeds the merge into means over seeds (merge.py), the
+generalisation gap and the confusion matrices against the references the run read. Pure functions of kept
+records: the driver runs them, wherever the units ran."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import BakeoffConfig
+from harness.config import CandidateConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.execution.compute import Context, Output, kept_value
-from harness.execution.outcome import BenchmarkResult
+from harness.execution.merge import merge, train_json, training
 from harness.execution.plan import SCORED_SPLITS, BenchPlan
+from harness.execution.suites import Benchmark
+from harness.models.loading import ModelHandle
+from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, Cost, Generalisation, MetricScore, ProbeRow
 from harness.scoring.bias import bias_report
-from harness.scoring.chance import Chance, chance, learned, what_to_try
-from harness.scoring.metrics import MetricValue, combine_metric
+from harness.scoring.chance import chance, learned, what_to_try
+from harness.scoring.metrics import METRICS, MetricValue, confusion_matrix, scale_bound
 from harness.scoring.probes import ProbeScore, forgetting_report
-from harness.statistics.seeds import combine_change
-from harness.training.loop import TrainResult
+from harness.statistics.gap import generalisation
 
 ZERO_SHOT_RECORD = {"learning_rate": None, "epochs": None, "train": None, "validation": None, "trainable_params": 0}
 
 
-def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context,
-             folder: Callable[[str], Path | None]) -> tuple[BenchmarkResult, int, int]:
-    """The result, with the chosen setting's parameter counts. `folder(key)`: where a tuned setting is kept."""
+@dataclass(frozen=True)
+class Bakeoff:
+    """An executed bake-off before comparison and gates: each candidate's row, and what the rows are scored
+    against (the references travel with the run: harness/data/references.py)."""
+
+    run_id: str
+    candidates: list[CandidateRow]
+    main_metrics: dict[str, str]  # benchmark -> its main metric
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # data lint findings that did not stop the run
+    references: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # benchmark -> split -> items
+
+
+def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context, folder: Callable[[str], Path | None],
+             latency_ms: float | None = None, latency_conditions: dict[str, Any] | None = None) -> BenchmarkRow:
+    """The benchmark's row, with the chosen setting's parameter counts and its latency measured under fixed
+    conditions (harness/execution/latency.py). `folder(key)`: where a tuned setting is kept."""
     cfg, bench = ctx.cfg, ctx.benchmark(bp.benchmark)
     spec, splits = bench.spec, bench.splits
     if bp.zero_shot:
@@ -37,21 +53,76 @@ def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context,
         select = out[bp.select].record
         keys = [out[ts[select["best"]]].key for ts in bp.tunes]
         chosen, sweep = [out[ts[select["best"]]].record for ts in bp.tunes], select["sweep"]
-    results = [_one_seed(bp, s, out, ctx, spec, splits, chosen[s], sweep, _folder(folder, keys[s]))
-               for s in range(len(chosen))]
-    result = results[0] if len(results) == 1 else merge(results, list(bp.seeds), spec, splits, cfg, sweep)
-    return result, chosen[-1]["params"], chosen[-1]["trainable_params"]
+    rows = [_one_seed(bp, s, out, ctx, spec, splits, chosen[s], sweep, _folder(folder, keys[s]))
+            for s in range(len(chosen))]
+    row = rows[0] if len(rows) == 1 else merge(rows, list(bp.seeds), spec, splits, cfg, sweep)
+    row = _with(row, params=chosen[-1]["params"], trainable_params=chosen[-1]["trainable_params"],
+                latency_ms_per_item=latency_ms, latency_conditions=latency_conditions)
+    return _compared(row, bench, cfg.bootstrap_resamples, cfg.recipe.seed)
+
+
+def _with(row: BenchmarkRow, **changes: Any) -> BenchmarkRow:
+    import dataclasses
+
+    return dataclasses.replace(row, **changes)
+
+
+def _compared(row: BenchmarkRow, bench: Benchmark, resamples: int, seed: int) -> BenchmarkRow:
+    """The row with its generalisation gap (test against shifted) and, for classification, its confusion matrices:
+    both against the references of the items this run scored."""
+    main, references = bench.spec.main_metric, bench.references()
+    gap = generalisation(row.to_json(), main, resamples, seed, references,
+                         bound=scale_bound(main) if main in METRICS else None)
+    confusion = confusions(row.seed_predictions or row.predictions or {}, references, row.data_sha256) or None \
+        if row.task == "classification" else None
+    return _with(row, generalisation=Generalisation.from_json(gap), confusion=confusion)
+
+
+def not_run(spec: BenchmarkSpec, status: str, reason: str) -> BenchmarkRow:
+    """The row of a benchmark that was not applicable to the candidate (n/a) or whose units failed."""
+    return BenchmarkRow(benchmark=spec.name, version=spec.version, task=spec.task, status=status, reason=reason,
+                        predictions={}, per_class_f1={}, sweep=[], files={}, chance={}, learned_reason="", seeds=[],
+                        seed_runs=[], seed_predictions={}, generalisation=Generalisation.from_json({}))
+
+
+def candidate_row(cand: CandidateConfig, handle: ModelHandle | None, benches: list[BenchmarkRow],
+                  records: list[dict[str, Any]]) -> CandidateRow:
+    """A candidate's row from its benchmark rows and its units' records (memory and GPU peaks, GPU-seconds)."""
+    is_reference = cand.zero_shot and not cand.adapter  # an adapter the user brings is a candidate, not a reference
+    benches = [_with(b, zero_shot=b.zero_shot and is_reference) for b in benches]
+    failed = [b for b in benches if b.status == "failed"]
+    trains = [b.train for b in benches if b.train]
+    timed = next((b for b in benches if b.latency_ms_per_item is not None), None)  # the first benchmark's
+    gpu = [r for r in records if r.get("gpu_seconds") is not None]
+    cost = Cost(train_seconds=sum((t["seconds"] for t in trains), 0.0),
+                train_tokens_per_second=trains[-1]["tokens_per_second"] if trains else 0.0,
+                latency_ms_per_item=timed.latency_ms_per_item if timed else None,
+                latency_conditions=timed.latency_conditions if timed else None,
+                peak_rss_mb=max((r.get("peak_rss_mb") or 0.0 for r in records), default=0.0),
+                peak_gpu_mb=max((r.get("peak_gpu_mb") or 0.0 for r in gpu), default=None) if gpu else None,
+                gpu_seconds=sum(r["gpu_seconds"] for r in gpu) if gpu else None)
+    ok = [b for b in benches if b.status == "ok"]
+    return CandidateRow(
+        name=cand.name, model=cand.model, status="failed" if failed else "ok",
+        reason=failed[0].reason if failed else "", source=handle.source if handle else None,
+        path=handle.path if handle else None, architecture=handle.architecture if handle else None,
+        kind=handle.kind if handle else None, revision=handle.revision if handle else None,
+        weights_sha=handle.weights_hash if handle else None,
+        params=max((b.params or 0 for b in ok), default=0),  # the largest, in any order (an encoder's head)
+        trainable_params=max((b.trainable_params or 0 for b in ok), default=0), zero_shot=is_reference,
+        did_not_learn=[b.benchmark for b in benches if b.learned is False], cost=cost, benchmarks=tuple(benches),
+        adapter=cand.adapter)
 
 
 def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec: BenchmarkSpec,
               splits: dict[str, Split], chosen: dict[str, Any], sweep: list[dict[str, Any]],
-              unit: Path | None) -> BenchmarkResult:
+              unit: Path | None) -> BenchmarkRow:
     recipe = bp.recipes[s]
     seed = recipe.seed
-    scores, predictions, per_class, latency = {}, {}, {}, None
+    values, predictions, per_class, latency = {}, {}, {}, None
     for split, uid in bp.scores[s].items():
         rec = out[uid].record
-        scores[split] = {m: MetricValue.from_dict(v) for m, v in rec["scores"].items()}
+        values[split] = {m: MetricValue.from_dict(v) for m, v in rec["scores"].items()}
         predictions[split] = rec["predictions"]
         if rec["per_class_f1"] is not None:
             per_class[split] = rec["per_class_f1"]
@@ -70,13 +141,17 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
                              "files": {"spec": b.spec.path, "data": b.spec.data},
                              **bias_report(pairs_before["a"], pairs_before["b"], pairs_after["a"], pairs_after["b"],
                                            b.pairs)})
-    chances, did_learn, why = learning(spec, splits, scores, chosen, sweep, recipe.restore_best)
-    return BenchmarkResult(spec.name, spec.version, spec.task, "ok", "", chosen["learning_rate"],
-                           {name: sp.sha256 for name, sp in splits.items()}, scores,
-                           TrainResult(**chosen["train"]) if chosen["train"] else None, latency,
-                           reports, predictions, per_class, sweep, bias_reports,
-                           {"spec": spec.path, **{name: sp.path for name, sp in splits.items()}},
-                           unit, chances, did_learn, why, bp.zero_shot, [] if bp.zero_shot else [seed])
+    chances, did_learn, why = learning(spec, splits, values, chosen, sweep, recipe.restore_best)
+    return BenchmarkRow(
+        benchmark=spec.name, version=spec.version, task=spec.task, status="ok", reason="",
+        learning_rate=chosen["learning_rate"], data_sha256={name: sp.sha256 for name, sp in splits.items()},
+        scores={split: {m: MetricScore.from_json(v.to_dict()) for m, v in ms.items()} for split, ms in values.items()},
+        train=train_json(training(chosen["train"])) if chosen["train"] else None, latency_ms_per_item=latency,
+        probes=tuple(ProbeRow.from_json(r) for r in reports), predictions=predictions, per_class_f1=per_class,
+        sweep=sweep, bias=tuple(BiasRow.from_json(r) for r in bias_reports),
+        files={"spec": spec.path, **{name: sp.path for name, sp in splits.items()}},
+        unit=str(unit) if unit else None, chance=chances, learned=did_learn, learned_reason=why,
+        zero_shot=bp.zero_shot, seeds=[] if bp.zero_shot else [seed], seed_runs=[], seed_predictions={})
 
 
 def _folder(folder: Callable[[str], Path | None], key: str | None) -> Path | None:
@@ -107,113 +182,19 @@ def learning(spec: BenchmarkSpec, splits: dict[str, Split], scores: dict[str, di
     return chances, did, why
 
 
-def merge(results: list[BenchmarkResult], seeds: list[int], spec: BenchmarkSpec, splits: dict[str, Split],
-          cfg: BakeoffConfig, sweep: list[dict[str, Any]]) -> BenchmarkResult:
-    """One result from per-seed results: means over seeds with seed-aware intervals, per-seed values kept."""
-    from harness.statistics.paired import CORPUS, corpus_stats
-
-    resamples, first = cfg.bootstrap_resamples, results[0]
-    scores: dict[str, dict[str, MetricValue]] = {}
-    for split, metrics in first.scores.items():
-        refs = [list(ex.references) for ex in splits[split].examples]
-        scores[split] = {}
-        for metric in metrics:
-            stats = ([corpus_stats(metric, r.predictions[split], refs) for r in results] if metric in CORPUS
-                     else None)
-            scores[split][metric] = combine_metric(metric, [r.scores[split][metric] for r in results], stats,
-                                                   resamples, cfg.recipe.seed)
-    probes = [_merge_probe([r.probes[j] for r in results], resamples, cfg.recipe.seed)
-              for j in range(len(first.probes))]
-    bias = [_merge_bias([r.bias[j] for r in results], resamples, cfg.recipe.seed) for j in range(len(first.bias))]
-    trains = [r.train for r in results if r.train is not None]
-    train = dataclasses.replace(trains[0], seconds=sum(t.seconds for t in trains),
-                                tokens=sum(t.tokens for t in trains)) if trains else None
-    did, why = _learned(spec, scores, first.chance, sweep, results, cfg.recipe.restore_best)
-    latencies = [r.latency_ms for r in results if r.latency_ms is not None]
-    runs = [{"seed": s, "unit": str(r.unit) if r.unit else None, "train_seconds": r.train.seconds if r.train else None,
-             "final_val_loss": r.train.val_loss[-1] if r.train and r.train.val_loss else None}
-            for s, r in zip(seeds, results)]
-    return dataclasses.replace(
-        first, scores=scores, train=train, latency_ms=sum(latencies) / len(latencies) if latencies else None,
-        probes=probes, bias=bias, learned=did, learned_reason=why, seeds=list(seeds), seed_runs=runs,
-        seed_predictions={split: [r.predictions[split] for r in results] for split in first.predictions},
-        per_class_f1={split: _mean_f1([r.per_class_f1[split] for r in results]) for split in first.per_class_f1})
 
 
-def _mean_f1(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """Each label's F1 averaged over seeds: their mean is the macro F1 over seeds, as the leaderboard shows it."""
-    return {label: sum(f[label] for f in per_seed) / len(per_seed) for label in per_seed[0]}
-
-
-def _learned(spec: BenchmarkSpec, scores: dict[str, dict[str, MetricValue]], chances: dict[str, dict[str, Any]],
-             sweep: list[dict[str, Any]], results: list[BenchmarkResult],
-             restore_best: bool) -> tuple[bool | None, str]:
-    """The learned rule on the mean over seeds and its seed-aware interval, with the mean validation score."""
-    metric = spec.main_metric
-    test = scores.get("test", {}).get(metric)
-    if test is None:
-        return None, f"no test {metric}"
-    found = {s: Chance(c["value"], c["how"]) for s, c in chances.items()}
-    chosen = next((row for row in sweep if row.get("chosen")), None)
-    validation = chosen["validation"] if chosen else _mean_validation(results, restore_best)
-    did, why = learned(metric, test, found.get("test"), validation, found.get("validation"))
-    if did is False:
-        first = results[0]
-        why += "; " + what_to_try(sweep, first.learning_rate, len(first.train.train_loss) if first.train else None)
-    return did, f"mean over {len(results)} seeds: {why}"
-
-
-def _mean_validation(results: list[BenchmarkResult], restore_best: bool) -> float | None:
-    """The mean over seeds of the kept weights' validation metric, where training measured it for every seed."""
-    values = [kept_value(dataclasses.asdict(r.train), restore_best, "val_metric") for r in results if r.train]
-    found = [v for v in values if v is not None]
-    return sum(found) / len(found) if found and len(found) == len(results) else None
-
-
-def _seed_counts(reports: list[dict[str, Any]], counts: tuple[str, ...]) -> dict[str, Any]:
-    """One seed's transition counts and McNemar p describe that seed's tuned model, not the candidate. Over seeds
-    each count is the mean over seeds (each seed's kept beside it); McNemar's p, a test of one seed's items, gives
-    way to the seed-aware interval of the change (None here, each seed's p kept)."""
-    out: dict[str, Any] = {k: sum(r[k] for r in reports) / len(reports) for k in counts}
-    out |= {f"{k}_per_seed": [r[k] for r in reports] for k in (*counts, "mcnemar_p")}
-    return out | {"mcnemar_p": None}
-
-
-def _merge_probe(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
-    """Forgetting over seeds: the base model's answers are shared, the tuned model's differ by seed."""
-    before = reports[0]["per_item"]["before"]
-    afters = [r["per_item"]["after"] for r in reports]
-    forgetting = combine_change([[b - a for b, a in zip(before, after)] for after in afters], resamples, seed)
-    after = combine_change(afters, resamples, seed)
-    return reports[0] | _seed_counts(reports, ("forgotten", "gained")) | {
-        "forgetting": forgetting, "after": after, "most_forgotten": _most_forgotten(reports, before, afters),
-        "per_item": {"before": before, "after": afters[0], "after_per_seed": afters}}
-
-
-def _most_forgotten(reports: list[dict[str, Any]], before: list[int], afters: list[list[int]]) -> list[dict[str, Any]]:
-    """The items most seeds forgot (counted from every seed's per-item answers), then the largest mean margin drop
-    over the seeds that listed them: each seed lists only its own ten worst (harness/scoring/probes.py). An item
-    is shown as the seed that dropped it most did."""
-    if any("item" not in e for r in reports for e in r["most_forgotten"]):
-        return reports[0]["most_forgotten"]  # probe units kept before items were numbered (Dec 2026): one seed's
-    worst: dict[int, dict[str, Any]] = {}
-    drops: dict[int, list[float]] = {}
-    for s, report in enumerate(reports):
-        for entry in report["most_forgotten"]:
-            i = entry["item"]
-            drop = entry["margin_before"] - entry["margin_after"]
-            drops.setdefault(i, []).append(drop)
-            if i not in worst or drop > worst[i]["margin_before"] - worst[i]["margin_after"]:
-                worst[i] = entry | {"seed_index": s}
-    forgot = {i: sum(before[i] and not after[i] for after in afters) for i in worst}
-    order = sorted(worst, key=lambda i: (-forgot[i], -sum(drops[i]) / len(drops[i]), i))
-    return [worst[i] | {"forgotten_by": forgot[i], "seeds": len(afters)} for i in order[:10]]
-
-
-def _merge_bias(reports: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
-    before = reports[0]["per_pair"]["before"]
-    afters = [r["per_pair"]["after"] for r in reports]
-    change = combine_change([[a - b for a, b in zip(after, before)] for after in afters], resamples, seed)
-    return reports[0] | _seed_counts(reports, ("new_flips", "vanished_flips")) | {
-        "change": change, "flip_rate_after": combine_change(afters, resamples, seed),
-        "per_pair": {"before": before, "after": afters[0], "after_per_seed": afters}}
+def confusions(predictions: dict[str, Any], references: dict[str, Any],
+               data_sha256: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """split -> confusion matrix of a classification benchmark's predictions against the references of the same
+    data (the hash must match: a split whose items differ is left out). Under several training seeds
+    (`predictions[split]` a list per seed) the counts are summed over the seeds, and `seeds` says how many."""
+    out = {}
+    for split, preds in predictions.items():
+        ref = references.get(split) or {}
+        if ref.get("items") is None or ref.get("data_sha256") != data_sha256.get(split):
+            continue
+        per_seed = preds if preds and isinstance(preds[0], list) else [preds]
+        matrix = confusion_matrix([p for seed in per_seed for p in seed], list(ref["items"]) * len(per_seed))
+        out[split] = matrix | ({"seeds": len(per_seed)} if len(per_seed) > 1 else {})
+    return out

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import BakeoffConfig
+from harness.data.references import split_references
 from harness.data.specs import SCORED_SPLITS, BenchmarkSpec, Split, load_benchmark
 from harness.errors import ConfigError, ModelError
 from harness.execution.preflight import cross_checks
@@ -34,8 +35,7 @@ class Benchmark:
     def references(self) -> dict[str, dict[str, Any]]:
         """What each scored split's predictions are scored against (harness/data/references.py): the items as this
         run read them, with the hash of those items."""
-        return {s: {"data_sha256": self.splits[s].sha256, "items": [list(ex.references) for ex in
-                                                                    self.splits[s].examples]} for s in self.scored}
+        return {s: split_references(self.splits[s]) for s in self.scored}
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ from typing import Any
 
 from harness.data.references import stored_references
 from harness.errors import DataError
-from harness.gates.lookup import Verdict, closed, lookup
+from harness.gates.lookup import Verdict, as_row, closed, lookup
 from harness.gates.power import baseline_detectable, effect_text
 from harness.models.hardware import latency_comparable
+from harness.results.model import CandidateRow
 from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
     CORRECTION_NAMES,
     bench_stats,
-    find_benchmark,
     non_inferiority,
     p_text,
     seed_stats,
@@ -24,7 +24,7 @@ from harness.statistics.paired import (
 from harness.statistics.seeds import is_seeded, non_inferiority_seeds, per_seed_items, too_few_seeds
 
 
-def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
+def baseline_test(candidate: CandidateRow | dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
                   margin: float = 0.0, alpha: float = 0.05, *, resamples: int = 2000, seed: int = 0,
                   references: dict[tuple[str, str], list[list[str]]] | None = None
                   ) -> tuple[dict[str, Any] | None, str]:
@@ -36,18 +36,20 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
     if baseline is None:
         return None, "no promoted baseline in the store; promote one with `sftbench promote RUN_ID`"
     base_results, base_name = baseline
-    base = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
-    if base is None:
+    stored = next((c for c in base_results["candidates"] if c["name"] == base_name), None)
+    if stored is None:
         return None, f"baseline run {base_results['run_id']} has no candidate '{base_name}'"
+    cand, base = as_row(candidate), as_row(stored)
     if metric.split(".")[1] == "latency_ms_per_item":
-        return None, latency_refusal(candidate, base, metric.split(".")[0], base_name)
-    (_, entry, why), (_, base_entry, base_why) = lookup(candidate, metric), lookup(base, metric)
-    if entry is None or base_entry is None:
+        return None, latency_refusal(cand, base, metric.split(".")[0], base_name)
+    (_, found, why), (_, base_found, base_why) = lookup(cand, metric), lookup(base, metric)
+    if found is None or base_found is None:
         return None, why or f"baseline {base_name}: {base_why}"
     bench_name, metric_name = metric.split(".")[:2]
     split = metric.split(".")[2] if metric.count(".") == 2 else "test"
-    bench, base_bench = find_benchmark(candidate, bench_name), find_benchmark(base, bench_name)
-    assert bench is not None and base_bench is not None  # lookup found the metric in both
+    # the statistics read results.json-shaped entries (harness/statistics/: numbers, no results model)
+    bench, base_bench = _json(cand.benchmark(bench_name)), _json(base.benchmark(bench_name))
+    entry, base_entry = found.to_json(), base_found.to_json()
     if bench["version"] != base_bench["version"]:
         return None, f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}"
     here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
@@ -76,15 +78,20 @@ def baseline_test(candidate: dict[str, Any], metric: str, baseline: tuple[dict[s
     return res | {"metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
 
 
-def latency_refusal(candidate: dict[str, Any], base: dict[str, Any], bench_name: str, base_name: str) -> str:
+def _json(row: Any) -> dict[str, Any]:
+    assert row is not None  # lookup found the metric in it
+    out: dict[str, Any] = row.to_json()
+    return out
+
+def latency_refusal(candidate: CandidateRow, base: CandidateRow, bench_name: str, base_name: str) -> str:
     """Why a baseline gate does not compare latencies: measured under different conditions (which), or, under the
     same ones, a single figure per run with no per-item values to test; a cost gate is the way to bound it."""
-    sides = [find_benchmark(c, bench_name) or {} for c in (candidate, base)]
-    figures = [b.get("latency_ms_per_item") for b in sides]
+    sides = [candidate.benchmark(bench_name), base.benchmark(bench_name)]
+    figures = [b.latency_ms_per_item if b else None for b in sides]
     how = "bound it with a cost gate ({cost: latency_ms_per_item, max: ...})"
     if None in figures:
         return f"latency_ms_per_item on {bench_name}: not measured on both sides; {how}"
-    why = latency_comparable(*(b.get("latency_conditions") for b in sides))
+    why = latency_comparable(*(b.latency_conditions if b else None for b in sides))
     if why:
         return f"latency_ms_per_item on {bench_name} not compared with {base_name}: {why}; {how}"
     return (f"latency_ms_per_item on {bench_name}: {figures[0]:.1f} against {base_name}'s {figures[1]:.1f} ms/item, "
@@ -144,8 +151,9 @@ def _detects(res: dict[str, Any], mode: str, family: int) -> str:
     return f"with {size} this gate detects a drop beyond the margin by {effect} 80% of the time"
 
 
-def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[dict[str, Any], str] | None,
-                      margin: float = 0.0, alpha: float = 0.05, name: str = "", *, resamples: int = 2000, seed: int = 0,
+def check_vs_baseline(candidate: CandidateRow | dict[str, Any], metric: str,
+                      baseline: tuple[dict[str, Any], str] | None, margin: float = 0.0, alpha: float = 0.05,
+                      name: str = "", *, resamples: int = 2000, seed: int = 0,
                       references: dict[tuple[str, str], list[list[str]]] | None = None,
                       mode: str = "no_regression") -> Verdict:
     """One baseline gate on its own (a family of one: nothing to adjust); harness/gates/check.py `check` runs a
@@ -153,6 +161,7 @@ def check_vs_baseline(candidate: dict[str, Any], metric: str, baseline: tuple[di
     name = name or f"{metric} vs baseline (margin {margin:g})"
     res, why = baseline_test(candidate, metric, baseline, margin, alpha, resamples=resamples, seed=seed,
                              references=references)
+    row = as_row(candidate)
     if res is None:
-        return closed(candidate["name"], name, why)
-    return baseline_verdict(candidate["name"], name, res, res["p_regression"], "none", 1, mode)
+        return closed(row.name, name, why)
+    return baseline_verdict(row.name, name, res, res["p_regression"], "none", 1, mode)

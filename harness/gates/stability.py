@@ -32,7 +32,8 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.config import GateConfig
-from harness.gates.lookup import Verdict, lookup
+from harness.gates.lookup import Rows, Verdict, as_rows, lookup, smallest
+from harness.results.model import CandidateRow, MetricScore
 from harness.statistics.paired import CORPUS
 from harness.statistics.seeds import item_draws, per_seed_items
 
@@ -58,20 +59,19 @@ class Agreement:
                 "settle": self.settle, "per_benchmark": list(self.per_benchmark)}
 
 
-def settle(candidates: list[dict[str, Any]], deciding_gate: str | None, margin_se: float | None,
+def settle(candidates: list[CandidateRow], deciding_gate: str | None, margin_se: float | None,
            tentative_below: float) -> str:
     """What would settle a tentative recommendation: more training seeds (3 when there is one, else twice as many),
     or more test items. The items: the deciding gate's standard error shrinks as 1 / sqrt(n) (its item part), and
     an agreement of `tentative_below` asks for about z_{tentative_below} SE past the threshold (0.84 SE for 0.8),
     so n (z / margin_se)^2 items; without a deciding gate (the candidates' own order decides) no count is said."""
-    ran = [b for c in candidates if c["status"] == "ok" and not c.get("zero_shot") for b in c["benchmarks"]
-           if b["status"] == "ok"]
-    seeds = max((len(b.get("seeds") or []) for b in ran), default=1) or 1
+    ran = [b for c in candidates if c.status == "ok" and not c.zero_shot for b in c.benchmarks if b.status == "ok"]
+    seeds = max((len(b.seeds or []) for b in ran), default=1) or 1
     more = 3 if seeds < 3 else 2 * seeds
     text = f"{more} training seeds per candidate (recipe.seeds: {more}; now {seeds})"
     bench = deciding_gate.split(".")[0] if deciding_gate else ""
-    sizes = [e.get("n") or len(e.get("per_item") or []) for b in ran if b["benchmark"] == bench
-             for e in (b["scores"].get("test") or {}).values()]
+    sizes = [e.n or len(e.per_item or []) for b in ran if b.benchmark == bench
+             for e in (b.scores.get("test") or {}).values()]
     n = max((x for x in sizes if x), default=None)
     z = float(sps.norm.ppf(tentative_below))
     if n and margin_se is not None and 0 < margin_se < z:
@@ -84,11 +84,11 @@ def _resampled(gate: GateConfig) -> bool:
     return bool(gate.metric) and not gate.baseline and gate.metric.split(".")[1] not in CORPUS
 
 
-def _values(entry: dict[str, Any], metric: str, picks: dict[int, np.ndarray], resamples: int, seed: int,
+def _values(entry: MetricScore, metric: str, picks: dict[int, np.ndarray], resamples: int, seed: int,
             rng: np.random.Generator) -> np.ndarray:
     """(R,) the metric on R resamples: the candidate's seed draw (made once per seed count), then the shared
     item draw `seed` fixes."""
-    draws = item_draws(metric, per_seed_items(entry), None, resamples, seed)  # (S, R)
+    draws = item_draws(metric, per_seed_items(entry.to_json()), None, resamples, seed)  # (S, R)
     if len(draws) not in picks:
         picks[len(draws)] = rng.integers(0, len(draws), size=(resamples, len(draws)))  # (R, S) seed indices
     return draws[picks[len(draws)], np.arange(resamples)[:, None]].mean(axis=1)
@@ -99,11 +99,12 @@ def _past(gate: GateConfig, observed: Any) -> Any:
     return observed - gate.value if gate.op in (">=", ">") else gate.value - observed
 
 
-def bootstrap_agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
+def bootstrap_agreement(candidates: Rows, verdicts: list[Verdict], gates: list[GateConfig],
                         recommended: str | None, resamples: int = 500, seed: int = 0,
                         tentative_below: float = 0.8) -> Agreement:
     """The agreement, and in words how reliable the recommendation is: tentative below `tentative_below`, with what
     would settle it."""
+    candidates = as_rows(candidates)
     agreement = _agreement(candidates, verdicts, gates, recommended, resamples, seed)
     if recommended is None:
         return agreement
@@ -114,36 +115,36 @@ def bootstrap_agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict
                                              tentative_below))
 
 
-def _agreement(candidates: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig],
+def _agreement(candidates: list[CandidateRow], verdicts: list[Verdict], gates: list[GateConfig],
                recommended: str | None, resamples: int, seed: int) -> Agreement:
     rng = np.random.Generator(np.random.PCG64(seed))
-    eligible = [c for c in candidates if c["status"] == "ok" and not c.get("zero_shot") and not c.get("did_not_learn")
-                and any(b["status"] == "ok" for b in c["benchmarks"])]
+    eligible = [c for c in candidates if c.status == "ok" and not c.zero_shot and not c.did_not_learn
+                and any(b.status == "ok" for b in c.benchmarks)]
     again = [g for g in gates if _resampled(g)]
     names = {g.name for g in again}
     held = [g.name for g in gates if g.name not in names and g.recommendation_stability is None]
     passes = np.ones((len(eligible), resamples), dtype=bool)
     margins: list[tuple[float, str]] = []
     for i, cand in enumerate(eligible):
-        mine = [v for v in verdicts if v.candidate == cand["name"]]
+        mine = [v for v in verdicts if v.candidate == cand.name]
         if not all(v.passed for v in mine if v.gate not in names):
             passes[i] = False
             continue
         picks: dict[int, np.ndarray] = {}  # the candidate's seed draw, shared by all its gates
         for gate in again:
             _, entry, _ = lookup(cand, gate.metric)
-            if entry is None or entry.get(gate.on) is None or not (entry.get("per_item") or entry.get("per_seed")):
+            if entry is None or getattr(entry, gate.on) is None or not (entry.per_item or entry.per_seed):
                 passes[i] &= any(v.passed for v in mine if v.gate == gate.name)
                 continue
             values = _values(entry, gate.metric.split(".")[1], picks, resamples, seed, rng)
-            observed = entry[gate.on] + (values - entry["value"])  # a bound moves with the value, its width held
+            observed = getattr(entry, gate.on) + (values - entry.value)  # a bound moves with the value, width held
             passes[i] &= OPS[gate.op](observed, gate.value)
-            if cand["name"] == recommended:
+            if cand.name == recommended:
                 sd = float(np.std(values, ddof=1))
-                past = float(_past(gate, entry[gate.on]))
+                past = float(_past(gate, getattr(entry, gate.on)))
                 margins.append((past / sd if sd > 0 else math.copysign(math.inf, past), gate.name))
-    order = sorted(range(len(eligible)), key=lambda i: (eligible[i]["params"], eligible[i]["cost"]["train_seconds"]))
-    same = sum(next((eligible[i]["name"] for i in order if passes[i, r]), None) == recommended
+    order = sorted(range(len(eligible)), key=lambda i: smallest(eligible[i]))
+    same = sum(next((eligible[i].name for i in order if passes[i, r]), None) == recommended
                for r in range(resamples))
     margin, deciding = min(margins) if margins else (None, None)
     return Agreement(same / resamples, held, deciding, margin)

@@ -1,7 +1,8 @@
 """Finishing a bake-off inside the harness: from harness.run's Bakeoff to the typed Results every renderer reads.
 
 The stages, in order (one screen):
-  candidate rows (harness/results/rows.py: scores, probes, bias, the generalisation gap and its interval)
+  candidate rows (the results model's CandidateRow, built by harness/execution/assemble.py: scores, probes, bias,
+  the generalisation gap and its interval)
   -> compare (harness/results/ties.py: tie groups, computed once and stored)
   -> gates (harness/gates/check.py: thresholds, caps, baseline verdicts against the promoted baseline)
   -> recommend (harness/gates/check.py), its bootstrap agreement and the recommendation_stability gate
@@ -9,7 +10,8 @@ The stages, in order (one screen):
 
 `regate` runs the last two stages again on stored results with other gates (`sftbench gate`); `restore` reads a
 stored results.json of either schema version, giving a version-1 run the tie groups it did not store.
-The stages work on results.json-shaped rows, since the promoted baselines they are compared with are stored JSON.
+The stages read the results model's rows; a stored baseline (results.json) is read into the same rows.
+`finish` builds Results from the typed rows directly: no JSON is written and parsed back.
 """
 from __future__ import annotations
 
@@ -20,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import BakeoffConfig, GateConfig
-from harness.data.references import scored_references
-from harness.execution.outcome import Bakeoff
+from harness.execution.assemble import Bakeoff
 from harness.gates.check import Verdict, check, per_benchmark, recommend
+from harness.gates.lookup import Rows, as_rows
 from harness.gates.stability import Agreement, bootstrap_agreement
 from harness.models.hardware import describe
-from harness.results.model import SCHEMA_VERSION, Results, TieGroup
-from harness.results.rows import candidate_dict
+from harness.results.model import Results, TieGroup
 from harness.results.ties import RULE, all_tie_groups
 from harness.storage.units import package_versions
 
@@ -44,30 +45,26 @@ def git_sha(where: Path | None = None) -> str:
 
 def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | None = None) -> Results:
     """The finished run: candidate rows -> tie groups -> gate verdicts -> recommendation."""
-    references = scored_references(cfg)
     config = dataclasses.asdict(cfg)
-    cands = [candidate_dict(c, bakeoff.main_metrics, cfg.bootstrap_resamples, cfg.recipe.seed, references)
-             for c in bakeoff.candidates]
-    ties = all_tie_groups({"candidates": cands, "config": config})
+    cands = list(bakeoff.candidates)
+    ties = all_tie_groups({"candidates": [c.to_json() for c in cands], "config": config})
     verdicts = check(cands, cfg.gates, baselines, cfg.bootstrap_resamples, cfg.recipe.seed, cfg.gate_correction)
     verdicts, choice, reason, agreement = conclude(cands, verdicts, cfg.gates, cfg.bootstrap_resamples,
                                                    cfg.recipe.seed, cfg.recommendation_tentative_below)
-    return Results.from_json({
-        "schema_version": SCHEMA_VERSION, "run_id": bakeoff.run_id, "name": cfg.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": cfg.hash(), "config": config,
-        "git_sha": git_sha(), "packages": package_versions(),
-        "passed": choice is not None, "recommendation": choice, "recommendation_reason": reason,
-        "recommendation_stability": agreement.share, "gates": [v.to_json() for v in verdicts], "candidates": cands,
-        "warnings": bakeoff.warnings, "references": references,
-        "tie_groups": [t.to_json() for t in ties], "tie_rule": RULE,
-        "recommendation_agreement": agreement.to_json(), "hardware": describe(cfg.executor.kind)})
+    return Results(run_id=bakeoff.run_id, name=cfg.name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   config_hash=cfg.hash(), config=config, git_sha=git_sha(), packages=package_versions(),
+                   passed=choice is not None, recommendation=choice, recommendation_reason=reason,
+                   recommendation_stability=agreement.share, gates=tuple(verdicts), candidates=tuple(cands),
+                   warnings=bakeoff.warnings, references=bakeoff.references, tie_groups=tuple(ties), tie_rule=RULE,
+                   recommendation_agreement=agreement.to_json(), hardware=describe(cfg.executor.kind))
 
 
-def conclude(cands: list[dict[str, Any]], verdicts: list[Verdict], gates: list[GateConfig], resamples: int,
+def conclude(cands: Rows, verdicts: list[Verdict], gates: list[GateConfig], resamples: int,
              seed: int, tentative_below: float = 0.8) -> tuple[list[Verdict], str | None, str, Agreement]:
     """The recommendation and its bootstrap agreement (in words: reliable, or tentative below `tentative_below`),
     each benchmark's own pick beside it, with each recommendation_stability gate's verdict appended:
     (verdicts, recommended candidate or None, why, agreement)."""
+    cands = as_rows(cands)
     choice, reason = recommend(cands, verdicts)
     agreement = bootstrap_agreement(cands, verdicts, gates, choice, min(resamples, 500), seed, tentative_below)
     agreement = dataclasses.replace(agreement, per_benchmark=tuple(per_benchmark(cands, verdicts, gates)))
@@ -95,7 +92,7 @@ def regate(results: Results, gates: list[GateConfig], correction: str,
     resamples and seed (so the run's own gates reproduce its verdicts)."""
     resamples = int(results.config.get("bootstrap_resamples") or 1000)
     seed = int((results.config.get("recipe") or {}).get("seed") or 0)
-    cands = [c.to_json() for c in results.candidates]
+    cands = list(results.candidates)
     verdicts = check(cands, gates, baselines, resamples, seed, correction)
     verdicts, choice, reason, agreement = conclude(cands, verdicts, gates, resamples, seed,
                                                    float(results.config.get("recommendation_tentative_below") or 0.8))

@@ -86,6 +86,7 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict, kw_only=True, repr=False, compare=False)
     keys: tuple[str, ...] | None = field(default=None, kw_only=True, repr=False, compare=False)
     NESTED: ClassVar[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {}  # key -> (read, write)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()  # keys a record built in code writes only when they are not None
 
     @classmethod
     def from_json(cls: type[R], d: Mapping[str, Any]) -> R:
@@ -100,6 +101,8 @@ class Record:
         for key in (*names, *self.extra) if self.keys is None else self.keys:
             if key in names:
                 value = getattr(self, key)
+                if value is None and self.keys is None and key in self.OPTIONAL:
+                    continue
                 out[key] = self.NESTED[key][1](value) if key in self.NESTED and value is not None else value
             elif key in self.extra:
                 out[key] = self.extra[key]
@@ -204,7 +207,6 @@ class BenchmarkRow(Record):
     scores: dict[str, dict[str, MetricScore]] = field(default_factory=dict)  # split -> metric -> score
     train: dict[str, Any] | None = None  # train_loss[], val_loss[], curve[], seconds, tokens, ...
     latency_ms_per_item: float | None = None
-    latency_conditions: dict[str, Any] | None = None  # harness/execution/latency.py; None in older runs
     probes: tuple[ProbeRow, ...] = ()
     predictions: dict[str, list[str]] | None = None
     per_class_f1: dict[str, dict[str, float]] | None = None
@@ -217,11 +219,12 @@ class BenchmarkRow(Record):
     learned: bool | None = None
     learned_reason: str | None = None
     zero_shot: bool = False
-    params: int | None = None  # this benchmark's tuned model (absent in runs written before it)
-    trainable_params: int | None = None  # trained on this benchmark: an encoder's new head differs per benchmark
     seeds: list[int] | None = None
     seed_runs: list[dict[str, Any]] | None = None
     seed_predictions: dict[str, list[list[str]]] | None = None
+    params: int | None = None  # this benchmark's tuned model (absent in runs written before it)
+    trainable_params: int | None = None  # trained on this benchmark: an encoder's new head differs per benchmark
+    latency_conditions: dict[str, Any] | None = None  # harness/execution/latency.py; None in older runs
     generalisation: Generalisation = field(default_factory=Generalisation)
     NESTED = {"scores": _scores(), "probes": _rows(ProbeRow), "bias": _rows(BiasRow),
               "generalisation": _one(Generalisation)}
@@ -257,11 +260,12 @@ class CandidateRow(Record):
     params: int | None = None
     trainable_params: int | None = None
     zero_shot: bool = False  # a reference row: the base model untuned, never recommended
-    adapter: str | None = None  # a peft adapter folder scored as it is (`tuner: none`): a candidate like any other
     did_not_learn: list[str] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)
     benchmarks: tuple[BenchmarkRow, ...] = ()
+    adapter: str | None = None  # a peft adapter folder scored as it is (`tuner: none`): a candidate like any other
     NESTED = {"cost": _one(Cost), "benchmarks": _rows(BenchmarkRow)}
+    OPTIONAL = ("adapter",)
 
     def benchmark(self, name: str) -> BenchmarkRow | None:
         return next((b for b in self.benchmarks if b.benchmark == name), None)
@@ -304,17 +308,18 @@ class Results(Record):
     recommendation: str | None = None
     recommendation_reason: str = ""
     recommendation_stability: float | None = None  # the bootstrap agreement's share (harness/gates/stability.py)
-    recommendation_agreement: dict[str, Any] | None = None  # {share, ..., reliability, settle, per_benchmark[]}
     gates: tuple[GateVerdict, ...] = ()
     candidates: tuple[CandidateRow, ...] = ()
     warnings: list[dict[str, Any]] = field(default_factory=list)
     references: dict[str, Any] = field(default_factory=dict)
-    units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
-    hardware: dict[str, Any] | None = None  # harness/models/hardware.py describe(); None in runs written before it
     tie_groups: tuple[TieGroup, ...] = ()
     tie_rule: str = ""
+    recommendation_agreement: dict[str, Any] | None = None  # {share, ..., reliability, settle, per_benchmark[]}
+    hardware: dict[str, Any] | None = None  # harness/models/hardware.py describe(); None in runs written before it
     adaptive: dict[str, Any] | None = None  # adaptive seeds: seeds and why each arm stopped (results/rounds.py)
+    units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
     NESTED = {"gates": _rows(GateVerdict), "candidates": _rows(CandidateRow), "tie_groups": _rows(TieGroup)}
+    OPTIONAL = ("adaptive", "units")  # set once the run is finished (harness/run.py, harness/results/rounds.py)
 
     @classmethod
     def from_json(cls: type[R], d: Mapping[str, Any]) -> R:

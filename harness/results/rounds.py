@@ -27,7 +27,7 @@ import numpy as np
 from harness.config import BakeoffConfig, GateConfig
 from harness.gates import adaptive
 from harness.gates.adaptive import BEHIND, RUNNING, WHY, Decision, Evidence, GateRule, Policy
-from harness.gates.lookup import lookup
+from harness.gates.lookup import as_row, lookup
 from harness.results.model import Results
 from harness.results.ties import main_metrics
 from harness.scoring.metrics import higher_is_better
@@ -139,13 +139,13 @@ def _gate_evidence(rows: dict[str, dict[str, Any]], order: list[str], gate: Gate
     values = np.full((len(order), width), np.nan)
     item = np.zeros(len(order))
     for k, name in enumerate(order):
-        _, entry, _ = lookup(rows[name], gate.metric)
-        per_seed = (entry or {}).get("per_seed")
+        _, entry, _ = lookup(as_row(rows[name]), gate.metric)
+        per_seed = entry.per_seed if entry is not None else None
         if per_seed is not None and len(per_seed) > 1:
             v, item[k] = adaptive.evidence_of(np.asarray(per_seed, dtype=float))
             values[k, :len(v)] = v
-        elif entry is not None and entry.get("value") is not None:
-            values[k, 0] = entry["value"]
+        elif entry is not None and entry.value is not None:
+            values[k, 0] = entry.value
     return Evidence(values, item)
 
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score
 
-from harness.results.rows import confusions
+from harness.execution.assemble import confusions
 from harness.scoring.metrics import OTHER, confusion_matrix, per_class_f1
 
 LABELS = ["billing", "refund", "account_access", "bug_report", "shipping"]
