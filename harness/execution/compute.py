@@ -19,8 +19,7 @@ from harness import interrupts
 from harness.config import BakeoffConfig, CandidateConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.errors import RunFailure
-from harness.execution.keys import scoring_unit_key
-from harness.execution.plan import Unit
+from harness.execution.plan import Unit, scoring_unit_key
 from harness.execution.suites import Benchmark, Suites
 from harness.execution.workspace import Workspace
 from harness.models.device import accelerator_peak, peak_rss_mb, reset_peak_gpu, reset_peak_rss

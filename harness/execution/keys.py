@@ -7,17 +7,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.config import RecipeConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.models.device import Placement
 from harness.models.loading import ModelHandle
 from harness.storage.units import unit_key
-
-if TYPE_CHECKING:
-    from harness.execution.plan import Unit
-    from harness.execution.suites import Suites
 
 CPU = Placement()
 
@@ -49,20 +45,3 @@ def scoring_key(unit: str, model: str, spec: BenchmarkSpec, recipe: RecipeConfig
     return unit_key(unit, model=model, spec=spec_id(spec), bf16=placement.bf16, max_length=recipe.max_length,
                     resamples=resamples, seed=recipe.seed, **inputs, **placement.key_fields())
 
-
-def scoring_unit_key(unit: Unit, model: str, suites: Suites, resamples: int) -> str:
-    """The key of a unit that scores a model (score, probe, bias) from what the unit carries: the plan calls it with
-    the base model's weights hash, a tuned-model unit with the key of the setting its select input chose
-    (harness/execution/compute.py key_of)."""
-    bench = suites.benchmarks[unit.benchmark]
-    spec, recipe, at = bench.spec, unit.recipe, unit.placement
-    if unit.kind == "score":
-        split = unit.split or ""
-        return scoring_key("score", model, spec, recipe, resamples, at, split=split, data=bench.splits[split].sha256,
-                           metrics=list(spec.metrics))
-    if unit.kind == "probe":
-        p = suites.probes[unit.suite or ""]
-        return scoring_key("probe", model, spec, recipe, resamples, at, probe=p.name, version=p.spec.version,
-                           probe_kind=p.spec.kind, data=p.digest, n=len(p.items))
-    b = suites.bias[unit.suite or ""]
-    return scoring_key("bias", model, spec, recipe, resamples, at, bias=b.name, version=b.spec.version, data=b.digest)

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.config import BakeoffConfig, CandidateConfig, RecipeConfig
 from harness.data.specs import SCORED_SPLITS
-from harness.execution.keys import CPU, scoring_unit_key, tune_key, zero_shot_key
+from harness.execution.keys import CPU, scoring_key, tune_key, zero_shot_key
 from harness.execution.suites import Benchmark, Suites
 from harness.models.device import Placement
 from harness.models.loading import ModelHandle
@@ -56,6 +56,24 @@ class Unit:
         (a GPU tune unit, CPU scoring) opens its own."""
         return self.candidate, self.benchmark, self.seed, self.placement
 
+
+
+def scoring_unit_key(unit: Unit, model: str, suites: Suites, resamples: int) -> str:
+    """The key of a unit that scores a model (score, probe, bias) from what the unit carries: the plan calls it with
+    the base model's weights hash, a tuned-model unit with the key of the setting its select input chose
+    (harness/execution/compute.py key_of)."""
+    bench = suites.benchmarks[unit.benchmark]
+    spec, recipe, at = bench.spec, unit.recipe, unit.placement
+    if unit.kind == "score":
+        split = unit.split or ""
+        return scoring_key("score", model, spec, recipe, resamples, at, split=split, data=bench.splits[split].sha256,
+                           metrics=list(spec.metrics))
+    if unit.kind == "probe":
+        p = suites.probes[unit.suite or ""]
+        return scoring_key("probe", model, spec, recipe, resamples, at, probe=p.name, version=p.spec.version,
+                           probe_kind=p.spec.kind, data=p.digest, n=len(p.items))
+    b = suites.bias[unit.suite or ""]
+    return scoring_key("bias", model, spec, recipe, resamples, at, bias=b.name, version=b.spec.version, data=b.digest)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def test_zero_shot_rows_and_encoders_plan_what_applies(tiny_config):
 def test_the_plan_carries_each_units_recipe_suite_and_key(tiny_config):
     """What a unit needs is in the plan: its seed's recipe, its suite, its key when the plan knows it; a benchmark
     plan names each unit by the suite or split it scores, and lists only the suites that apply to the model."""
-    from harness.execution.keys import scoring_unit_key
+    from harness.execution.plan import scoring_unit_key
     from harness.execution.plan import group_recipe
 
     cfg, ctx, p = planned(tiny_config, "recipe.seeds=2")
