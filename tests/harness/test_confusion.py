@@ -1,6 +1,6 @@
 """The confusion matrix a classification benchmark stores (harness/scoring/metrics.py, counted by hand) equals
 scikit-learn's on the same predictions, free-text predictions fall in one OTHER column, and a finished run's rows
-carry it only for references of the same data (harness/results/rows.py)."""
+carry it only for references of the same data (harness/execution/assemble.py)."""
 from __future__ import annotations
 
 import random
@@ -65,7 +65,7 @@ def test_rows_keep_only_splits_whose_references_are_of_the_same_data():
 def test_under_seeds_the_counts_sum_over_seeds_and_per_class_f1_is_the_seed_mean():
     """Three seeds' predictions on the same rows: each cell is the sum of the seeds' cells (scikit-learn's matrix of
     each seed, added), the matrix says how many seeds, and the merged per-class F1 is each label's mean over seeds."""
-    from harness.execution.assemble import _mean_f1
+    from harness.execution.merge import _mean_f1
 
     _, gold = predictions(60, seed=1)
     rngs = [random.Random(s) for s in (1, 2, 3)]

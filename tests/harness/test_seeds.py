@@ -156,7 +156,7 @@ def _probe_report(after: list[int], margins_after: list[float], p: float) -> dic
 
 
 def test_forgetting_counts_over_seeds_are_means_and_the_most_forgotten_are_those_most_seeds_forgot():
-    from harness.execution.assemble import _merge_probe
+    from harness.execution.merge import _merge_probe
 
     reports = [_probe_report([0, 0, 1, 1], [-0.1, -0.9, 0.5, 0.5], 0.5),
                _probe_report([0, 1, 0, 1], [-0.2, 0.5, -2.0, 0.5], 0.5),
@@ -174,7 +174,7 @@ def test_forgetting_counts_over_seeds_are_means_and_the_most_forgotten_are_those
 
 
 def test_bias_flip_counts_over_seeds_are_means():
-    from harness.execution.assemble import _merge_bias
+    from harness.execution.merge import _merge_bias
 
     def report(after, new, p):
         return {"probe": "b", "new_flips": new, "vanished_flips": 1, "mcnemar_p": p,
