@@ -24,7 +24,7 @@ def _restore_logging():
 
 
 def _emit() -> None:
-    logging.getLogger("harness.execution.local").debug("unit a/b: kept (score-123)")
+    logging.getLogger("harness.execution.runner").debug("unit a/b: kept (score-123)")
     logging.getLogger("harness.storage.locks").info("waiting for x (held by another run)")
     logging.getLogger("urllib3.connectionpool").debug("library chatter")
     logging.getLogger("urllib3.connectionpool").warning("a library warning")
@@ -37,7 +37,7 @@ def test_the_log_file_keeps_ours_to_debug_with_timestamps_and_the_terminal_shows
     _emit()
     LineProgress(console).stage("m", "tuning")
     kept = (tmp_path / "logs" / "run.log").read_text()
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG harness.execution.local: unit a/b: kept "
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG harness.execution.runner: unit a/b: kept "
                      r"\(score-123\)$", kept, re.M)
     assert "INFO sftbench.progress: m: tuning" in kept and "WARNING urllib3.connectionpool: a library warning" in kept
     assert "library chatter" not in kept
@@ -49,7 +49,7 @@ def test_the_log_file_keeps_ours_to_debug_with_timestamps_and_the_terminal_shows
 def test_without_verbose_or_a_log_file_nothing_is_shown(tmp_path, capsys):
     terminal = io.StringIO()
     setup(Console(file=terminal, width=200))
-    logging.getLogger("harness.execution.local").info("unit a/b: started")
+    logging.getLogger("harness.execution.runner").info("unit a/b: started")
     assert terminal.getvalue() == "" and capsys.readouterr().err == ""
     setup(Console(file=terminal, width=200), log_file=tmp_path / "run.log")  # a file only: the terminal stays quiet
     _emit()

@@ -69,7 +69,7 @@ def test_concurrent_store_writes_all_land(tmp_path):
 
 # `[12:00:01] tiny-llama: tuning on support_intents 1/1 (100%), loss 4.1234, 850 tokens/s, done in 0s`
 TRAIN_LINE = r"\] tiny-llama: tuning on \S+ \d+/\d+ \(\d+%\), loss \d+\.\d{4}, \d+ tokens/s, (ETA|done in) "
-UNIT_LINE = r"(?:DEBUG|INFO) harness\.execution\.local: unit (.+?): (?:kept|started) .*(?:score|tune|probe)-\w{24}"
+UNIT_LINE = r"(?:DEBUG|INFO) harness\.execution\.runner: unit (.+?): (?:kept|started) .*(?:score|tune|probe)-\w{24}"
 STAMPED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO sftbench.progress: tiny-llama: resolving model$"
 HOLD = "import sys, time; from pathlib import Path; from harness.storage.locks import FileLock; " \
        "lock = FileLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)"
