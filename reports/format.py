@@ -307,7 +307,8 @@ def adaptive_lines(results: Results) -> list[str]:
         return []
     lines = [f"adaptive seeds: {ad['fine_tunes']} of {ad['full_grid']} fine-tunes (the full grid: every candidate and "
              f"setting at {ad['max']} seeds), {ad['rounds']} round{'s' * (ad['rounds'] != 1)}; stopped because "
-             f"{ad['stopped_because']}; the rule's stability of the recommendation {ad['stability']:.0%} "
+             f"{ad['stopped_because']}; the rule's stability of "
+             f"{'the recommendation' if results.recommendation else 'no recommendation'} {ad['stability']:.0%} "
              f"(target {ad['stability_target']:g})"]
     for arm in ad["arms"]:
         lines.append(f"  {arm['candidate']} lr {arm['learning_rate']:g}, {arm['epochs']} epoch"
