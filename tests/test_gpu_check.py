@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +50,17 @@ def test_gpu_speed_rows_share_a_prefix_and_the_check_measures_with_and_without_i
     assert shared_length(items) >= 12  # the loop shares at least the common tokens
     assert shared_length(rows(16, 512, (16, 48), seed=1)) < 3  # without --prefix: random rows, nothing in common
     assert "gpu_training.py --prefix 96" in (ROOT / "tools" / "gpu_check.sh").read_text()
+
+
+def test_the_prefix_arm_runs_its_gpu_command_on_the_cpu(tmp_path):
+    """The scoring arm with and without the shared prompt prefix, as gpu_check.sh runs it but on the tiny synthetic
+    model on the CPU: both arms timed, the same predictions, the shared one computing fewer tokens."""
+    line = next(line for line in (ROOT / "tools" / "gpu_check.sh").read_text().splitlines() if "step prefix" in line)
+    assert "benchmarks/speed/prefix.py --synthetic 1b --device cuda" in line
+    out = tmp_path / "prefix.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed" / "prefix.py"), "--synthetic", "tiny",
+                    "--repeats", "1", "--json", str(out)], check=True, cwd=ROOT, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    [race] = json.loads(out.read_text())
+    assert len(race["shared"]) == len(race["unshared"]) == len(race["ratios"]) == 1 and race["median_ratio"] > 0
+    assert race["agreement"].startswith("same prediction on 64/64 items") and "path shared prefix" in race["agreement"]

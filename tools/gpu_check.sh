@@ -7,6 +7,9 @@
 #      every row begins with the same 96 tokens (a chat template's system turn and instruction), and fit() runs with
 #      the shared prompt prefix and without it (sftbench-unshared, today's path before issue 29): speed.json's
 #      "sharing" is the with/without ratio, "ratio_unshared" the comparison with the Trainer as before.
+#   4. scoring with and without the shared prompt prefix (harness/models/prefix.py) on a ~1B Llama-shaped model with
+#      random weights and chat-shaped rows, interleaved arms: the median ratio and whether the predictions agree
+#      (benchmarks/speed/prefix.py --synthetic 1b).
 # Packages the GPU machine lacks travel as wheels in .whl/ (tools/gpu_wheels.sh fetches them where pip works).
 # Logs and figures go to $OUT (default /tmp/gpu_check). Exit 0 only if every step passed.
 set -uo pipefail
@@ -36,5 +39,6 @@ step tests 150 $PY -m pytest -q -p no:cacheprovider -rs tests/harness/test_accel
   tests/tuners
 step parity 200 $PY tools/device_parity.py --device cuda
 step speed 260 $PY benchmarks/speed/gpu_training.py --prefix 96 --json "$OUT/speed.json"
+step prefix 120 $PY benchmarks/speed/prefix.py --synthetic 1b --device cuda --repeats 3 --json "$OUT/prefix.json"
 if ((${#failed[@]})); then echo "gpu_check: failed: ${failed[*]}"; exit 1; fi
 echo "gpu_check: all steps passed"

@@ -18,10 +18,13 @@ reported, so a shared, noisy machine slows both arms alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see harness/cli.py
@@ -37,6 +40,7 @@ from harness.scoring.probes import choice_pairs, load_probe  # noqa: E402
 from harness.scoring.tasks import label_pairs  # noqa: E402
 
 MAX_LENGTH = 192  # the demo recipe's max_length
+RESULTS: list[dict[str, Any]] = []  # every race, for --json
 
 
 def scoring_inputs(tok: Any, examples: list[Any], spec: Any) -> tuple[list[list[int]], list[list[int]], int]:
@@ -55,17 +59,20 @@ def argmax_per_item(scores: list[tuple[float, int]], k: int) -> list[int]:
     return [max(range(k), key=lambda j: scores[i + j][0]) for i in range(0, len(scores), k)]
 
 
-def race(name: str, arms: dict[str, Callable[[], Any]], repeats: int, same: Callable[[Any, Any], str]) -> None:
+def race(name: str, arms: dict[str, Callable[[bool], Any]], repeats: int, same: Callable[[Any, Any], str]) -> None:
     """Run the two arms interleaved `repeats` times; print each time, the median ratio and whether outputs agree."""
     (a_name, a), (b_name, b) = arms.items()
+    a(True), b(True)  # untimed, on a few items: a process's first pass pays for allocations and kernel choices
     times: dict[str, list[float]] = {a_name: [], b_name: []}
     outputs: dict[str, Any] = {}
     for r in range(repeats):
         for arm in ((a_name, b_name) if r % 2 == 0 else (b_name, a_name)):
             start = time.perf_counter()
-            outputs[arm] = arms[arm]()
+            outputs[arm] = arms[arm](False)
             times[arm].append(time.perf_counter() - start)
     ratios = [u / s for u, s in zip(times[b_name], times[a_name])]
+    RESULTS.append({"arm": name, a_name: times[a_name], b_name: times[b_name], "ratios": ratios,
+                    "median_ratio": statistics.median(ratios), "agreement": same(outputs[a_name], outputs[b_name])})
     print(f"{name}: {a_name} {' '.join(f'{t:.1f}' for t in times[a_name])} s; {b_name} "
           f"{' '.join(f'{t:.1f}' for t in times[b_name])} s; ratio per repeat {' '.join(f'{x:.2f}' for x in ratios)}"
           f"; median {statistics.median(ratios):.2f}x; {same(outputs[a_name], outputs[b_name])}", flush=True)
@@ -75,11 +82,11 @@ def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]],
                  precision: Callable[[], Any], repeats: int) -> None:
     contexts, conts, k = inputs
 
-    def arm(share: bool) -> Callable[[], Any]:
-        def run() -> Any:
-            tokens = Tokens()
+    def arm(share: bool) -> Callable[[bool], Any]:
+        def run(warm: bool) -> Any:
+            tokens, n = Tokens(), 4 * k if warm else len(contexts)
             with precision():
-                scores = continuation_logprobs(model, tok.pad_token_id or 0, contexts, conts, share=share,
+                scores = continuation_logprobs(model, tok.pad_token_id or 0, contexts[:n], conts[:n], share=share,
                                                tokens=tokens)
             return scores, tokens
 
@@ -102,11 +109,12 @@ def generation_race(model: Any, tok: Any, items: int | None, precision: Callable
     chat = uses_chat(tok)
     prompts = [prompt_ids(tok, ex, chat)[-MAX_LENGTH:] for ex in splits["test"].examples]
 
-    def arm(share: bool) -> Callable[[], Any]:
-        def run() -> Any:
+    def arm(share: bool) -> Callable[[bool], Any]:
+        def run(warm: bool) -> Any:
             tokens = Tokens()
             with precision():
-                texts = generate(model, tok, prompts, spec.max_new_tokens, stop=spec.stop, share=share, tokens=tokens)
+                texts = generate(model, tok, prompts[:4] if warm else prompts, 4 if warm else spec.max_new_tokens,
+                                 stop=spec.stop, share=share, tokens=tokens)
             return texts, tokens
 
         return run
@@ -120,6 +128,36 @@ def generation_race(model: Any, tok: Any, items: int | None, precision: Callable
          {"shared prefix + greedy loop": arm(True), "HF generate": arm(False)}, repeats, same)
 
 
+def synthetic(size: str, device: str) -> tuple[Any, Any, tuple[list[list[int]], list[list[int]], int]]:
+    """A Llama-shaped model with random weights built from a config (nothing downloaded; `tiny` for the CPU, `1b` for
+    a GPU), a stand-in tokenizer (the pad id), and chat-shaped scoring rows: a 64-token prefix every row shares (the
+    template's system turn and the instruction), 16-64 tokens of its own, 7 options of 1-3 tokens."""
+    import random
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dims = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2),
+            "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                       num_key_value_heads=4)}[size]
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32000, max_position_embeddings=512, **dims)).to(device, dtype)
+    model.eval()
+    rng = random.Random(0)
+    prefix = [rng.randrange(3, 32000) for _ in range(64)]
+    options = [[rng.randrange(3, 32000) for _ in range(rng.randint(1, 3))] for _ in range(7)]
+    items = 64 if size == "tiny" else 512
+    contexts, conts = [], []
+    for _ in range(items):
+        ctx = prefix + [rng.randrange(3, 32000) for _ in range(rng.randint(16, 64))]
+        contexts += [ctx] * len(options)
+        conts += options
+    return model, SimpleNamespace(pad_token_id=0), (contexts, conts, len(options))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -127,8 +165,17 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=None, help="cap every split (default: all of it)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--synthetic", choices=["tiny", "1b"], help="scoring only, on a random Llama-shaped model "
+                        "and chat-shaped rows (tools/gpu_check.sh: 1b on CUDA; tiny checks the script on the CPU)")
+    parser.add_argument("--device", default="cpu", help="with --synthetic: where the model runs")
+    parser.add_argument("--json", help="also write every race's times, ratios and agreement here")
     args = parser.parse_args()
     threads = set_threads()
+    if args.synthetic:
+        model, tok, inputs = synthetic(args.synthetic, args.device)
+        print(f"synthetic {args.synthetic} on {args.device}, {next(model.parameters()).dtype}, {args.repeats} repeats")
+        scoring_race("scoring synthetic", model, tok, inputs, contextlib.nullcontext, args.repeats)
+        return write(args.json)
     handle = resolve(args.model)
     model, tok = load_model(handle), load_tokenizer(handle)
     bf16 = use_bf16(args.bf16)
@@ -152,6 +199,12 @@ def main() -> None:
                      precision, args.repeats)
     if "generation" in args.arms:
         generation_race(model, tok, args.items, precision, args.repeats)
+    write(args.json)
+
+
+def write(path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(RESULTS, indent=1))
 
 
 if __name__ == "__main__":

@@ -258,8 +258,8 @@ def causal_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, targets: torc
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-             batch_size: int = 8, stop: Sequence[str] = (), on_step: OnStep | None = None, share: bool = True,
-             tokens: Tokens | None = None) -> list[str]:
+             batch_size: int | None = None, stop: Sequence[str] = (), on_step: OnStep | None = None,
+             share: bool = True, tokens: Tokens | None = None) -> list[str]:
     """Batched greedy decoding with left padding and the KV cache; on_step(prompts done, total) per batch.
 
     With `share`, the tokens every prompt begins with run once (harness/models/prefix.py) and `_greedy` decodes
@@ -273,20 +273,22 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_n
     prefix = run_prefix(body, prompts[order[0]][:skip]) if skip else None
     if skip and prefix is None:
         skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
-    data, computed = 0, skip
+    data, computed, ends = 0, skip, _stops(tokenizer, stop)
+    batch_size = batch_size or (GREEDY_ROWS if prefix is not None else GENERATE_ROWS)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         if prefix is not None:
-            gen = _greedy(body, head, prefix, [prompts[i][skip:] for i in chunk], max_new_tokens,
-                          tokenizer.eos_token_id, pad_id)
+            gen: Any = _greedy(body, head, prefix, [prompts[i][skip:] for i in chunk], max_new_tokens,
+                               tokenizer.eos_token_id, ends)
         else:
             ids, mask = on_device(model, *pad([prompts[i] for i in chunk], pad_id, left=True))
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, use_cache=True)
-            gen = gen[:, ids.shape[1]:]
+            gen = gen[:, ids.shape[1]:].tolist()
         for i, row in zip(chunk, gen):
-            new = _generated_length(row.tolist(), tokenizer.eos_token_id)
-            data, computed = data + len(prompts[i]) + new, computed + len(prompts[i]) - skip + new
+            # in the data: the prompt and the tokens up to its end (EOS or a stop); computed: every step run
+            data += len(prompts[i]) + _kept(row, tokenizer.eos_token_id, ends)
+            computed += len(prompts[i]) - skip + len(row)
             text = tokenizer.decode(row, skip_special_tokens=True)
             for s in stop:
                 text = text.split(s)[0]
@@ -297,6 +299,10 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_n
         tokens.ran(path, data, computed)
     return out
 
+
+# Prompts a batch (unless the caller says): HF `generate` pads every row to the batch's longest and decodes until
+# its last row finishes; `_greedy` drops finished rows, so a larger batch costs it no wasted steps.
+GENERATE_ROWS, GREEDY_ROWS = 8, 32
 
 # Generation settings that read the whole sequence so far (or change greedy's choice): `_greedy` applies none of
 # them, so a model whose generation config sets one decodes with HF `generate`.
@@ -324,35 +330,55 @@ def _generation_plan(model: Any, body: Any, prompts: Sequence[Sequence[int]]) ->
 
 
 def _greedy(body: Any, head: Any, prefix: SharedPrefix, suffixes: list[Sequence[int]], max_new_tokens: int,
-            eos_id: int | None, pad_id: int) -> torch.Tensor:
-    """Greedy tokens after each prefix + suffix, as HF `generate` returns them: (batch, steps), a finished row
-    padded with pad_id after its EOS, stopping when every row has finished or after max_new_tokens."""
+            eos_id: int | None, ends: Callable[[int], bool] = lambda token: False) -> list[list[int]]:
+    """Greedy tokens after each prefix + suffix, the ones HF `generate` picks: a row ends with its EOS (kept), with
+    a token `ends` says stops it (kept: a stop string's text is cut there anyway), or after max_new_tokens. A
+    finished row leaves the batch, its cache rows with it, so the rest decode without carrying it."""
     device = prefix.keys[0].device
-    ids, mask = (t.to(device) for t in pad(suffixes, pad_id, left=True))  # (b, width)
+    ids, mask = (t.to(device) for t in pad(suffixes, 0, left=True))  # (b, width)
     positions = (prefix.length + mask.cumsum(1) - 1).clamp(min=prefix.length)  # continuing from the prefix
     out = run_suffix(body, prefix, ids, mask, positions, use_cache=True)
     cache, seen = out.cache, torch.cat([torch.ones(len(suffixes), prefix.length, dtype=mask.dtype, device=device),
                                         mask], dim=1)  # (b, prefix + width): grows by one column a step
     logits = head(out.last_hidden_state[:, -1])  # (b, vocab)
-    done = torch.zeros(len(suffixes), dtype=torch.bool, device=device)
-    position, steps = positions[:, -1:], []
+    rows: list[list[int]] = [[] for _ in suffixes]
+    live, position = list(range(len(suffixes))), positions[:, -1:]  # live[r]: the suffix batch row r decodes
     for step in range(max_new_tokens):
-        token = logits.argmax(-1).masked_fill(done, pad_id)  # (b,)
-        steps.append(token)
-        if eos_id is not None:
-            done |= token == eos_id
-        if bool(done.all()) or step == max_new_tokens - 1:
+        token = logits.argmax(-1)  # (b,)
+        going = []
+        for r, t in enumerate(token.tolist()):
+            rows[live[r]].append(t)
+            if t != eos_id and not ends(t):
+                going.append(r)
+        if not going or step == max_new_tokens - 1:
             break
+        if len(going) < len(live):
+            keep = torch.tensor(going, device=device)
+            cache.batch_select_indices(keep)
+            seen, position, token, live = seen[keep], position[keep], token[keep], [live[r] for r in going]
         seen, position = torch.cat([seen, torch.ones_like(seen[:, :1])], dim=1), position + 1
         hidden = body(input_ids=token[:, None], attention_mask=seen, position_ids=position, cache=cache,
                       use_cache=True).last_hidden_state
         logits = head(hidden[:, -1])
-    return torch.stack(steps, dim=1) if steps else ids[:, :0]
+    return rows
 
 
-def _generated_length(row: list[int], eos_id: int | None) -> int:
-    """Tokens a row generated, its EOS included, the padding after it not."""
-    return row.index(eos_id) + 1 if eos_id is not None and eos_id in row else len(row)
+def _stops(tokenizer: Any, stop: Sequence[str]) -> Callable[[int], bool]:
+    """Whether a token's own text holds a stop string (memoised per token): generation may end the row there."""
+    memo: dict[int, bool] = {}
+
+    def ends(token: int) -> bool:
+        if token not in memo:
+            text = tokenizer.decode([token], skip_special_tokens=True)
+            memo[token] = any(s in text for s in stop)
+        return memo[token]
+
+    return ends
+
+
+def _kept(row: list[int], eos_id: int | None, ends: Callable[[int], bool]) -> int:
+    """Tokens of a generated row up to its end: its EOS or the first token holding a stop string, included."""
+    return next((j + 1 for j, t in enumerate(row) if t == eos_id or ends(t)), len(row))
 
 
 @torch.no_grad()

@@ -133,23 +133,25 @@ def _item(spec: ProbeSpec, row: dict[str, Any], line: int | None, number: int) -
 
 
 def score_probe(spec: ProbeSpec, items: list[ProbeItem], model: Any, tokenizer: Any,
-                on_step: Any = None) -> ProbeScore:
-    """Score every item; on_step(done, total) reports progress in the scoring loop's units."""
+                on_step: Any = None, tokens: Any = None) -> ProbeScore:
+    """Score every item; on_step(done, total) reports progress in the scoring loop's units; `tokens` (a
+    harness.scoring.lm.Tokens) adds up a causal LM's tokens in the data and computed, and the path that ran."""
     if spec.kind in TASK_SCORERS:
         return TASK_SCORERS.get(spec.kind)(items, model, tokenizer, on_step)
     if spec.kind == "multiple_choice":
-        return _multiple_choice(items, model, tokenizer, on_step)
+        return _multiple_choice(items, model, tokenizer, on_step, tokens)
     if spec.kind == "cloze":
-        return _cloze(items, model, tokenizer, on_step)
+        return _cloze(items, model, tokenizer, on_step, tokens)
     return _paraphrase(items, model, tokenizer, on_step)
 
 
-def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
+def _multiple_choice(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None,
+                     tokens: Any = None) -> ProbeScore:
     from harness.scoring.lm import continuation_logprobs
 
     contexts, conts = choice_pairs(items, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step)
+    scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step, tokens=tokens)
     correct, margin, correct_norm = [], [], []
     pos = 0
     for item in items:
@@ -175,11 +177,13 @@ def choice_pairs(items: list[ProbeItem], tokenizer: Any) -> tuple[list[list[int]
     return contexts, conts
 
 
-def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
+def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None,
+           tokens: Any = None) -> ProbeScore:
     from harness.scoring.lm import generate
 
     prompts = [tokenizer(item.prompt)["input_ids"] for item in items]
-    outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",), on_step=on_step)
+    outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",), on_step=on_step,
+                       tokens=tokens)
     margin = [cloze_match(out, item.answer) for out, item in zip(outputs, items)]
     return ProbeScore([int(m == 1.0) for m in margin], margin, outputs=outputs)
 

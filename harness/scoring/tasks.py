@@ -77,16 +77,17 @@ def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
 
 
 def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
-            max_length: int, on_step: OnStep | None = None) -> tuple[list[str], float]:
+            max_length: int, on_step: OnStep | None = None, tokens: Any = None) -> tuple[list[str], float]:
     """Predictions (label keys or generated text) and mean seconds per item. on_step(done, total) reports
-    progress in the loop's own units (examples, or prompt-option pairs for a causal classifier)."""
+    progress in the loop's own units (examples, or prompt-option pairs for a causal classifier). `tokens` (a
+    harness.scoring.lm.Tokens) adds up a causal LM's tokens in the data and computed, and the path that ran."""
     start = time.perf_counter()
     if spec.task == "generation":
-        preds = _generate(spec, examples, model, tokenizer, max_length, on_step)
+        preds = _generate(spec, examples, model, tokenizer, max_length, on_step, tokens)
     elif kind == "encoder":
         preds = _classify_encoder(spec, examples, model, tokenizer, max_length, on_step)
     else:
-        preds = _classify_causal(spec, examples, model, tokenizer, max_length, on_step)
+        preds = _classify_causal(spec, examples, model, tokenizer, max_length, on_step, tokens)
     return preds, (time.perf_counter() - start) / max(len(examples), 1)
 
 
@@ -122,32 +123,33 @@ def label_pairs(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
     return contexts, conts
 
 
-def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None):
+def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):
     from harness.scoring.lm import continuation_logprobs
 
     keys = list(spec.labels)
     contexts, conts = label_pairs(spec, examples, tokenizer, max_length)
-    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
+    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step, tokens=tokens)
     k = len(keys)
     return [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
 
 
-def _generate(spec, examples, model, tokenizer, max_length, on_step=None):
+def _generate(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):
     from harness.scoring.lm import generate
 
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex, chat)[-max_length:] for ex in examples]
-    return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop, on_step=on_step)
+    return generate(model, tokenizer, prompts, spec.max_new_tokens, stop=spec.stop, on_step=on_step, tokens=tokens)
 
 
 def reference_losses(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any,
-                     max_length: int, on_step: OnStep | None = None) -> tuple[list[float], list[int]]:
+                     max_length: int, on_step: OnStep | None = None,
+                     tokens: Any = None) -> tuple[list[float], list[int]]:
     """Per-item mean token loss (nats) of the first reference after the prompt, and its token count;
-    on_step(items done, total) per batch."""
+    on_step(items done, total) per batch; `tokens` as in predict."""
     from harness.scoring.lm import continuation_logprobs
 
     chat = uses_chat(tokenizer)
     conts = [completion_ids(tokenizer, ex.references[0], chat)[: max_length - 1] for ex in examples]
     contexts = [fit_length(prompt_ids(tokenizer, ex, chat), c, max_length) for ex, c in zip(examples, conts)]
-    scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step)
+    scored = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step, tokens=tokens)
     return [-total / count for total, count in scored], [count for _, count in scored]

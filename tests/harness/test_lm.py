@@ -183,26 +183,28 @@ def test_scoring_says_why_it_did_not_share(tiny_llama, tiny_bert):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_greedy_after_a_shared_prefix_picks_the_tokens_hf_generate_picks(arch, tiny_llama, tiny_gpt2):
-    """Token for token, EOS and the padding after it included: a row whose first greedy token is made the EOS
-    finishes at once and is padded while the others go on."""
+    """Token for token up to each row's EOS: a row whose first greedy token is made the EOS finishes at once and
+    leaves the batch (HF pads it) while the others go on; a row that emits a stop token ends there."""
     from harness.models.prefix import run_prefix
     from harness.scoring.lm import _greedy, body_and_head, pad
 
-    handle = resolve(str(tiny_gpt2 if arch == "gpt2" else tiny_llama))
-    model, tok = load_model(handle), load_tokenizer(handle)
-    pad_id = 0
+    model, tok, pad_id = tiny(arch, tiny_llama, tiny_gpt2)
     prompts = [tok(f"{INSTRUCTION} {p}")["input_ids"] for p in ("hi", "my parcel never came", "refund please now")]
     skip = len(tok(INSTRUCTION)["input_ids"])
     ids, mask = pad(prompts, pad_id, left=True)
     first = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False, pad_token_id=pad_id)
     eos = int(first[1, -1])  # the second prompt's first token ends it
     want = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=pad_id,
-                          eos_token_id=eos)[:, ids.shape[1]:]
+                          eos_token_id=eos)[:, ids.shape[1]:].tolist()
+    assert want[1][0] == eos and len(want[0]) == 10 and want[0][-1] != eos
     body, head = body_and_head(model)
     with torch.no_grad():
-        got = _greedy(body, head, run_prefix(body, prompts[0][:skip]), [p[skip:] for p in prompts], 10, eos, pad_id)
-    assert want[1, 0] == eos and (want[1, 1:] == pad_id).all() and want.shape[1] > 1
-    assert torch.equal(got, want)
+        prefix = run_prefix(body, prompts[0][:skip])
+        got = _greedy(body, head, prefix, [p[skip:] for p in prompts], 10, eos)
+        assert got == [row[: row.index(eos) + 1] if eos in row else row for row in want]
+        stop = want[0][3]  # row 0's fourth token stops it
+        cut = _greedy(body, head, prefix, [p[skip:] for p in prompts], 10, eos, ends=lambda t: t == stop)
+    assert cut[0] == want[0][: want[0].index(stop) + 1] and cut[1] == [eos]
 
 
 def test_generate_shares_the_prefix_and_says_so(tiny_llama):
@@ -217,6 +219,11 @@ def test_generate_shares_the_prefix_and_says_so(tiny_llama):
     assert shared.paths == {SHARED: 1} and plain.paths == {"unshared: not asked to share": 1}
     skip = len(tok(INSTRUCTION)["input_ids"])
     assert shared.data == plain.data == plain.computed == shared.computed + (len(prompts) - 1) * skip
+    # a stop string: rows end at the first token that holds it, the text is the same as decoding on and cutting
+    cut, whole = Tokens(), Tokens()
+    stopped = generate(model, tok, prompts, 8, stop=("e",), tokens=cut)
+    assert stopped == generate(model, tok, prompts, 8, stop=("e",), share=False, tokens=whole)
+    assert cut.data == whole.data < whole.computed and cut.computed < whole.computed - (len(prompts) - 1) * skip
     model.generation_config.repetition_penalty = 1.3  # reads the whole sequence: HF generate applies it
     again = Tokens()
     generate(model, tok, prompts, 8, tokens=again)
