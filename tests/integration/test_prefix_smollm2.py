@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness.config import BUNDLED_DIR, RecipeConfig, SuiteRef
+from harness.data.encode import prompt_ids
 from harness.data.specs import load_benchmark
 from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.tasks import training_items
@@ -60,3 +61,33 @@ def test_smollm2_shared_prefix_equals_the_unshared_path(smollm2):
     assert runs[0].tokens_computed < 0.6 * runs[0].tokens
     # bf16 autocast rounds the two paths' activations differently
     torch.testing.assert_close(runs[0].train_loss, runs[1].train_loss, rtol=1e-2, atol=0)
+
+
+def test_smollm2_scoring_and_generation_after_a_shared_prefix_equal_the_unshared_path():
+    """Scoring (harness/scoring/tasks.py predict, the pipeline's code: chat template, max_length 192) and greedy
+    generation on a few real items, in fp32: the same predictions and log-likelihoods within float noise, the same
+    generated text as HF `generate`, and the shared path is the one that ran."""
+    from harness.scoring.lm import SHARED, Tokens, continuation_logprobs, generate
+    from harness.scoring.tasks import label_pairs, predict
+
+    handle = resolve("smollm2-135m")
+    model, tok = load_model(handle), load_tokenizer(handle)
+    spec, splits = load_benchmark(SuiteRef("support_intents", max_test=6), BUNDLED_DIR)
+    examples = splits["test"].examples
+    tokens, plain = Tokens(), Tokens()
+    with torch.inference_mode():
+        preds, _ = predict(spec, examples, model, tok, "causal", 192, tokens=tokens)
+        contexts, conts = label_pairs(spec, examples, tok, 192)
+        shared = continuation_logprobs(model, tok.pad_token_id, contexts, conts)
+        unshared = continuation_logprobs(model, tok.pad_token_id, contexts, conts, share=False, tokens=plain)
+    assert tokens.paths == {SHARED: 1} and tokens.computed < 0.6 * plain.computed
+    keys = list(spec.labels)
+    assert preds == [keys[max(range(7), key=lambda j: unshared[i * 7 + j][0])] for i in range(len(examples))]
+    torch.testing.assert_close([s for s, _ in shared], [s for s, _ in unshared], rtol=1e-4, atol=1e-3)
+
+    gen_spec, gen_splits = load_benchmark(SuiteRef("ticket_summaries", max_test=4), BUNDLED_DIR)
+    prompts = [prompt_ids(tok, ex, True) for ex in gen_splits["test"].examples]
+    ran = Tokens()
+    texts = generate(model, tok, prompts, gen_spec.max_new_tokens, stop=gen_spec.stop, tokens=ran)
+    assert ran.paths == {SHARED: 1} and all(texts)
+    assert texts == generate(model, tok, prompts, gen_spec.max_new_tokens, stop=gen_spec.stop, share=False)
