@@ -135,8 +135,11 @@ def _log_candidate(client: MlflowClient, experiment: str, parent: str, results: 
     params: dict[str, Any] = recipe | {k: getattr(cand, k) for k in (
         "model", "source", "path", "revision", "weights_sha", "kind", "architecture", "params", "trainable_params")}
     params |= {"zero_shot": cand.zero_shot}
-    metrics: list[tuple[str, float, int]] = [(f"cost/{k}", v, 0) for k, v in cand.cost.to_json().items()
+    cost = cand.cost.to_json()
+    metrics: list[tuple[str, float, int]] = [(f"cost/{k}", v, 0) for k, v in cost.items()
                                              if isinstance(v, (int, float))]
+    # what a cost figure was measured under (latency's conditions: items, threads, device, hardware) beside it
+    params |= {f"cost.{k}.{part}": value for k, v in cost.items() if isinstance(v, dict) for part, value in v.items()}
     for bench in cand.benchmarks:
         params |= _setting(bench, results.config)
         metrics += _benchmark_metrics(bench)

@@ -118,8 +118,12 @@ def test_candidate_runs_params_metrics_and_gate_tags(tracked, client):
         assert metrics["support_intents/test/accuracy_ci_high"] == pytest.approx(acc["ci_high"])
         assert "support_intents/shifted/accuracy" in metrics
         for key, value in cand["cost"].items():
-            if value is not None:
+            if isinstance(value, dict):  # the conditions a cost was measured under: params beside its metric
+                assert value and all(params[f"cost.{key}.{part}"] == str(v) for part, v in value.items()
+                                     if v is not None)
+            elif value is not None:
                 assert metrics[f"cost/{key}"] == pytest.approx(value)
+        assert "cost.latency_conditions.threads" in params
         for probe in bench["probes"]:
             forgetting = probe["forgetting"]["value"]
             assert metrics[f"support_intents/forgetting/{probe['probe']}"] == pytest.approx(forgetting)
