@@ -3,7 +3,7 @@ frozen dataclass validated on construction; tune.py turns a loaded model into on
 exactly what the method trains; __init__.py ends in one register_tuner call. The shared loop in
 harness/training/loop.py does the rest.
 
-A recipe (harness/config.py RecipeConfig) holds the options of its tuner only, and a tune unit's key hashes only
+A recipe (harness/config/recipe.py RecipeConfig) holds the options of its tuner only, and a tune unit's key hashes only
 those (`key_fields`): changing LoRA's `r` never changes a full fine-tune's key. This package imports nothing of
 the harness but its errors and its registry, so the config reads the tuners' options. TUNERS names every folder
 lazily (harness/registry.py): a tuner's folder is imported when its entry is first read, and imports no torch or
@@ -19,7 +19,7 @@ from harness.registry import Registry
 
 
 class Recipe(Protocol):
-    """What a tuner reads of the recipe (harness/config.py RecipeConfig): its own options, and the seed."""
+    """What a tuner reads of the recipe (harness/config/recipe.py RecipeConfig): its own options, and the seed."""
 
     @property
     def options(self) -> Any: ...

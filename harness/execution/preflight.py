@@ -1,6 +1,6 @@
 """What a bake-off checks before any model loads, beyond each file's own checks: every suite of the config loads,
 the suites agree with each other and with the gates, the executor is registered (the tuner and its options are
-checked as the config is read: harness/config.py), and each candidate is a model sftbench can load (without
+checked as the config is read: harness/config/recipe.py), and each candidate is a model sftbench can load (without
 converting, downloading or hashing it). `sftbench validate` runs all of it and reports every finding
 (harness/commands/validate.py); `run` stops at the first error (harness/run.py, harness/execution/suites.py).
 No torch import."""

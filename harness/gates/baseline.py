@@ -100,7 +100,7 @@ def latency_refusal(candidate: CandidateRow, base: CandidateRow, bench_name: str
 
 def baseline_verdict(candidate: str, gate: str, res: dict[str, Any], p_adjusted: float, correction: str,
                      family: int, mode: str = "no_regression") -> Verdict:
-    """The verdict of one baseline gate in `mode` (harness/config.py BASELINE_MODES):
+    """The verdict of one baseline gate in `mode` (harness/config/gates.py BASELINE_MODES):
     - no_regression blocks on evidence of a drop beyond the margin: its regression p-value, adjusted across the
       candidate's `family` of no_regression gates (p_adjusted), is below alpha. A rerun of the baseline passes.
     - non_inferior passes only on evidence that any drop is within the margin (res["passed"]; not adjusted: an
