@@ -47,10 +47,8 @@ class BakeoffConfig:
         if self.only_candidates:
             self._keep_only(self.only_candidates)
         check(bool(self.benchmarks), "config names no benchmarks")
-        for where, refs in (("benchmarks", self.benchmarks), ("bias", self.bias)):
-            check(not any(r.lm_eval for r in refs), f"{where}: lm_eval entries are probes only for now (a task's "
-                   "forgetting, scored before and after tuning); a tuned and scored lm-eval benchmark is not supported "
-                   "yet")
+        check(not any(r.lm_eval for r in self.bias), "bias: lm_eval entries are probes or benchmarks, not bias "
+              "suites (a bias suite is a spec of counterfactual pairs)")
         names = [c.name for c in self.candidates]
         dupes = sorted({n for n in names if names.count(n) > 1})
         check(not dupes, f"duplicate candidate names: {', '.join(dupes)}")

@@ -41,8 +41,8 @@ class CandidateConfig:
 
 @dataclass(frozen=True)
 class SuiteRef:
-    """A benchmark or probe suite: a bundled name or a path to its YAML spec, with optional row caps; or a probe read
-    by lm-eval (`lm_eval: TASK`, `include_path: DIR`, `limit: N`; harness/scoring/lmeval.py)."""
+    """A benchmark or probe suite: a bundled name or a path to its YAML spec, with optional row caps; or a probe or
+    benchmark read by lm-eval (`lm_eval: TASK`, `include_path: DIR`, `limit: N`; harness/data/lmeval.py)."""
 
     shorthand: ClassVar[str] = "spec"  # a bare string in `benchmarks:`, `probes:` or `bias:` is the spec
     spec: str = ""

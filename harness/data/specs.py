@@ -312,6 +312,10 @@ def load_split(spec: BenchmarkSpec, split: str, limit: int | None = None, train:
 
 
 def load_benchmark(ref: SuiteRef, base: Path) -> tuple[BenchmarkSpec, dict[str, Split]]:
+    if ref.lm_eval:  # an lm-eval task, read through lm-eval's TaskManager (the `lmeval` extra)
+        from harness.data.lmeval import load_task_benchmark
+
+        return load_task_benchmark(ref, base)
     spec = load_benchmark_spec(ref.spec, base)
     caps = {"train": ref.max_train, "validation": ref.max_validation, "test": ref.max_test, "shifted": ref.max_test}
     train = load_split(spec, "train", caps["train"])

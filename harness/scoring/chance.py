@@ -7,7 +7,8 @@ learning rate, too few epochs) that failed it.
 Chance, per split, scored by the same metric code as the candidate (harness.scoring.metrics.score):
 - classification: always answering the split's most frequent label (the majority-class rate for accuracy; the
   same constant predictions scored by macro-F1 for macro-F1): the best a constant answer can do on that split;
-- generation: the better of two trivial outputs, copying the input and the empty string.
+- generation: the better of two trivial outputs, copying the input and the empty string;
+- an lm-eval task (acc, acc_norm): a uniform guess among each document's choices (its expected accuracy).
 Metrics computed from losses (loss, perplexity) have no trivial prediction: chance is None and `learned` too.
 
 The rule (documented in docs/benchmarks.md): a tuned candidate learned a benchmark when its test main metric
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from harness.data.lmeval import TASK_KIND as LM_EVAL
 from harness.data.specs import BenchmarkSpec, Example, Split
 from harness.scoring.metrics import METRICS, MetricValue, score
 
@@ -41,6 +43,9 @@ def chance(spec: BenchmarkSpec, split: Split, metric: str) -> Chance | None:
     if spec.task == "classification":
         label, _ = Counter(ex.target for ex in split.examples).most_common(1)[0]
         return Chance(score(metric, [label] * n, refs, resamples=0).value, f"always '{label}' (the majority class)")
+    if spec.task == LM_EVAL:  # each document's gold share of its choices: a uniform guess's expected accuracy
+        return Chance(sum(len(ex.raw["gold"]) / len(ex.raw["choices"]) for ex in split.examples) / n,
+                      "a uniform guess among each document's choices")
     higher = METRICS.get(metric).higher_is_better
     tried = [Chance(score(metric, [_input(spec, ex) for ex in split.examples], refs, resamples=0).value,
                     "copying the input"),

@@ -16,11 +16,7 @@ filters and metrics, `loglikelihood` scores one continuation by whether greedy d
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +24,8 @@ from typing import Any
 import numpy as np
 
 from harness.config import SuiteRef
-from harness.errors import ConfigError, DataError
+from harness.data.lmeval import Doc, docs_digest, include_folder, read_task, scored_docs, version
 from harness.scoring.probes import ProbeItem, ProbeScore, ProbeSpec
-
-FEWSHOT_SEED = 1234  # simple_evaluate's default fewshot_random_seed
-SCORED_OUTPUT = "multiple_choice"
-PACKAGED = ("json", "csv", "parquet", "text", "arrow")  # datasets builders that read local data_files
 
 
 @dataclass(frozen=True)
@@ -46,122 +38,29 @@ class TaskItem(ProbeItem):
     gold: tuple[int, ...]  # gold choice indices (several for a multiple-target task)
 
 
+def _item(doc: Doc) -> TaskItem:
+    others = tuple(c for k, c in enumerate(doc.choices) if k not in doc.gold)
+    return TaskItem(doc.requests[doc.gold[0]][0], doc.choices[doc.gold[0]], others, doc.requests, doc.lengths,
+                    doc.gold)
+
+
 def load_task_probe(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[TaskItem], str]:
     """The probe spec, items and data hash of an lm-eval task (or of every task of a group, in order)."""
-    # lm-eval's and datasets' progress bars (tqdm, on stderr) would print through sftbench's own; errors are raised
-    with contextlib.redirect_stderr(io.StringIO()):
-        return _load(ref, base)
-
-
-def _load(ref: SuiteRef, base: Path) -> tuple[ProbeSpec, list[TaskItem], str]:
-    tasks = _load_tasks(ref, base)
+    where = f"probes: lm_eval task '{ref.lm_eval}'"
+    tasks = read_task(ref, base, where)
     items: list[TaskItem] = []
     digest = hashlib.sha256()
-    versions = []
     for name, task in tasks:
-        task_items, docs = _task_items(name, task, ref.limit)
-        items += task_items
-        versions.append(f"{name}={task.VERSION}")
-        digest.update(json.dumps([name, docs, [(i.requests, i.gold) for i in task_items]], sort_keys=True,
-                                 default=str, ensure_ascii=False).encode())
+        docs, raw = scored_docs(name, task, ref.limit)
+        items += [_item(d) for d in docs]
+        digest.update(docs_digest(name, raw, docs).encode())
     if ref.max_items:  # the command line's cap (--cap) on every probe: the first N items over all tasks
         items = items[:ref.max_items]
         digest.update(f":first {ref.max_items}".encode())
-    spec = ProbeSpec(name=ref.lm_eval, version=versions[0].split("=", 1)[1] if len(versions) == 1 else
-                     ",".join(versions), kind="lm_eval", path=str(_include(ref, base) or f"lm_eval:{ref.lm_eval}"),
+    spec = ProbeSpec(name=ref.lm_eval, version=version(tasks), kind="lm_eval",
+                     path=str(include_folder(ref, base, where) or f"lm_eval:{ref.lm_eval}"),
                      data=f"lm_eval:{ref.lm_eval}", description=f"lm-eval task {ref.lm_eval}")
     return spec, items, digest.hexdigest()
-
-
-def _include(ref: SuiteRef, base: Path) -> Path | None:
-    if not ref.include_path:
-        return None
-    path = (base / ref.include_path).resolve()
-    if not path.is_dir():
-        raise ConfigError(f"probes: lm_eval task '{ref.lm_eval}': include_path {path} is not a folder")
-    return path
-
-
-def _load_tasks(ref: SuiteRef, base: Path) -> list[tuple[str, Any]]:
-    where = f"probes: lm_eval task '{ref.lm_eval}'"
-    try:
-        from lm_eval.tasks import TaskManager
-    except ImportError:
-        raise ConfigError(f"{where} needs lm-eval: pip install 'sftbench[lmeval]'") from None
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its INFO lines would interleave with the progress bars
-    include = _include(ref, base)
-    # include_path: its tasks only (indexing lm-eval's own thousands of YAMLs takes tens of seconds); else lm-eval's
-    manager = TaskManager(include_path=str(include), include_defaults=False) if include else TaskManager()
-    if ref.lm_eval not in manager.all_tasks:
-        from harness.errors import did_you_mean
-
-        among = f"among the tasks in {include}" if include else "among lm-eval's tasks (a local task: include_path)"
-        raise ConfigError(f"{where}: no such task {among}{did_you_mean(ref.lm_eval, manager.all_tasks)}")
-    try:
-        tasks = list(manager.load([ref.lm_eval])["tasks"].items())  # a group's leaf tasks, in its order
-    except Exception as err:  # lm-eval and datasets raise many kinds; the cause is told in one line
-        raise ConfigError(f"{where}: cannot load its documents: {_load_failure(err, manager, ref.lm_eval)}") from None
-    refused = [(n, t.OUTPUT_TYPE) for n, t in tasks if t.OUTPUT_TYPE != SCORED_OUTPUT]
-    if refused:
-        name, kind = refused[0]
-        raise ConfigError(f"{where}: '{name}' has output_type {kind}; sftbench scores output_type multiple_choice "
-                          "only (each choice ranked by log-likelihood, a right/wrong verdict per item, paired before "
-                          "and after tuning); generate_until, loglikelihood and loglikelihood_rolling are refused")
-    return tasks
-
-
-def _load_failure(err: BaseException, manager: Any, name: str) -> str:
-    """Why a task's documents did not load: a hub dataset offline is said as such, in the words a hub model's is."""
-    from harness.data.hub import offline
-
-    entry = manager.task_index.get(name)
-    dataset = str(((entry.cfg if entry else None) or {}).get("dataset_path", ""))
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if dataset and dataset not in PACKAGED and not Path(dataset).exists():
-        if offline():
-            return (f"its dataset '{dataset}' is on the Hugging Face hub; offline (HF_HUB_OFFLINE or "
-                    "HF_DATASETS_OFFLINE is set) and not in the datasets cache: run once online, or give the task "
-                    "local data_files (dataset_path: json or csv)")
-        from harness.models.hub import hub_failure
-
-        return f"its dataset '{dataset}' is on the Hugging Face hub: {hub_failure(err, dataset)[:300]}"
-    return f"{type(err).__name__}: {first[:300]}"
-
-
-def _task_items(name: str, task: Any, limit: int | None) -> tuple[list[TaskItem], list[Any]]:
-    """The items lm-eval's simple_evaluate would score: its few-shot seed, the first `limit` documents."""
-    task.set_fewshot_seed(seed=FEWSHOT_SEED)
-    if task.get_config("num_fewshot") is None:
-        task.set_config(key="num_fewshot", value=0)
-    try:
-        task.build_all_requests(limit=limit, rank=0, world_size=1)
-    except ValueError as err:
-        raise DataError(f"lm_eval task '{name}': {err}") from None
-    by_doc: dict[int, list[Any]] = {}
-    for inst in task.instances:
-        by_doc.setdefault(inst.doc_id, []).append(inst)
-    items, docs = [], []
-    for doc_id in sorted(by_doc):
-        instances = sorted(by_doc[doc_id], key=lambda i: i.idx)
-        doc = instances[0].doc
-        choices = [str(c) for c in task.doc_to_choice(doc)]
-        requests = tuple((str(i.args[0]), str(i.args[1])) for i in instances[:len(choices)])  # not mutual-info's
-        gold = _gold(task, doc, choices)
-        if not gold:
-            raise DataError(f"lm_eval task '{name}': document {doc_id} has no gold choice among {choices}")
-        others = tuple(c for k, c in enumerate(choices) if k not in gold)
-        items.append(TaskItem(requests[gold[0]][0], choices[gold[0]], others, requests,
-                              tuple(len(c) for c in choices), gold))
-        docs.append(doc)
-    return items, docs
-
-
-def _gold(task: Any, doc: Any, choices: list[str]) -> tuple[int, ...]:
-    """The gold choice indices, read as lm-eval's process_results reads them (an index, a choice text or a list)."""
-    gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
-    golds = gold if isinstance(gold, list) else [gold]
-    out = [choices.index(g) if g in choices else -1 if isinstance(g, str) else int(g) for g in golds]
-    return tuple(g for g in out if 0 <= g < len(choices))
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -179,24 +78,60 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, whole[len(ctx):]
 
 
-def score_task(items: list[TaskItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
-    """acc (decides forgetting), acc_norm and the margin (gold minus best other log-likelihood) of every item."""
+def _logprobs(requests: list[tuple[tuple[str, str], ...]], model: Any, tokenizer: Any, on_step: Any = None,
+              tokens: Any = None) -> list[np.ndarray]:
+    """Each document's log-likelihood per choice, its requests tokenised as lm-eval's HFLM does."""
     from harness.scoring.lm import continuation_logprobs
 
     contexts, conts = [], []
-    for item in items:
-        for context, continuation in item.requests:
+    for pairs in requests:
+        for context, continuation in pairs:
             ctx, cont = encode_pair(tokenizer, context, continuation)
             contexts.append(ctx)
             conts.append(cont)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step)
-    correct, correct_norm, margin, pos = [], [], [], 0
-    for item in items:
-        lls = np.array([s for s, _ in scores[pos:pos + len(item.requests)]])
-        pos += len(item.requests)
-        correct.append(int(int(np.argmax(lls)) in item.gold))
-        correct_norm.append(int(int(np.argmax(lls / np.array(item.lengths, dtype=float))) in item.gold))
+    scores = continuation_logprobs(model, pad_id, contexts, conts, on_step=on_step, tokens=tokens)
+    out, pos = [], 0
+    for pairs in requests:
+        out.append(np.array([s for s, _ in scores[pos:pos + len(pairs)]]))
+        pos += len(pairs)
+    return out
+
+
+def _choices(lls: np.ndarray, lengths: tuple[int, ...]) -> tuple[int, int]:
+    """The choice `acc` takes (the highest log-likelihood; np.argmax: the first of a tie) and the one `acc_norm`
+    takes (the highest per character of the choice), as lm-eval's process_results decides them."""
+    return int(np.argmax(lls)), int(np.argmax(lls / np.array(lengths, dtype=float)))
+
+
+def score_task(items: list[TaskItem], model: Any, tokenizer: Any, on_step: Any = None) -> ProbeScore:
+    """acc (decides forgetting), acc_norm and the margin (gold minus best other log-likelihood) of every item."""
+    correct, correct_norm, margin = [], [], []
+    for item, lls in zip(items, _logprobs([i.requests for i in items], model, tokenizer, on_step)):
+        acc, norm = _choices(lls, item.lengths)
+        correct.append(int(acc in item.gold))
+        correct_norm.append(int(norm in item.gold))
         others = np.delete(lls, list(item.gold))
         margin.append(float(lls[list(item.gold)].max() - others.max()) if others.size else 0.0)
     return ProbeScore(correct, margin, correct_norm)
+
+
+def predict_choices(examples: list[Any], model: Any, tokenizer: Any, on_step: Any = None,
+                    tokens: Any = None) -> list[str]:
+    """A benchmark's predictions (harness/data/lmeval.py examples): per document `"A|N"`, the choice index `acc`
+    takes and the one `acc_norm` takes (harness/scoring/metrics.py scores each against the gold indices)."""
+    out = []
+    for ex, lls in zip(examples, _logprobs([ex.raw["requests"] for ex in examples], model, tokenizer, on_step,
+                                           tokens)):
+        acc, norm = _choices(lls, tuple(len(c) for c in ex.raw["choices"]))
+        out.append(f"{acc}|{norm}")
+    return out
+
+
+def training_pair(tokenizer: Any, example: Any, max_length: int) -> tuple[list[int], list[int]]:
+    """A training document's ids and labels: its gold request (zero-shot context and gold continuation) tokenised as
+    it is scored, the loss on the continuation only; the context is cut from the left to fit max_length."""
+    ctx, cont = encode_pair(tokenizer, *example.raw["requests"][int(example.target)])
+    cont = cont[:max_length - 1]
+    ctx = ctx[-max(1, max_length - len(cont)):]
+    return ctx + cont, [-100] * len(ctx) + cont

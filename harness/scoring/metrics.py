@@ -148,6 +148,22 @@ def _macro_f1(preds, refs, resamples, seed):
     return MetricValue(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item)
 
 
+def _lm_eval_choice(which: int) -> Callable[..., MetricValue]:
+    """lm-eval's acc (which 0) or acc_norm (1) of a multiple-choice task as a benchmark: the prediction is `"A|N"`,
+    the choice indices they take (harness/scoring/lmeval.py), right when that index is among the gold ones."""
+    def compute(preds: Sequence[str], refs: Sequence[Sequence[str]], resamples: int, seed: int) -> MetricValue:
+        per_item = [float(p.split("|")[which] in r) for p, r in zip(preds, refs)]
+        low, high = wilson(sum(per_item), len(per_item)) if per_item else (math.nan, math.nan)
+        return MetricValue(sum(per_item) / len(per_item) if per_item else math.nan, low, high, len(per_item), "wilson",
+                           per_item)
+    return compute
+
+
+for _which, _name in enumerate(("acc", "acc_norm")):  # documents whose choice of the highest log-likelihood is gold
+    register_metric(_name, True, f"lm-eval's {_name} of a multiple-choice task; Wilson interval")(
+        _lm_eval_choice(_which))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Shared helpers for the text metrics below.
 

@@ -6,6 +6,9 @@ classification — encoders get a fresh classification head and predict its argm
   keeps a label that is a prefix of another ("account" / "account access") from winning by default.
 generation — causal LMs only: greedy decoding after the prompt (through the chat template when the
   tokenizer has one), scored against one or more references.
+lm_eval — causal LMs only: an lm-eval multiple-choice task as a benchmark (harness/data/lmeval.py). Each document's
+  choices are ranked by log-likelihood as lm-eval ranks them, with its own requests and tokenisation, no chat
+  template (harness/scoring/lmeval.py); tuning trains on each training document's zero-shot context and gold choice.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from harness.data.encode import (
     prompt_ids,
     uses_chat,
 )
+from harness.data.lmeval import TASK_KIND as LM_EVAL
 from harness.data.specs import BenchmarkSpec, Example
 
 OnStep = Callable[[int, int], None]  # (done, total): a progress bar's step; lm.py imports torch, this module not
@@ -32,6 +36,8 @@ def applicable(spec: BenchmarkSpec, kind: str, zero_shot: bool = False) -> str:
     """Empty when the model kind can do the task (untuned, with `zero_shot`), else the reason it cannot."""
     if spec.task == "generation" and kind == "encoder":
         return "an encoder-only model cannot generate text"
+    if spec.task == LM_EVAL and kind == "encoder":
+        return "an encoder-only model cannot rank an lm-eval task's choices by log-likelihood"
     if zero_shot and kind == "encoder":
         return "zero-shot is n/a for an encoder: its classification head is new and untrained until tuning"
     return ""
@@ -72,6 +78,10 @@ def training_items(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
     if kind == "encoder":
         index = {label: i for i, label in enumerate(spec.labels)}
         return [encode_encoder(tokenizer, ex.encoder_text, index[ex.target], max_length) for ex in examples]
+    if spec.task == LM_EVAL:
+        from harness.scoring.lmeval import training_pair
+
+        return [Encoded(*training_pair(tokenizer, ex, max_length)) for ex in examples]
     answer = (lambda ex: spec.labels[ex.target]) if spec.task == "classification" else (lambda ex: ex.target)
     return [encode_causal(tokenizer, ex, answer(ex), max_length) for ex in examples]
 
@@ -84,6 +94,10 @@ def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer:
     start = time.perf_counter()
     if spec.task == "generation":
         preds = _generate(spec, examples, model, tokenizer, max_length, on_step, tokens)
+    elif spec.task == LM_EVAL:
+        from harness.scoring.lmeval import predict_choices
+
+        preds = predict_choices(examples, model, tokenizer, on_step, tokens)
     elif kind == "encoder":
         preds = _classify_encoder(spec, examples, model, tokenizer, max_length, on_step)
     else:

@@ -1,6 +1,8 @@
-"""lm-eval tasks as probes (harness/scoring/lmeval.py): the task read by lm-eval's TaskManager, scored by sftbench,
-equal to lm-eval's own simple_evaluate item by item; a bake-off with one reports paired forgetting on it; the
-output types it refuses and a hub dataset offline are one line, exit 2. Needs the `lmeval` extra (CI installs it)."""
+"""lm-eval tasks as probes and benchmarks (harness/data/lmeval.py, harness/scoring/lmeval.py): the task read by
+lm-eval's TaskManager, scored by sftbench, equal to lm-eval's own simple_evaluate item by item; a bake-off with one
+as a probe reports paired forgetting on it, with one as a benchmark scores its untuned row as lm-eval does and tunes
+the other; the output types it refuses and a hub dataset offline are one line, exit 2. Needs the `lmeval` extra (CI
+installs it)."""
 from __future__ import annotations
 
 import contextlib
@@ -113,16 +115,18 @@ def test_output_types_other_than_multiple_choice_are_refused_in_one_line(tmp_pat
         load_probe(SuiteRef(lm_eval="sums", include_path=str(folder)), tmp_path)
 
 
-def test_a_hub_dataset_offline_is_one_line_exit_2_before_any_model_loads(tmp_path, tiny_llama, monkeypatch):
+@pytest.mark.parametrize("where", ["probes", "benchmarks"])
+def test_a_hub_dataset_offline_is_one_line_exit_2_before_any_model_loads(tmp_path, tiny_llama, monkeypatch, where):
     from harness.cli import main
 
     folder = write_sums_task(tmp_path / "t", n=4, dataset="no-such-org/no-such-dataset")
     cfg = tmp_path / "bakeoff.yaml"
+    entry = f'{{lm_eval: sums, include_path: "{folder}"}}'
     cfg.write_text(f"""
 name: offline
 candidates: [{{model: "{tiny_llama}"}}]
-benchmarks: [support_intents]
-probes: [{{lm_eval: sums, include_path: "{folder}"}}]
+benchmarks: [{entry if where == "benchmarks" else "support_intents"}]
+{f"probes: [{entry}]" if where == "probes" else ""}
 """)
     monkeypatch.setattr("harness.models.loading.load_model", lambda *a, **k: pytest.fail("a model loaded"))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
@@ -130,7 +134,8 @@ probes: [{{lm_eval: sums, include_path: "{folder}"}}]
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     assert code == 2
     assert len(lines) == 1, lines
-    assert "lm_eval task 'sums'" in lines[0] and "'no-such-org/no-such-dataset' is on the Hugging Face hub" in lines[0]
+    assert f"{where}: lm_eval task 'sums'" in lines[0]
+    assert "'no-such-org/no-such-dataset' is on the Hugging Face hub" in lines[0]
     assert "offline" in lines[0]
 
 
@@ -146,10 +151,60 @@ def test_an_unknown_task_and_misplaced_keys_are_config_errors(tmp_path):
         SuiteRef(spec="general_knowledge", lm_eval="sums")
 
 
-def test_an_lmeval_task_as_a_benchmark_is_refused_in_one_line(tmp_path):
-    from harness.config import load_config
+def test_an_lmeval_task_as_a_benchmark_equals_simple_evaluate_zero_shot_and_is_tuned(tmp_path, tiny_llama, task,
+                                                                                     reference):
+    """`benchmarks: [{lm_eval: ...}]`: the untuned row's acc, acc_norm and every verdict equal lm-eval's; the tuned
+    row trains on the task's training split and is scored with intervals, its version and data hash the task's."""
+    from harness.cli import main
 
     cfg = tmp_path / "bakeoff.yaml"
-    cfg.write_text("name: x\ncandidates: [smollm2-135m]\nbenchmarks: [{lm_eval: sums, include_path: t}]\n")
-    with pytest.raises(ConfigError, match="benchmarks: lm_eval entries are probes only for now"):
-        load_config(cfg)
+    cfg.write_text(f"""
+name: lmeval-benchmark
+zero_shot: true
+candidates:
+  - {{model: "{tiny_llama}", name: tiny-llama, learning_rate: 5e-2}}
+recipe: {{epochs: 1, batch_size: 8, max_length: 96, bf16: "off"}}
+benchmarks:
+  - {{lm_eval: sums, include_path: "{task}", limit: 60}}
+bootstrap_resamples: 100
+""")
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(io.StringIO()):
+        code = main(["run", str(cfg), "--out", str(out)])
+    assert code in (0, 1), stdout.getvalue()[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    rows = {c["name"]: c["benchmarks"][0] for c in results["candidates"]}
+    base, tuned = rows["tiny-llama-zero-shot"], rows["tiny-llama"]
+    for row in (base, tuned):
+        assert (row["benchmark"], row["task"], row["version"], row["status"]) == ("sums", "lm_eval", "1.0", "ok")
+        assert set(row["data_sha256"]) == {"train", "test"}
+        for metric in ("acc", "acc_norm"):
+            s = row["scores"]["test"][metric]
+            assert s["n"] == 60 and s["ci_method"] == "wilson" and s["ci_low"] <= s["value"] <= s["ci_high"]
+    assert base["scores"]["test"]["acc"]["per_item"] == reference["per_item"][:60]  # lm-eval's, to the item
+    assert base["scores"]["test"]["acc_norm"]["per_item"] == reference["per_item_norm"][:60]
+    assert base["scores"]["test"]["acc"]["value"] == pytest.approx(sum(reference["per_item"][:60]) / 60, abs=0)
+    assert tuned["train"]["tokens"] > 0 and tuned["trainable_params"] > 0  # tuned on the 20 training documents
+    assert tuned["predictions"]["test"] != base["predictions"]["test"]  # 5e-2 on a tiny model moves its choices
+    assert tuned["chance"]["test"]["how"] == "a uniform guess among each document's choices"
+    assert "sums" in stdout.getvalue() and "acc_norm" in stdout.getvalue()
+
+
+def test_an_lmeval_benchmark_hashes_its_documents_and_refuses_a_task_without_a_training_split(tmp_path):
+    from harness.data.specs import load_benchmark
+
+    folder = write_sums_task(tmp_path / "t", n=12)
+    ref = SuiteRef(lm_eval="sums", include_path=str(folder))
+    spec, splits = load_benchmark(ref, tmp_path)
+    assert (spec.version, spec.metrics, [len(splits[s].examples) for s in splits]) == ("1.0", ("acc", "acc_norm"),
+                                                                                       [20, 12])
+    assert splits["train"].examples[0].prompt.count("Question:") == 1  # tuned on zero-shot contexts
+    test = folder / "test.jsonl"
+    test.write_text(test.read_text().replace("What is", "What's", 1))
+    changed = load_benchmark(ref, tmp_path)[1]
+    assert changed["test"].sha256 != splits["test"].sha256 and changed["train"].sha256 == splits["train"].sha256
+    yaml = folder / "sums.yaml"
+    yaml.write_text(yaml.read_text().replace("training_split: train\n", "").replace("fewshot_split: train\n", "")
+                    .replace("num_fewshot: 2", "num_fewshot: 0"))
+    with pytest.raises(ConfigError, match="benchmarks: lm_eval task 'sums': 'sums' has no training split.*as a probe"):
+        load_benchmark(ref, tmp_path)
