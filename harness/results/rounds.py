@@ -118,12 +118,20 @@ def _decide(results: Results, cfg: BakeoffConfig, policy: Policy, look: int, arm
     rules = [GateRule(g.name, g.op, float(g.value if g.value is not None else 0.0), g.on) for g in gates]
     candidate_of = np.array([order.index(a[0]) for a in arms_sorted])
     d = adaptive.decide(look, policy, candidate_of, Evidence(val, np.zeros(len(val))), rules, evidence, held,
-                        np.array([stopped[a] for a in arms_sorted]))
+                        np.array([stopped[a] for a in arms_sorted]), proxies=_proxies(gates, rows[order[0]], mains))
     for k, a in enumerate(arms_sorted):  # a setting that leaves the plan keeps the validation seeds it had
         if d.stopped[k] == BEHIND and a not in frozen:
             frozen[a] = [float(v) for v in val[k] if v == v]
     back = dataclasses.replace(d, more=d.more[index], stopped=d.stopped[index])  # in the caller's arm order
     return back, order
+
+
+def _proxies(gates: list[GateConfig], row: dict[str, Any], mains: list[tuple[str, str, list[str]]]) -> list[bool]:
+    """Per gate, whether the sweep's validation scores measure its metric (the benchmark _validation reads, its main
+    metric, higher is better): then a setting clearly under the gate on validation is ruled out (adaptive.ruled_out)."""
+    bench = next((b["benchmark"] for b in row["benchmarks"] if b["status"] == "ok"), None)
+    main = next((m for b, m, _ in mains if b == bench), None)
+    return [main is not None and g.metric == f"{bench}.{main}" and higher_is_better(main) for g in gates]
 
 
 def _validation(row: dict[str, Any], setting: tuple[float, int], seeds: int) -> list[float]:
