@@ -21,18 +21,19 @@ from reports.format import NOT_PERCENT
 CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
-def _scale(metric: str) -> tuple[float, str]:
-    """Fractions are shown in percent (differences in points); BLEU, chrF, loss and perplexity as they are."""
-    return (1.0, ".2f") if metric in NOT_PERCENT else (100.0, ".1f")
+def _scale(row: dict[str, Any]) -> tuple[float, str]:
+    """Fractions are shown in percent (differences in points); BLEU, chrF, loss, perplexity and a metric a spec
+    declares with a scale other than 1 (the row's `scale`, from the runs' metric_scales) as they are."""
+    return (1.0, ".2f") if row.get("scale", 1.0 if row["metric"] in NOT_PERCENT else 100.0) == 1.0 else (100.0, ".1f")
 
 
 def _value(row: dict[str, Any], key: str) -> str:
-    scale, spec = _scale(row["metric"])
+    scale, spec = _scale(row)
     return format(scale * row[key], spec)
 
 
 def _diff(row: dict[str, Any]) -> str:
-    scale, spec = _scale(row["metric"])
+    scale, spec = _scale(row)
 
     def f(x: float) -> str:
         return format(scale * x, "+" + spec)
@@ -54,8 +55,8 @@ def _where(row: dict[str, Any]) -> str:
     return f"{row['benchmark']} (probe)" if row["split"] == "after" else f"{row['benchmark']}/{row['split']}"
 
 
-def _metric_name(metric: str) -> str:
-    return metric if metric in NOT_PERCENT else f"{metric} %"
+def _metric_name(row: dict[str, Any]) -> str:
+    return row["metric"] if _scale(row)[0] == 1.0 else f"{row['metric']} %"
 
 
 def comparison_table(comparison: dict[str, Any]) -> Table:
@@ -72,7 +73,7 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
         if previous is not None and row["candidate"] != previous:
             table.add_section()  # a rule between candidates
         previous = row["candidate"]
-        table.add_row(*map(Text, (row["candidate"], f"{_where(row)}\n{_metric_name(row['metric'])}", _value(row, "a"),
+        table.add_row(*map(Text, (row["candidate"], f"{_where(row)}\n{_metric_name(row)}", _value(row, "a"),
                                   _value(row, "b"), _diff(row), _p(row["p_value"]), _significant(row))))
     return table
 

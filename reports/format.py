@@ -122,9 +122,16 @@ def main_metric_of(results: Results) -> dict[str, str]:
     return {bench: metric for bench, metric, _ in main_metrics(results)}
 
 
-def metric_scale(metric: str) -> float:
-    """100 for shares shown as percent; 1 for metrics already on their display scale (BLEU, chrF, loss)."""
-    return 1.0 if metric in NOT_PERCENT else 100.0
+def metric_scale(metric: str, results: Results | None = None) -> float:
+    """The factor a metric's values are shown with: 100 for shares, shown in percent; 1 for metrics shown as they are
+    (BLEU and chrF on sacrebleu's 0-100, loss, perplexity, and a metric a spec declares with a scale other than 1: the
+    run's `metric_scales`)."""
+    declared = (results.metric_scales or {}) if results is not None else {}
+    return float(declared[metric]) if metric in declared else 1.0 if metric in NOT_PERCENT else 100.0
+
+
+def in_percent(metric: str, results: Results | None = None) -> bool:
+    return metric_scale(metric, results) == 100.0
 
 
 def ranked(results: Results) -> list[CandidateRow]:
@@ -216,7 +223,7 @@ def learning_lines(results: Results) -> list[str]:
             t = tuned.benchmark(b.benchmark)
             after = t.score("test", metric) if t else None
             if zero and after and zero.value is not None and after.value is not None:
-                scale = 1 if metric in NOT_PERCENT else 100
+                scale = metric_scale(metric, results)
                 bought = scale * (after.value - zero.value)
                 amount = f"{bought:+.1f} {'' if scale == 1 else 'points of '}{metric}"
                 what = (f"the adapter scores {amount} over its base's zero-shot row {ref.name}" if tuned.adapter
@@ -260,7 +267,7 @@ def per_benchmark_text(results: Results) -> str:
             parts.append(f"{p['benchmark']}: none eligible")
             continue
         value = p.get("value")
-        score = (f"{p['metric']} {value * (1 if p['metric'] in NOT_PERCENT else 100):.1f}, "
+        score = (f"{p['metric']} {value * metric_scale(p['metric'], results):.1f}, "
                  if value is not None and p.get("metric") else "")
         parts.append(f"{p['benchmark']}: {p['candidate']} ({score}{(p.get('params') or 0) / 1e6:.1f}M)")
     return "each benchmark alone would pick " + "; ".join(parts) if parts else ""

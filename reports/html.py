@@ -23,6 +23,7 @@ from reports.format import (
     gpu_cells,
     gpu_costs,
     hardware_text,
+    in_percent,
     learning_lines,
     main_metric_of,
     mcnemar_text,
@@ -130,18 +131,18 @@ def _td(markup: str, cls: str = "num", title: str = "") -> str:
     return f'<td class="{cls}"{attr}>{markup}</td>'
 
 
-def _bench_cells(c: CandidateRow, b: BenchmarkRow | None, metric: str, others: list[str], group: int | None,
-                 bias: bool) -> list[str]:
+def _bench_cells(results: Results, c: CandidateRow, b: BenchmarkRow | None, metric: str, others: list[str],
+                 group: int | None, bias: bool) -> list[str]:
     width = 5 + bool(others) + bias
     if b is None or b.status != "ok":
         status = (b.status if b else "") or ("failed" if c.status != "ok" else "not run")
         reason = (b.reason if b else "") or c.reason
         return [_td(_e(status), "fail-cell" if status == "failed" else "muted", reason)] + [_td("-")] * (width - 1)
-    scale = metric_scale(metric)
+    scale = metric_scale(metric, results)
     test = b.scores.get("test") or {}
     cells = [_td(_entry(test.get(metric), scale)), _td(_num(group, "d") if group is not None else "-")]
     if others:
-        also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], metric_scale(m)))}" for m in others if m in test)
+        also = "<br>".join(f"{_e(m)} {_e(_entry(test[m], metric_scale(m, results)))}" for m in others if m in test)
         cells.append(_td(also or "-"))
     gen = b.generalisation
     cells += [_td(_entry(b.score("shifted", metric), scale)),
@@ -159,8 +160,8 @@ def _forgetting(p: ProbeRow) -> str:
             f" &middot; {count_text(p.forgotten)} / {count_text(p.gained)}")
 
 
-def _bench_heads(metric: str, others: bool, bias: bool) -> list[str]:
-    unit = "" if metric_scale(metric) == 1.0 else " %"
+def _bench_heads(results: Results, metric: str, others: bool, bias: bool) -> list[str]:
+    unit = " %" if in_percent(metric, results) else ""
     return ([f"{_e(metric)}{unit} [95% CI]", "tie group"] + (["other metrics"] if others else []) +
             [f"shifted {_e(metric)}{unit} [95% CI]", "generalisation gap, test - shifted [95% CI]",
              "forgetting pts [95% CI] &middot; items forgotten / gained"] +
@@ -179,7 +180,7 @@ def leaderboard(results: Results) -> str:
                     others[b.benchmark].append(m)
     top, sub = ['<th rowspan="2">candidate</th>'], []
     for bench, metric in metrics.items():
-        heads = _bench_heads(metric, bool(others[bench]), bias)
+        heads = _bench_heads(results, metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
     gpu = gpu_costs(results)
@@ -192,7 +193,8 @@ def leaderboard(results: Results) -> str:
     for c in ranked(results):
         cells = [_td(_e(c.name), "name", c.reason)]
         for bench, metric in metrics.items():
-            cells += _bench_cells(c, c.benchmark(bench), metric, others[bench], ties[bench].group.get(c.name), bias)
+            cells += _bench_cells(results, c, c.benchmark(bench), metric, others[bench], ties[bench].group.get(c.name),
+                                  bias)
         k = c.cost
         trained = _e(trained_text(c)) if c.trainable_params is not None else "-"
         cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),

@@ -15,7 +15,6 @@ from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
-    NOT_PERCENT,
     adaptive_lines,
     bias_measured,
     bias_reports,
@@ -24,9 +23,11 @@ from reports.format import (
     gpu_cells,
     gpu_costs,
     hardware_text,
+    in_percent,
     learning_lines,
     main_metrics,
     mcnemar_text,
+    metric_scale,
     metric_text,
     ranked,
     recommendation_text,
@@ -73,7 +74,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
         if b is None or b.status != "ok":
             cells += ["n/a" if b and b.status == "n/a" else "failed", "-", "-"]
             continue
-        pct = metric not in NOT_PERCENT
+        pct = in_percent(metric, results)
         cells += [_metric(b.score("test", metric), pct), _num(ties.group.get(c.name), "d"),
                   _metric(b.score("shifted", metric), pct)]
         forgetting += [(p.probe, p.forgetting) for p in b.probes]
@@ -92,7 +93,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
 def _header(results: Results, bias: bool) -> list[str]:
     header = ["candidate"]
     for bench, metric, _ in main_metrics(results):
-        unit = "" if metric in NOT_PERCENT else " %"
+        unit = " %" if in_percent(metric, results) else ""
         header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "tie group", "shifted"]
     header += ["forgetting pts [95% CI]"] + ["bias change, flip pts [95% CI]"] * bias
     return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB",
@@ -105,7 +106,7 @@ def _delta(results: Results, c: CandidateRow) -> str:
     for v in results.gates:
         if v.candidate != c.name or not v.baseline or v.observed is None:
             continue
-        scale = 1.0 if v.metric in NOT_PERCENT else 100.0
+        scale = metric_scale(v.metric or "", results)
         p = "-" if v.p_adjusted is None else f"{v.p_adjusted:.2g}"
         out.append(f"{scale * v.observed:+.1f}{'' if scale == 1.0 else ' pts'} (p {p})")
     return "<br>".join(out) or "-"
@@ -117,7 +118,7 @@ def _main_cell(results: Results, c: CandidateRow) -> str:
     cells = []
     for bench, metric, _ in mains:
         b = c.benchmark(bench)
-        text = (_metric(b.score("test", metric), metric not in NOT_PERCENT) if b and b.status == "ok"
+        text = (_metric(b.score("test", metric), in_percent(metric, results)) if b and b.status == "ok"
                 else "n/a" if b and b.status == "n/a" else "failed")
         cells.append(text if len(mains) == 1 else f"{escape(bench)}: {text}")
     return "<br>".join(cells) or "-"
@@ -126,7 +127,7 @@ def _main_cell(results: Results, c: CandidateRow) -> str:
 def _narrow(results: Results) -> list[str]:
     """The pull-request table: candidate, main metric, difference against the baseline, forgetting, gate."""
     mains = main_metrics(results)
-    what = (f"{escape(mains[0][0])} {escape(mains[0][1])}{'' if mains[0][1] in NOT_PERCENT else ' %'}"
+    what = (f"{escape(mains[0][0])} {escape(mains[0][1])}{' %' if in_percent(mains[0][1], results) else ''}"
             if len(mains) == 1 else "main metric")
     header = ["candidate", f"{what} [95% CI]", "Δ vs baseline (adj. p)", "forgetting pts [95% CI]", "gate"]
     lines = [_row(header), _row(["---", "---:", "---:", "---:", "---"])]
@@ -221,7 +222,7 @@ def render_report(results: Results) -> str:
                             mcnemar_text(p.mcnemar_p, p.mcnemar_p_per_seed, MD_P)] for p in b.probes]
             g = b.generalisation
             if g.gap is not None and g.metric:
-                pct = g.metric not in NOT_PERCENT
+                pct = in_percent(g.metric, results)
                 general.append([name, bench, escape(g.metric), _metric(b.score("test", g.metric), pct),
                                 _metric(b.score("shifted", g.metric), pct),
                                 _metric(MetricScore(g.gap, g.gap_ci_low, g.gap_ci_high), pct),

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 
 from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Results
+from reports.format import in_percent, metric_scale
 from reports.format import main_metric_of as main_metrics
-from reports.format import metric_scale
 
 matplotlib.use("Agg")
 from matplotlib.axes import Axes  # imported after the backend is chosen
@@ -48,8 +48,8 @@ def _score(b: BenchmarkRow, split: str, metric: str) -> MetricScore | None:
     return entry if _ok(entry) else None
 
 
-def _unit(metric: str) -> str:
-    return "" if metric_scale(metric) == 1.0 else " (%)"
+def _unit(metric: str, results: Results) -> str:
+    return " (%)" if in_percent(metric, results) else ""
 
 
 def _interval(entry: MetricScore, scale: float) -> tuple[float, float]:
@@ -187,7 +187,7 @@ def metric_curves(results: Results) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, lines) in zip(axes, panels):
-            scale = metric_scale(metric)
+            scale = metric_scale(metric, results)
             for name, points, best in lines:
                 colour = colours.get(name, "C0")
                 ax.plot([s for s, _ in points], [scale * v for _, v in points], "-o", color=colour, ms=3,
@@ -197,7 +197,7 @@ def metric_curves(results: Results) -> str | None:
             ax.plot([], [], "o", ms=10, mfc="none", color="black", label="best evaluation")
             ax.set_title(bench)
             ax.set_xlabel("optimizer step (0 = before training)")
-            ax.set_ylabel(f"validation {metric}{_unit(metric)}")
+            ax.set_ylabel(f"validation {metric}{_unit(metric, results)}")
             if isinstance(locator := ax.xaxis.get_major_locator(), MaxNLocator):  # a linear axis's AutoLocator
                 locator.set_params(integer=True)
             ax.grid(alpha=0.3)
@@ -217,7 +217,7 @@ def metric_bars(results: Results) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, rows) in zip(axes, panels):
-            scale, width = metric_scale(metric), 0.38
+            scale, width = metric_scale(metric, results), 0.38
             for offset, split, colour in ((-width / 2, "test", "C0"), (width / 2, "shifted", "C1")):
                 xs, ys, errs = [], [], []
                 for i, item in enumerate(rows):
@@ -234,7 +234,7 @@ def metric_bars(results: Results) -> str | None:
             ax.set_xlim(-0.6 - pad, len(rows) - 0.4 + pad)
             ax.margins(y=0.2)  # headroom for the legend
             ax.set_title(bench)
-            ax.set_ylabel(f"{metric}{_unit(metric)}, 95% interval")
+            ax.set_ylabel(f"{metric}{_unit(metric, results)}, 95% interval")
             ax.grid(axis="y", alpha=0.3)
             ax.legend(fontsize=8)
         return _svg(fig, "bars")
@@ -257,7 +257,7 @@ def learning_forgetting(results: Results) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, points) in zip(axes, panels):
-            scale = metric_scale(metric)
+            scale = metric_scale(metric, results)
             probes = list(dict.fromkeys(p[3] for p in points))
             for name, test, forgetting, probe in points:
                 x, y = scale * test.value, 100 * forgetting.value
@@ -271,7 +271,7 @@ def learning_forgetting(results: Results) -> str | None:
             ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(bench)
             # the base model's task score is not in results.json, so x is the raw score, not a gain
-            ax.set_xlabel(f"task score: test {metric}{_unit(metric)} (raw, not gain over base)")
+            ax.set_xlabel(f"task score: test {metric}{_unit(metric, results)} (raw, not gain over base)")
             ax.set_ylabel("forgetting on first probe\n(points lost; > 0 = forgot)")
             ax.legend(title="probe", fontsize=7, title_fontsize=7)
             ax.grid(alpha=0.3)
@@ -293,7 +293,7 @@ def quality_cost(results: Results) -> str | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(panels))
         for ax, (bench, metric, points) in zip(axes, panels):
-            scale = metric_scale(metric)
+            scale = metric_scale(metric, results)
             for name, params, test in points:
                 y, yerr = scale * test.value, _interval(test, scale)
                 colour = colours.get(name, "C0")
@@ -307,7 +307,7 @@ def quality_cost(results: Results) -> str | None:
             ax.set_xlim(lo / 2, hi * 3)  # room for the labels, and a range even for a single candidate
             ax.set_title(bench)
             ax.set_xlabel("parameters (log scale)")
-            ax.set_ylabel(f"test {metric}{_unit(metric)}")
+            ax.set_ylabel(f"test {metric}{_unit(metric, results)}")
             ax.grid(alpha=0.3, which="both")
             ax.margins(y=0.25)
         return _svg(fig, "cost")

@@ -21,14 +21,15 @@ from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Resul
 from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
-    NOT_PERCENT,
     adaptive_lines,
     bias_measured,
     bias_reports,
     cost_lines,
     hardware_text,
+    in_percent,
     learning_lines,
     main_metrics,
+    metric_scale,
     ranked,
     recommendation_text,
     reliability,
@@ -43,24 +44,25 @@ from reports.format import metric_text as _metric
 from reports.format import params_text as _params
 
 
-def _value(name: str, entry: MetricScore) -> str:
-    scale = 1 if name in NOT_PERCENT else 100
+def _value(name: str, entry: MetricScore, results: Results) -> str:
+    scale = metric_scale(name, results)
     value = entry.value if entry.value is not None else float("nan")
     return f"{name} {scale * value:.1f}" if scale == 100 else f"{name} {value:.2f}"
 
 
-def _bench_cells(b: BenchmarkRow | None, metric: str, others: list[str], group: int | None) -> list[str]:
+def _bench_cells(results: Results, b: BenchmarkRow | None, metric: str, others: list[str],
+                 group: int | None) -> list[str]:
     """Main metric (with its tie group and the other metrics under it) and the shifted score."""
     if b is None or b.status != "ok":
         return ["n/a" if b and b.status == "n/a" else "failed", "-"]
-    pct = metric not in NOT_PERCENT
+    pct = in_percent(metric, results)
     test = b.scores.get("test", {})
     lines = [_metric(test.get(metric), pct)] + ([f"group {group}"] if group is not None else [])
     entry = test.get(metric)
     sd = entry.seed_sd if entry else None
     if sd is not None:
         lines.append(f"seed sd {100 * sd if pct else sd:.1f}")
-    lines += [_value(m, test[m]) for m in others if m in test]
+    lines += [_value(m, test[m], results) for m in others if m in test]
     return ["\n".join(lines), _metric(b.score("shifted", metric), pct)]
 
 
@@ -102,7 +104,7 @@ def leaderboard(results: Results, with_cost: bool = True) -> Table:
     table = _table(f"sftbench - {results.name} - run {results.run_id}")
     table.add_column("candidate", no_wrap=True)
     for bench, metric, _others in metrics:
-        unit = "" if metric in NOT_PERCENT else " %"
+        unit = " %" if in_percent(metric, results) else ""
         table.add_column(Text(f"{bench}\n{metric}{unit}\n[95% CI]"), justify="right", overflow="fold")
         table.add_column(Text(f"shifted\n{metric}{unit}"), justify="right", overflow="fold")
     table.add_column(Text("forgetting\npts [95% CI]"), justify="right", overflow="fold")
@@ -119,7 +121,7 @@ def leaderboard(results: Results, with_cost: bool = True) -> Table:
         previous = c.name
         row = [c.name]
         for (bench, metric, others), ties in zip(metrics, groups):
-            row += _bench_cells(c.benchmark(bench), metric, others, ties.group.get(c.name))
+            row += _bench_cells(results, c.benchmark(bench), metric, others, ties.group.get(c.name))
         forgetting = [(p.probe, p.forgetting) for b in c.benchmarks if b.status == "ok" for p in b.probes]
         row.append(_labelled(forgetting))
         if bias:

@@ -152,6 +152,10 @@ def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamp
     if not rows:
         raise DataError(f"runs {results_a['run_id']} and {results_b['run_id']} share no candidate, benchmark, split "
                         "and metric to compare")
+    scales = (results_b.get("metric_scales") or {}) | (results_a.get("metric_scales") or {})
+    for row in rows:  # a metric a spec declares: the factor the reports show it with (harness/results/model.py)
+        if row.get("metric") in scales:
+            row["scale"] = scales[row["metric"]]
     compared = [r for r in rows if "omitted" not in r]
     flags = (holm if correction == "holm" else benjamini_hochberg)([r["p_value"] for r in compared], alpha)
     for row, flag in zip(compared, flags):

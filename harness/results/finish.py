@@ -29,6 +29,7 @@ from harness.gates.stability import Agreement, bootstrap_agreement
 from harness.models.hardware import describe
 from harness.results.model import Results, TieGroup
 from harness.results.ties import RULE, all_tie_groups
+from harness.scoring.hf_evaluate import display_scales
 from harness.storage.units import package_versions
 
 
@@ -56,7 +57,9 @@ def finish(bakeoff: Bakeoff, cfg: BakeoffConfig, baselines: dict[str, Any] | Non
                    passed=choice is not None, recommendation=choice, recommendation_reason=reason,
                    recommendation_stability=agreement.share, gates=tuple(verdicts), candidates=tuple(cands),
                    warnings=bakeoff.warnings, references=bakeoff.references, tie_groups=tuple(ties), tie_rule=RULE,
-                   recommendation_agreement=agreement.to_json(), hardware=describe(cfg.executor.kind))
+                   recommendation_agreement=agreement.to_json(), hardware=describe(cfg.executor.kind),
+                   metric_scales=display_scales(sorted({m for c in cands for b in c.benchmarks for split in b.scores
+                                                        for m in b.scores[split]})) or None)
 
 
 def conclude(cands: Rows, verdicts: list[Verdict], gates: list[GateConfig], resamples: int,

@@ -318,8 +318,12 @@ class Results(Record):
     hardware: dict[str, Any] | None = None  # harness/models/hardware.py describe(); None in runs written before it
     adaptive: dict[str, Any] | None = None  # adaptive seeds: seeds and why each arm stopped (results/rounds.py)
     units: dict[str, Any] | None = None  # units of work reused / computed, and where they are kept
+    # metric -> the factor the reports show its values with (100: a fraction, in percent; 1: as it is), for the
+    # metrics a benchmark spec declares (evaluate modules, with their `scale`); the built-ins' are known by name
+    metric_scales: dict[str, float] | None = None
     NESTED = {"gates": _rows(GateVerdict), "candidates": _rows(CandidateRow), "tie_groups": _rows(TieGroup)}
-    OPTIONAL = ("adaptive", "units")  # set once the run is finished (harness/run.py, harness/results/rounds.py)
+    # set once the run is finished (harness/run.py, harness/results/rounds.py), or only where a spec declares metrics
+    OPTIONAL = ("adaptive", "units", "metric_scales")
 
     @classmethod
     def from_json(cls: type[R], d: Mapping[str, Any]) -> R:

@@ -3,9 +3,11 @@
 PATH is a module script (or its folder) relative to the spec, loaded offline by `evaluate.load`; a name that is not a
 path (`evaluate: exact_match`) is resolved by evaluate's loader from the Hugging Face hub, so only when online or
 cached. The entry declares what the built-ins declare where they are registered (harness/scoring/metrics.py):
-`higher_is_better` (required: evaluate modules do not say) and `scale` (1: a fraction, shown in percent like
-accuracy; the only scale the reports show correctly for now), and optionally `name` (how gates and reports call it;
-the module's own name by default), `key` (which entry of the module's output is the value; the module's name, or the
+`higher_is_better` (required: evaluate modules do not say) and `scale` (the top of its range: 1, the default, for a
+fraction, shown in percent like accuracy; any other, e.g. 100 for a 0-100 score like sacrebleu's, shown as it is,
+like BLEU, in every report, through results.json `metric_scales`; it sets "did it learn"'s margin, 0.02 x scale, and
+bounds seed-aware intervals), and optionally `name` (how gates and reports call it; the module's own name by default),
+`key` (which entry of the module's output is the value; the module's name, or the
 only entry) and `interval`:
 - `bootstrap` (the default): the module recomputed on seeded resamples of the items (`bootstrap_resamples` calls);
 - `per_item`: the metric is a mean of per-item scores (checked: the mean of the items' own values must equal the
@@ -74,10 +76,9 @@ def parse_entry(raw: dict[str, Any], spec_dir: Path) -> EvaluateMetric:
         raise ConfigError(f"metrics: evaluate '{ref}': interval must be one of {', '.join(INTERVALS)} "
                           f"(got {interval!r})")
     scale = raw.get("scale", 1)
-    if scale != 1:
-        raise ConfigError(f"metrics: evaluate '{ref}': scale {scale!r} is not supported yet: the reports show every "
-                          "metric but BLEU, chrF, loss and perplexity as a fraction in percent, so declare a 0-1 "
-                          "metric (scale: 1)")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ConfigError(f"metrics: evaluate '{ref}': scale must be a positive number, the top of the metric's "
+                          f"range: 1 for a fraction (shown in percent), 100 for a 0-100 score (got {scale!r})")
     path = (spec_dir / ref).resolve()
     module = str(path) if path.exists() else ref
     if not path.exists() and ("/" in ref or ref.endswith(".py")):
@@ -103,6 +104,12 @@ def _register(m: EvaluateMetric) -> None:
                                                                                                  seed),
                                f"evaluate module {m.module} ({how})", m.scale))
     _DECLARED[m.name] = m
+
+
+def display_scales(metrics: Sequence[str]) -> dict[str, float]:
+    """The factor the reports show each declared metric among `metrics` with: 100 (in percent) for a fraction
+    (scale 1), 1 (as it is) for any other scale: a 0-100 score, a count."""
+    return {name: 100.0 if _DECLARED[name].scale == 1 else 1.0 for name in metrics if name in _DECLARED}
 
 
 def load_module(m: EvaluateMetric) -> Any:
@@ -146,9 +153,9 @@ def compute(m: EvaluateMetric, preds: Sequence[str], refs: Sequence[Sequence[str
         if not np.isclose(np.mean(per_item), value, rtol=1e-9, atol=1e-12):
             raise RunFailure(f"metric '{m.name}' is not a mean of per-item scores (items' mean {np.mean(per_item)!r}, "
                              f"module {value!r}): declare interval: bootstrap")
-        if set(per_item) <= {0.0, 1.0}:
-            low, high = wilson(sum(per_item), n)
-            return MetricValue(value, low, high, n, "wilson", per_item)
+        if set(per_item) <= {0.0, m.scale}:  # right or wrong per item, on the metric's own scale
+            low, high = wilson(sum(per_item) / m.scale, n)
+            return MetricValue(value, low * m.scale, high * m.scale, n, "wilson", per_item)
         low, high = mean_ci(per_item, resamples, seed)
         return MetricValue(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item)
     p, r = list(preds), list(refs)

@@ -88,7 +88,8 @@ def test_a_declaration_registers_itself_where_it_is_unpickled():
 @pytest.mark.parametrize("entry, message", [
     ({"evaluate": "label_match"}, "needs higher_is_better"),
     ({"evaluate": "label_match", "higher_is_better": True, "interval": "jackknife"}, "interval must be one of"),
-    ({"evaluate": "label_match", "higher_is_better": True, "scale": 100}, "scale 100 is not supported yet"),
+    ({"evaluate": "label_match", "higher_is_better": True, "scale": 0}, "scale must be a positive number"),
+    ({"evaluate": "label_match", "higher_is_better": True, "scale": "percent"}, "scale must be a positive number"),
     ({"evaluate": "label_match", "higher_is_better": True, "name": "accuracy"}, "already a metric"),
     ({"evaluate": "missing/module.py", "higher_is_better": True}, "not found"),
     ({"evaluate": "label_match", "higher_is_better": True, "direction": "up"}, "unknown key 'direction'"),
@@ -101,11 +102,14 @@ def test_bad_entries_are_config_errors(entry, message):
 
 
 def test_a_benchmark_with_an_evaluate_metric_runs_offline_and_equals_the_modules_output(tmp_path, tiny_llama):
+    """Its main metric is a module on a 0-100 scale (`scale: 100`): every report shows it as it is, not in percent."""
     from harness.cli import main
 
     spec = (INTENTS / "benchmark.yaml").read_text().replace(
         "metrics: [accuracy, macro_f1]",
-        f'metrics: [accuracy, {{evaluate: "{FIXTURES / "label_match"}", higher_is_better: true, interval: per_item}}]')
+        f'metrics: [{{evaluate: "{FIXTURES / "label_match_percent.py"}", higher_is_better: true, scale: 100, '
+        f'interval: per_item}}, accuracy, '
+        f'{{evaluate: "{FIXTURES / "label_match"}", higher_is_better: true, interval: per_item}}]')
     spec = spec.replace(": train.jsonl", f": {INTENTS / 'train.jsonl'}").replace(
         ": validation.jsonl", f": {INTENTS / 'validation.jsonl'}").replace(
         ": test.jsonl", f": {INTENTS / 'test.jsonl'}").replace(": shifted.jsonl", f": {INTENTS / 'shifted.jsonl'}")
@@ -124,13 +128,47 @@ gates: [{{metric: support_intents.label_match, op: ">=", value: 0.0}}]
     with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(io.StringIO()):
         code = main(["run", str(cfg), "--out", str(out)])
     assert code in (0, 1), stdout.getvalue()[-2000:]
-    bench = json.loads((out / "results.json").read_text())["candidates"][0]["benchmarks"][0]
+    results = json.loads((out / "results.json").read_text())
+    bench = results["candidates"][0]["benchmarks"][0]
     test = bench["scores"]["test"]
     refs = [[json.loads(line)["label"].replace(" ", "_")] for line in
             (INTENTS / "test.jsonl").read_text().splitlines()[:24]]
     assert test["label_match"]["value"] == own_output("label_match", bench["predictions"]["test"], refs)["label_match"]
     assert test["label_match"]["value"] == test["accuracy"]["value"]
-    assert "label_match" in stdout.getvalue()
+    percent = test["label_match_percent"]
+    assert percent["value"] == own_output("label_match_percent.py", bench["predictions"]["test"], refs)[
+        "label_match_percent"] == pytest.approx(100 * test["accuracy"]["value"])
+    assert results["metric_scales"] == {"label_match": 100.0, "label_match_percent": 1.0}
+    terminal = stdout.getvalue()  # shown as it is: no "%", no factor of 100
+    assert f"{percent['value']:.3f} [{percent['ci_low']:.3f}, {percent['ci_high']:.3f}]" in terminal
+    assert "label_match_percent" in terminal and "label_match_percent %" not in terminal
+    markdown, html = (out / "summary.md").read_text(), (out / "report.html").read_text()
+    assert f"{percent['value']:.2f} [{percent['ci_low']:.2f}, {percent['ci_high']:.2f}]" in markdown
+    assert "label\\_match\\_percent [95% CI]" in markdown and "label\\_match\\_percent %" not in markdown
+    assert f'<td class="num">{percent["value"]:.1f} ' in html and "label_match_percent [95% CI]" in html
+    assert f"[{percent['ci_low']:.1f}, {percent['ci_high']:.1f}]" in html
+    assert f"label_match {100 * test['label_match']['value']:.1f}" in html  # the 0-1 module: in percent
+
+
+def test_the_reports_and_compare_read_a_declared_metrics_display_scale():
+    from rich.console import Console
+
+    from harness.results.model import Results
+    from reports.compare import comparison_table
+    from reports.format import metric_scale
+
+    results = Results.from_json(Results(metric_scales={"score100": 1.0, "share": 100.0}).to_json())
+    assert [metric_scale(m, results) for m in ("score100", "share", "accuracy", "bleu")] == [1.0, 100.0, 100.0, 1.0]
+    assert [metric_scale(m) for m in ("score100", "bleu")] == [100.0, 1.0]  # a run written before: by name only
+    row = {"candidate": "c", "benchmark": "b", "split": "test", "metric": "score100", "a": 62.5, "b": 50.0,
+           "diff": 12.5, "ci_low": 2.5, "ci_high": 22.5, "p_value": 0.01, "significant": True,
+           "higher_is_better": True}
+    console = Console(width=200, record=True)
+    for scale, shown in ((1.0, "62.50"), (None, "6250.0")):
+        console.print(comparison_table({"a": {"run_id": "x"}, "b": {"run_id": "y"},
+                                        "rows": [row | ({"scale": scale} if scale else {})]}))
+        text = console.export_text()
+        assert shown in text and ("score100 %" in text) == (scale is None)
 
 
 BUILT_INS = {"accuracy": "accuracy", "macro_f1": "f1", "bleu": "sacrebleu", "rouge1": "rouge"}
