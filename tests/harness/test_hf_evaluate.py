@@ -181,8 +181,9 @@ def test_built_ins_equal_evaluates_modules_of_the_same_name_where_available_loca
     try:
         module = evaluate.load(theirs)
     except Exception as err:  # evaluate ships no metric scripts: each one is fetched from the hub on first use
-        pytest.skip(f"evaluate's '{theirs}' module is not available offline (evaluate 0.4.6 ships no metric scripts; "
-                    f"load fetches them from the Hugging Face hub, and it is not cached here): {type(err).__name__}")
+        pytest.skip(f"evaluate's '{theirs}' module is not available offline (evaluate 0.4.6 ships no metric scripts, "
+                    "nor does any package on PyPI (README, 'Metrics, lm-eval tasks and evaluate modules'); load "
+                    f"fetches them from the Hugging Face hub, and it is not cached here): {type(err).__name__}")
     from harness.scoring.metrics import score
 
     if ours in ("accuracy", "macro_f1"):
