@@ -20,7 +20,7 @@ from harness.models.loading import ModelHandle
 from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, Cost, Generalisation, MetricScore, ProbeRow
 from harness.scoring.bias import bias_report
 from harness.scoring.chance import chance, learned, what_to_try
-from harness.scoring.metrics import METRICS, MetricValue, confusion_matrix, scale_bound
+from harness.scoring.metrics import METRICS, confusion_matrix, scale_bound
 from harness.scoring.probes import ProbeScore, forgetting_report
 from harness.statistics.gap import generalisation
 
@@ -122,7 +122,7 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
     values, predictions, per_class, latency = {}, {}, {}, None
     for split, uid in bp.scores[s].items():
         rec = out[uid].record
-        values[split] = {m: MetricValue.from_dict(v) for m, v in rec["scores"].items()}
+        values[split] = {m: MetricScore.from_json(v) for m, v in rec["scores"].items()}
         predictions[split] = rec["predictions"]
         if rec["per_class_f1"] is not None:
             per_class[split] = rec["per_class_f1"]
@@ -145,7 +145,7 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
     return BenchmarkRow(
         benchmark=spec.name, version=spec.version, task=spec.task, status="ok", reason="",
         learning_rate=chosen["learning_rate"], data_sha256={name: sp.sha256 for name, sp in splits.items()},
-        scores={split: {m: MetricScore.from_json(v.to_dict()) for m, v in ms.items()} for split, ms in values.items()},
+        scores=values,
         train=train_json(training(chosen["train"])) if chosen["train"] else None, latency_ms_per_item=latency,
         probes=tuple(ProbeRow.from_json(r) for r in reports), predictions=predictions, per_class_f1=per_class,
         sweep=sweep, bias=tuple(BiasRow.from_json(r) for r in bias_reports),
@@ -162,7 +162,7 @@ def _probe_score(rec: dict[str, Any]) -> ProbeScore:
     return ProbeScore(rec["correct"], rec["margin"], rec["correct_norm"], rec["outputs"])
 
 
-def learning(spec: BenchmarkSpec, splits: dict[str, Split], scores: dict[str, dict[str, MetricValue]],
+def learning(spec: BenchmarkSpec, splits: dict[str, Split], scores: dict[str, dict[str, MetricScore]],
              chosen: dict[str, Any], sweep: list[dict[str, Any]],
              restore_best: bool) -> tuple[dict[str, dict[str, Any]], bool | None, str]:
     """Chance per split, and whether the candidate beats it (harness/scoring/chance.py). A zero-shot row is judged the

@@ -24,8 +24,9 @@ from harness.execution.suites import Benchmark, Suites
 from harness.execution.workspace import Workspace
 from harness.models.device import accelerator_peak, peak_rss_mb, reset_peak_gpu, reset_peak_rss
 from harness.models.loading import ModelHandle, count_parameters
+from harness.results.model import MetricScore
 from harness.scoring.bias import render_pair_inputs
-from harness.scoring.metrics import METRICS, MetricValue, per_class_f1, score, score_losses
+from harness.scoring.metrics import METRICS, per_class_f1, score, score_losses
 from harness.scoring.probes import score_probe
 from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items
 from harness.storage.units import UnitCache
@@ -174,12 +175,12 @@ def score_split(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any
     if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
         losses, counts = reference_losses(spec, split.examples, m, ws.tokenizer, recipe.max_length, on_step=tell.step)
         scores |= score_losses(losses, counts, ctx.cfg.bootstrap_resamples, recipe.seed)
-    return {"scores": {name: v.to_dict() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
+    return {"scores": {name: v.to_json() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
             "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None}
 
 
 def score_examples(spec: BenchmarkSpec, split: Split, model: Any, ws: Workspace, recipe: Any, resamples: int,
-                   metrics: tuple[str, ...], tell: Tell) -> tuple[dict[str, MetricValue], list[str], float]:
+                   metrics: tuple[str, ...], tell: Tell) -> tuple[dict[str, MetricScore], list[str], float]:
     preds, seconds_per_item = predict(spec, split.examples, model, ws.tokenizer, ws.handle.kind, recipe.max_length,
                                       on_step=tell.step)
     refs = [list(ex.references) for ex in split.examples]
@@ -256,7 +257,7 @@ def validation_metric(spec: BenchmarkSpec, split: Split, ws: Workspace, recipe: 
         ws.model.eval()
         preds, _ = predict(spec, split.examples, ws.model, ws.tokenizer, ws.handle.kind, recipe.max_length,
                            on_step=on_step)
-        return score(spec.main_metric, preds, refs, resamples=0).value
+        return score(spec.main_metric, preds, refs, resamples=0).number
 
     return compute_metric
 

@@ -11,7 +11,7 @@ from harness.data.specs import BenchmarkSpec, Split
 from harness.execution.compute import kept_value
 from harness.results.model import BenchmarkRow, BiasRow, MetricScore, ProbeRow
 from harness.scoring.chance import Chance, learned, what_to_try
-from harness.scoring.metrics import MetricValue, combine_metric
+from harness.scoring.metrics import combine_metric
 from harness.statistics.paired import CORPUS, corpus_stats
 from harness.statistics.seeds import combine_change
 from harness.training.loop import TrainResult
@@ -21,14 +21,14 @@ def merge(results: list[BenchmarkRow], seeds: list[int], spec: BenchmarkSpec, sp
           cfg: BakeoffConfig, sweep: list[dict[str, Any]]) -> BenchmarkRow:
     """One row from per-seed rows: means over seeds with seed-aware intervals, per-seed values kept."""
     resamples, first = cfg.bootstrap_resamples, results[0]
-    scores: dict[str, dict[str, MetricValue]] = {}
+    scores: dict[str, dict[str, MetricScore]] = {}
     for split, metrics in first.scores.items():
         refs = [list(ex.references) for ex in splits[split].examples]
         scores[split] = {}
         for metric in metrics:
             stats = ([corpus_stats(metric, (r.predictions or {})[split], refs) for r in results]
                      if metric in CORPUS else None)
-            scores[split][metric] = combine_metric(metric, [value(r.scores[split][metric]) for r in results], stats,
+            scores[split][metric] = combine_metric(metric, [r.scores[split][metric] for r in results], stats,
                                                    resamples, cfg.recipe.seed)
     probes = [_merge_probe([r.probes[j].to_json() for r in results], resamples, cfg.recipe.seed)
               for j in range(len(first.probes))]
@@ -44,21 +44,12 @@ def merge(results: list[BenchmarkRow], seeds: list[int], spec: BenchmarkSpec, sp
             for s, r in zip(seeds, results)]
     per_class = first.per_class_f1 or {}
     return dataclasses.replace(
-        first, scores={s: {m: score_row(v) for m, v in ms.items()} for s, ms in scores.items()},
+        first, scores=scores,
         train=train_json(train), latency_ms_per_item=sum(latencies) / len(latencies) if latencies else None,
         probes=tuple(ProbeRow.from_json(p) for p in probes), bias=tuple(BiasRow.from_json(b) for b in bias),
         learned=did, learned_reason=why, seeds=list(seeds), seed_runs=runs,
         seed_predictions={split: [(r.predictions or {})[split] for r in results] for split in first.predictions or {}},
         per_class_f1={split: _mean_f1([(r.per_class_f1 or {})[split] for r in results]) for split in per_class})
-
-
-def value(score: MetricScore) -> MetricValue:
-    """A results-model score as the metric code's value (what the seed statistics and the learned rule read)."""
-    return MetricValue.from_dict(score.to_json())
-
-
-def score_row(v: MetricValue) -> MetricScore:
-    return MetricScore.from_json(v.to_dict())
 
 
 def training(train: dict[str, Any]) -> TrainResult:
@@ -77,7 +68,7 @@ def _mean_f1(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {label: sum(f[label] for f in per_seed) / len(per_seed) for label in per_seed[0]}
 
 
-def _learned(spec: BenchmarkSpec, scores: dict[str, dict[str, MetricValue]], chances: dict[str, dict[str, Any]],
+def _learned(spec: BenchmarkSpec, scores: dict[str, dict[str, MetricScore]], chances: dict[str, dict[str, Any]],
              sweep: list[dict[str, Any]], results: list[BenchmarkRow],
              restore_best: bool) -> tuple[bool | None, str]:
     """The learned rule on the mean over seeds and its seed-aware interval, with the mean validation score."""

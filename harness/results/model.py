@@ -119,17 +119,32 @@ def _one(cls: type[R]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
 
 @dataclass(frozen=True)
 class MetricScore(Record):
-    """A value with its 95% interval: a metric on a split, a probe's accuracy or forgetting, a flip rate."""
-    value: float | None = None
+    """A value with its 95% interval: a metric on a split, a probe's accuracy or forgetting, a flip rate. The one
+    type from the scorer (harness/scoring/metrics.py computes it) through the unit record and the seed merge to
+    results.json: one built in code writes value, ci_low, ci_high, n, ci_method, its signature and seeds (seeds with
+    seed_sd) when it has them, and per_item, then per_seed when set."""
+    OPTIONAL = ("signature", "seeds", "per_seed")
+    value: float | None = None  # with several training seeds: the mean over seeds (harness/statistics/seeds.py)
     ci_low: float | None = None
     ci_high: float | None = None
     n: int | None = None
-    ci_method: str | None = None
+    ci_method: str | None = None  # how the interval was computed
     signature: str | None = None  # sacrebleu's, for BLEU and chrF
     seeds: list[float] | None = None  # the value under each training seed (several seeds only)
-    seed_sd: float | None = None
-    per_item: list[float] | None = None  # several seeds: each item's mean over seeds
-    per_seed: list[list[float]] | None = None
+    seed_sd: float | None = None  # their standard deviation (ddof 1)
+    per_item: list[float] = field(default_factory=list)  # several seeds: each item's mean over seeds
+    per_seed: list[list[float]] | None = None  # per_item under each seed
+
+    @property
+    def number(self) -> float:
+        """The value as a float, NaN where there is none (a scorer always sets one; a stored row may not)."""
+        return float("nan") if self.value is None else self.value
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.keys is None and self.seeds is None:
+            out.pop("seed_sd")  # one seed: no spread over seeds to write
+        return out
 
 
 def _scores() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from harness.data.lmeval import TASK_KIND as LM_EVAL
 from harness.data.specs import BenchmarkSpec, Example, Split
-from harness.scoring.metrics import METRICS, MetricValue, score
+from harness.results.model import MetricScore
+from harness.scoring.metrics import METRICS, score
 
 LEARN_MARGIN = 0.02  # on a 0-1 metric; multiplied by the metric's registered scale (100 for BLEU and chrF)
 
@@ -42,14 +43,14 @@ def chance(spec: BenchmarkSpec, split: Split, metric: str) -> Chance | None:
     n = len(refs)
     if spec.task == "classification":
         label, _ = Counter(ex.target for ex in split.examples).most_common(1)[0]
-        return Chance(score(metric, [label] * n, refs, resamples=0).value, f"always '{label}' (the majority class)")
+        return Chance(score(metric, [label] * n, refs, resamples=0).number, f"always '{label}' (the majority class)")
     if spec.task == LM_EVAL:  # each document's gold share of its choices: a uniform guess's expected accuracy
         return Chance(sum(len(ex.raw["gold"]) / len(ex.raw["choices"]) for ex in split.examples) / n,
                       "a uniform guess among each document's choices")
     higher = METRICS.get(metric).higher_is_better
-    tried = [Chance(score(metric, [_input(spec, ex) for ex in split.examples], refs, resamples=0).value,
+    tried = [Chance(score(metric, [_input(spec, ex) for ex in split.examples], refs, resamples=0).number,
                     "copying the input"),
-             Chance(score(metric, [""] * n, refs, resamples=0).value, "the empty string")]
+             Chance(score(metric, [""] * n, refs, resamples=0).number, "the empty string")]
     return max(tried, key=lambda c: c.value if higher else -c.value)
 
 
@@ -64,19 +65,21 @@ def margin(metric: str) -> float:
     return LEARN_MARGIN * METRICS.get(metric).scale
 
 
-def learned(metric: str, test: MetricValue, test_chance: Chance | None, validation: float | None = None,
+def learned(metric: str, test: MetricScore, test_chance: Chance | None, validation: float | None = None,
             validation_chance: Chance | None = None) -> tuple[bool | None, str]:
     """(learned, reason): None when there is nothing to compare with (no trivial baseline, or a NaN score)."""
     if test_chance is None:
         return None, f"no trivial baseline for {metric}"
-    if test.value != test.value:
+    value = test.number
+    if value != value:
         return None, f"test {metric} is NaN"
     m, higher = margin(metric), METRICS.get(metric).higher_is_better
     sign = 1 if higher else -1
-    bound = test.ci_low if higher else test.ci_high
-    beats = sign * (test.value - test_chance.value) >= m
+    end = test.ci_low if higher else test.ci_high
+    bound = float("nan") if end is None else end
+    beats = sign * (value - test_chance.value) >= m
     clear = bound != bound or sign * (bound - test_chance.value) > 0  # an interval-less metric is judged on value
-    shown = f"test {metric} {test.value:.4g} vs chance {test_chance.value:.4g} ({test_chance.how})"
+    shown = f"test {metric} {value:.4g} vs chance {test_chance.value:.4g} ({test_chance.how})"
     if not (beats and clear):
         why = ("does not beat chance by the margin" if not beats
                else "does not beat chance: its 95% interval includes it")
@@ -85,7 +88,7 @@ def learned(metric: str, test: MetricValue, test_chance: Chance | None, validati
         if sign * (validation - validation_chance.value) < m:
             return False, (f"{shown}, but validation {metric} {validation:.4g} does not beat validation chance "
                            f"{validation_chance.value:.4g} by {m:g}")
-    return True, f"{shown}: beats it by {sign * (test.value - test_chance.value):.4g} (margin {m:g})"
+    return True, f"{shown}: beats it by {sign * (value - test_chance.value):.4g} (margin {m:g})"
 
 
 def what_to_try(sweep: list[dict], learning_rate: float | None, epochs: int | None) -> str:

@@ -40,7 +40,7 @@ def score_files(metric: str, predictions: Path, references: list[Path], resample
     refs = [[text for column in columns if (text := column[i]) is not None] for i in range(len(preds))]
     value = score(metric, preds, refs, resamples, seed)
     return {"metric": metric, "value": value.value, "ci_low": value.ci_low, "ci_high": value.ci_high,
-            "n": value.n, "signature": value.signature}
+            "n": value.n, "signature": value.signature or ""}
 
 
 def read_texts(path: Path, role: str, optional: bool = False) -> list[str | None]:

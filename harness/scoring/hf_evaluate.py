@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError, RunFailure
+from harness.results.model import MetricScore
 
 INTERVALS = ("bootstrap", "per_item", "none")
 KEYS = {"evaluate", "higher_is_better", "scale", "name", "key", "interval"}
@@ -138,16 +139,15 @@ def module_value(m: EvaluateMetric, predictions: Sequence[str], references: Sequ
 
 
 def compute(m: EvaluateMetric, preds: Sequence[str], refs: Sequence[Sequence[str]], resamples: int,
-            seed: int) -> Any:
-    from harness.scoring.metrics import MetricValue
+            seed: int) -> MetricScore:
     from harness.statistics.intervals import bootstrap_ci, mean_ci, wilson
 
     n = len(preds)
     if n == 0:
-        return MetricValue(float("nan"), float("nan"), float("nan"), 0, m.interval)
+        return MetricScore(float("nan"), float("nan"), float("nan"), 0, m.interval)
     value = module_value(m, preds, refs)
     if m.interval == "none":
-        return MetricValue(value, float("nan"), float("nan"), n, POINT_ONLY)
+        return MetricScore(value, float("nan"), float("nan"), n, POINT_ONLY)
     per_item = [module_value(m, [p], [r]) for p, r in zip(preds, refs)]
     if m.interval == "per_item":
         if not np.isclose(np.mean(per_item), value, rtol=1e-9, atol=1e-12):
@@ -155,9 +155,10 @@ def compute(m: EvaluateMetric, preds: Sequence[str], refs: Sequence[Sequence[str
                              f"module {value!r}): declare interval: bootstrap")
         if set(per_item) <= {0.0, m.scale}:  # right or wrong per item, on the metric's own scale
             low, high = wilson(sum(per_item) / m.scale, n)
-            return MetricValue(value, low * m.scale, high * m.scale, n, "wilson", per_item)
+            return MetricScore(value, low * m.scale, high * m.scale, n, "wilson", per_item=per_item)
         low, high = mean_ci(per_item, resamples, seed)
-        return MetricValue(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item)
+        return MetricScore(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item=per_item)
     p, r = list(preds), list(refs)
     low, high = bootstrap_ci(lambda idx: module_value(m, [p[i] for i in idx], [r[i] for i in idx]), n, resamples, seed)
-    return MetricValue(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed}) of the module", per_item)
+    return MetricScore(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed}) of the module",
+                       per_item=per_item)

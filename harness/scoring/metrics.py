@@ -9,54 +9,23 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from harness.registry import Registry
+from harness.results.model import MetricScore
 from harness.statistics.intervals import bootstrap_ci, mean_ci, wilson
 from harness.statistics.paired import PROBE_METRIC, reference_streams
 from harness.statistics.seeds import combine, item_draws, method
 
 
 @dataclass(frozen=True)
-class MetricValue:
-    value: float  # with several training seeds: the mean over seeds (harness/statistics/seeds.py)
-    ci_low: float
-    ci_high: float
-    n: int
-    method: str  # how the interval was computed
-    per_item: list[float] = field(default_factory=list, repr=False)  # several seeds: each item's mean over seeds
-    signature: str = ""
-    seeds: list[float] = field(default_factory=list)  # the value under each training seed ([] with one seed)
-    seed_sd: float | None = None  # their standard deviation (ddof 1)
-    per_seed: list[list[float]] = field(default_factory=list, repr=False)  # per_item under each seed
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MetricValue:
-        return cls(d["value"], d["ci_low"], d["ci_high"], d["n"], d["ci_method"], d.get("per_item", []),
-                   d.get("signature", ""), d.get("seeds", []), d.get("seed_sd"), d.get("per_seed", []))
-
-    def to_dict(self, per_item: bool = True) -> dict:
-        out = {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
-               "ci_method": self.method}
-        if self.signature:
-            out["signature"] = self.signature
-        if self.seeds:
-            out |= {"seeds": self.seeds, "seed_sd": self.seed_sd}
-        if per_item:
-            out["per_item"] = self.per_item
-            if self.per_seed:
-                out["per_seed"] = self.per_seed
-        return out
-
-
-@dataclass(frozen=True)
 class Metric:
     name: str
     higher_is_better: bool
-    compute: Callable[[Sequence[str], Sequence[Sequence[str]], int, int], MetricValue]
+    compute: Callable[[Sequence[str], Sequence[Sequence[str]], int, int], MetricScore]
     description: str
     scale: float = 1.0  # 1 for fractions, 100 for sacrebleu's 0-100 scores: what a margin of "0.02" means here
     from_losses: bool = False  # computed from per-item losses (score_losses), not from prediction strings
@@ -85,12 +54,12 @@ def scale_bound(metric: str) -> float | None:
     return None if registered.from_losses else registered.scale
 
 
-def combine_metric(metric: str, per_seed: Sequence[MetricValue], per_seed_stats: Sequence[Any] | None,
-                   resamples: int, seed: int) -> MetricValue:
+def combine_metric(metric: str, per_seed: Sequence[MetricScore], per_seed_stats: Sequence[Any] | None,
+                   resamples: int, seed: int) -> MetricScore:
     """One metric value over S seeds: the mean of the per-seed values, its seed-aware interval
     (harness/statistics/seeds.py), each seed's value and their sd, the per-item mean over seeds, and each seed's
     per-item scores."""
-    values = [v.value for v in per_seed]
+    values = [v.number for v in per_seed]
     items = [v.per_item for v in per_seed]
     if len(per_seed) == 1 or not all(items) or len({len(i) for i in items}) != 1:
         return per_seed[0]
@@ -99,14 +68,14 @@ def combine_metric(metric: str, per_seed: Sequence[MetricValue], per_seed_stats:
     top = scale_bound(metric)
     if top is not None:  # bounded scores: the t interval can overshoot 0 or the top of the scale
         low, high = max(low, 0.0), min(high, top)
-    return MetricValue(float(np.mean(values)), low, high, per_seed[0].n, method(sa, len(values)),
-                       np.mean(np.asarray(items, dtype=float), axis=0).tolist(), per_seed[0].signature,
-                       [float(v) for v in values], None if sa.seed_sd is None else float(sa.seed_sd),
-                       [list(i) for i in items])
+    return MetricScore(float(np.mean(values)), low, high, per_seed[0].n, method(sa, len(values)),
+                       per_seed[0].signature, [float(v) for v in values],
+                       None if sa.seed_sd is None else float(sa.seed_sd),
+                       np.mean(np.asarray(items, dtype=float), axis=0).tolist(), [list(i) for i in items])
 
 
 def score(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
-          resamples: int = 1000, seed: int = 0) -> MetricValue:
+          resamples: int = 1000, seed: int = 0) -> MetricScore:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     return METRICS.get(name).compute(list(predictions), [list(r) for r in references], resamples, seed)
@@ -120,11 +89,11 @@ def _accuracy(preds, refs, resamples, seed):
     gold = [r[0] for r in refs]
     n = len(gold)
     if n == 0:
-        return MetricValue(float("nan"), float("nan"), float("nan"), 0, "wilson")
+        return MetricScore(float("nan"), float("nan"), float("nan"), 0, "wilson")
     value = float(accuracy_score(gold, preds))
     per_item = [float(p == g) for p, g in zip(preds, gold)]
     low, high = wilson(sum(per_item), n)
-    return MetricValue(value, low, high, n, "wilson", per_item)
+    return MetricScore(value, low, high, n, "wilson", per_item=per_item)
 
 
 @register_metric("macro_f1", True, "unweighted mean of per-class F1 over the gold labels (scikit-learn f1_score, "
@@ -135,7 +104,7 @@ def _macro_f1(preds, refs, resamples, seed):
     gold = [r[0] for r in refs]
     n = len(gold)
     if n == 0:
-        return MetricValue(float("nan"), float("nan"), float("nan"), 0, "bootstrap")
+        return MetricScore(float("nan"), float("nan"), float("nan"), 0, "bootstrap")
     labels = sorted(set(gold))
     g, p = np.array(gold, dtype=object), np.array(preds, dtype=object)
 
@@ -145,17 +114,17 @@ def _macro_f1(preds, refs, resamples, seed):
     value = f1(np.arange(n))
     low, high = bootstrap_ci(f1, n, resamples, seed)
     per_item = [float(a == b) for a, b in zip(preds, gold)]  # F1 is not itemwise; keep correctness for pairing
-    return MetricValue(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item)
+    return MetricScore(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item=per_item)
 
 
-def _lm_eval_choice(which: int) -> Callable[..., MetricValue]:
+def _lm_eval_choice(which: int) -> Callable[..., MetricScore]:
     """lm-eval's acc (which 0) or acc_norm (1) of a multiple-choice task as a benchmark: the prediction is `"A|N"`,
     the choice indices they take (harness/scoring/lmeval.py), right when that index is among the gold ones."""
-    def compute(preds: Sequence[str], refs: Sequence[Sequence[str]], resamples: int, seed: int) -> MetricValue:
+    def compute(preds: Sequence[str], refs: Sequence[Sequence[str]], resamples: int, seed: int) -> MetricScore:
         per_item = [float(p.split("|")[which] in r) for p, r in zip(preds, refs)]
         low, high = wilson(sum(per_item), len(per_item)) if per_item else (math.nan, math.nan)
-        return MetricValue(sum(per_item) / len(per_item) if per_item else math.nan, low, high, len(per_item), "wilson",
-                           per_item)
+        return MetricScore(sum(per_item) / len(per_item) if per_item else math.nan, low, high, len(per_item), "wilson",
+                           per_item=per_item)
     return compute
 
 
@@ -167,10 +136,10 @@ for _which, _name in enumerate(("acc", "acc_norm")):  # documents whose choice o
 # ---------------------------------------------------------------------------------------------------------------
 # Shared helpers for the text metrics below.
 
-def _empty(method: str) -> MetricValue:
+def _empty(method: str) -> MetricScore:
     """Zero items: a NaN score rather than a crash, so one empty split does not end a whole bake-off."""
     nan = float("nan")
-    return MetricValue(nan, nan, nan, 0, method)
+    return MetricScore(nan, nan, nan, 0, method)
 
 
 def _bootstrap_method(resamples: int, seed: int) -> str:
@@ -222,13 +191,13 @@ def _exact_match(preds, refs, resamples, seed):
     _check_texts(preds, refs)
     per_item = [float(normalise_answer(p) in {normalise_answer(r) for r in rs}) for p, rs in zip(preds, refs)]
     low, high = wilson(sum(per_item), n)
-    return MetricValue(sum(per_item) / n, low, high, n, "wilson", per_item)
+    return MetricScore(sum(per_item) / n, low, high, n, "wilson", per_item=per_item)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # sacrebleu corpus metrics: BLEU and chrF
 
-def _sacrebleu_corpus(metric, sentence_metric, preds, refs, resamples, seed) -> MetricValue:
+def _sacrebleu_corpus(metric, sentence_metric, preds, refs, resamples, seed) -> MetricScore:
     """Corpus score plus a bootstrap over per-sentence sufficient statistics, as sacrebleu's own paired bootstrap
     does: each resample sums the resampled rows and recomputes the corpus score, instead of re-tokenising."""
     # sacrebleu has no public API for per-sentence statistics; its own significance module uses these two methods.
@@ -242,8 +211,8 @@ def _sacrebleu_corpus(metric, sentence_metric, preds, refs, resamples, seed) -> 
     value = corpus(np.arange(n))
     low, high = bootstrap_ci(corpus, n, resamples, seed)
     per_item = [float(sentence_metric._compute_score_from_stats(row.tolist()).score) for row in stats]
-    return MetricValue(value, low, high, n, _bootstrap_method(resamples, seed), per_item,
-                       str(metric.get_signature()))
+    return MetricScore(value, low, high, n, _bootstrap_method(resamples, seed), str(metric.get_signature()),
+                       per_item=per_item)
 
 
 @register_metric("bleu", True, "corpus BLEU, 0-100 (sacrebleu BLEU() defaults: 13a tokenizer, mixed case, exp "
@@ -288,8 +257,8 @@ def _rouge(kind: str):
         # score_multi keeps the reference with the highest F (first on ties); with one reference it is score().
         per_item = [float(scorer.score_multi(r, p)[kind].fmeasure) for p, r in zip(preds, refs)]
         low, high = mean_ci(per_item, resamples, seed)
-        return MetricValue(float(np.mean(per_item)), low, high, len(preds), _bootstrap_method(resamples, seed),
-                           per_item)
+        return MetricScore(float(np.mean(per_item)), low, high, len(preds), _bootstrap_method(resamples, seed),
+                           per_item=per_item)
 
     return compute
 
@@ -354,7 +323,7 @@ LOSS_METRICS = ("loss", "perplexity")
 
 
 def score_losses(losses: Sequence[float], token_counts: Sequence[int], resamples: int = 1000,
-                 seed: int = 0) -> dict[str, MetricValue]:
+                 seed: int = 0) -> dict[str, MetricScore]:
     """Token-weighted mean loss and perplexity = exp(loss) from per-item mean token losses (nats) and the number
     of scored tokens of each item. The interval is a seeded bootstrap over items of the ratio
     sum(loss_i * tokens_i) / sum(tokens_i); perplexity's interval is exp of the loss interval (exp is monotone)."""
@@ -378,8 +347,9 @@ def score_losses(losses: Sequence[float], token_counts: Sequence[int], resamples
     value = mean_loss(np.arange(n))
     low, high = bootstrap_ci(mean_loss, n, resamples, seed)
     return {
-        "loss": MetricValue(value, low, high, n, method, loss.tolist()),
-        "perplexity": MetricValue(math.exp(value), math.exp(low), math.exp(high), n, method, np.exp(loss).tolist()),
+        "loss": MetricScore(value, low, high, n, method, per_item=loss.tolist()),
+        "perplexity": MetricScore(math.exp(value), math.exp(low), math.exp(high), n, method,
+                                  per_item=np.exp(loss).tolist()),
     }
 
 

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from harness.scoring.chance import LEARN_MARGIN, Chance, chance, learned, margin
 from harness.config import SuiteRef
 from harness.data.specs import load_benchmark
 from harness.gates.check import Verdict, recommend
-from harness.scoring.metrics import MetricValue
+from harness.results.model import MetricScore
+from harness.scoring.chance import LEARN_MARGIN, Chance, chance, learned, margin
 from reports.format import learning_lines, sweep_lines, verdict
 from tests.reports.sample import typed
 
@@ -54,7 +54,7 @@ def test_generation_chance_is_the_better_trivial_output(tmp_path):
 
 
 def _mv(value, low, high):
-    return MetricValue(value, low, high, 100, "wilson")
+    return MetricScore(value, low, high, 100, "wilson")
 
 
 @pytest.mark.parametrize("test, val, expected, phrase", [
@@ -77,8 +77,8 @@ def test_learned_is_unknown_without_a_baseline_or_with_nan():
 
 def test_margin_follows_the_metric_scale_and_direction():
     assert margin("accuracy") == LEARN_MARGIN and margin("bleu") == 100 * LEARN_MARGIN
-    assert learned("bleu", MetricValue(3.0, 2.5, 3.5, 50, "bootstrap"), Chance(2.0, "copy"))[0] is False  # +1 < 2 BLEU
-    assert learned("bleu", MetricValue(9.0, 6.0, 12.0, 50, "bootstrap"), Chance(2.0, "copy"))[0] is True
+    assert learned("bleu", MetricScore(3.0, 2.5, 3.5, 50, "bootstrap"), Chance(2.0, "copy"))[0] is False  # +1 < 2 BLEU
+    assert learned("bleu", MetricScore(9.0, 6.0, 12.0, 50, "bootstrap"), Chance(2.0, "copy"))[0] is True
 
 
 def _cand(name, params, *, learned_=True, zero=False):

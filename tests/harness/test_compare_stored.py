@@ -24,7 +24,7 @@ def run_results(run_id: str, benchmark: str, task: str, predictions: list[str], 
                 metrics: tuple[str, ...], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A schema-1 results dict (harness/results/finish.py) of one candidate scored by harness.scoring.metrics on real predictions,
     with the run's `references` as harness/results/finish.py keeps them (harness/data/references.py)."""
-    scores = {m: score(m, predictions, references, resamples=50).to_dict() for m in metrics} | (extra or {})
+    scores = {m: score(m, predictions, references, resamples=50).to_json() for m in metrics} | (extra or {})
     bench = {"benchmark": benchmark, "version": "1", "task": task, "status": "ok", "reason": "",
              "data_sha256": {"test": SHA}, "scores": {"test": scores}, "probes": [],
              "predictions": {"test": list(predictions)}}
@@ -104,7 +104,7 @@ def test_bleu_and_chrf_between_stored_runs_are_the_sacrebleu_differences(tmp_pat
 
 def test_loss_is_omitted_without_token_counts(tmp_path):
     losses = score_losses([1.0, 2.0, 4.0] * 10, [1, 3, 9] * 10, resamples=50)
-    extra = {m: v.to_dict() for m, v in losses.items()}
+    extra = {m: v.to_json() for m, v in losses.items()}
     (a, b), *_ = generation_runs(tmp_path, extra)
     rows = compare_runs(a, b, resamples=100)
     for metric in ("loss", "perplexity"):

@@ -105,7 +105,7 @@ def test_the_gap_interval_of_a_corpus_metric_contains_the_gap():
     test = score("macro_f1", ["a"] * 20, [[g] for g in gold_test], resamples=0)
     shifted = score("macro_f1", gold_shifted, [[g] for g in gold_shifted], resamples=0)
     assert test.value == pytest.approx((36 / 38 + 0) / 2) and shifted.value == 1.0
-    entry = bench(test.to_dict(), shifted.to_dict(), metric="macro_f1")
+    entry = bench(test.to_json(), shifted.to_json(), metric="macro_f1")
     entry["predictions"] = {"test": ["a"] * 20, "shifted": gold_shifted}
     refs = {"test": {"items": [[g] for g in gold_test]}, "shifted": {"items": [[g] for g in gold_shifted]}}
     got = _generalisation(entry, "macro_f1", 1000, 0, refs)
@@ -114,7 +114,7 @@ def test_the_gap_interval_of_a_corpus_metric_contains_the_gap():
     # every resample with a 'b' gives macro-F1 near (2 * 18 / 38) / 2: the interval hugs -0.53, far from [-0.25, 0]
     assert -0.6 < got["gap_ci_low"] and got["gap_ci_high"] <= -0.5
     # without predictions and references (an old stored run) it falls back to the per-item interval
-    assert _generalisation(bench(test.to_dict(), shifted.to_dict(), metric="macro_f1"), "macro_f1", 1000, 0)[
+    assert _generalisation(bench(test.to_json(), shifted.to_json(), metric="macro_f1"), "macro_f1", 1000, 0)[
         "gap_ci_high"] == pytest.approx(0.0)
 
 
@@ -126,7 +126,7 @@ def test_the_gap_interval_of_bleu_recomputes_corpus_bleu():
     hyp_s, ref_s = ["hello there friend", "good morning all"], ["hello my friend", "good morning everyone"]
     test = score("bleu", hyp_t, [[r] for r in ref_t], resamples=0)
     shifted = score("bleu", hyp_s, [[r] for r in ref_s], resamples=0)
-    entry = bench(test.to_dict(), shifted.to_dict(), metric="bleu")
+    entry = bench(test.to_json(), shifted.to_json(), metric="bleu")
     entry["predictions"] = {"test": hyp_t, "shifted": hyp_s}
     refs = {"test": {"items": [[r] for r in ref_t]}, "shifted": {"items": [[r] for r in ref_s]}}
     got = _generalisation(entry, "bleu", 500, 0, refs)

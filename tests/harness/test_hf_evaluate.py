@@ -47,7 +47,7 @@ def test_a_local_module_scores_as_its_own_output_with_a_per_item_interval():
     got = score("label_match", PREDS, REFS, resamples=200, seed=0)
     assert got.value == own_output("label_match", PREDS, REFS)["label_match"] == 4 / 6
     assert got.per_item == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
-    assert got.method == "wilson" and got.ci_low < got.value < got.ci_high
+    assert got.ci_method == "wilson" and got.ci_low < got.value < got.ci_high
     assert got.value == score("accuracy", PREDS, REFS).value  # the same thing as the built-in, here
 
 
@@ -57,7 +57,7 @@ def test_a_corpus_module_is_bootstrapped_and_refuses_a_per_item_interval():
     declare(evaluate="length_ratio.py", key="ratio", higher_is_better=False)
     got = score("length_ratio", PREDS, REFS, resamples=200, seed=0)
     assert got.value == own_output("length_ratio.py", PREDS, REFS)["ratio"]
-    assert got.method.startswith("bootstrap(resamples=200,seed=0)") and got.ci_low <= got.value <= got.ci_high
+    assert got.ci_method.startswith("bootstrap(resamples=200,seed=0)") and got.ci_low <= got.value <= got.ci_high
     assert len(got.per_item) == 6 and not METRICS.get("length_ratio").higher_is_better
     declare(evaluate="length_ratio.py", key="ratio", name="ratio_per_item", interval="per_item")
     with pytest.raises(RunFailure, match="not a mean of per-item scores"):
@@ -65,14 +65,13 @@ def test_a_corpus_module_is_bootstrapped_and_refuses_a_per_item_interval():
 
 
 def test_point_only_has_no_interval_and_the_reports_say_so():
-    from harness.results.model import MetricScore
     from harness.scoring.metrics import score
     from reports.format import metric_text
 
     declare(evaluate="label_match", name="label_match_point", interval="none")
     got = score("label_match_point", PREDS, REFS)
-    assert got.value == 4 / 6 and math.isnan(got.ci_low) and "point only" in got.method
-    assert metric_text(MetricScore.from_json(got.to_dict())) == "66.7 (point only)"
+    assert got.value == 4 / 6 and math.isnan(got.ci_low) and "point only" in got.ci_method
+    assert metric_text(got) == "66.7 (point only)"
 
 
 def test_a_declaration_registers_itself_where_it_is_unpickled():

@@ -46,3 +46,31 @@ def test_finish_keeps_the_typed_rows_and_the_references_the_run_read(tiny_config
     assert results.candidates[0] is row  # the same typed row, not a copy parsed back from JSON
     assert results.references["support_intents"]["test"] == scored
     assert results.to_json()["references"]["support_intents"]["test"]["items"] == scored["items"]
+
+
+def test_one_metric_type_from_the_scorer_to_the_file():
+    """The scorer returns the results model's MetricScore (there is no second metric-value type to copy it into),
+    and what it writes is the unit record's and results.json's shape: optional keys only when they are set, in the
+    file's order, the same after a round trip through JSON and after the seed merge."""
+    import json
+
+    from harness.scoring.metrics import combine_metric, score, score_losses
+
+    refs = [["a"], ["b"], ["a"], ["b"]]
+    acc = score("accuracy", ["a", "b", "b", "b"], refs, resamples=50)
+    bleu = score("bleu", ["the cat sat", "a dog"], [["the cat sat down"], ["a dog ran"]], resamples=50)
+    empty = score("rougeL", [], [], resamples=50)
+    loss = score_losses([1.0, 2.0], [3, 4], resamples=50)["perplexity"]
+    assert all(type(v) is MetricScore for v in (acc, bleu, empty, loss))
+    head = ["value", "ci_low", "ci_high", "n", "ci_method"]
+    assert list(acc.to_json()) == [*head, "per_item"] and acc.to_json()["per_item"] == [1.0, 1.0, 0.0, 1.0]
+    assert list(bleu.to_json()) == [*head, "signature", "per_item"] and bleu.signature.startswith("nrefs:1")
+    assert empty.to_json()["per_item"] == [] and empty.n == 0 and list(loss.to_json()) == [*head, "per_item"]
+    seeds = [acc, score("accuracy", ["a", "b", "a", "a"], refs, resamples=50)]
+    merged = combine_metric("accuracy", seeds, None, 50, 0)
+    assert list(merged.to_json()) == [*head, "seeds", "seed_sd", "per_item", "per_seed"]
+    assert merged.seeds == [0.75, 0.75] and merged.seed_sd == 0.0 and merged.per_seed == [s.per_item for s in seeds]
+    for value in (acc, bleu, merged):  # the unit record holds to_json(); assemble reads it back as it was
+        text = json.dumps(value.to_json())
+        assert json.dumps(MetricScore.from_json(json.loads(text)).to_json()) == text
+        assert MetricScore.from_json(json.loads(text)) == value

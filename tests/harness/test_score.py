@@ -121,7 +121,7 @@ def test_exact_match_equals_accuracy_on_normalised_sst2(sst2):
 def test_exact_match_counts_any_reference():
     got = score("exact_match", ["Berlin", "bonn!", "x", ""], [["Paris", "berlin"], ["Bonn"], ["y", "z", "w"], [""]])
     assert got.per_item == [1.0, 1.0, 0.0, 1.0]
-    assert got.value == 0.75 and got.method == "wilson"
+    assert got.value == 0.75 and got.ci_method == "wilson"
 
 
 # --- BLEU and chrF ------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_intervals_are_seeded_and_contain_the_value(multi30k, name):
     if name != "exact_match":  # Wilson intervals do not depend on the seed
         c = score(name, preds, refs, resamples=200, seed=4)
         assert (c.ci_low, c.ci_high) != (a.ci_low, a.ci_high)
-        assert a.method == "bootstrap(resamples=200,seed=3)"
+        assert a.ci_method == "bootstrap(resamples=200,seed=3)"
 
 
 # --- loss and perplexity ------------------------------------------------------------------------------------

@@ -76,10 +76,10 @@ def test_combine_metric_keeps_every_seed():
     assert m.value == pytest.approx(np.mean([v.value for v in per])) and m.seeds == [v.value for v in per]
     assert m.seed_sd == pytest.approx(np.std([v.value for v in per], ddof=1))
     assert m.per_item == pytest.approx(np.mean([v.per_item for v in per], axis=0).tolist())
-    assert m.per_seed == [v.per_item for v in per] and "3 seeds" in m.method
+    assert m.per_seed == [v.per_item for v in per] and "3 seeds" in m.ci_method
     assert m.ci_low < min(v.ci_low for v in per) + 0.05 and m.ci_high - m.ci_low > per[0].ci_high - per[0].ci_low
     assert combine_metric("accuracy", per[:1], None, 1000, 0) == per[0]  # one seed: unchanged
-    d = m.to_dict()
+    d = m.to_json()
     assert d["seeds"] == m.seeds and d["seed_sd"] == m.seed_sd and len(d["per_seed"]) == 3
 
 
@@ -93,7 +93,7 @@ def test_combine_change_is_the_mean_paired_change():
 
 def _entry(per):
     m = combine_metric("accuracy", per, None, 200, 0)
-    return m.to_dict()
+    return m.to_json()
 
 
 def test_seed_aware_comparisons_count_both_sides_seeds():
