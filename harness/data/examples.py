@@ -4,6 +4,7 @@ One JSON line per candidate, benchmark, split and row: {"benchmark", "split", "l
 "target"}. `input` is a causal LM's prompt through that candidate's chat template (its tokenizer is loaded, never its
 weights), or an encoder's text (a [first, second] list for a text pair). `target` is what training teaches: the
 label text a causal LM is tuned to produce (before EOS), the label key an encoder's head predicts, or the reference.
+An lm-eval task's rows are lm-eval's own request: its context (no chat template) and the gold choice's continuation.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from harness.config import BakeoffConfig
 from harness.data.encode import prompt_text, uses_chat
+from harness.data.lmeval import TASK_KIND as LM_EVAL
 from harness.data.specs import load_benchmark
 from harness.models.loading import load_tokenizer, resolve
 
@@ -28,13 +30,15 @@ def model_inputs(cfg: BakeoffConfig, n: int, progress: Any = None) -> Iterator[d
         tokenizer = load_tokenizer(handle) if handle.kind == "causal" else None
         chat = tokenizer is not None and uses_chat(tokenizer)
         for spec, splits in benchmarks:
-            if spec.task == "generation" and handle.kind == "encoder":
-                continue  # n/a: an encoder cannot generate (the run says so too)
+            if handle.kind == "encoder" and spec.task in ("generation", LM_EVAL):
+                continue  # n/a: an encoder cannot generate or rank choices by likelihood (the run says so too)
             for name, split in splits.items():
                 for ex in split.examples[:n]:
                     if handle.kind == "encoder":
                         text: Any = ex.encoder_text if isinstance(ex.encoder_text, str) else list(ex.encoder_text)
                         target = ex.target
+                    elif spec.task == LM_EVAL:  # lm-eval's own request: no chat template, the gold continuation
+                        text, target = ex.raw["requests"][int(ex.target)]
                     else:
                         text = prompt_text(tokenizer, ex, chat)
                         target = spec.labels[ex.target] if spec.task == "classification" else ex.target

@@ -190,6 +190,24 @@ bootstrap_resamples: 100
     assert "sums" in stdout.getvalue() and "acc_norm" in stdout.getvalue()
 
 
+def test_validate_examples_shows_an_lmeval_benchmarks_own_requests(tmp_path, tiny_llama, tiny_bert, capsys):
+    """`sftbench validate --examples`: lm-eval's context as it is (no chat template) and the gold continuation; an
+    encoder has no rows (it cannot rank choices by log-likelihood)."""
+    from harness.cli import main
+
+    folder = write_sums_task(tmp_path / "t", n=4)
+    cfg = tmp_path / "bakeoff.yaml"
+    cfg.write_text(f'name: x\ncandidates: [{{model: "{tiny_llama}", name: l}}, {{model: "{tiny_bert}", name: b}}]\n'
+                   f'benchmarks: [{{lm_eval: sums, include_path: "{folder}"}}]\n')
+    assert main(["validate", str(cfg), "--examples", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    test = next(r for r in rows if r["split"] == "test")
+    doc = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
+    assert test["input"].endswith(f"Question: {doc['question']}\nAnswer:") and test["input"].count("Question:") == 3
+    assert test["target"] == " " + doc["choices"][doc["label"]]
+    assert {r["candidate"] for r in rows} == {"l"} and {r["split"] for r in rows} == {"train", "test"}
+
+
 def test_an_lmeval_benchmark_hashes_its_documents_and_refuses_a_task_without_a_training_split(tmp_path):
     from harness.data.specs import load_benchmark
 
