@@ -71,7 +71,7 @@ def _compared(row: BenchmarkRow, bench: Benchmark, resamples: int, seed: int) ->
     """The row with its generalisation gap (test against shifted) and, for classification, its confusion matrices:
     both against the references of the items this run scored."""
     main, references = bench.spec.main_metric, bench.references()
-    gap = generalisation(row.to_json(), main, resamples, seed, references,
+    gap = generalisation(row, main, resamples, seed, references,
                          bound=scale_bound(main) if main in METRICS else None)
     confusion = confusions(row.seed_predictions or row.predictions or {}, references, row.data_sha256) or None \
         if row.task == "classification" else None

@@ -47,12 +47,12 @@ def baseline_test(candidate: CandidateRow | dict[str, Any], metric: str, baselin
         return None, why or f"baseline {base_name}: {base_why}"
     bench_name, metric_name = metric.split(".")[:2]
     split = metric.split(".")[2] if metric.count(".") == 2 else "test"
-    # the statistics read results.json-shaped entries (harness/statistics/: numbers, no results model)
-    bench, base_bench = _json(cand.benchmark(bench_name)), _json(base.benchmark(bench_name))
-    entry, base_entry = found.to_json(), base_found.to_json()
-    if bench["version"] != base_bench["version"]:
-        return None, f"{bench_name} version {bench['version']} differs from the baseline's {base_bench['version']}"
-    here, there = bench["data_sha256"].get(split), base_bench["data_sha256"].get(split)
+    bench, base_bench = cand.benchmark(bench_name), base.benchmark(bench_name)
+    assert bench is not None and base_bench is not None  # lookup found the metric in both
+    entry, base_entry = found, base_found
+    if bench.version != base_bench.version:
+        return None, f"{bench_name} version {bench.version} differs from the baseline's {base_bench.version}"
+    here, there = bench.data_sha256.get(split), base_bench.data_sha256.get(split)
     if not here or here != there:
         return None, f"{bench_name}/{split} data sha256 {here} differs from the baseline's {there}"
     if references is None and metric_name in CORPUS:  # same items, so the baseline run's references are both sides'
@@ -69,7 +69,7 @@ def baseline_test(candidate: CandidateRow | dict[str, Any], metric: str, baselin
                                          candidate_stats=seed_stats(metric_name, bench, split, refs),
                                          baseline_stats=seed_stats(metric_name, base_bench, split, refs)) | {
                 "metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
-        res = non_inferiority(entry.get("per_item") or [], base_entry.get("per_item") or [], margin, alpha,
+        res = non_inferiority(entry.per_item or [], base_entry.per_item or [], margin, alpha,
                               higher_is_better(metric_name), metric=metric_name, resamples=resamples, seed=seed,
                               candidate_stats=bench_stats(metric_name, bench, split, references),
                               baseline_stats=bench_stats(metric_name, base_bench, split, references))
@@ -77,11 +77,6 @@ def baseline_test(candidate: CandidateRow | dict[str, Any], metric: str, baselin
         return None, err.message
     return res | {"metric": metric_name, "source": f"{base_name} of run {base_results['run_id']}"}, ""
 
-
-def _json(row: Any) -> dict[str, Any]:
-    assert row is not None  # lookup found the metric in it
-    out: dict[str, Any] = row.to_json()
-    return out
 
 def latency_refusal(candidate: CandidateRow, base: CandidateRow, bench_name: str, base_name: str) -> str:
     """Why a baseline gate does not compare latencies: measured under different conditions (which), or, under the

@@ -88,7 +88,7 @@ def _values(entry: MetricScore, metric: str, picks: dict[int, np.ndarray], resam
             rng: np.random.Generator) -> np.ndarray:
     """(R,) the metric on R resamples: the candidate's seed draw (made once per seed count), then the shared
     item draw `seed` fixes."""
-    draws = item_draws(metric, per_seed_items(entry.to_json()), None, resamples, seed)  # (S, R)
+    draws = item_draws(metric, per_seed_items(entry), None, resamples, seed)  # (S, R)
     if len(draws) not in picks:
         picks[len(draws)] = rng.integers(0, len(draws), size=(resamples, len(draws)))  # (R, S) seed indices
     return draws[picks[len(draws)], np.arange(resamples)[:, None]].mean(axis=1)

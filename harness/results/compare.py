@@ -12,6 +12,7 @@ from typing import Any
 from harness.data.references import stored_references
 from harness.errors import DataError
 from harness.models.hardware import differences, latency_comparable
+from harness.results.model import BenchmarkRow, MetricScore
 from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import (
     CORPUS,
@@ -19,7 +20,6 @@ from harness.statistics.paired import (
     UNWEIGHTED,
     benjamini_hochberg,
     corpus_stats,
-    find_benchmark,
     holm,
     paired_difference,
     seed_stats,
@@ -27,17 +27,17 @@ from harness.statistics.paired import (
 from harness.statistics.seeds import is_seeded, paired_difference_seeds
 
 
-def _corpus_side(results: dict[str, Any], cand: str, bench: dict[str, Any], split: str, metric: str,
+def _corpus_side(results: dict[str, Any], cand: str, bench: BenchmarkRow, split: str, metric: str,
                  references: dict[tuple[str, str], list[list[str]]] | None) -> tuple[Any, str]:
     """`corpus_stats` for one run's side of a corpus metric, from its stored predictions and references (or the
     `references` passed in); or (None, why not)."""
 
-    key, run = (bench["benchmark"], split), results.get("run_id", "?")
+    key, run = (bench.benchmark, split), results.get("run_id", "?")
     refs, why = ((references[key], "") if references and key in references
-                 else stored_references(results, *key, bench["data_sha256"].get(split)))
+                 else stored_references(results, *key, bench.data_sha256.get(split)))
     if refs is None:
         return None, why
-    preds = (bench.get("predictions") or {}).get(split)
+    preds = (bench.predictions or {}).get(split)
     if preds is None:
         return None, f"run {run} stores no predictions of {cand} for {key[0]}/{split}"
     if len(preds) != len(refs):
@@ -46,13 +46,13 @@ def _corpus_side(results: dict[str, Any], cand: str, bench: dict[str, Any], spli
     return corpus_stats(metric, preds, refs), ""
 
 
-def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: dict[str, Any], bb: dict[str, Any], split: str,
+def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: BenchmarkRow, bb: BenchmarkRow, split: str,
                 metric: str, resamples: int, seed: int,
                 references: dict[tuple[str, str], list[list[str]]] | None) -> dict[str, Any]:
     """One metric of one split compared, or the row with `omitted` saying why it cannot be: a number is only ever
     shown under the name of the metric it is, so `a` and `b` must be the values the runs themselves report."""
-    ea, eb = ba["scores"][split][metric], bb["scores"][split][metric]
-    row = {"candidate": cand, "benchmark": ba["benchmark"], "split": split, "metric": metric,
+    ea, eb = ba.scores[split][metric], bb.scores[split][metric]
+    row = {"candidate": cand, "benchmark": ba.benchmark, "split": split, "metric": metric,
            "higher_is_better": higher_is_better(metric)}
     if metric in UNWEIGHTED:
         return row | {"omitted": f"{metric} is token-weighted and token counts are not stored; the mean of per-item "
@@ -66,18 +66,17 @@ def _metric_row(ra: dict[str, Any], rb: dict[str, Any], cand: str, ba: dict[str,
         stats = sa, sb
     try:
         if is_seeded(ea) or is_seeded(eb):  # several training seeds: the test counts the seed variance too
-            refs = [(references or {}).get((ba["benchmark"], split))
-                    or stored_references(r, ba["benchmark"], split, b["data_sha256"].get(split))[0]
+            refs = [(references or {}).get((ba.benchmark, split))
+                    or stored_references(r, ba.benchmark, split, b.data_sha256.get(split))[0]
                     for r, b in ((ra, ba), (rb, bb))]
             res = paired_difference_seeds(metric, ea, eb, resamples, seed, seed_stats(metric, ba, split, refs[0]),
                                           seed_stats(metric, bb, split, refs[1]))
         else:
-            res = paired_difference(metric, ea.get("per_item") or [], eb.get("per_item") or [], resamples, seed,
-                                    *stats)
+            res = paired_difference(metric, ea.per_item or [], eb.per_item or [], resamples, seed, *stats)
     except (DataError, ValueError) as err:
         return row | {"omitted": str(err)}
     for _side, got, entry, results in (("a", res["a"], ea, ra), ("b", res["b"], eb, rb)):
-        want = entry.get("value")
+        want = entry.value
         if want is None or not abs(got - want) <= 1e-9 * max(1.0, abs(want)):
             return row | {"omitted": f"{metric} recomputed from what run {results.get('run_id', '?')} stores is "
                                      f"{got:.6g}, not the {want} it reports"}
@@ -89,7 +88,7 @@ def _rows_for(ra: dict[str, Any], rb: dict[str, Any], ca: dict[str, Any], cb: di
               ) -> Iterator[dict[str, Any]]:
     """Rows comparing one candidate across runs ra and rb: every benchmark split metric and probe both have."""
     for ba in ca["benchmarks"]:
-        bb = find_benchmark(cb, ba["benchmark"])
+        bb = next((b for b in cb["benchmarks"] if b["benchmark"] == ba["benchmark"]), None)
         if bb is None or ba["status"] != "ok" or bb["status"] != "ok":
             continue
         where = f"{ca['name']}/{ba['benchmark']}"
@@ -104,7 +103,8 @@ def _rows_for(ra: dict[str, Any], rb: dict[str, Any], ca: dict[str, Any], cb: di
                 problems.append(f"{where}/{split}: data sha256 {ha} (a) != {hb} (b)")
                 continue
             for metric in (m for m in metrics if m in bb["scores"][split]):
-                yield _metric_row(ra, rb, ca["name"], ba, bb, split, metric, resamples, seed, references)
+                yield _metric_row(ra, rb, ca["name"], BenchmarkRow.from_json(ba), BenchmarkRow.from_json(bb), split,
+                                  metric, resamples, seed, references)
         probes_b = {p["probe"]: p for p in bb.get("probes") or []}
         for pa in ba.get("probes") or []:
             pb = probes_b.get(pa["probe"])
@@ -116,17 +116,17 @@ def _rows_for(ra: dict[str, Any], rb: dict[str, Any], ca: dict[str, Any], cb: di
                 continue
             ea, eb = _probe_entry(pa), _probe_entry(pb)
             res = (paired_difference_seeds(PROBE_METRIC, ea, eb, resamples, seed) if is_seeded(ea) or is_seeded(eb)
-                   else paired_difference(PROBE_METRIC, ea["per_item"], eb["per_item"], resamples, seed))
+                   else paired_difference(PROBE_METRIC, ea.per_item, eb.per_item, resamples, seed))
             yield {"candidate": ca["name"], "benchmark": pa["probe"], "split": "after", "metric": PROBE_METRIC,
                    "higher_is_better": True, **res}
 
 
-def _probe_entry(probe: dict[str, Any]) -> dict[str, Any]:
-    """A probe's after-tuning correctness as a metric entry: every seed's row (`after` is seed 0's alone)."""
+def _probe_entry(probe: dict[str, Any]) -> MetricScore:
+    """A probe's after-tuning correctness as a metric: every seed's row (`after` is seed 0's alone)."""
     rows = probe["per_item"].get("after_per_seed") or [probe["per_item"]["after"]]
     seeds = [sum(r) / len(r) for r in rows]
-    return {"value": sum(seeds) / len(seeds), "per_item": probe["per_item"]["after"], "seeds": seeds,
-            "per_seed": rows if len(rows) > 1 else None}
+    return MetricScore(value=sum(seeds) / len(seeds), per_item=probe["per_item"]["after"], seeds=seeds,
+                       per_seed=rows if len(rows) > 1 else None)
 
 
 def compare_runs(results_a: dict[str, Any], results_b: dict[str, Any], *, resamples: int = 2000, seed: int = 0,

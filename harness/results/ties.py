@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import ConfigError, DataError
-from harness.results.model import TieGroup
+from harness.results.model import MetricScore, TieGroup
 from harness.scoring.metrics import higher_is_better
 from harness.statistics.paired import holm_adjusted, paired_difference
 from harness.statistics.seeds import is_seeded, paired_difference_seeds
@@ -51,9 +51,9 @@ def main_metrics(results: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
     return [(bench, names[0], names[1:]) for bench, names in seen.items()]
 
 
-def _scored(results: dict[str, Any], bench: str, metric: str) -> list[tuple[str, dict[str, Any], str | None]]:
+def _scored(results: dict[str, Any], bench: str, metric: str) -> list[tuple[str, MetricScore, str | None]]:
     """(candidate, test entry, test data hash) for every candidate with a finite main metric on test."""
-    out: list[tuple[str, dict[str, Any], str | None]] = []
+    out: list[tuple[str, MetricScore, str | None]] = []
     for c in results.get("candidates", []):
         b = next((x for x in c.get("benchmarks", []) if x.get("benchmark") == bench), None)
         if b is None or b.get("status") != "ok":
@@ -61,7 +61,7 @@ def _scored(results: dict[str, Any], bench: str, metric: str) -> list[tuple[str,
         entry = ((b.get("scores") or {}).get("test") or {}).get(metric)
         value = (entry or {}).get("value")
         if entry is not None and isinstance(value, (int, float)) and math.isfinite(value):
-            out.append((c["name"], entry, (b.get("data_sha256") or {}).get("test")))
+            out.append((c["name"], MetricScore.from_json(entry), (b.get("data_sha256") or {}).get("test")))
     return out
 
 
@@ -71,8 +71,8 @@ def _settings(results: dict[str, Any]) -> tuple[int, int]:
     return int(config.get("bootstrap_resamples") or 1000), int((config.get("recipe") or {}).get("seed") or 0)
 
 
-def _p_value(metric: str, leader: tuple[str, dict[str, Any], str | None],
-             other: tuple[str, dict[str, Any], str | None], resamples: int, seed: int) -> tuple[float | None, str, str]:
+def _p_value(metric: str, leader: tuple[str, MetricScore, str | None],
+             other: tuple[str, MetricScore, str | None], resamples: int, seed: int) -> tuple[float | None, str, str]:
     """(two-sided p-value, or None when the two cannot be compared; why not, or ""; what the test compared)."""
     if other[2] and leader[2] and other[2] != leader[2]:
         return None, f"{other[0]} was scored on other test data than {leader[0]}: not paired, own group", ""
@@ -80,7 +80,7 @@ def _p_value(metric: str, leader: tuple[str, dict[str, Any], str | None],
         if is_seeded(leader[1]) or is_seeded(other[1]):  # several training seeds: count their variance too
             res = paired_difference_seeds(metric, leader[1], other[1], resamples, seed)
         else:
-            res = paired_difference(metric, leader[1].get("per_item") or [], other[1].get("per_item") or [],
+            res = paired_difference(metric, leader[1].per_item or [], other[1].per_item or [],
                                     resamples, seed)
     except (DataError, ValueError) as err:
         return None, f"{other[0]} vs {leader[0]}: not paired ({err}), own group", ""
@@ -111,7 +111,7 @@ def tie_groups(results: dict[str, Any], bench: str, metric: str) -> TieGroup:
         sign = 1 if higher_is_better(metric) else -1
     except ConfigError:  # a stored run scored with a metric this version no longer registers
         return TieGroup(bench, metric, [], {}, [f"{metric}: no longer a registered metric, so no direction to rank"])
-    scored.sort(key=lambda s: -sign * s[1]["value"])  # stable: equal values keep the results' order
+    scored.sort(key=lambda s: -sign * s[1].number)  # stable: equal values keep the results' order
     resamples, seed = _settings(results)
     tests: dict[tuple[int, int], tuple[float | None, str, str]] = {}
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataError
+from harness.results.model import BenchmarkRow
 from harness.statistics.intervals import mcnemar_exact
 
 PROBE_METRIC = "probe_correct"  # a probe item answered correctly by the tuned model (0/1)
@@ -283,26 +284,22 @@ def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> list[bo
     return [q <= alpha for q in bh_adjusted(pvalues)]
 
 
-def find_benchmark(candidate: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A candidate row's entry for benchmark `name` (results.json shape), or None."""
-    return next((b for b in candidate["benchmarks"] if b["benchmark"] == name), None)
-
-
-def bench_stats(metric: str, bench: dict[str, Any], split: str,
-           references: dict[tuple[str, str], list[list[str]]] | None) -> Any:
-    refs = (references or {}).get((bench["benchmark"], split))
-    preds = (bench.get("predictions") or {}).get(split)
+def bench_stats(metric: str, bench: BenchmarkRow, split: str,
+                references: dict[tuple[str, str], list[list[str]]] | None) -> Any:
+    refs = (references or {}).get((bench.benchmark, split))
+    preds = (bench.predictions or {}).get(split)
     if metric not in CORPUS or refs is None or preds is None or len(preds) != len(refs):
         return None
     return corpus_stats(metric, preds, refs)
 
 
-def seed_stats(metric: str, bench: dict[str, Any], split: str, refs: list[list[str]] | None) -> list[Any] | None:
+def seed_stats(metric: str, bench: BenchmarkRow, split: str, refs: list[list[str]] | None) -> list[Any] | None:
     """`corpus_stats` under each training seed (one entry with a single seed), or None without references."""
     if metric not in CORPUS or refs is None:
         return None
-    preds = (bench.get("seed_predictions") or {}).get(split) or [(bench.get("predictions") or {}).get(split)]
-    if any(p is None or len(p) != len(refs) for p in preds):
+    seeded, one = (bench.seed_predictions or {}).get(split), (bench.predictions or {}).get(split)
+    preds = seeded or ([one] if one is not None else [])
+    if not preds or any(len(p) != len(refs) for p in preds):
         return None
     return [corpus_stats(metric, p, refs) for p in preds]
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from harness.results.model import MetricScore
 from harness.statistics.intervals import change_interval
 from harness.statistics.paired import basis, resample_counts, statistic
 
@@ -171,18 +172,18 @@ def paired(metric: str, a: Sequence[Sequence[float]], b: Sequence[Sequence[float
     return combine([a_values, b_values], [da, db])
 
 
-def per_seed_items(entry: dict[str, Any]) -> list[list[float]]:
-    """A stored metric entry's per-seed per-item scores: `per_seed`, or its one `per_item` row."""
-    return entry.get("per_seed") or [entry.get("per_item") or []]
+def per_seed_items(entry: MetricScore) -> list[list[float]]:
+    """A metric's per-seed per-item scores: `per_seed`, or its one `per_item` row."""
+    return entry.per_seed or [entry.per_item or []]
 
 
-def seed_values(entry: dict[str, Any]) -> list[float]:
-    return entry.get("seeds") or [entry["value"]]
+def seed_values(entry: MetricScore) -> list[float]:
+    return entry.seeds or [entry.number]
 
 
-def is_seeded(entry: dict[str, Any]) -> bool:
-    """Whether a stored metric entry carries several training seeds (then tests must use the seed-aware path)."""
-    return len(entry.get("per_seed") or []) > 1
+def is_seeded(entry: MetricScore) -> bool:
+    """Whether a metric carries several training seeds (then tests must use the seed-aware path)."""
+    return len(entry.per_seed or []) > 1
 
 
 def _borrowed(sizes: tuple[int, int], names: tuple[str, str], sa: SeedAware) -> str:
@@ -199,7 +200,7 @@ def _test_name(sizes: tuple[int, int], names: tuple[str, str], sa: SeedAware, co
             f"items (df {sa.df:.0f}{'; ' + borrowed if borrowed else ''}; {METHOD_PATH})")
 
 
-def paired_difference_seeds(metric: str, ea: dict[str, Any], eb: dict[str, Any], resamples: int = 2000,
+def paired_difference_seeds(metric: str, ea: MetricScore, eb: MetricScore, resamples: int = 2000,
                             seed: int = 0, a_stats: Sequence[Any] | None = None,
                             b_stats: Sequence[Any] | None = None) -> dict[str, Any]:
     """harness.statistics.paired.paired_difference for entries with several seeds: the same keys, a two-sided
@@ -213,7 +214,7 @@ def paired_difference_seeds(metric: str, ea: dict[str, Any], eb: dict[str, Any],
             "test": _test_name((len(a), len(b)), ("a", "b"), sa, a_stats is not None, metric), "n": len(a[0])}
 
 
-def non_inferiority_seeds(ec: dict[str, Any], eb: dict[str, Any], margin: float, alpha: float = 0.05,
+def non_inferiority_seeds(ec: MetricScore, eb: MetricScore, margin: float, alpha: float = 0.05,
                           higher_is_better: bool = True, *, metric: str = "", resamples: int = 2000, seed: int = 0,
                           candidate_stats: Sequence[Any] | None = None,
                           baseline_stats: Sequence[Any] | None = None) -> dict[str, Any]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.results.model import BenchmarkRow
 from harness.scoring.metrics import scale_bound, score
 from harness.statistics.gap import generalisation
 
 
 def _generalisation(bench: dict, metric: str, *args, **kwargs) -> dict:
-    """As the run calls it: with the main metric's scale from the metric registry."""
-    return generalisation(bench, metric, *args, bound=scale_bound(metric), **kwargs)
+    """As the run calls it: on the benchmark's row, with the main metric's scale from the metric registry."""
+    return generalisation(BenchmarkRow.from_json(bench), metric, *args, bound=scale_bound(metric), **kwargs)
 
 TEST = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]  # 9 of 12
 SHIFTED = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0]  # 3 of 7: another size, so nothing can pair the items

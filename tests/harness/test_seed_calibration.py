@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from harness.results.model import MetricScore
 from harness.statistics.paired import non_inferiority
 from harness.statistics.seeds import non_inferiority_seeds
 
@@ -47,8 +48,8 @@ def _fit() -> tuple[np.ndarray, float, np.ndarray]:
 def _side(rng, b, tau, shift=0.0):
     u = rng.normal(0, tau, size=(SEEDS, 1))
     x = (rng.random((SEEDS, len(b))) < sps.logistic.cdf(b[None, :] + u + shift)).astype(float)
-    return {"value": float(x.mean()), "per_item": x.mean(axis=0).tolist(), "per_seed": x.tolist(),
-            "seeds": x.mean(axis=1).tolist()}
+    return MetricScore(value=float(x.mean()), per_item=x.mean(axis=0).tolist(), per_seed=x.tolist(),
+                       seeds=x.mean(axis=1).tolist())
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_seed_aware_gate_false_alarms_within_alpha_and_item_only_exceeds_it(mode
         cand, base = _side(rng, b, tau), _side(rng, b, tau)
         res = non_inferiority_seeds(cand, base, 0.0, ALPHA, metric="accuracy", resamples=RESAMPLES, seed=trial)
         seed_aware += res["regressed"]
-        one = non_inferiority(cand["per_seed"][0], base["per_seed"][0], 0.0, ALPHA, metric="accuracy",
+        one = non_inferiority(cand.per_seed[0], base.per_seed[0], 0.0, ALPHA, metric="accuracy",
                               resamples=RESAMPLES, seed=trial)
         item_only += one["regressed"]
     slack = 3 * math.sqrt(ALPHA * (1 - ALPHA) / TRIALS)
@@ -88,7 +89,7 @@ def test_seed_aware_power_matches_its_prediction(model):
     # The prediction, from the generative model alone (not from the test's output): the sd of the difference of
     # seed means over simulated bake-offs, and a one-sided t test with S - 1 degrees of freedom (harness/statistics/seeds.py).
     sims = [(_side(rng, b, tau, shift), _side(rng, b, tau)) for _ in range(300)]
-    diffs = [q["value"] - c["value"] for c, q in sims]
+    diffs = [q.number - c.number for c, q in sims]
     delta, se, df = float(np.mean(diffs)), float(np.std(diffs, ddof=1)), SEEDS - 1
     predicted = float(sps.t.sf(sps.t.ppf(1 - ALPHA, df) - delta / se, df))
     flagged = 0

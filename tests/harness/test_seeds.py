@@ -92,8 +92,7 @@ def test_combine_change_is_the_mean_paired_change():
 
 
 def _entry(per):
-    m = combine_metric("accuracy", per, None, 200, 0)
-    return m.to_json()
+    return combine_metric("accuracy", per, None, 200, 0)
 
 
 def test_seed_aware_comparisons_count_both_sides_seeds():
@@ -200,7 +199,7 @@ def test_a_baseline_gate_on_two_seeds_fails_closed():
     def cand(name, seeds):
         per = _per_seed([0.7] * seeds, seed=seeds)
         bench = {"benchmark": "b", "version": "1", "status": "ok", "data_sha256": {"test": "t"},
-                 "scores": {"test": {"accuracy": _entry(per)}}}
+                 "scores": {"test": {"accuracy": _entry(per).to_json()}}}
         return {"name": name, "status": "ok", "benchmarks": [bench]}
 
     base = ({"run_id": "r0", "candidates": [cand("base", 3)]}, "base")
