@@ -230,7 +230,18 @@ def learning_lines(results: Results) -> list[str]:
                         else f"tuning bought {amount} over zero-shot")
                 out.append(f"{tuned.name} / {b.benchmark}: {what} "
                            f"({scale * zero.value:.1f} -> {scale * after.value:.1f})")
-    return out
+    return out + setting_lines(results)
+
+
+def setting_lines(results: Results) -> list[str]:
+    """The setting each candidate was tuned with, where the candidates' settings differ (a candidate's own learning
+    rate, or a sweep that chose differently)."""
+    settings = {(c.name, b.benchmark): (b.learning_rate, b.epochs) for c in results.candidates for b in c.benchmarks
+                if b.status == "ok" and b.epochs is not None}
+    if len(set(settings.values())) < 2:
+        return []
+    return [f"{name} / {bench}: tuned with lr {lr:g} for {epochs} epoch{'s' if epochs != 1 else ''}"
+            for (name, bench), (lr, epochs) in settings.items()]
 
 
 def reliability(results: Results) -> str | None:

@@ -151,7 +151,8 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
         sweep=sweep, bias=tuple(BiasRow.from_json(r) for r in bias_reports),
         files={"spec": spec.path, **{name: sp.path for name, sp in splits.items()}},
         unit=str(unit) if unit else None, chance=chances, learned=did_learn, learned_reason=why,
-        zero_shot=bp.zero_shot, seeds=[] if bp.zero_shot else [seed], seed_runs=[], seed_predictions={})
+        zero_shot=bp.zero_shot, epochs=chosen["epochs"], seeds=[] if bp.zero_shot else [seed], seed_runs=[],
+        seed_predictions={})
 
 
 def _folder(folder: Callable[[str], Path | None], key: str | None) -> Path | None:

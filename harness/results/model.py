@@ -42,6 +42,7 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
       chance{split{value, how}} (the best trivial predictor on that split,
         by the same metric code: harness/scoring/chance.py),
       learned (true | false | null: beats chance by the documented margin), learned_reason, zero_shot,
+      epochs (the chosen setting's; null for a row scored as it is; absent in runs written before it),
       generalisation{gap, gap_ci_low, gap_ci_high, overfit_loss_gap}, predictions{split[]}, per_class_f1{split{label}},
       latency_ms_per_item, latency_conditions{items, warmup, batch, threads, device, precision, shared, cpu,
         gpu} (measured alone after every unit, under these conditions: harness/execution/latency.py; or
@@ -234,6 +235,7 @@ class BenchmarkRow(Record):
     learned: bool | None = None
     learned_reason: str | None = None
     zero_shot: bool = False
+    epochs: int | None = None  # the chosen setting's epochs (None: scored as it is; absent in runs written before it)
     seeds: list[int] | None = None
     seed_runs: list[dict[str, Any]] | None = None
     seed_predictions: dict[str, list[list[str]]] | None = None

@@ -94,3 +94,20 @@ def test_names_are_data_not_markup():
     results["recommendation_reason"] = "[/] is not a tag"
     text = rendered(200, results)
     assert "[bold red]x[/] <b>" in text and "[/] is not a tag" in text
+
+
+def test_the_setting_each_candidate_was_tuned_with_is_shown_where_they_differ():
+    """BenchmarkRow.epochs (the worked example of adding a field: the model, assemble, reports/format.py)."""
+    import copy
+
+    from reports.format import setting_lines
+    from tests.reports.sample import sample_results, typed
+
+    d = copy.deepcopy(sample_results())
+    assert setting_lines(typed(d)) == []  # a run written before the field: nothing to say
+    for i, c in enumerate(d["candidates"]):
+        c["benchmarks"][0] |= {"learning_rate": 1e-3, "epochs": 1 + i}
+    lines = setting_lines(typed(d))
+    assert lines[0] == f"{d['candidates'][0]['name']} / support_intents: tuned with lr 0.001 for 1 epoch"
+    assert lines[1].endswith("tuned with lr 0.001 for 2 epochs")
+    assert len(lines) == sum(c["benchmarks"][0]["status"] == "ok" for c in d["candidates"])
