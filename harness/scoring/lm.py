@@ -100,10 +100,13 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
     Pairs that share a context (a prompt and its options) are packed into one row: the context once, then
     every option's tokens but the last (whose output predicts nothing), each option attending to the context
     and to itself only, its positions continuing from the context's end. So one forward pass scores all the
-    options of a context, and the context runs once. With `share`, the tokens every context begins with (a chat
-    template's system turn, the benchmark's instruction) run once for the whole call (harness/models/prefix.py)
-    and the rows hold only what follows, when the cost model says it pays (`_prefix_plan`). The LM head runs once
-    per context for every option's first token, and once per later option token. Rows are left-padded and
+    options of a context, and the context runs once. Contexts shorter than PACK_WIDTH packed tokens share rows: a
+    row holds several of them side by side, each attending to itself only, its positions starting again, so short
+    rows are not padded to the longest of their batch (zero-shot multiple choice). With `share`, the tokens every
+    context begins with (a chat template's system turn, the benchmark's instruction) run once for the whole call
+    (harness/models/prefix.py) and the rows hold only what follows, when the cost model says it pays
+    (`_prefix_plan`). The LM head runs once per context for every option's first token, and once per later option
+    token. Rows are left-padded and
     batched by packed length, at most `max_batch` rows and `max_tokens` padded tokens a pass, split by a cost
     model: on a CPU a pass over a few tokens costs nearly as much as one over a few hundred. on_step(pairs
     scored, pairs in total) is called after every batch; `tokens` adds up what was read and run, and the path.
@@ -123,9 +126,11 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
         skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
     totals = torch.zeros(len(contexts), dtype=torch.float64)
     done = 0
-    for span in _batches([packed[c] - skip for c in ordered], max_batch, max_tokens, FORWARD_COST):
-        chunk = ordered[span.start:span.stop]
-        rows = _pack(chunk, groups, continuations, packed[chunk[-1]] - skip, pad_id, skip)
+    lines = _rows(ordered, {c: packed[c] - skip for c in ordered})
+    widths = [sum(packed[c] - skip for c in line) for line in lines]
+    for span in _batches(widths, max_batch, max_tokens, FORWARD_COST):
+        chunk = lines[span.start:span.stop]
+        rows = _pack(chunk, groups, continuations, widths[span.stop - 1], pad_id, skip)
         ids, allowed, positions = on_device(model, rows.ids, rows.mask, rows.positions)
         if prefix is not None:
             hidden = run_suffix(body, prefix, ids, allowed, positions).last_hidden_state
@@ -136,7 +141,7 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
                                         torch.tensor(rows.targets))  # at (n, 2): the distinct positions scored
         logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), source, targets)
         totals.index_add_(0, torch.tensor(rows.owners), logprobs.double().cpu())
-        done += sum(len(groups[ctx]) for ctx in chunk)
+        done += sum(len(groups[ctx]) for line in chunk for ctx in line)
         if on_step:
             on_step(done, len(contexts))
     if tokens is not None:
@@ -175,42 +180,78 @@ class _Packed:
     owners: list[int] = field(default_factory=list)  # per target token: its pair
 
 
-def _pack(chunk: list[tuple[int, ...]], groups: dict[tuple[int, ...], list[int]],
+PACK_WIDTH = 64  # contexts packed shorter than this share rows of up to this many tokens
+
+
+def _rows(ordered: list[tuple[int, ...]], length: dict[tuple[int, ...], int]) -> list[list[tuple[int, ...]]]:
+    """The contexts (ascending by packed length) laid out in rows, ascending by width: one shorter than PACK_WIDTH
+    goes into the first row it fits within PACK_WIDTH tokens, longest first; a longer one has a row of its own."""
+    short = [c for c in ordered if length[c] < PACK_WIDTH]
+    lines: list[list[tuple[int, ...]]] = [[c] for c in ordered if length[c] >= PACK_WIDTH]
+    room: dict[int, list[int]] = {}  # free tokens -> the packed rows (indices) with that much room
+    packed: list[list[tuple[int, ...]]] = []
+    for c in reversed(short):
+        free = next((f for f in range(length[c], PACK_WIDTH + 1) if room.get(f)), None)
+        at = room[free].pop() if free is not None else len(packed)
+        if free is None:
+            packed.append([])
+            free = PACK_WIDTH
+        packed[at].append(c)
+        room.setdefault(free - length[c], []).append(at)
+    return sorted(packed, key=lambda line: sum(length[c] for c in line)) + lines
+
+
+def _pack(chunk: list[list[tuple[int, ...]]], groups: dict[tuple[int, ...], list[int]],
           continuations: Sequence[Sequence[int]], width: int, pad_id: int, skip: int = 0) -> _Packed:
-    """One row per context: [padding] context, option 1 but its last token, option 2 ..., with a mask in which
-    the context is causal, each option sees the context and its own earlier tokens, and padding sees itself.
-    The first `skip` tokens of every context are left out (a shared prefix run once): positions start at `skip`."""
+    """Rows of contexts: [padding] context, option 1 but its last token, option 2 ..., then the row's next context
+    and its options, with a mask in which each context is causal, each option sees its context and its own earlier
+    tokens, nothing sees another context's tokens, and padding sees itself. The first `skip` tokens of every context
+    are left out (a shared prefix run once): each context's positions start at `skip`."""
     b = len(chunk)
     rows = _Packed(torch.full((b, width), pad_id, dtype=torch.long), torch.zeros((b, width), dtype=torch.long),
                    torch.zeros(0))
     segment = torch.full((b, width), -1, dtype=torch.long)  # -1 padding, 0 the context, s option s
-    for r, whole in enumerate(chunk):
-        ctx = whole[skip:]
-        tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(skip, len(whole)))
-        start = width - len(ctx) - sum(len(continuations[i]) - 1 for i in groups[whole])
-        rows.scored.append((r, start + len(ctx) - 1))  # predicts every option's first token
-        last = len(rows.scored) - 1
-        for s, i in enumerate(groups[whole], start=1):
-            option = continuations[i]
-            rows.source.append(last)
-            rows.targets.append(option[0])
-            rows.owners.append(i)
-            for j, token in enumerate(option[:-1]):  # token j predicts token j + 1
-                rows.scored.append((r, start + len(tokens)))
-                rows.source.append(len(rows.scored) - 1)
-                rows.targets.append(option[j + 1])
-                rows.owners.append(i)
-                tokens.append(token)
-                segments.append(s)
-                positions.append(len(whole) + j)
-        rows.ids[r, start:] = torch.tensor(tokens)
-        rows.positions[r, start:] = torch.tensor(positions)
-        segment[r, start:] = torch.tensor(segments)
+    block = torch.full((b, width), -1, dtype=torch.long)  # which context of the row a token belongs to
+    for r, line in enumerate(chunk):
+        start = width - sum(len(w) - skip + sum(len(continuations[i]) - 1 for i in groups[w]) for w in line)
+        for k, whole in enumerate(line):
+            start = _place(rows, segment, block, r, k, start, whole, groups, continuations, skip)
     real = segment >= 0
     causal = torch.ones(width, width, dtype=torch.bool).tril()
-    visible = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])  # context or own option
+    same = block[:, None, :] == block[:, :, None]
+    visible = same & ((segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None]))
     rows.mask = (causal & visible & real[:, None, :] & real[:, :, None]) | torch.eye(width, dtype=torch.bool)
     return rows
+
+
+def _place(rows: _Packed, segment: torch.Tensor, block: torch.Tensor, r: int, k: int, start: int,
+           whole: tuple[int, ...], groups: dict[tuple[int, ...], list[int]], continuations: Sequence[Sequence[int]],
+           skip: int) -> int:
+    """One context and its options into row r from column `start` (the row's k-th context); returns the next
+    free column."""
+    ctx = whole[skip:]
+    tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(skip, len(whole)))
+    rows.scored.append((r, start + len(ctx) - 1))  # predicts every option's first token
+    last = len(rows.scored) - 1
+    for s, i in enumerate(groups[whole], start=1):
+        option = continuations[i]
+        rows.source.append(last)
+        rows.targets.append(option[0])
+        rows.owners.append(i)
+        for j, token in enumerate(option[:-1]):  # token j predicts token j + 1
+            rows.scored.append((r, start + len(tokens)))
+            rows.source.append(len(rows.scored) - 1)
+            rows.targets.append(option[j + 1])
+            rows.owners.append(i)
+            tokens.append(token)
+            segments.append(s)
+            positions.append(len(whole) + j)
+    end = start + len(tokens)
+    rows.ids[r, start:end] = torch.tensor(tokens)
+    rows.positions[r, start:end] = torch.tensor(positions)
+    segment[r, start:end] = torch.tensor(segments)
+    block[r, start:end] = k
+    return end
 
 
 # A forward pass costs about as much as this many more tokens (fp32, 2 CPU cores, SmolLM2-135M).

@@ -228,3 +228,25 @@ def test_generate_shares_the_prefix_and_says_so(tiny_llama):
     again = Tokens()
     generate(model, tok, prompts, 8, tokens=again)
     assert again.paths == {"unshared: the generation config sets repetition_penalty": 1}
+
+
+def test_short_contexts_share_rows_and_score_as_one_sequence_at_a_time(tiny_llama):
+    """Contexts under PACK_WIDTH packed tokens lie side by side in rows of up to PACK_WIDTH tokens, each seeing only
+    itself; a longer one has a row of its own. Every pair still scores as it does alone."""
+    from harness.scoring.lm import PACK_WIDTH, _rows
+
+    lengths = {(i,): n for i, n in enumerate([3, 5, 7, 30, 40, 60, 64, 90])}
+    rows = _rows(sorted(lengths, key=lengths.get), lengths)
+    widths = [sum(lengths[c] for c in row) for row in rows]
+    assert sorted(c for row in rows for c in row) == sorted(lengths)  # every context once
+    assert widths == sorted(widths) and all(w <= PACK_WIDTH for row, w in zip(rows, widths) if len(row) > 1)
+    assert [[(6,)], [(7,)]] == rows[-2:] and len(rows) < len(lengths) - 2  # 64 and 90 alone; the short ones share
+    model, tok, pad_id = tiny("llama", tiny_llama, None)
+    contexts, conts = [], []
+    for prompt in ["hi", "refund", "my parcel never came", " ".join(["the parcel i ordered never arrived"] * 12)]:
+        for option in [[5], [5, 9, 11]]:
+            contexts.append(tok(prompt)["input_ids"])
+            conts.append(option)
+    assert len(contexts[-1]) > PACK_WIDTH
+    for (value, _), ctx, cont in zip(continuation_logprobs(model, pad_id, contexts, conts), contexts, conts):
+        torch.testing.assert_close(value, naive(model, ctx, cont), rtol=1e-5, atol=1e-5)
