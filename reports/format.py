@@ -87,9 +87,73 @@ def latency_lines(results: Results) -> list[str]:
 
 
 def cost_lines(results: Results) -> list[str]:
-    """The notes on the cost column: trained parameters per benchmark where they differ, and how latency was
-    measured."""
-    return params_lines(results) + latency_lines(results)
+    """The notes on the cost column: trained parameters per benchmark where they differ, how latency was
+    measured, and the tokens each candidate ran against those in its data, with the paths that ran."""
+    return params_lines(results) + latency_lines(results) + token_lines(results)
+
+
+def count_short(n: int) -> str:
+    """A token count in at most 4 characters and a suffix: 812, 4.3K, 144K, 2.1M."""
+    if n < 1000:
+        return str(n)
+    v, suffix = (n / 1e6, "M") if n >= 1e6 else (n / 1e3, "K")
+    return f"{v:.1f}{suffix}" if round(v, 1) < 100 else f"{v:.0f}{suffix}"
+
+
+def tokens_text(computed: int | None, data: int | None) -> str:
+    """`1.9K/4.3K`: tokens the model ran / tokens in the data; `-` where not recorded."""
+    return "-" if computed is None or data is None else f"{count_short(computed)}/{count_short(data)}"
+
+
+def token_costs(results: Results) -> bool:
+    """Whether any candidate carries token counts: the cost tables then show tokens run against tokens in the data."""
+    return any(c.cost.train_tokens_computed is not None or c.cost.scoring_tokens_computed is not None
+               for c in results.candidates)
+
+
+TOKEN_COSTS = ("train tok run/data", "score tok run/data")
+
+
+def token_cells(c: CandidateRow) -> list[str]:
+    k = c.cost
+    return [tokens_text(k.train_tokens_computed, k.train_tokens_in_data),
+            tokens_text(k.scoring_tokens_computed, k.scoring_tokens_in_data)]
+
+
+TOKEN_NOTE = ("tok run/data = tokens the model ran / tokens in the data (every row as it is): a prompt prefix every "
+              "row shares (the chat template's system turn, the instruction) runs once per batch in training and "
+              "once per call in scoring, where that pays; scoring counts every split, probe and bias pair scored")
+
+
+def token_lines(results: Results) -> list[str]:
+    """What the token columns mean, and per candidate which path training and scoring took (and why not shared)."""
+    if not token_costs(results):
+        return []
+    return [TOKEN_NOTE] + [f"{c.name}: {'; '.join(paths)}" for c in results.candidates
+                           if (paths := _training_paths(c) + _scoring_paths(c))]
+
+
+def _training_paths(c: CandidateRow) -> list[str]:
+    tallies = [b.train["prefix"] for b in c.benchmarks if b.status == "ok" and b.train and b.train.get("prefix")]
+    if not tallies:
+        return []
+    shared, batches = sum(t["shared_batches"] for t in tallies), sum(t["batches"] for t in tallies)
+    why: Counter[str] = Counter()
+    for t in tallies:
+        why.update(t["unshared_why"])
+    parts = [f"shared prefix in {shared} of {batches} micro-batches"] if shared else []
+    parts += [f"unshared ({reason}) in {n} micro-batch{'es' * (n != 1)}" for reason, n in why.most_common()]
+    return ["training: " + ", ".join(parts)]
+
+
+def _scoring_paths(c: CandidateRow) -> list[str]:
+    calls: Counter[str] = Counter()
+    for b in c.benchmarks:
+        for stage in (b.tokens or {}).values() if b.status == "ok" else ():
+            calls.update(stage["paths"])
+    if not calls:
+        return []
+    return ["scoring: " + ", ".join(f"{path} in {n} call{'s' * (n != 1)}" for path, n in calls.most_common())]
 
 
 def count_text(n: float | None) -> str:

@@ -16,6 +16,7 @@ from reports.confusion import per_class
 from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
+    TOKEN_COSTS,
     adaptive_lines,
     bias_measured,
     cost_lines,
@@ -35,6 +36,8 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    token_cells,
+    token_costs,
     trained_text,
     verdict,
     warning_lines,
@@ -183,9 +186,9 @@ def leaderboard(results: Results) -> str:
         heads = _bench_heads(results, metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
-    gpu = gpu_costs(results)
+    gpu, tokens = gpu_costs(results), token_costs(results)
     cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"] + \
-        list(GPU_COSTS) * gpu
+        list(GPU_COSTS) * gpu + list(TOKEN_COSTS) * tokens
     top += [f'<th colspan="{len(cost)}">cost</th>', '<th rowspan="2">gate</th>']
     sub += [f"<th>{h}</th>" for h in cost]
     rows = []
@@ -200,7 +203,7 @@ def leaderboard(results: Results) -> str:
         cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
                   _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))] + \
-            [_td(v) for v in gpu_cells(c)] * gpu
+            [_td(v) for v in gpu_cells(c)] * gpu + [_td(v) for v in token_cells(c)] * tokens
         label, detail = verdict(results, c)
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))

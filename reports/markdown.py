@@ -15,6 +15,7 @@ from harness.results.render import renderer
 from reports.format import (
     BIAS_NOTE,
     GPU_COSTS,
+    TOKEN_COSTS,
     adaptive_lines,
     bias_measured,
     bias_reports,
@@ -35,6 +36,8 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    token_cells,
+    token_costs,
     trained_text,
     verdict,
     warning_lines,
@@ -87,6 +90,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
                     _num(cost.train_seconds), _num(cost.train_tokens_per_second),
                     _num(cost.latency_ms_per_item, ".1f"), _num(cost.peak_rss_mb),
                     *(gpu_cells(c) if gpu_costs(results) else []),
+                    *(token_cells(c) if token_costs(results) else []),
                     (f"**{label}**" if label != "pass" else label) + (f": {escape(detail)}" if detail else "")]
 
 
@@ -97,7 +101,8 @@ def _header(results: Results, bias: bool) -> list[str]:
         header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "tie group", "shifted"]
     header += ["forgetting pts [95% CI]"] + ["bias change, flip pts [95% CI]"] * bias
     return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB",
-                     *(GPU_COSTS if gpu_costs(results) else ()), "gate"]
+                     *(GPU_COSTS if gpu_costs(results) else ()), *(TOKEN_COSTS if token_costs(results) else ()),
+                     "gate"]
 
 
 def _delta(results: Results, c: CandidateRow) -> str:

@@ -36,6 +36,9 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
+    token_cells,
+    token_costs,
+    tokens_text,
     trained_text,
     verdict,
     warning_lines,
@@ -83,6 +86,10 @@ def _cost(c: CandidateRow) -> str:
         lines.append(f"GPU peak {cost.peak_gpu_mb:.0f} MB")
     if cost.gpu_seconds is not None:
         lines.append(f"{cost.gpu_seconds:.0f} GPU-s")
+    if cost.train_tokens_computed is not None:  # tokens run / in the data (notes: TOKEN_NOTE)
+        lines.append(f"train tok {tokens_text(cost.train_tokens_computed, cost.train_tokens_in_data)}")
+    if cost.scoring_tokens_computed is not None:
+        lines.append(f"score tok {tokens_text(cost.scoring_tokens_computed, cost.scoring_tokens_in_data)}")
     return "\n".join(lines) or "-"
 
 
@@ -136,8 +143,10 @@ def cost_table(results: Results) -> Table:
     table = _table("cost")
     table.add_column("candidate", no_wrap=True)
     gpu = any(c.cost.gpu_seconds is not None for c in results.candidates)  # GPU columns only where a unit had one
+    tokens = token_costs(results)  # token columns only where a run counted them
     for head in ("params", "trained", "train s", "train\ntok/s", "latency\nms/item", "peak\nRSS MB") + \
-            (("peak\nGPU MB", "GPU-s") if gpu else ()):
+            (("peak\nGPU MB", "GPU-s") if gpu else ()) + \
+            (("train tok\nrun/data", "score tok\nrun/data") if tokens else ()):
         table.add_column(head, justify="right", overflow="fold")
     for c in ranked(results):
         k = c.cost
@@ -145,7 +154,7 @@ def cost_table(results: Results) -> Table:
         table.add_row(Text(c.name), _params(c.params) if c.params else "-",
                       trained_text(c) if c.params else "-", fmt(k.train_seconds),
                       fmt(k.train_tokens_per_second), fmt(k.latency_ms_per_item, ".1f"), fmt(k.peak_rss_mb),
-                      *((fmt(k.peak_gpu_mb), fmt(k.gpu_seconds)) if gpu else ()))
+                      *((fmt(k.peak_gpu_mb), fmt(k.gpu_seconds)) if gpu else ()), *(token_cells(c) if tokens else ()))
     return table
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from harness.config import CandidateConfig
 from harness.data.specs import BenchmarkSpec, Split
 from harness.execution.compute import Context, Output, kept_value
-from harness.execution.merge import merge, train_json, training
+from harness.execution.merge import add_tokens, merge, train_json, training
 from harness.execution.plan import SCORED_SPLITS, BenchPlan
 from harness.execution.suites import Benchmark
 from harness.models.loading import ModelHandle
@@ -100,7 +100,7 @@ def candidate_row(cand: CandidateConfig, handle: ModelHandle | None, benches: li
                 latency_conditions=timed.latency_conditions if timed else None,
                 peak_rss_mb=max((r.get("peak_rss_mb") or 0.0 for r in records), default=0.0),
                 peak_gpu_mb=max((r.get("peak_gpu_mb") or 0.0 for r in gpu), default=None) if gpu else None,
-                gpu_seconds=sum(r["gpu_seconds"] for r in gpu) if gpu else None)
+                gpu_seconds=sum(r["gpu_seconds"] for r in gpu) if gpu else None, **token_costs(benches))
     ok = [b for b in benches if b.status == "ok"]
     return CandidateRow(
         name=cand.name, model=cand.model, status="failed" if failed else "ok",
@@ -112,6 +112,22 @@ def candidate_row(cand: CandidateConfig, handle: ModelHandle | None, benches: li
         trainable_params=max((b.trainable_params or 0 for b in ok), default=0), zero_shot=is_reference,
         did_not_learn=[b.benchmark for b in benches if b.learned is False], cost=cost, benchmarks=tuple(benches),
         adapter=cand.adapter)
+
+
+def token_costs(benches: list[BenchmarkRow]) -> dict[str, Any]:
+    """The cost column's tokens in the data and computed, for training (the kept settings' rows, every seed) and
+    scoring (every stage), summed over the benchmarks that ran; None where a unit kept before they were recorded
+    has none (a training record without its `prefix` tally, a scoring record without `tokens`)."""
+    ok = [b for b in benches if b.status == "ok"]
+    trains = [b.train for b in ok if b.train]
+    counted = all(t.get("prefix") for t in trains)
+    scored = [b.tokens for b in ok]
+    stages = [t for found in scored if found for t in found.values()]
+    known = all(found is not None for found in scored)
+    return {"train_tokens_in_data": sum(t["tokens"] for t in trains) if trains and counted else None,
+            "train_tokens_computed": sum(t["tokens_computed"] for t in trains) if trains and counted else None,
+            "scoring_tokens_in_data": sum(t["data"] for t in stages) if stages and known else None,
+            "scoring_tokens_computed": sum(t["computed"] for t in stages) if stages and known else None}
 
 
 def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec: BenchmarkSpec,
@@ -152,7 +168,26 @@ def _one_seed(bp: BenchPlan, s: int, out: dict[str, Output], ctx: Context, spec:
         files={"spec": spec.path, **{name: sp.path for name, sp in splits.items()}},
         unit=str(unit) if unit else None, chance=chances, learned=did_learn, learned_reason=why,
         zero_shot=bp.zero_shot, epochs=chosen["epochs"], seeds=[] if bp.zero_shot else [seed], seed_runs=[],
-        seed_predictions={})
+        seed_predictions={}, tokens=scoring_tokens(bp, s, out))
+
+
+def scoring_tokens(bp: BenchPlan, s: int, out: dict[str, Output]) -> dict[str, dict[str, Any]] | None:
+    """stage (score, probe, bias) -> {data, computed, paths}: the tokens of seed `s`'s scored splits and its tuned
+    model's probes and bias pairs, and with the first seed (every seed shares them) the base model's. A unit whose
+    scorer counts none (a paraphrase or lm-eval task probe) adds nothing; None when a unit kept before tokens were
+    recorded has no count."""
+    units = [("score", uid) for uid in bp.scores[s].values()] + [("probe", uid) for uid in bp.probes[s].values()] + \
+        [("bias", uid) for uid in bp.bias[s].values()]
+    if s == 0:
+        units += [("probe", uid) for uid in bp.base_probes.values()] + [("bias", uid) for uid in bp.base_bias.values()]
+    total: dict[str, dict[str, Any]] = {}
+    for stage, uid in units:
+        counted = out[uid].record.get("tokens")
+        if counted is None:
+            return None
+        if counted["paths"]:
+            add_tokens(total, stage, counted)
+    return total
 
 
 def _folder(folder: Callable[[str], Path | None], key: str | None) -> Path | None:

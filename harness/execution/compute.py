@@ -26,6 +26,7 @@ from harness.models.device import accelerator_peak, peak_rss_mb, reset_peak_gpu,
 from harness.models.loading import ModelHandle, count_parameters
 from harness.results.model import MetricScore
 from harness.scoring.bias import render_pair_inputs
+from harness.scoring.lm import Tokens
 from harness.scoring.metrics import METRICS, per_class_f1, score, score_losses
 from harness.scoring.probes import score_probe
 from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items
@@ -170,19 +171,24 @@ def score_split(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any
     spec, split = bench.spec, bench.splits[unit.split or ""]
     m = model()  # loaded before the stage line: a load is timed as the "loading the model" stage, not as scoring
     tell.stage(f"scoring {spec.name}/{split.name}")
-    scores, preds, ms = score_examples(spec, split, m, ws, recipe, ctx.cfg.bootstrap_resamples, spec.metrics, tell)
+    tokens = Tokens()  # tokens in the data and through the model, and the path each call took (the cost column)
+    scores, preds, ms = score_examples(spec, split, m, ws, recipe, ctx.cfg.bootstrap_resamples, spec.metrics, tell,
+                                       tokens)
     refs = [list(ex.references) for ex in split.examples]
     if spec.task == "generation":  # loss and perplexity of the reference text, next to the text metrics
-        losses, counts = reference_losses(spec, split.examples, m, ws.tokenizer, recipe.max_length, on_step=tell.step)
+        losses, counts = reference_losses(spec, split.examples, m, ws.tokenizer, recipe.max_length, on_step=tell.step,
+                                          tokens=tokens)
         scores |= score_losses(losses, counts, ctx.cfg.bootstrap_resamples, recipe.seed)
     return {"scores": {name: v.to_json() for name, v in scores.items()}, "predictions": preds, "latency_ms": ms,
-            "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None}
+            "per_class_f1": per_class_f1(preds, refs) if spec.task == "classification" else None,
+            "tokens": tokens.to_dict()}
 
 
 def score_examples(spec: BenchmarkSpec, split: Split, model: Any, ws: Workspace, recipe: Any, resamples: int,
-                   metrics: tuple[str, ...], tell: Tell) -> tuple[dict[str, MetricScore], list[str], float]:
+                   metrics: tuple[str, ...], tell: Tell,
+                   tokens: Tokens | None = None) -> tuple[dict[str, MetricScore], list[str], float]:
     preds, seconds_per_item = predict(spec, split.examples, model, ws.tokenizer, ws.handle.kind, recipe.max_length,
-                                      on_step=tell.step)
+                                      on_step=tell.step, tokens=tokens)
     refs = [list(ex.references) for ex in split.examples]
     return {m: score(m, preds, refs, resamples, recipe.seed) for m in metrics}, preds, seconds_per_item * 1000
 
@@ -191,7 +197,9 @@ def probe(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tel
     p = ctx.suites.probes[unit.suite or ""]
     m = model()  # as in score_split
     tell.stage(f"probing {'tuned' if unit.tuned else 'base'} model: {p.name}")
-    return dataclasses.asdict(score_probe(p.spec, p.items, m, ws.tokenizer, on_step=tell.step))
+    tokens = Tokens()  # as in score_split (a paraphrase or lm-eval task probe counts none)
+    return dataclasses.asdict(score_probe(p.spec, p.items, m, ws.tokenizer, on_step=tell.step, tokens=tokens)) | {
+        "tokens": tokens.to_dict()}
 
 
 def bias(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell: Tell) -> dict[str, Any]:
@@ -199,8 +207,10 @@ def bias(unit: Unit, ctx: Context, ws: Workspace, model: Callable[[], Any], tell
     m, length = model(), unit.recipe.max_length  # as in score_split
     tell.stage(f"bias probe on {'tuned' if unit.tuned else 'base'} model: {b.name}")
     ex_a, ex_b = render_pair_inputs(spec, b.pairs)
-    return {"a": predict(spec, ex_a, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0],
-            "b": predict(spec, ex_b, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step)[0]}
+    tokens = Tokens()  # both sides, as in score_split
+    return {"a": predict(spec, ex_a, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step, tokens=tokens)[0],
+            "b": predict(spec, ex_b, m, ws.tokenizer, ws.handle.kind, length, on_step=tell.step, tokens=tokens)[0],
+            "tokens": tokens.to_dict()}
 
 
 def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -> Output:

@@ -35,8 +35,9 @@ def merge(results: list[BenchmarkRow], seeds: list[int], spec: BenchmarkSpec, sp
     bias = [_merge_bias([r.bias[j].to_json() for r in results], resamples, cfg.recipe.seed)
             for j in range(len(first.bias))]
     trains = [training(r.train) for r in results if r.train is not None]
-    train = dataclasses.replace(trains[0], seconds=sum(t.seconds for t in trains),
-                                tokens=sum(t.tokens for t in trains)) if trains else None
+    train = dataclasses.replace(trains[0], seconds=sum(t.seconds for t in trains), tokens=sum(t.tokens for t in trains),
+                                tokens_computed=sum(t.tokens_computed for t in trains),
+                                prefix=merge_prefix([t.prefix for t in trains])) if trains else None
     did, why = _learned(spec, scores, first.chance or {}, sweep, results, cfg.recipe.restore_best)
     latencies = [r.latency_ms_per_item for r in results if r.latency_ms_per_item is not None]
     runs = [{"seed": s, "unit": r.unit, "train_seconds": r.train["seconds"] if r.train else None,
@@ -49,7 +50,44 @@ def merge(results: list[BenchmarkRow], seeds: list[int], spec: BenchmarkSpec, sp
         probes=tuple(ProbeRow.from_json(p) for p in probes), bias=tuple(BiasRow.from_json(b) for b in bias),
         learned=did, learned_reason=why, seeds=list(seeds), seed_runs=runs,
         seed_predictions={split: [(r.predictions or {})[split] for r in results] for split in first.predictions or {}},
-        per_class_f1={split: _mean_f1([(r.per_class_f1 or {})[split] for r in results]) for split in per_class})
+        per_class_f1={split: _mean_f1([(r.per_class_f1 or {})[split] for r in results]) for split in per_class},
+        tokens=merge_tokens([r.tokens for r in results]))
+
+
+def merge_tokens(per_seed: list[dict[str, dict[str, Any]] | None]) -> dict[str, dict[str, Any]] | None:
+    """Scoring's token counts summed over seeds (each seed's row counts its own units; the first, the base model's
+    too); None when any seed's are unknown."""
+    if any(t is None for t in per_seed):
+        return None
+    total: dict[str, dict[str, Any]] = {}
+    for counts in per_seed:
+        for stage, counted in (counts or {}).items():
+            add_tokens(total, stage, counted)
+    return total
+
+
+def add_tokens(total: dict[str, dict[str, Any]], stage: str, counted: dict[str, Any]) -> None:
+    """Add one count {data, computed, paths{path: calls}} (harness/scoring/lm.py Tokens) into total[stage]."""
+    into = total.setdefault(stage, {"data": 0, "computed": 0, "paths": {}})
+    into["data"] += counted["data"]
+    into["computed"] += counted["computed"]
+    for path, n in counted["paths"].items():
+        into["paths"][path] = into["paths"].get(path, 0) + n
+
+
+def merge_prefix(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The training loop's prefix tallies (harness/training/loop.py PrefixSharing.record) summed over seeds; {} when
+    a unit kept before the tally has none."""
+    if not all(records):
+        return {}
+    shared, batches = sum(r["shared_batches"] for r in records), sum(r["batches"] for r in records)
+    why: dict[str, int] = {}
+    for r in records:
+        for reason, n in r["unshared_why"].items():
+            why[reason] = why.get(reason, 0) + n
+    mean = sum(r["mean_prefix_tokens"] * r["shared_batches"] for r in records) / shared if shared else 0.0
+    return {"path": "shared" if shared == batches else "unshared" if not shared else "mixed",
+            "shared_batches": shared, "batches": batches, "mean_prefix_tokens": round(mean, 1), "unshared_why": why}
 
 
 def training(train: dict[str, Any]) -> TrainResult:

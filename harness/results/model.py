@@ -28,7 +28,10 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
       absent for other candidates and in runs written before it),
     did_not_learn[benchmark names whose `learned` is false],
     cost{train_seconds, train_tokens_per_second, latency_ms_per_item, latency_conditions, peak_rss_mb, peak_gpu_mb,
-      gpu_seconds},
+      gpu_seconds, train_tokens_in_data, train_tokens_computed, scoring_tokens_in_data, scoring_tokens_computed
+      (tokens of the rows as the data has them, and tokens the model ran: a shared prompt prefix once; summed over
+      benchmarks, seeds and, for scoring, the scored splits, probes and bias pairs; absent in runs written before
+      them or when a unit kept before them recorded none)},
     benchmarks[{benchmark, version, task, status, reason, learning_rate, data_sha256{split},
       scores{split{metric{value, ci_low, ci_high, n, ci_method, per_item[]}}},
       train{train_loss[], val_loss[], seconds, tokens, tokens_per_second, steps, bf16,
@@ -54,6 +57,9 @@ Schema (version 2 = version 1 + tie_groups[{benchmark, metric, order[], group{ca
       sweep[{learning_rate, epochs, best_step, validation, val_loss (of the kept weights), chosen}],
       bias[{probe, version, data_sha256, files{spec, data}, flip rates before/after with intervals, change,
             per attribute}],
+      tokens{score | probe | bias{data, computed, paths{path: calls}}} (scoring's tokens in the data and through the
+        model, and how often each path ran: "shared prefix" or "unshared: why" (harness/scoring/lm.py Tokens);
+        absent in runs written before it),
       files{spec, split: resolved data path}, unit (folder of the kept tuned setting: trainable.safetensors, adapter/),
       probes[{probe, version, kind, n, data_sha256, files{spec, data}, before{}, after{}, chance, informative,
               forgetting{value, ci_low, ci_high},
@@ -243,8 +249,12 @@ class BenchmarkRow(Record):
     trainable_params: int | None = None  # trained on this benchmark: an encoder's new head differs per benchmark
     latency_conditions: dict[str, Any] | None = None  # harness/execution/latency.py; None in older runs
     generalisation: Generalisation = field(default_factory=Generalisation)
+    # stage (score, probe, bias) -> {data, computed, paths{path: calls}}: harness/scoring/lm.py Tokens summed over
+    # the stage's units (the base model's probes and bias pairs once); None when a unit kept before it has none
+    tokens: dict[str, dict[str, Any]] | None = None
     NESTED = {"scores": _scores(), "probes": _rows(ProbeRow), "bias": _rows(BiasRow),
               "generalisation": _one(Generalisation)}
+    OPTIONAL = ("tokens",)
 
     def score(self, split: str, metric: str) -> MetricScore | None:
         return self.scores.get(split, {}).get(metric)
@@ -259,6 +269,14 @@ class Cost(Record):
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None  # the largest unit's torch.cuda.max_memory_allocated; None off CUDA
     gpu_seconds: float | None = None  # wall seconds of the candidate's units on a GPU; None off CUDA
+    # tokens in the data (every row as it is) and tokens computed (a shared prompt prefix once, no padding), summed
+    # over benchmarks: training (the kept setting's epochs, every seed) and scoring (scored splits, probes, bias
+    # pairs); None where a unit kept before they were recorded has none
+    train_tokens_in_data: int | None = None
+    train_tokens_computed: int | None = None
+    scoring_tokens_in_data: int | None = None
+    scoring_tokens_computed: int | None = None
+    OPTIONAL = ("train_tokens_in_data", "train_tokens_computed", "scoring_tokens_in_data", "scoring_tokens_computed")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Tokens:
 
 
 SHARED = "shared prefix"
+ENCODER_PATH = "unshared: an encoder reads the whole sequence at once"
 
 
 @torch.inference_mode()

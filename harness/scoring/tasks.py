@@ -99,27 +99,30 @@ def predict(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer:
 
         preds = predict_choices(examples, model, tokenizer, on_step, tokens)
     elif kind == "encoder":
-        preds = _classify_encoder(spec, examples, model, tokenizer, max_length, on_step)
+        preds = _classify_encoder(spec, examples, model, tokenizer, max_length, on_step, tokens)
     else:
         preds = _classify_causal(spec, examples, model, tokenizer, max_length, on_step, tokens)
     return preds, (time.perf_counter() - start) / max(len(examples), 1)
 
 
-def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None):
+def _classify_encoder(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):
     import torch
 
-    from harness.scoring.lm import on_device, pad
+    from harness.scoring.lm import ENCODER_PATH, on_device, pad
 
     keys = list(spec.labels)
-    preds = []
+    preds, counted = [], 0
     with torch.no_grad():
         for s in range(0, len(examples), 32):
             ids = [encoder_ids(tokenizer, ex.encoder_text, max_length) for ex in examples[s:s + 32]]
+            counted += sum(map(len, ids))
             input_ids, mask = on_device(model, *pad(ids, tokenizer.pad_token_id))
             logits = model(input_ids=input_ids, attention_mask=mask).logits  # (batch, n_labels)
             preds += [keys[i] for i in logits.argmax(-1).tolist()]
             if on_step:
                 on_step(len(preds), len(examples))
+    if tokens is not None:  # every row's tokens run once, as the data has them
+        tokens.ran(ENCODER_PATH, counted, counted)
     return preds
 
 

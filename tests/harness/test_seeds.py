@@ -136,6 +136,16 @@ def test_several_seeds_through_a_tiny_bakeoff(tiny_config, tmp_path, capsys):
     assert one["units"]["computed"] == 1  # only tiny-llama's base-model probe, under seed 1's key
     one_llama = next(c for c in one["candidates"] if c["name"] == "tiny-llama")["benchmarks"][0]
     assert one_llama["scores"]["test"]["accuracy"]["value"] == acc["seeds"][1]
+    # tokens in the data and computed (issue 29) add up over seeds: each seed's training and scored splits, the base
+    # model's probe once (this run: base + 2 tuned; seed 1 alone: base + 1 tuned)
+    train, one_train = llama["train"], one_llama["train"]
+    assert train["prefix"]["batches"] == 2 * one_train["prefix"]["batches"]
+    assert train["tokens_computed"] == train["tokens"]  # unshared here: every seed's rows counted, not the first's
+    assert llama["tokens"]["score"]["data"] == 2 * one_llama["tokens"]["score"]["data"]
+    assert 2 * llama["tokens"]["probe"]["data"] == 3 * one_llama["tokens"]["probe"]["data"]
+    cost = next(c for c in results["candidates"] if c["name"] == "tiny-llama")["cost"]
+    assert (cost["train_tokens_in_data"], cost["scoring_tokens_in_data"]) == (
+        train["tokens"], sum(t["data"] for t in llama["tokens"].values()))
     listed = main([*argv, "--out", str(tmp_path / "listed"), "recipe.seeds=[1]", "sweep={learning_rate: [1e-3, 5e-3]}"])
     assert listed == TINY_EXIT  # `seeds: [1]` trains under seed 1, exactly as `seed: 1`: every unit is reused
     same = json.loads((tmp_path / "listed" / "results.json").read_text())

@@ -89,6 +89,14 @@ def test_demo_shows_what_the_readme_says(demo):
     assert results["units"]["computed"] == UNITS and results["units"]["reused"] == 0
     # issue 7's memory target: the SmolLM2-135M LoRA tune stays under 4 GB resident
     assert 0 < results["candidates"][0]["cost"]["peak_rss_mb"] < 4096
+    # issue 29: SmolLM2's chat-template rows begin with the same system turn and instruction, run once: the cost
+    # column shows fewer tokens computed than the data holds, in training and in scoring, and the paths that ran
+    smol = results["candidates"][0]
+    cost, scored = smol["cost"], smol["benchmarks"][0]["tokens"]
+    assert 0 < cost["train_tokens_computed"] < 0.7 * cost["train_tokens_in_data"]
+    assert 0 < cost["scoring_tokens_computed"] < 0.5 * cost["scoring_tokens_in_data"]
+    assert scored["score"]["paths"] == {"shared prefix": 2} and scored["bias"]["paths"] == {"shared prefix": 4}
+    assert "train tok" in proc.stdout and "smollm2-135m: training: shared prefix in" in " ".join(proc.stdout.split())
 
 
 def test_the_same_command_again_reuses_every_unit_and_loads_no_model(demo, monkeypatch):

@@ -124,6 +124,7 @@ def test_candidate_runs_params_metrics_and_gate_tags(tracked, client):
             elif value is not None:
                 assert metrics[f"cost/{key}"] == pytest.approx(value)
         assert "cost.latency_conditions.threads" in params
+        assert {"cost/train_tokens_computed", "cost/scoring_tokens_in_data"} <= set(metrics)  # issue 29's counts
         for probe in bench["probes"]:
             forgetting = probe["forgetting"]["value"]
             assert metrics[f"support_intents/forgetting/{probe['probe']}"] == pytest.approx(forgetting)
