@@ -179,7 +179,7 @@ def choice_pairs(items: list[ProbeItem], tokenizer: Any) -> tuple[list[list[int]
 
 def _cloze(items: list[ProbeItem], model: Any, tokenizer: Any, on_step: Any = None,
            tokens: Any = None) -> ProbeScore:
-    from harness.scoring.lm import generate
+    from harness.scoring.generation import generate
 
     prompts = [tokenizer(item.prompt)["input_ids"] for item in items]
     outputs = generate(model, tokenizer, prompts, CLOZE_MAX_NEW_TOKENS, stop=("\n",), on_step=on_step,

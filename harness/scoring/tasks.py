@@ -151,7 +151,7 @@ def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None,
 
 
 def _generate(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):
-    from harness.scoring.lm import generate
+    from harness.scoring.generation import generate
 
     chat = uses_chat(tokenizer)
     prompts = [prompt_ids(tokenizer, ex, chat)[-max_length:] for ex in examples]

@@ -186,7 +186,8 @@ def test_greedy_after_a_shared_prefix_picks_the_tokens_hf_generate_picks(arch, t
     """Token for token up to each row's EOS: a row whose first greedy token is made the EOS finishes at once and
     leaves the batch (HF pads it) while the others go on; a row that emits a stop token ends there."""
     from harness.models.prefix import run_prefix
-    from harness.scoring.lm import _greedy, body_and_head, pad
+    from harness.scoring.generation import _greedy
+    from harness.scoring.lm import body_and_head, pad
 
     model, tok, pad_id = tiny(arch, tiny_llama, tiny_gpt2)
     prompts = [tok(f"{INSTRUCTION} {p}")["input_ids"] for p in ("hi", "my parcel never came", "refund please now")]
@@ -208,7 +209,8 @@ def test_greedy_after_a_shared_prefix_picks_the_tokens_hf_generate_picks(arch, t
 
 
 def test_generate_shares_the_prefix_and_says_so(tiny_llama):
-    from harness.scoring.lm import SHARED, Tokens, generate
+    from harness.scoring.generation import generate
+    from harness.scoring.lm import SHARED, Tokens
 
     handle = resolve(str(tiny_llama))
     model, tok = load_model(handle), load_tokenizer(handle)

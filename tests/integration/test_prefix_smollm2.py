@@ -67,7 +67,8 @@ def test_smollm2_scoring_and_generation_after_a_shared_prefix_equal_the_unshared
     """Scoring (harness/scoring/tasks.py predict, the pipeline's code: chat template, max_length 192) and greedy
     generation on a few real items, in fp32: the same predictions and log-likelihoods within float noise, the same
     generated text as HF `generate`, and the shared path is the one that ran."""
-    from harness.scoring.lm import SHARED, Tokens, continuation_logprobs, generate
+    from harness.scoring.generation import generate
+    from harness.scoring.lm import SHARED, Tokens, continuation_logprobs
     from harness.scoring.tasks import label_pairs, predict
 
     handle = resolve("smollm2-135m")

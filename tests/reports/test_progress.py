@@ -10,7 +10,7 @@ from rich.console import Console
 
 from harness.config import SuiteRef
 from harness.data.specs import load_benchmark
-from harness.scoring.lm import generate
+from harness.scoring.generation import generate
 from harness.models.gguf import GGUF_STAGES, convert_gguf
 from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.probes import ProbeItem, ProbeSpec, score_probe
