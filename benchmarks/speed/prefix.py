@@ -10,10 +10,12 @@ reported, so a shared, noisy machine slows both arms alike.
 - bias: intent_bias, both sides of every pair through support_intents' prompt: the same two arms.
 - generation: ticket_summaries test prompts, greedy, max_new_tokens 40: harness/scoring/lm.py generate with
   share=True (the prefix once, then a greedy loop over the KV cache) against share=False (HF `generate` on the
-  whole left-padded prompts, which is what sftbench ran before). Greedy outputs must be identical.
+  whole left-padded prompts, 8 a batch, which is what sftbench ran before; `--hf-batch 8 32` adds an arm with HF
+  `generate` at the shared path's own 32 a batch). Greedy outputs must be identical (in fp32: under bf16 autocast
+  HF `generate` does not agree with itself across batch sizes, benchmarks/speed/generation_floor.py).
 
     PYTHONPATH=. .venv/bin/python benchmarks/speed/prefix.py [--repeats 3] [--arms scoring probes bias generation]
-        [--items N] [--model smollm2-135m] [--bf16 auto|on|off]
+        [--items N] [--model smollm2-135m] [--bf16 auto|on|off] [--hf-batch 8 32]
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from harness.data.specs import load_benchmark, load_benchmark_spec  # noqa: E402
 from harness.models.device import autocast, set_threads, use_bf16  # noqa: E402
 from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from harness.scoring.bias import load_bias_suite, render_pair_inputs  # noqa: E402
-from harness.scoring.lm import Tokens, continuation_logprobs, generate  # noqa: E402
+from harness.scoring.generation import generate  # noqa: E402
+from harness.scoring.lm import Tokens, continuation_logprobs  # noqa: E402
 from harness.scoring.probes import choice_pairs, load_probe  # noqa: E402
 from harness.scoring.tasks import label_pairs  # noqa: E402
 
@@ -60,22 +63,28 @@ def argmax_per_item(scores: list[tuple[float, int]], k: int) -> list[int]:
 
 
 def race(name: str, arms: dict[str, Callable[[bool], Any]], repeats: int, same: Callable[[Any, Any], str]) -> None:
-    """Run the two arms interleaved `repeats` times; print each time, the median ratio and whether outputs agree."""
-    (a_name, a), (b_name, b) = arms.items()
-    a(True), b(True)  # untimed, on a few items: a process's first pass pays for allocations and kernel choices
-    times: dict[str, list[float]] = {a_name: [], b_name: []}
+    """Run the arms interleaved `repeats` times (the order reversed every other repeat); print each time, the median
+    per-repeat ratio of every other arm's time to the first arm's, and whether each one's outputs agree with it."""
+    names = list(arms)
+    for warm_up in arms.values():
+        warm_up(True)  # untimed, on a few items: a process's first pass pays for allocations and kernel choices
+    times: dict[str, list[float]] = {n: [] for n in names}
     outputs: dict[str, Any] = {}
     for r in range(repeats):
-        for arm in ((a_name, b_name) if r % 2 == 0 else (b_name, a_name)):
+        for n in (names if r % 2 == 0 else names[::-1]):
             start = time.perf_counter()
-            outputs[arm] = arms[arm](False)
-            times[arm].append(time.perf_counter() - start)
-    ratios = [u / s for u, s in zip(times[b_name], times[a_name])]
-    RESULTS.append({"arm": name, a_name: times[a_name], b_name: times[b_name], "ratios": ratios,
-                    "median_ratio": statistics.median(ratios), "agreement": same(outputs[a_name], outputs[b_name])})
-    print(f"{name}: {a_name} {' '.join(f'{t:.1f}' for t in times[a_name])} s; {b_name} "
-          f"{' '.join(f'{t:.1f}' for t in times[b_name])} s; ratio per repeat {' '.join(f'{x:.2f}' for x in ratios)}"
-          f"; median {statistics.median(ratios):.2f}x; {same(outputs[a_name], outputs[b_name])}", flush=True)
+            outputs[n] = arms[n](False)
+            times[n].append(time.perf_counter() - start)
+    first = names[0]
+    for other in names[1:]:
+        ratios = [u / s for u, s in zip(times[other], times[first])]
+        agreement = same(outputs[first], outputs[other])
+        RESULTS.append({"arm": name, first: times[first], other: times[other], "ratios": ratios,
+                        "median_ratio": statistics.median(ratios), "agreement": agreement})
+        print(f"{name}: {first} {' '.join(f'{t:.1f}' for t in times[first])} s; {other} "
+              f"{' '.join(f'{t:.1f}' for t in times[other])} s; ratio per repeat "
+              f"{' '.join(f'{x:.2f}' for x in ratios)}; median {statistics.median(ratios):.2f}x; {agreement}",
+              flush=True)
 
 
 def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]], list[list[int]], int],
@@ -104,17 +113,18 @@ def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]],
          repeats, same)
 
 
-def generation_race(model: Any, tok: Any, items: int | None, precision: Callable[[], Any], repeats: int) -> None:
+def generation_race(model: Any, tok: Any, items: int | None, precision: Callable[[], Any], repeats: int,
+                    hf_batches: list[int]) -> None:
     spec, splits = load_benchmark(SuiteRef("ticket_summaries", max_test=items), BUNDLED_DIR)
     chat = uses_chat(tok)
     prompts = [prompt_ids(tok, ex, chat)[-MAX_LENGTH:] for ex in splits["test"].examples]
 
-    def arm(share: bool) -> Callable[[bool], Any]:
+    def arm(share: bool, batch: int | None = None) -> Callable[[bool], Any]:
         def run(warm: bool) -> Any:
             tokens = Tokens()
             with precision():
                 texts = generate(model, tok, prompts[:4] if warm else prompts, 4 if warm else spec.max_new_tokens,
-                                 stop=spec.stop, share=share, tokens=tokens)
+                                 batch_size=batch, stop=spec.stop, share=share, tokens=tokens)
             return texts, tokens
 
         return run
@@ -125,7 +135,8 @@ def generation_race(model: Any, tok: Any, items: int | None, precision: Callable
                 f"data {ts.data}, computed {ts.computed} shared vs {tp.computed} unshared; path {', '.join(ts.paths)}")
 
     race(f"generation ({len(prompts)} prompts, max {spec.max_new_tokens} new tokens)",
-         {"shared prefix + greedy loop": arm(True), "HF generate": arm(False)}, repeats, same)
+         {"shared prefix + greedy loop": arm(True)} | {f"HF generate, {b} a batch": arm(False, b) for b in hf_batches},
+         repeats, same)
 
 
 def synthetic(size: str, device: str) -> tuple[Any, Any, tuple[list[list[int]], list[list[int]], int]]:
@@ -169,6 +180,8 @@ def main() -> None:
                         "and chat-shaped rows (tools/gpu_check.sh: 1b on CUDA; tiny checks the script on the CPU)")
     parser.add_argument("--device", default="cpu", help="with --synthetic: where the model runs")
     parser.add_argument("--json", help="also write every race's times, ratios and agreement here")
+    parser.add_argument("--hf-batch", type=int, nargs="+", default=[8], help="generation: HF generate's prompts a "
+                        "batch, one arm each (8: what sftbench ran before issue 29; 32: the shared path's own)")
     args = parser.parse_args()
     threads = set_threads()
     if args.synthetic:
@@ -198,7 +211,7 @@ def main() -> None:
         scoring_race("bias intent_bias (both sides)", model, tok, scoring_inputs(tok, side_a + side_b, spec),
                      precision, args.repeats)
     if "generation" in args.arms:
-        generation_race(model, tok, args.items, precision, args.repeats)
+        generation_race(model, tok, args.items, precision, args.repeats, args.hf_batch)
     write(args.json)
 
 
