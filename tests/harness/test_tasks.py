@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 
+import harness.scoring.generation
 import harness.scoring.lm
 from harness.config import RecipeConfig, SuiteRef
 from harness.data.specs import load_benchmark
@@ -72,7 +73,8 @@ def test_a_chat_template_reaches_training_scoring_and_generation(chat_llama, mon
     assert conts == [answer_ids(tok, ex.references[0]) for ex in gen_splits["test"].examples]
 
     prompts = []
-    monkeypatch.setattr(harness.scoring.lm, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or ["x"] * len(p))
+    monkeypatch.setattr(harness.scoring.generation, "generate",
+                        lambda m, t, p, *a, **k: prompts.extend(p) or ["x"] * len(p))
     predict(summaries, gen_splits["test"].examples, model, tok, "causal", 4096)
     assert prompts == [chat_ids(tok, ex.prompt) for ex in gen_splits["test"].examples]
 
