@@ -37,12 +37,13 @@ def run(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | None 
         def one_round(round_cfg: BakeoffConfig, arms: Arms) -> Results:
             bakeoff = execute(round_cfg, progress, cache, arms)
             progress.stage(cfg.name, "comparing the candidates: tie groups, gates, recommendation")
-            return finish(bakeoff, round_cfg, baselines)
+            return finish(bakeoff, round_cfg, baselines).with_changes(
+                units={"device_seconds": bakeoff.device_seconds, "devices": list(bakeoff.devices)})
 
         with _executor_session(cfg):
             results = run_rounds(cfg, one_round, lambda line: progress.stage(cfg.name, f"adaptive seeds: {line}"))
-        return results.with_changes(
-            units={"reused": cache.hits, "computed": cache.computed, "root": str(cache.root) if cache.root else None})
+        return results.with_changes(units={**(results.units or {}), "reused": cache.hits, "computed": cache.computed,
+                                           "root": str(cache.root) if cache.root else None})
     bakeoff = execute(cfg, progress, cache)
     progress.stage(cfg.name, "comparing the candidates: tie groups, gates, recommendation")
     return finish(bakeoff, cfg, baselines).with_changes(
@@ -77,9 +78,12 @@ def execute(cfg: BakeoffConfig, progress: Progress = QUIET, cache: UnitCache | N
     units = plan(cfg, suites, handles, placements, arms)
     outputs = executor.execute(units, ctx, cache, progress)
     latency = measure(units, outputs, ctx, cache, progress, cfg.executor.kind)  # alone, after every unit
+    done = {i: o.record for i, o in outputs.items() if isinstance(o, Output)}
     return Bakeoff(run_id, candidates(units, outputs, ctx, cache, latency),
                    {b.name: b.spec.main_metric for b in suites.benchmarks.values()}, warnings,
-                   {b.name: b.references() for b in suites.benchmarks.values()})
+                   {b.name: b.references() for b in suites.benchmarks.values()},
+                   {i: float(r["device_seconds"]) for i, r in done.items() if r.get("device_seconds") is not None},
+                   tuple(sorted({r["device"] for r in done.values() if r.get("device")})))
 
 
 def _executor_session(cfg: BakeoffConfig) -> Any:

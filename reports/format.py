@@ -391,7 +391,9 @@ def adaptive_lines(results: Results) -> list[str]:
              f"setting at {ad['max']} seeds), {ad['rounds']} round{'s' * (ad['rounds'] != 1)}; stopped because "
              f"{ad['stopped_because']}; the rule's stability of "
              f"{'the recommendation' if results.recommendation else 'no recommendation'} {ad['stability']:.0%} "
-             f"(target {ad['stability_target']:g})"]
+             f"(target {ad['stability_target']:g})"
+             + (f"; {ad['device_hours']:.3g} of the budget's {ad['device_budget_hours']:g} device-hours "
+                f"({ad['devices']})" if ad.get("device_budget_hours") is not None else "")]
     for arm in ad["arms"]:
         lines.append(f"  {arm['candidate']} lr {arm['learning_rate']:g}, {arm['epochs']} epoch"
                      f"{'s' * (arm['epochs'] != 1)}: {arm['seeds']} seed{'s' * (arm['seeds'] != 1)}, {arm['stopped']}")

@@ -48,10 +48,11 @@ def limit_overrides(config: str | None, overrides: list[str], limit: int) -> lis
     return out
 
 
-def test_sizes(cfg: BakeoffConfig) -> dict[str, int]:
-    """Each benchmark's number of test items, as the run will score them."""
+def test_sizes(cfg: BakeoffConfig, split: str = "test") -> dict[str, int]:
+    """Each benchmark's number of test items (or of another split's), as the run will score them."""
     sizes = {}
     for ref in cfg.benchmarks:
         spec, splits = load_benchmark(ref, cfg.base_dir)
-        sizes[spec.name] = len(splits["test"].examples)
+        if split in splits:
+            sizes[spec.name] = len(splits[split].examples)
     return sizes

@@ -55,10 +55,12 @@ class BakeoffConfig:
         check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be at least 100")
         check(0 < self.recommendation_tentative_below <= 1,
                f"recommendation_tentative_below must be in (0, 1] (got {self.recommendation_tentative_below})")
+        for key in ("units", "device_hours"):
+            check(getattr(self.budget, key) is None or self.recipe.adaptive is not None, f"budget.{key} needs "
+                  "adaptive seeds (recipe.seeds: {min: 2, max: 8}): with a fixed seed count every fine-tune of the "
+                  "grid runs")
         if self.budget.units is not None:
             seeds = self.recipe.adaptive
-            check(seeds is not None, "budget.units needs adaptive seeds (recipe.seeds: {min: 2, max: 8}): with a "
-                   "fixed seed count every fine-tune of the grid runs")
             first = seeds.min * sum(len(self.settings(c)) for c in self.candidates if not c.zero_shot) if seeds else 0
             check(self.budget.units >= first, f"budget.units {self.budget.units} is below the first round's {first} "
                    f"fine-tunes (recipe.seeds.min {seeds.min if seeds else 0} x every candidate's settings)")
@@ -97,7 +99,9 @@ class BakeoffConfig:
                 cand.pop("adapter")  # so configs written before the field existed keep their hash
         if not payload["only_candidates"]:
             payload.pop("only_candidates")  # so configs written before the field existed keep their hash
-        if payload["budget"]["units"] is None:
+        if payload["budget"]["device_hours"] is None:
+            payload["budget"].pop("device_hours")  # so configs written before the field existed keep their hash
+        if payload["budget"] == {"units": None}:
             payload.pop("budget")  # so configs written before the field existed keep their hash
         if payload["recommendation_tentative_below"] == 0.8:
             payload.pop("recommendation_tentative_below")  # so configs written before the field keep their hash

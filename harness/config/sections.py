@@ -127,9 +127,15 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """`budget: {units: N}`: adaptive seeds stop adding seeds before the run would train more than N fine-tunes."""
+    """`budget: {units: N}`: adaptive seeds stop adding seeds before the run would train more than N fine-tunes.
+    `budget: {device_hours: H}`: or before it would spend more than H hours of the executor's device, counted from
+    every unit's measured wall time on its device (GPU-hours on CUDA; CPU wall-hours without an accelerator) and
+    the next round's units estimated at the mean device time per fine-tune so far (harness/results/rounds.py)."""
 
     units: int | None = None
+    device_hours: float | None = None
 
     def __post_init__(self) -> None:
         check(self.units is None or self.units >= 1, f"budget.units must be at least 1 (got {self.units})")
+        check(self.device_hours is None or self.device_hours > 0,
+              f"budget.device_hours must be above 0 (got {self.device_hours})")

@@ -37,6 +37,9 @@ class Bakeoff:
     main_metrics: dict[str, str]  # benchmark -> its main metric
     warnings: list[dict[str, Any]] = field(default_factory=list)  # data lint findings that did not stop the run
     references: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # benchmark -> split -> items
+    device_seconds: dict[str, float] = field(default_factory=dict)  # unit id -> its measured wall time on its
+    # device, kept units included (a device-hours budget sums them over the rounds: harness/results/rounds.py)
+    devices: tuple[str, ...] = ()  # the devices they ran on (cpu, cuda, mps)
 
 
 def assemble(bp: BenchPlan, out: dict[str, Output], ctx: Context, folder: Callable[[str], Path | None],

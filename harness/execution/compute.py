@@ -107,8 +107,11 @@ def compute(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace, 
     tell = Tell(progress, unit.candidate)
     started = time.perf_counter()
     out = _compute(unit, inputs, ctx, ws, cache, tell, in_memory)
-    if unit.kind != "select" and ws.placement.kind == "cuda":  # the cost column's GPU-seconds
-        out.record["gpu_seconds"] = time.perf_counter() - started
+    if unit.kind != "select":  # its wall time on its device: a device-hours budget counts it (results/rounds.py)
+        out.record["device_seconds"] = time.perf_counter() - started
+        out.record["device"] = ws.placement.kind
+        if ws.placement.kind == "cuda":  # the cost column's GPU-seconds
+            out.record["gpu_seconds"] = out.record["device_seconds"]
     return out
 
 

@@ -51,7 +51,7 @@ RUNNING, BEHIND, FAILS, SETTLED, NOT_NEEDED, AT_MAX, STABLE, BUDGET = range(8)
 WHY = {RUNNING: "running", BEHIND: "clearly behind on validation", FAILS: "clearly fails a gate",
        SETTLED: "passes every gate clearly", NOT_NEEDED: "not needed: a smaller candidate passes clearly",
        AT_MAX: "reached recipe.seeds.max", STABLE: "the recommendation reached its stability target",
-       BUDGET: "the budget of fine-tunes ran out"}
+       BUDGET: "the budget ran out"}
 
 
 def spent(alpha: float, look: int, looks: int) -> float:
@@ -94,10 +94,12 @@ class Evidence:
     """One quantity for A arms (or candidates): values (..., A, S) per-seed values, NaN where a seed did not run;
     item_var (..., A) the part of each seed mean's variance that more seeds cannot shrink (the shared items; for a
     baseline gate also the baseline's own seed part); df_cap (..., A) the most degrees of freedom a verdict may
-    take (a baseline's S - 1), inf when none."""
+    take (a baseline's S - 1), inf when none; pool (A,) the arms whose values carry a seed spread to pool (an arm
+    with no validation score to compare, its candidate's one setting left, does not; None: every arm)."""
     values: np.ndarray
     item_var: np.ndarray
     df_cap: Any = np.inf
+    pool: Any = None
 
     def counts(self) -> np.ndarray:
         return np.sum(~np.isnan(self.values), axis=-1)
@@ -108,8 +110,9 @@ class Evidence:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nansum(v, axis=-1) / count
             ss = np.nansum((v - mean[..., None]) ** 2, axis=-1)  # (..., A)
-            df = np.maximum(count - 1, 0).sum(axis=-1)  # (...) pooled over the arms
-            pooled = ss.sum(axis=-1) / np.maximum(df, 1)
+            weight = 1.0 if self.pool is None else np.asarray(self.pool, dtype=float)
+            df = (np.maximum(count - 1, 0) * weight).sum(axis=-1)  # (...) pooled over the arms
+            pooled = (ss * weight).sum(axis=-1) / np.maximum(df, 1)
             own = np.where(count > 1, ss / np.maximum(count - 1, 1), pooled[..., None])
             seed_var = pooled[..., None] / count
         return Summary(mean, seed_var, np.asarray(self.item_var, dtype=float), df.astype(float), own, count,
@@ -185,14 +188,19 @@ class Decision:
     clear_pass: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (..., C)
 
 
-def select(validation: Evidence, candidate_of: np.ndarray, candidates: int) -> np.ndarray:
-    """(..., C) each candidate's arm with the best validation mean over its seeds (the harness's select unit)."""
-    mean = validation.summary().mean
-    out = []
+def select(validation: Evidence, candidate_of: np.ndarray, candidates: int, out: np.ndarray | None = None
+           ) -> np.ndarray:
+    """(..., C) each candidate's arm with the best validation mean over its seeds (the harness's select unit), of
+    the arms not `out` (clearly behind before: they left the plan)."""
+    mean = np.nan_to_num(validation.summary().mean, nan=-np.inf)
+    if out is not None:  # a candidate whose every arm is out keeps its best
+        alive = np.stack([np.where(candidate_of == c, ~out, False).any(axis=-1) for c in range(candidates)], -1)
+        mean = np.where(out & alive[..., candidate_of], -np.inf, mean)
+    picked = []
     for c in range(candidates):
-        masked = np.where(candidate_of == c, np.nan_to_num(mean, nan=-np.inf), -np.inf)
-        out.append(np.argmax(masked, axis=-1))
-    return np.stack(out, axis=-1)
+        masked = np.where(candidate_of == c, mean, -np.inf)
+        picked.append(np.argmax(masked, axis=-1))
+    return np.stack(picked, axis=-1)
 
 
 def behind(validation: Evidence, candidate_of: np.ndarray, selected: np.ndarray, level: float) -> np.ndarray:
@@ -278,10 +286,11 @@ def decide(look: int, policy: Policy, candidate_of: np.ndarray, validation: Evid
     shape = count.shape
     final = (BEHIND, FAILS, AT_MAX, BUDGET)  # decisive; the other reasons are looked at again every round
     stopped = np.full(shape, RUNNING) if stopped is None else np.where(np.isin(stopped, final), stopped, RUNNING)
-    selected = select(validation, candidate_of, n_cand)
+    selected = select(validation, candidate_of, n_cand, stopped == BEHIND)
     passes = np.ones(shape[:-1] + (n_cand,), bool) if held is None else np.array(held, bool)
     p_pass = passes.astype(float)
-    clear_fail, clear_pass = ~passes, passes.copy()
+    held_fail, clear_pass = ~passes, passes.copy()
+    clear_fail = np.zeros(passes.shape, bool)
     unready = np.zeros(passes.shape, bool)
     for gate, ev in zip(gates, evidence):
         now, chance, fails, sure, early = gate_state(gate, ev, level, policy.level(gate.alpha, look))
@@ -291,8 +300,10 @@ def decide(look: int, policy: Policy, candidate_of: np.ndarray, validation: Evid
         clear_fail |= fails
         clear_pass &= sure
     lag = behind(validation, candidate_of, selected, level)
-    clear_fail &= ruled_out(validation, candidate_of, selected, lag | (stopped == BEHIND), level,
-                            [g for g, p in zip(gates, proxies or [False] * len(gates)) if p])
+    # the modelled gates' clear failures need the selection settled; a held failure stays decisive, as observed
+    clear_fail = held_fail | clear_fail & ruled_out(validation, candidate_of, selected, lag | (stopped == BEHIND),
+                                                    level, [g for g, p in zip(gates, proxies or [False] * len(gates))
+                                                            if p])
     earlier_fail = np.cumprod(np.concatenate([np.ones(shape[:-1] + (1,)), 1 - p_pass[..., :-1]], axis=-1), axis=-1)
     p_rec = p_pass * earlier_fail
     recommended = np.where(passes.any(axis=-1), np.argmax(passes, axis=-1), -1)

@@ -14,11 +14,12 @@ from tests.conftest import write_tiny_config
 
 
 def adaptive_config(folder, tiny_llama, tiny_bert):
-    """The tiny bake-off with adaptive seeds (min 2, max 3), a two-setting sweep and a gate no tiny model passes."""
+    """The tiny bake-off with adaptive seeds (min 2, max 3), a two-setting sweep, a gate no tiny model passes and a
+    device-hours budget it does not reach."""
     cfg = write_tiny_config(folder, tiny_llama, tiny_bert)
     text = cfg.read_text().replace('bf16: "off"}', 'bf16: "off", seeds: {min: 2, max: 3}}')
     text = text.replace("value: 0.0}", "value: 0.0}\n  - {metric: support_intents.accuracy, op: \">=\", value: 0.99}")
-    cfg.write_text(text + "sweep: {learning_rate: [1e-3, 1e-9]}\n")
+    cfg.write_text(text + "sweep: {learning_rate: [1e-3, 1e-9]}\nbudget: {device_hours: 5}\n")
     return cfg
 
 
@@ -73,6 +74,32 @@ def test_every_report_says_how_many_fine_tunes_ran_and_why_each_arm_stopped(adap
     assert tags["sftbench.adaptive.tiny-bert.lr_0.001.ep_1"] == "2 seeds: clearly fails a gate"
 
 
+def test_a_device_hours_budget_counts_every_units_measured_wall_time_and_says_on_what(adaptive_run):
+    _, first, _, second, printed, _ = adaptive_run
+    ad = first["adaptive"]
+    assert ad["device_budget_hours"] == 5 and 0 < ad["device_hours"] < 5
+    assert ad["devices"] == "CPU wall-hours: no accelerator"
+    assert first["units"]["device_seconds"] == pytest.approx(ad["device_hours"] * 3600)
+    assert first["units"]["devices"] == ["cpu"]
+    assert f"{ad['device_hours']:.3g} of the budget's 5 device-hours (CPU wall-hours: no accelerator)" in \
+        " ".join(printed.split())
+    # a resumed run reads every kept unit's recorded time: it has spent the same
+    assert second["adaptive"]["device_hours"] == pytest.approx(ad["device_hours"])
+
+
+def test_plan_from_the_stored_run_predicts_the_fine_tunes_it_used_within_a_quarter(adaptive_run, capsys):
+    """`sftbench plan` on the config after its run: the stored levels, seed sd, sweep gaps and learned flags drive the
+    run's own rounds on simulated results."""
+    _, first, *_, out = adaptive_run
+    folder = out.parent
+    capsys.readouterr()
+    assert main(["plan", str(folder / "bakeoff.yaml"), "--store", str(folder / "runs.sqlite")]) == 0
+    printed = capsys.readouterr().out
+    predicted = float(printed.split("expected fine-tunes ")[1].split()[0])
+    assert "from run " in printed, printed
+    assert abs(predicted - first["adaptive"]["fine_tunes"]) <= 0.25 * first["adaptive"]["fine_tunes"], printed
+
+
 # the rounds on stand-in results (no training): the plan grows where the verdict is open -------------------------
 
 def stand_in(levels: dict[str, float], params: dict[str, int]):
@@ -98,7 +125,7 @@ def stand_in(levels: dict[str, float], params: dict[str, int]):
             per_seed = np.array(per_seed)
             sweep = [{"learning_rate": lr, "epochs": ep, "seeds": [float(v) - (0.5 if lr < 1e-6 else 0.0)
                                                                      for v in per_seed.mean(axis=1)]}
-                     for lr, ep in settings]
+                     for lr, ep in settings] if len(settings) > 1 else []  # one setting: no sweep table
             rows.append({"name": name, "model": name, "status": "ok", "params": params[name],
                          "cost": {"train_seconds": 1.0},
                          "benchmarks": [{"benchmark": "support_intents", "status": "ok", "sweep": sweep, "scores": {
@@ -126,6 +153,9 @@ def test_seeds_go_where_the_verdict_is_open_and_a_setting_far_behind_leaves_the_
     assert arms[("minilm-l6", 1e-9)]["stopped"] == "clearly behind on validation"
     assert all(len(p["minilm-l6"][1]) == 1 for p in planned[1:])  # it left the plan after round 1
     assert arms[("minilm-l6", 1e-3)]["seeds"] > 2  # the open verdict got seeds
+    # its one setting left has no sweep table to read: it is not "behind" the setting that left (7 Dec 2026 it was,
+    # compared as zeros with the frozen scores)
+    assert arms[("minilm-l6", 1e-3)]["stopped"] != "clearly behind on validation", arms
     assert arms[("smollm2-135m", 1e-3)]["seeds"] < arms[("minilm-l6", 1e-3)]["seeds"]
     assert ad["fine_tunes"] == sum(a["seeds"] for a in ad["arms"]) < ad["full_grid"] == 24
     assert [h["round"] for h in ad["history"]] == list(range(ad["rounds"]))
@@ -142,3 +172,30 @@ def test_baseline_gates_are_checked_at_the_alpha_spent_by_the_round_seeds_stoppe
     run_rounds(cfg, finish_round)
     # 5 possible rounds: 0.05 / 2 / 4 at every round, since smollm2 stopped growing after the first
     assert finish_round.alphas and all(a == [0.05 / 8] for a in finish_round.alphas), finish_round.alphas
+
+
+def test_a_device_hours_budget_stops_the_plan_before_it_is_spent():
+    """Each fine-tune (with its scoring) takes 150 device-seconds: 0.4 hours pay for 9. The first round's 8 are run;
+    the next round gets the one that fits, in the rule's order, and the rest stop with the budget."""
+    from harness.config import load_config
+    from harness.results.rounds import run_rounds
+
+    args = ["recipe.seeds={min: 2, max: 6}", "sweep.learning_rate=[1e-3, 1e-9]",
+            "gates=[{metric: support_intents.accuracy, op: '>=', value: 0.7}]"]
+    levels = {"minilm-l6": 0.715, "smollm2-135m": 0.9}
+    params = {"minilm-l6": 22_000_000, "smollm2-135m": 135_000_000}
+
+    def paid(inner):
+        def finish_round(cfg, arms):
+            units = {f"{c}/{s}/{lr}": 150.0 for c, (seeds, settings) in arms.items() for s in seeds
+                     for lr, _ in settings}
+            return inner(cfg, arms).with_changes(units={"device_seconds": units, "devices": ["cpu"]})
+        return finish_round
+
+    free = run_rounds(load_config(None, args), paid(stand_in(levels, params)[0])).adaptive
+    assert free["fine_tunes"] > 9  # unbudgeted, the open verdict takes more
+    ad = run_rounds(load_config(None, [*args, "budget={device_hours: 0.4}"]), paid(stand_in(levels, params)[0])).adaptive
+    assert ad["fine_tunes"] == 9 and ad["device_hours"] <= 0.4, ad
+    assert ad["stopped_because"].startswith("the budget of 0.4 device-hours ran out")
+    assert "CPU wall-hours: no accelerator" in ad["stopped_because"]
+    assert any(a["stopped"] == "the budget ran out" for a in ad["arms"])
