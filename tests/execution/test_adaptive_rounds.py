@@ -199,3 +199,37 @@ def test_a_device_hours_budget_stops_the_plan_before_it_is_spent():
     assert ad["stopped_because"].startswith("the budget of 0.4 device-hours ran out")
     assert "CPU wall-hours: no accelerator" in ad["stopped_because"]
     assert any(a["stopped"] == "the budget ran out" for a in ad["arms"])
+
+
+def test_the_replay_of_a_stored_full_grid_reads_prefixes_of_its_seeds():
+    """benchmarks/adaptive/replay.py (the README's check of the real bake-off under the current rule): the rounds read
+    each setting's first seeds from a stored 5-seed run; a setting far behind leaves, a clear pass settles."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from harness.config import load_config
+    from harness.results.rounds import run_rounds
+
+    path = Path(__file__).parents[2] / "benchmarks" / "adaptive" / "replay.py"
+    spec = importlib.util.spec_from_file_location("replay", path)
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    g = np.random.Generator(np.random.PCG64(3))
+    rows = []
+    for name, level, params in (("minilm-l6", 0.77, 22_000_000), ("smollm2-135m", 0.83, 135_000_000)):
+        per_seed = (g.random((5, 228)) < level).astype(float)
+        rows.append({"name": name, "model": name, "params": params, "cost": {"train_seconds": 1.0}, "benchmarks": [{
+            "benchmark": "support_intents", "sweep": [
+                {"learning_rate": 1e-3, "epochs": 1, "chosen": False, "seeds": [0.45, 0.46, 0.31, 0.6, 0.44]},
+                {"learning_rate": 5e-3, "epochs": 1, "chosen": True, "seeds": [0.8, 0.81, 0.77, 0.8, 0.72]}],
+            "scores": {"test": {"accuracy": {"per_seed": per_seed.tolist()}}}}]})
+    cfg = load_config(None, ["recipe.seeds={min: 2, max: 5}", "sweep.learning_rate=[1e-3, 5e-3]",
+                             "gates=[{metric: support_intents.accuracy, op: '>=', value: 0.7}]"])
+    ad = run_rounds(cfg, replay.replayer({"candidates": rows})).adaptive
+    arms = {(a["candidate"], a["learning_rate"]): a for a in ad["arms"]}
+    assert ad["fine_tunes"] < ad["full_grid"] == 20
+    assert arms[("minilm-l6", 1e-3)]["stopped"] == "clearly behind on validation"
+    assert arms[("minilm-l6", 5e-3)]["stopped"] != "clearly behind on validation"
+    assert ad["history"][-1]["recommended"] == "minilm-l6"
