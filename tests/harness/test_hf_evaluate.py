@@ -22,9 +22,17 @@ REFS = [["billing"], ["refund"], ["refund"], ["refund"], ["shipping"], ["bug_rep
 
 @pytest.fixture(autouse=True)
 def _evaluate_installed(monkeypatch):
+    """Offline, and each test leaves the metric registry as it found it: a module a test declares is registered
+    process-wide, and another test file in the same worker (test_score's registry check) must not see it."""
     needs("evaluate", "evaluate")
+    from harness.scoring import hf_evaluate
+    from harness.scoring.metrics import METRICS
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))
+    monkeypatch.setattr(METRICS, "_lazy", dict(METRICS._lazy))
+    monkeypatch.setattr(hf_evaluate, "_DECLARED", dict(hf_evaluate._DECLARED))
 
 
 def declare(**entry):
