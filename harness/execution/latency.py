@@ -83,7 +83,8 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outpu
     ws = Workspace.setup(unit, spec, ctx.handles[unit.candidate])
     inputs = {i: o for i in unit.inputs for o in [outputs[i]] if isinstance(o, Output)}
     threads = torch.get_num_threads()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _set_threads(cores, threads)
     try:
         with ws.placement.autocast():
             model = _model(unit, inputs, ws, cache)()
@@ -95,8 +96,19 @@ def _time(unit: Unit, examples: list[Any], ctx: Context, cache: UnitCache, outpu
             _sync(ws.placement.kind)
             return 1000 * (time.perf_counter() - started) / max(len(examples), 1)
     finally:
-        torch.set_num_threads(threads)
+        _set_threads(threads, torch.get_num_threads())
         ws.release()
+
+
+def _set_threads(wanted: int, current: int) -> None:
+    """Only when it changes: torch.set_num_threads resets OpenMP and MKL and recreates its pthreadpool even for the
+    same count. A Ray driver's latency stage once aborted in glibc (tpp.c __pthread_tpp_change_priority, the CI run
+    of 7 Dec 2026, tests/execution/test_ray_nodes.py) right there; the cause is not proven, but the count is usually
+    already the machine's, so the reset was never needed."""
+    import torch
+
+    if wanted != current:
+        torch.set_num_threads(wanted)
 
 
 def _sync(kind: str) -> None:
