@@ -68,10 +68,13 @@ def start_driver(cfg: Path, out: Path, log: Path) -> subprocess.Popen:
 
 
 def kept(units: Path, prefix: str = "") -> list[str]:
-    """Units kept whole in the store (a unit is renamed into place when complete: harness/storage/units.py)."""
+    """Units kept whole in the store (a unit is written in a `.tmp-<key>-<hex>` folder, unit.json included, and
+    renamed into place when complete: harness/storage/units.py), so a folder still under its temporary name is not
+    kept: a driver killed before the rename leaves one, and the resumed run rightly computes that unit again."""
     if not units.exists():
         return []
-    return sorted(p.name for p in units.iterdir() if p.name.startswith(prefix) and (p / "unit.json").exists())
+    return sorted(p.name for p in units.iterdir()
+                  if not p.name.startswith(".tmp-") and p.name.startswith(prefix) and (p / "unit.json").exists())
 
 
 def busy_tasks(root_pid: int) -> list[str]:
