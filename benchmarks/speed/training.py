@@ -241,8 +241,8 @@ def ratios(runs: list[ArmRun], tokens_per_run: int) -> None:
 
 def demo_recipe(epochs: int) -> RecipeConfig:
     """benchmarks/demo.yaml's recipe and SmolLM2's learning rate there."""
-    return replace(RecipeConfig(), r=8, alpha=16, epochs=epochs, batch_size=8, max_length=192, seed=0,
-                   learning_rate=1e-3)
+    return replace(RecipeConfig(), options={"r": 8, "alpha": 16}, epochs=epochs, batch_size=8, max_length=192,
+                   seed=0, learning_rate=1e-3)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.registry import Registry
 from harness.results.model import MetricScore
-from harness.statistics.intervals import bootstrap_ci, mean_ci, wilson
+from harness.statistics.intervals import bootstrap_ci, bootstrap_ci_rows, mean_ci, wilson
 from harness.statistics.paired import PROBE_METRIC, reference_streams
 from harness.statistics.seeds import combine, item_draws, method
 
@@ -106,15 +106,33 @@ def _macro_f1(preds, refs, resamples, seed):
     if n == 0:
         return MetricScore(float("nan"), float("nan"), float("nan"), 0, "bootstrap")
     labels = sorted(set(gold))
-    g, p = np.array(gold, dtype=object), np.array(preds, dtype=object)
-
-    def f1(idx: np.ndarray) -> float:
-        return float(f1_score(g[idx], p[idx], labels=labels, average="macro", zero_division=0))
-
-    value = f1(np.arange(n))
-    low, high = bootstrap_ci(f1, n, resamples, seed)
+    value = float(f1_score(gold, list(preds), labels=labels, average="macro", zero_division=0))
+    low, high = bootstrap_ci_rows(_macro_f1_rows(gold, preds, labels), n, resamples, seed)
     per_item = [float(a == b) for a, b in zip(preds, gold)]  # F1 is not itemwise; keep correctness for pairing
     return MetricScore(value, low, high, n, f"bootstrap(resamples={resamples},seed={seed})", per_item=per_item)
+
+
+def _macro_f1_rows(gold: Sequence[str], preds: Sequence[str], labels: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """Macro F1 of every bootstrap resample at once, (resamples, n) indices -> (resamples,): per label
+    2 tp / (gold count + predicted count), 0 where both are 0, averaged over `labels` (scikit-learn's f1_score
+    with labels=labels, average="macro", zero_division=0, whose per-label F1 is that same ratio); a predicted
+    label outside `labels` counts for none of them."""
+    index = {label: i for i, label in enumerate(labels)}
+    width = len(labels) + 1  # the last column: a prediction outside the labels
+    g = np.array([index[x] for x in gold])
+    p = np.array([index.get(x, len(labels)) for x in preds])
+
+    def rows(idx: np.ndarray) -> np.ndarray:
+        base = np.arange(idx.shape[0])[:, None] * width
+        gi, pi = g[idx], p[idx]
+
+        def count(cells: np.ndarray) -> np.ndarray:
+            return np.bincount(cells, minlength=idx.shape[0] * width).reshape(-1, width)[:, :-1]
+
+        hits, denom = count((base + gi)[gi == pi]), count((base + gi).ravel()) + count((base + pi).ravel())
+        return np.divide(2 * hits, denom, out=np.zeros(denom.shape), where=denom > 0).mean(axis=1)
+
+    return rows
 
 
 def _lm_eval_choice(which: int) -> Callable[..., MetricScore]:

@@ -81,7 +81,19 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, resamples: in
     resamples=0 (a caller that needs only the value, such as the validation metric while training)."""
     if n == 0 or resamples == 0:
         return (float("nan"), float("nan"))
-    values = np.array([statistic(idx) for idx in bootstrap_indices(n, resamples, seed)])
+    return _percentile_interval(np.array([statistic(idx) for idx in bootstrap_indices(n, resamples, seed)]), level)
+
+
+def bootstrap_ci_rows(statistic: Callable[[np.ndarray], np.ndarray], n: int, resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float]:
+    """bootstrap_ci with a statistic that takes every resample at once, (resamples, n) indices -> (resamples,)
+    values: the same resamples and percentiles, without a Python call per resample."""
+    if n == 0 or resamples == 0:
+        return (float("nan"), float("nan"))
+    return _percentile_interval(np.asarray(statistic(bootstrap_indices(n, resamples, seed)), dtype=float), level)
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 

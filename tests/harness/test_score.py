@@ -92,6 +92,26 @@ def test_macro_and_per_class_f1_by_hand():
     assert score("macro_f1", HAND_GOLD, refs).value == 1.0 and score("macro_f1", ["z"] * 5, refs).value == 0.0
 
 
+@pytest.mark.parametrize("trial", range(12))
+def test_macro_f1_interval_equals_sklearn_on_every_resample(trial):
+    """The bootstrap computes every resample's macro F1 at once (numpy counts); it must equal scikit-learn's f1_score
+    on each resample's items, so the interval is the same to the last bit: missing labels in a resample, predictions
+    outside the gold labels, one item."""
+    from harness.statistics.intervals import bootstrap_ci
+
+    rng = np.random.default_rng(trial)
+    labels = list("abcdefg")[: int(rng.integers(2, 8))]
+    n = int(rng.integers(1, 90))
+    gold = [str(rng.choice(labels)) for _ in range(n)]
+    preds = [g if rng.random() < 0.6 else str(rng.choice(labels + ["zz"])) for g in gold]
+    g, p, known = np.array(gold, dtype=object), np.array(preds, dtype=object), sorted(set(gold))
+    want = bootstrap_ci(lambda idx: float(f1_score(g[idx], p[idx], labels=known, average="macro", zero_division=0)),
+                        n, 150, trial)
+    got = score("macro_f1", preds, [[x] for x in gold], 150, trial)
+    assert (got.ci_low, got.ci_high) == want
+    assert got.value == f1_score(gold, preds, labels=known, average="macro", zero_division=0)
+
+
 def test_per_class_f1_averages_to_macro_f1_on_sst2(sst2):
     preds, gold = sst2
     got = per_class_f1(preds, [[g] for g in gold])
