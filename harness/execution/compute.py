@@ -29,9 +29,9 @@ from harness.scoring.bias import render_pair_inputs
 from harness.scoring.lm import Tokens
 from harness.scoring.metrics import METRICS, per_class_f1, score, score_losses
 from harness.scoring.probes import score_probe
-from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items
+from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items, validation_answers
 from harness.storage.units import UnitCache
-from harness.training.loop import fit
+from harness.training.loop import ValidationMetric, fit
 
 
 class Progress(Protocol):
@@ -246,7 +246,7 @@ def tune(unit: Unit, ctx: Context, ws: Workspace, tell: Tell, in_memory: bool) -
 
 
 def _training_rows(unit: Unit, spec: BenchmarkSpec, splits: dict[str, Split], ws: Workspace, recipe: Any,
-                   tell: Tell) -> tuple[list[Any], list[Any], Callable[[], float] | None]:
+                   tell: Tell) -> tuple[list[Any], list[Any], ValidationMetric | None]:
     """Tokenised training and validation rows (once per workspace), and the validation metric fit() evaluates
     when recipe.eval_metric asks for it."""
     if "rows" not in ws.memos:
@@ -257,20 +257,22 @@ def _training_rows(unit: Unit, spec: BenchmarkSpec, splits: dict[str, Split], ws
         ws.memos["rows"] = train_items, val_items
     train_items, val_items = ws.memos["rows"]
     skipped = metric_while_training(spec, len(val_items), recipe.eval_metric)  # why not, or ""
-    metric = None if skipped else validation_metric(spec, splits["validation"], ws, recipe, tell.step)
+    metric = None if skipped else validation_metric(spec, splits["validation"], ws, recipe, val_items, tell.step)
     return train_items, val_items, metric
 
 
-def validation_metric(spec: BenchmarkSpec, split: Split, ws: Workspace, recipe: Any,
-                      on_step: Any = None) -> Callable[[], float]:
-    """The benchmark's main metric of the model being tuned on the validation split, the value alone."""
+def validation_metric(spec: BenchmarkSpec, split: Split, ws: Workspace, recipe: Any, rows: list[Any],
+                      on_step: Any = None) -> ValidationMetric:
+    """The benchmark's main metric of the model being tuned on the validation split (the value alone), and the
+    validation loss of `rows` (the split's training items) when the same scoring pass computed it (a causal
+    classifier: harness/scoring/tasks.py validation_answers), else None."""
     refs = [list(ex.references) for ex in split.examples]
 
-    def compute_metric() -> float:
+    def compute_metric() -> tuple[float, float | None]:
         ws.model.eval()
-        preds, _ = predict(spec, split.examples, ws.model, ws.tokenizer, ws.handle.kind, recipe.max_length,
-                           on_step=on_step)
-        return score(spec.main_metric, preds, refs, resamples=0).number
+        preds, loss = validation_answers(spec, split.examples, ws.model, ws.tokenizer, ws.handle.kind,
+                                         recipe.max_length, rows, on_step=on_step)
+        return score(spec.main_metric, preds, refs, resamples=0).number, loss
 
     return compute_metric
 

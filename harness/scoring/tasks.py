@@ -141,13 +141,43 @@ def label_pairs(spec: BenchmarkSpec, examples: list[Example], tokenizer: Any,
 
 
 def _classify_causal(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):
+    return _causal_labels(spec, examples, model, tokenizer, max_length, on_step, tokens)[0]
+
+
+def _causal_labels(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, max_length: int,
+                   on_step: OnStep | None = None, tokens: Any = None,
+                   rows: list[Encoded] | None = None) -> tuple[list[str], float | None]:
+    """A causal classifier's predictions (the label whose text + EOS is likeliest after the prompt) and, with `rows`
+    (the examples' training items), their mean answer-token loss when every row is exactly its gold label's scoring
+    pair (the prompt as scored, then the label's text + EOS as the only learned tokens): the scoring pass then
+    computed that loss already. None when any row differs (chat-format data, truncation, a prompt with shots)."""
     from harness.scoring.lm import continuation_logprobs
 
     keys = list(spec.labels)
     contexts, conts = label_pairs(spec, examples, tokenizer, max_length)
     scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step, tokens=tokens)
     k = len(keys)
-    return [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
+    preds = [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
+    if rows is None or len(rows) != len(examples):
+        return preds, None
+    gold = [i * k + keys.index(ex.target) if ex.target in keys else -1 for i, ex in enumerate(examples)]
+    if any(g < 0 or row.input_ids != contexts[g] + conts[g] or row.labels != [-100] * len(contexts[g]) + conts[g]
+           for g, row in zip(gold, rows)):
+        return preds, None
+    return preds, -sum(scores[g][0] for g in gold) / sum(scores[g][1] for g in gold)
+
+
+def validation_answers(spec: BenchmarkSpec, examples: list[Example], model: Any, tokenizer: Any, kind: str,
+                       max_length: int, rows: list[Encoded], on_step: OnStep | None = None) -> tuple[list[str],
+                                                                                                  float | None]:
+    """Predictions on a validation split while training, and the split's validation loss (the mean loss of `rows`,
+    its training items, on their answer tokens) when the same pass computed it: a causal classifier scores every
+    label's text + EOS after the prompt, the gold label's among them, which is exactly a row's learned tokens (the
+    training loop's validation loss then need not run the rows again). None where it did not (an encoder's head, a
+    row that is not its gold label's scoring pair): the caller computes the loss itself."""
+    if spec.task == "classification" and kind != "encoder":
+        return _causal_labels(spec, examples, model, tokenizer, max_length, on_step, rows=rows)
+    return predict(spec, examples, model, tokenizer, kind, max_length, on_step=on_step)[0], None
 
 
 def _generate(spec, examples, model, tokenizer, max_length, on_step=None, tokens=None):

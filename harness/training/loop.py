@@ -36,6 +36,9 @@ from harness.models.device import Placement, frozen_linears_in_bf16, resolve
 from harness.scoring.lm import FORWARD_COST, body_and_head, causal_loss, on_device, pad
 from harness.training.watch import Watch
 
+# the main metric on validation, and the validation loss when the metric's own pass computed it (else None)
+ValidationMetric = Callable[[], tuple[float, float | None]]
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -205,12 +208,14 @@ def optimizer_and_schedule(params: list[torch.nn.Parameter], recipe: RecipeConfi
 
 
 def fit(model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig, learning_rate: float,
-        pad_id: int, on_step: Any = None, metric: Callable[[], float] | None = None,
+        pad_id: int, on_step: Any = None, metric: ValidationMetric | None = None,
         higher_is_better: bool = True, placement: Placement | None = None,
         on_stage: Callable[[str], None] | None = None, share_prefix: bool = True) -> TrainResult:
     """Train the model's trainable parameters on `train`, evaluating on `val`. `metric`, when given, returns the
-    benchmark's main metric of the current model on validation (leaving it in eval mode); it runs after each
-    validation loss, under the recipe's precision, and `higher_is_better` is its direction. `placement`: where the
+    benchmark's main metric of the current model on validation (leaving it in eval mode) and the validation loss of
+    `val` when its pass computed that too (a causal classifier scores the gold label's tokens among the options),
+    else None; it runs at each evaluation, under the recipe's precision, before the validation loss (computed
+    only when the metric did not give it), and `higher_is_better` is its direction. `placement`: where the
     model is and its precision (default: this CPU under recipe.bf16). `on_stage(what)` says when each evaluation and
     each epoch's training begins (an evaluation with the main metric can take as long as an epoch).
     `share_prefix`: run each micro-batch's common prefix once where that applies (module docstring); False takes
@@ -252,7 +257,7 @@ class _Training:
 
     def __init__(self, model: Any, train: Sequence[Encoded], val: Sequence[Encoded], recipe: RecipeConfig,
                  learning_rate: float, pad_id: int, params: list[torch.nn.Parameter], placement: Placement,
-                 share_prefix: bool, metric: Callable[[], float] | None, on_stage: Callable[[str], None] | None):
+                 share_prefix: bool, metric: ValidationMetric | None, on_stage: Callable[[str], None] | None):
         self.model, self.train, self.val, self.recipe, self.pad_id = model, train, val, recipe, pad_id
         self.learning_rate, self.params, self.placement, self.share_prefix = learning_rate, params, placement, \
             share_prefix
@@ -277,12 +282,15 @@ class _Training:
             self.stage(f"validating {when}: loss{' and main metric' if self.metric else ''} on {len(self.val)} rows")
         # a forked RNG: evaluating (decoding included) never changes the training randomness that follows
         with torch.random.fork_rng(devices=[]):
-            loss = evaluate_loss(self.model, self.val, self.pad_id, self.recipe.batch_size, self.placement,
-                                 self.share_prefix)
-            if self.metric is None or not self.val:
-                return loss, None
-            with self.placement.autocast():
-                return loss, float(self.metric())
+            value = loss = None
+            if self.metric is not None and self.val:
+                self.model.eval()
+                with self.placement.autocast():
+                    value, loss = self.metric()
+            if loss is None:  # the metric's pass did not compute it (or there is no metric)
+                loss = evaluate_loss(self.model, self.val, self.pad_id, self.recipe.batch_size, self.placement,
+                                     self.share_prefix)
+            return loss, None if value is None else float(value)
 
     def epoch(self, epoch: int, watch: Watch, on_step: Any) -> tuple[float, bool]:
         """One epoch's optimizer steps, evaluated every `eval_every` steps: (its mean loss, stop early)."""

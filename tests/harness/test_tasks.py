@@ -122,3 +122,28 @@ def test_an_encoder_cannot_be_asked_to_generate():
     assert applicable(summaries, "encoder") == "an encoder-only model cannot generate text"
     assert applicable(summaries, "causal") == applicable(intents, "encoder") == applicable(intents, "causal") == ""
 
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_the_validation_loss_comes_from_the_metrics_scoring_pass(tiny_llama, chat_llama, chat):
+    """A causal classifier's validation pass scores every label's text + EOS after the prompt, the gold label's among
+    them, which is exactly a validation row's learned tokens: validation_answers returns the rows' mean answer-token
+    loss from that pass, equal to the training loop's own validation loss (fp32), and the same predictions as
+    predict. Rows that are not their gold label's scoring pair (truncated differently, an encoder) get None: the
+    loop then computes the loss itself."""
+    from harness.models.device import resolve as placement
+    from harness.scoring.tasks import validation_answers
+    from harness.training.loop import evaluate_loss
+
+    model, tok = chat_llama if chat else (load_model(resolve(str(tiny_llama))), load_tokenizer(resolve(str(tiny_llama))))
+    spec, splits = load_benchmark(SuiteRef("support_intents", max_validation=12), ROOT)
+    examples = splits["validation"].examples
+    rows = training_items(spec, examples, tok, "causal", 256)
+    model.eval()
+    preds, loss = validation_answers(spec, examples, model, tok, "causal", 256, rows)
+    want = evaluate_loss(model, rows, tok.pad_token_id, 4, placement("cpu", "off"))
+    assert loss is not None and loss == pytest.approx(want, rel=1e-5)
+    assert preds == predict(spec, examples, model, tok, "causal", 256)[0]
+    short = training_items(spec, examples, tok, "causal", 12)  # prompts cut to another length than scored
+    assert validation_answers(spec, examples, model, tok, "causal", 256, short)[1] is None
+    assert validation_answers(spec, examples, model, tok, "causal", 256, rows[::-1])[1] is None

@@ -152,9 +152,24 @@ def test_negative_eval_every_or_patience_is_a_config_error(key):
 # ---- the main metric while training (recipe.eval_metric, recipe.monitor) -------------------------------------
 
 def scripted(values):
-    """A stand-in for the validation metric: returns the next scripted value at each evaluation."""
+    """A stand-in for the validation metric: returns the next scripted value at each evaluation (and no loss: the
+    loop computes the validation loss itself)."""
     calls = iter(values)
-    return lambda: next(calls)
+    return lambda: (next(calls), None)
+
+
+def test_a_loss_from_the_metrics_pass_replaces_the_loops_own(tiny_llama, monkeypatch):
+    """When the metric's pass computed the validation loss (a causal classifier scoring the gold label among the
+    options), the loop records it and does not run the validation rows again."""
+    import harness.training.loop
+
+    ran = []
+    monkeypatch.setattr(harness.training.loop, "evaluate_loss", lambda *a, **k: ran.append(1) or 9.0)
+    losses = iter([1.5, 1.25, 1.0])
+    result, _ = tiny_run(tiny_llama, dataclasses.replace(LLAMA, eval_every=2), metric=lambda: (0.5, next(losses)))
+    assert [(c["step"], c["val_loss"], c["val_metric"]) for c in result.curve] == [(0, 1.5, 0.5), (2, 1.25, 0.5),
+                                                                                    (4, 1.0, 0.5)]
+    assert ran == [] and result.val_loss == [1.5, 1.25, 1.0]  # before training, after each of the 2 epochs
 
 
 def test_metric_is_recorded_at_every_evaluation(tiny_llama):
@@ -185,7 +200,7 @@ def test_a_real_metric_does_not_move_training_numbers(tiny_llama):
         modes.append(model.training)
         torch.rand(1000)  # as a sampling decoder would
         preds, _ = predict(spec, examples, model, tok, handle.kind, recipe.max_length)
-        return score("accuracy", preds, [list(ex.references) for ex in examples], resamples=0).value
+        return score("accuracy", preds, [list(ex.references) for ex in examples], resamples=0).value, None
 
     with_metric = fit(model, items, val, recipe, 1e-2, pad_id, metric=accuracy)
     torch.testing.assert_close(with_metric.train_loss, GOLDEN_TRAIN, rtol=1e-5, atol=1e-5)
