@@ -58,9 +58,14 @@ def why_not(body: Any) -> str:
         return "not a decoder-only causal LM"
     if getattr(config, "model_type", "") in ("bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra"):
         return "an encoder reads the whole sequence at once"
-    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    types = getattr(config, "layer_types", None)
+    kinds = set(types or ["full_attention"])
     if kinds != {"full_attention"}:
         return f"layer types {', '.join(sorted(kinds))}: only full-attention caches expand over a batch"
+    if not types and getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        # a config without layer types (Mistral's) that sets a window: its attention drops keys older than it
+        return (f"sliding-window attention ({config.sliding_window} tokens): only full-attention caches expand over "
+                "a batch")
     return ""
 
 

@@ -5,10 +5,13 @@ benchmark's main metric) every epoch or every `eval_every` steps, early stopping
 (`recipe.monitor`) and restoring the best evaluation's trainable weights.
 
 Shared prompt prefix (causal LMs): the rows of a batch usually begin with the same tokens (the chat template's
-system turn and the benchmark's instruction). Each micro-batch runs that common prefix once, as one row, with the
-KV cache on and with gradients, expands its keys and values over the batch without copying, and runs only the
-suffixes against them, positions continuing from the prefix. Autograd sums the gradient through the expanded keys
-and values over the rows, so the gradient through the prefix is the sum over the batch, as when every row ran it.
+system turn and the benchmark's instruction). Each micro-batch runs that common prefix once, with gradients: where
+the prefix and the suffixes add up to at most PACK_TOKENS, as one packed row (the prefix, then every row's suffix,
+each suffix attending to the prefix and to itself, positions continuing from the prefix: one forward pass, no
+padding); otherwise as one row with the KV cache on, whose keys and values are expanded over the batch without
+copying, the suffixes run against them. Either way autograd sums the gradient through the prefix's one
+copy of its keys and values over the rows, so the gradient through the prefix is the sum over the batch, as when
+every row ran it.
 With dropout off the losses and gradients equal the unshared path's within float noise. With dropout on, the
 prefix's dropout mask (LoRA dropout, say) is drawn once and shared by every row of the micro-batch, where the
 unshared path draws one per row: the same expected loss, a slightly different noise (docs/benchmarks.md measures
@@ -136,10 +139,19 @@ def shared_length(items: Sequence[Encoded]) -> int:
     return prefix.common_prefix([it.input_ids for it in items], max(limit, 0))
 
 
+# A micro-batch whose prefix and suffixes add up to at most this many tokens runs as one packed row; a longer one
+# runs the prefix, then the suffixes against its expanded keys and values (attention over one packed row grows with
+# the square of its length: at 2,048 tokens it is still a few percent of a small model's linear layers).
+PACK_TOKENS = 2048
+
+
 def shared_prefix_loss(model: Any, items: Sequence[Encoded], pad_id: int,
                        length: int) -> tuple[torch.Tensor, int] | None:
-    """causal_loss of `items` with their first `length` tokens run once, as one row, and the suffixes run against its
-    keys and values (harness/models/prefix.py). None when the model's cache cannot be expanded."""
+    """causal_loss of `items` with their first `length` tokens run once: as one packed row where it fits in
+    PACK_TOKENS (`packed_prefix_loss`), else as one row whose keys and values the suffixes run against
+    (harness/models/prefix.py). None when the model's cache cannot be expanded."""
+    if length + sum(len(it.input_ids) - length for it in items) <= PACK_TOKENS:
+        return packed_prefix_loss(model, items, length)
     body, head = body_and_head(model)
     shared = prefix.run_prefix(body, items[0].input_ids[:length])
     if shared is None:
@@ -151,6 +163,31 @@ def shared_prefix_loss(model: Any, items: Sequence[Encoded], pad_id: int,
     shifted = targets[:, 1:]  # suffix position t predicts token t + 1; the prefix's outputs predict nothing learned
     keep = shifted != -100
     return F.cross_entropy(head(hidden[:, :-1][keep]).float(), shifted[keep], reduction="sum"), int(keep.sum())
+
+
+def packed_prefix_loss(model: Any, items: Sequence[Encoded], length: int) -> tuple[torch.Tensor, int]:
+    """causal_loss of `items` as one row: their common first `length` tokens once, then every item's suffix, each
+    attending to the prefix and to its own earlier tokens only (a block mask), its positions continuing from the
+    prefix's end. The same arithmetic as the expanded-cache path (one copy of the prefix's keys and values that
+    every suffix reads, so the gradient through the prefix is the sum over the rows), in one forward pass instead
+    of two and with no padding: on a CPU a pass's fixed cost is worth dozens of tokens (FORWARD_COST)."""
+    body, head = body_and_head(model)
+    ids, positions, segment = list(items[0].input_ids[:length]), list(range(length)), [0] * length
+    targets = [-100] * length  # the prefix's outputs predict no learned token (shared_length)
+    for k, it in enumerate(items, start=1):
+        suffix, labels = it.input_ids[length:], cast("list[int]", it.labels)[length:]
+        ids += suffix
+        positions += range(length, length + len(suffix))
+        segment += [k] * len(suffix)
+        targets += labels[1:] + [-100]  # each suffix token predicts the next one of its own row
+    seg = torch.tensor(segment)
+    visible = (seg[None, :] == 0) | (seg[None, :] == seg[:, None])  # (query, key): the prefix, or the same row
+    allowed = torch.ones(len(ids), len(ids), dtype=torch.bool).tril() & visible
+    row, at, gold, allowed = on_device(model, torch.tensor([ids]), torch.tensor([positions]), torch.tensor(targets),
+                                       allowed[None])
+    hidden = body(input_ids=row, attention_mask=prefix.model_mask(body, allowed), position_ids=at).last_hidden_state[0]
+    keep = gold != -100
+    return F.cross_entropy(head(hidden[keep]).float(), gold[keep], reduction="sum"), int(keep.sum())
 
 
 def batch_loss(model: Any, items: Sequence[Encoded], pad_id: int,

@@ -1,5 +1,6 @@
-"""Training with the shared prompt prefix (harness/training/loop.py): each micro-batch's common prefix runs once and
-the suffixes run against its expanded keys and values. With dropout off it equals the unshared path (losses and
+"""Training with the shared prompt prefix (harness/training/loop.py): each micro-batch's common prefix runs once, in
+one packed row with the suffixes after it (or, for a long micro-batch, as its own pass whose expanded keys and
+values the suffixes run against). With dropout off it equals the unshared path (losses and
 adapter gradients within float noise) on tiny Llama and GPT-2 models; it falls back to the unshared path where it
 does not apply, and TrainResult records which path ran."""
 from __future__ import annotations
@@ -13,10 +14,10 @@ from transformers import MistralConfig, MistralForCausalLM
 from harness.config import RecipeConfig, SuiteRef
 from harness.data.encode import Encoded
 from harness.data.specs import load_benchmark
+from harness.models.device import resolve as placement_for
 from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.tasks import training_items
 from harness.training.loop import PrefixSharing, batch_loss, evaluate_loss, fit, shared_length
-from harness.models.device import resolve as placement_for
 from tests.conftest import ROOT
 from tuners import load_all
 
@@ -63,15 +64,26 @@ def test_shared_length_stops_before_the_first_learned_token():
     assert shared_length([a, Encoded([2, 5, 6], [-100, -100, 6])]) == 0
 
 
+@pytest.mark.parametrize("layout", ["packed", "expanded"])
 @pytest.mark.parametrize("kind", ["tiny_llama", "tiny_gpt2"])
-def test_shared_prefix_equals_the_unshared_loss_and_gradients(kind, request):
+def test_shared_prefix_equals_the_unshared_loss_and_gradients(kind, layout, request, monkeypatch):
+    """Both layouts of the shared prefix: one packed row (the prefix, then every suffix, a block mask), and, for a
+    micro-batch over PACK_TOKENS, the prefix as its own pass with the suffixes against its expanded keys and values."""
+    import harness.training.loop as loop
+
     folder = request.getfixturevalue(kind)
     items, _, pad_id = rows(folder)
     model = lora(folder)
     model.eval()  # GPT-2's own dropout (0.1 in its config) off; gradients still flow
     sharing = PrefixSharing()
     assert shared_length(items) > 60
+    if layout == "expanded":
+        monkeypatch.setattr(loop, "PACK_TOKENS", 100)  # under the micro-batch's packed length
+    packed = []
+    real = loop.packed_prefix_loss
+    monkeypatch.setattr(loop, "packed_prefix_loss", lambda *args: packed.append(1) or real(*args))
     shared = loss_and_grads(model, items, pad_id, sharing)
+    assert packed == ([1] if layout == "packed" else [])
     unshared = loss_and_grads(model, items, pad_id, None)
     assert sharing.record()["path"] == "shared" and shared[1] == unshared[1]
     torch.testing.assert_close(shared[0], unshared[0], rtol=1e-5, atol=0)
@@ -124,7 +136,7 @@ def test_a_short_prefix_or_a_cache_that_cannot_be_expanded_falls_back(tiny_llama
     short = [items[0], Encoded(items[0].input_ids[:20] + [5] + items[1].input_ids[21:], items[1].labels)]
     batch_loss(lora(tiny_llama), short, pad_id, sharing)
     assert sharing.shared == 0 and "common prefix too short" in next(iter(sharing.why_not))
-    # a sliding-window model's cache holds sliding layers, which this does not expand: the micro-batch and every
+    # a sliding-window model (its attention drops keys older than the window) does not share: the micro-batch and every
     # later one take the unshared path, with the same loss
     torch.manual_seed(0)
     mistral = MistralForCausalLM(MistralConfig(vocab_size=400, hidden_size=32, intermediate_size=64,
@@ -136,7 +148,7 @@ def test_a_short_prefix_or_a_cache_that_cannot_be_expanded_falls_back(tiny_llama
         again, _ = batch_loss(mistral, items, pad_id, sharing)
         plain, m = batch_loss(mistral, items, pad_id, None)
     assert sharing.record()["path"] == "unshared" and sharing.batches == 2
-    assert sharing.fixed == next(iter(sharing.why_not)) and "not a plain DynamicCache" in sharing.fixed
+    assert sharing.fixed == next(iter(sharing.why_not)) and "sliding-window attention (64 tokens)" in sharing.fixed
     torch.testing.assert_close(first, plain, rtol=0, atol=0)
     assert n == m and first.item() == again.item()
 
