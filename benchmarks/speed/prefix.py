@@ -9,8 +9,10 @@ reported, so a shared, noisy machine slows both arms alike.
 - probes: general_knowledge (plain-text prompts, no chat template): the same two arms.
 - bias: intent_bias, both sides of every pair through support_intents' prompt: the same two arms.
 - attention: the scoring arm's shared path (share=True) under transformers' `sdpa` attention (torch's CPU flash
-  kernel) against the short-row attention a causal LM loaded on the CPU runs (harness/models/attention.py).
-  Predictions must be identical; the largest log-likelihood difference is printed. Not among the default arms.
+  kernel) against the attention a causal LM loaded on the CPU runs (harness/models/attention.py `sdpa_small`).
+  Without gradients that is sdpa's own kernel, so the arm checks that scoring is unchanged (a difference of 0);
+  before it handed no-gradient calls to sdpa, this arm measured its fp32 path at 1.00x and 0.97x. Not among the
+  default arms.
 - generation: ticket_summaries test prompts, greedy, max_new_tokens 40: harness/scoring/lm.py generate with
   share=True (the prefix once, then a greedy loop over the KV cache) against share=False (HF `generate` on the
   whole left-padded prompts, 8 a batch, which is what sftbench ran before; `--hf-batch 8 32` adds an arm with HF

@@ -3,19 +3,22 @@ causal LM loaded on the CPU runs instead of `sdpa` (harness/models/loading.py `l
 a model gets `sdpa` back: `choose`).
 
 Why: sftbench's rows are short (a few dozen suffix tokens after a shared prefix, options packed in a row). At these
-shapes torch's CPU flash-attention kernel, which `sdpa` calls, costs far more than its FLOPs: 13% of a LoRA training
-step's CPU time in its backward for attention that is ~2% of the model's FLOPs (SmolLM2-135M). Plain matrix products
-in fp32 are faster there: scores = q k^T * scale, the boolean mask filled with fp32's minimum, softmax, @ v.
+shapes the backward pass of torch's CPU flash-attention kernel, which `sdpa` calls, costs far more than its FLOPs: 13%
+of a LoRA training step's CPU time for attention that is ~2% of the model's FLOPs (SmolLM2-135M). Plain matrix
+products in fp32 are faster there, forward and backward: scores = (q * scale) k^T, the boolean mask filled with fp32's
+minimum, softmax, @ v. Without a backward pass the flash kernel's forward is as fast as they are (scoring the demo's
+test split ran 1.00x and 0.97x with this path, docs/benchmarks.md), so scoring, probes and generation, which run
+without gradients, keep `sdpa`'s kernel and its exact numbers: this path runs only where q, k or v requires grad.
 Grouped-query attention reshapes the query to (batch, kv_heads, group * query, head_dim) against the key/value heads,
 so keys and values are never repeated (no copy). The result is cast back to the query's dtype, as `sdpa` returns it.
 
-Everything else goes to transformers' own `sdpa_attention_forward` unchanged (`delegates` says when): a tensor not on
-the CPU, a shape above SMALL elements of scores (training keeps each layer's probabilities for the backward pass),
-dropout, a position bias, softcap or attention sinks, a float mask, a mask that does not broadcast as (batch, 1 or
-heads, query, key), and no mask with a causal query shorter than its keys (`sdpa`'s own alignment rule applies).
-Masks are `sdpa`'s (the same boolean mask function is registered under this name), so a model's mask and every
-caller that builds one (harness/models/prefix.py `model_mask`) treat this name as `sdpa`. A query row that may see
-no key gives zeros, as `sdpa` does on the CPU (never NaN).
+Everything else goes to transformers' own `sdpa_attention_forward` unchanged (`delegates` says when): no gradient
+(above), a tensor not on the CPU, a shape above SMALL elements of scores (training keeps each layer's probabilities
+for the backward pass), dropout, a position bias, softcap or attention sinks, a float mask, a mask that does not
+broadcast as (batch, 1 or heads, query, key), and no mask with a causal query shorter than its keys (`sdpa`'s own
+alignment rule applies). Masks are `sdpa`'s (the same boolean mask function is registered under this name), so a
+model's mask and every caller that builds one (harness/models/prefix.py `model_mask`) treat this name as `sdpa`. A
+query row that may see no key gives zeros, as `sdpa` does on the CPU (never NaN).
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ def delegates(query: Any, key: Any, value: Any, mask: Any, dropout: float, causa
     kb, kh, k_len, _ = key.shape
     if query.device.type != "cpu" or dropout or any(kwargs.get(k) is not None for k in NOT_HERE):
         return True
+    if not (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)):
+        return True  # no backward pass follows: the flash kernel's forward is as fast (module docstring)
     if kb != b or value.shape[:3] != key.shape[:3] or h % kh or b * h * s * k_len > SMALL:
         return True
     if mask is None:
@@ -65,13 +70,14 @@ def small_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
     if allowed is None and causal and s > 1:  # s == k_len here (delegates): the plain causal triangle
         allowed = torch.ones(s, k_len, dtype=torch.bool, device=query.device).tril()[None, None]
     with torch.autocast("cpu", enabled=False):
-        q = query.float().reshape(b, kv_heads, group * s, d)  # head i reads kv head i // group, as repeat_kv does
-        scores = torch.matmul(q, key.float().transpose(-1, -2)) * (scaling if scaling is not None else d ** -0.5)
-        scores = scores.view(b, kv_heads, group, s, k_len)
+        # the scale on the query (d wide) rather than the scores (keys wide); a copy even of an fp32 query
+        q = query.to(torch.float32, copy=True).mul_(scaling if scaling is not None else d ** -0.5)
+        q = q.reshape(b, kv_heads, group * s, d)  # head i reads kv head i // group, as repeat_kv does
+        scores = torch.matmul(q, key.float().transpose(-1, -2)).view(b, kv_heads, group, s, k_len)
         if allowed is not None:
             grouped = allowed[:, :, None] if allowed.shape[1] == 1 else allowed.reshape(
                 allowed.shape[0], kv_heads, group, *allowed.shape[2:])
-            scores = scores.masked_fill(~grouped, torch.finfo(torch.float32).min)
+            scores.masked_fill_(~grouped, torch.finfo(torch.float32).min)  # in place: matmul's backward keeps q, k
         probs = torch.softmax(scores, dim=-1).view(b, kv_heads, group * s, k_len)
         out = torch.matmul(probs, value.float()).view(b, h, s, dv)
         if allowed is not None:

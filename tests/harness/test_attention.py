@@ -1,6 +1,7 @@
 """harness/models/attention.py: the short-row CPU attention gives sdpa's outputs and gradients (fp32, tiny models
 built from configs: Llama with grouped-query attention, GPT-2 without), under every mask sftbench passes; the cases
-it does not handle really go to sdpa; a causal LM loaded on the CPU runs it, and nothing else does."""
+it does not handle (no gradient among them) really go to sdpa; a causal LM loaded on the CPU runs it, and nothing else
+does."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,7 +12,7 @@ import torch
 
 import harness.models.attention as attention
 from harness.models.attention import NAME, choose, small_attention
-from harness.models.loading import load_model, load_tokenizer, resolve
+from harness.models.loading import load_model, resolve
 from harness.models.prefix import is_eager, model_mask, run_prefix, run_suffix
 from harness.scoring.lm import body_and_head, pad
 
@@ -120,16 +121,17 @@ def test_bf16_autocast_returns_bf16_close_to_sdpa(tiny_llama):
     torch.testing.assert_close(got[NAME][0].float(), got["sdpa"][0].float(), rtol=0.05, atol=0.05)
 
 
-def test_greedy_generation_is_the_same(tiny_llama):
-    handle = resolve(str(tiny_llama))
-    model, tok = load_model(handle), load_tokenizer(handle)
-    ids, mask = pad([PREFIX, PREFIX[:5]], tok.pad_token_id, left=True)
-    tokens = {}
+def test_without_gradients_it_is_sdpa_exactly(tiny_llama):
+    """Scoring, probes and generation run without gradients: sdpa's own kernel, bit for bit."""
+    model = load_model(resolve(str(tiny_llama)))
+    ids, mask = pad(ROWS, 0, left=True)
+    logits = {}
     for impl in ("sdpa", NAME):
         model.set_attn_implementation(impl)
-        tokens[impl] = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
-                                      pad_token_id=tok.pad_token_id)
-    assert torch.equal(tokens[NAME], tokens["sdpa"])
+        with torch.no_grad(), sdpa_calls() as spy:
+            logits[impl] = model(input_ids=ids, attention_mask=mask).logits
+        assert spy.call_count == (model.config.num_hidden_layers if impl == NAME else 0)
+    assert torch.equal(logits[NAME], logits["sdpa"])
 
 
 class Module(torch.nn.Module):
@@ -138,15 +140,16 @@ class Module(torch.nn.Module):
 
 
 def qkv(b: int = 2, s: int = 5, k_len: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query (batch, 4 heads, s, 8), keys and values (batch, 2 heads, k_len, 8); the query requires grad (training)."""
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(b, 4, s, 8, generator=g), torch.randn(b, 2, k_len, 8, generator=g),
+    return (torch.randn(b, 4, s, 8, generator=g).requires_grad_(), torch.randn(b, 2, k_len, 8, generator=g),
             torch.randn(b, 2, k_len, 8, generator=g))
 
 
 def test_a_query_that_sees_nothing_gives_zeros_as_sdpa_does():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    q, k, v = (t.requires_grad_() for t in qkv())
+    q, k, v = (t.requires_grad_() for t in qkv())  # every one: each gets a gradient below
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool).tril()
     mask[1, 0, :2] = False
     out = small_attention(Module(), q, k, v, mask)[0]
@@ -161,7 +164,7 @@ def test_a_query_that_sees_nothing_gives_zeros_as_sdpa_does():
 
 
 @pytest.mark.parametrize("case", ["large", "dropout", "float mask", "causal, no mask, fewer queries than keys",
-                                  "position bias"])
+                                  "position bias", "not on the CPU", "no gradient", "nothing requires grad"])
 def test_what_it_does_not_handle_goes_to_sdpa(case, monkeypatch):
     q, k, v = qkv(s=3 if case.startswith("causal") else 5)
     mask = None if case.startswith("causal") else torch.ones(2, 1, 5, 5, dtype=torch.bool).tril()
@@ -174,7 +177,11 @@ def test_what_it_does_not_handle_goes_to_sdpa(case, monkeypatch):
         mask = torch.zeros(2, 1, 5, 5).masked_fill(~mask, torch.finfo(torch.float32).min)
     elif case == "position bias":
         kwargs["position_bias"] = torch.zeros(1, 4, 5, 5)
-    with sdpa_calls() as spy:
+    elif case == "not on the CPU":  # the meta device stands in for an accelerator: shapes only, no GPU needed
+        q, k, v, mask = q.to("meta"), k.to("meta"), v.to("meta"), mask.to("meta")
+    if case == "nothing requires grad":  # grad mode on, but no backward pass can follow
+        q = q.detach()
+    with sdpa_calls() as spy, torch.set_grad_enabled(case != "no gradient"):
         small_attention(Module(), q, k, v, mask, **kwargs)
     assert spy.call_count == 1
     if case == "large":  # and one element under it runs here
