@@ -16,8 +16,9 @@ With dropout off the losses and gradients equal the unshared path's within float
 prefix's dropout mask (LoRA dropout, say) is drawn once and shared by every row of the micro-batch, where the
 unshared path draws one per row: the same expected loss, a slightly different noise (docs/benchmarks.md measures
 it). Where sharing does not apply, the micro-batch takes the unshared path: classifiers (an encoder pools the
-whole sequence), a common prefix too short to pay for its own forward pass, gradient checkpointing (transformers
-drops the cache inside checkpointed layers), a cache that cannot be expanded (sliding-window or recurrent layers).
+whole sequence), a common prefix too short to pay for its own forward pass, a micro-batch too long to pack under
+gradient checkpointing (transformers drops the cache inside checkpointed layers, which the expanded layout needs),
+a cache that cannot be expanded (sliding-window or recurrent layers).
 Rows are right-padded in training, so left padding never arises here. TrainResult.prefix records which path ran."""
 from __future__ import annotations
 
@@ -87,8 +88,9 @@ def batches(items: Sequence[Encoded], batch_size: int, rng: random.Random, group
 class PrefixSharing:
     """Whether a micro-batch runs its common prefix once (module docstring), and a tally of which path each took."""
 
-    def __init__(self, why_not: str = ""):
+    def __init__(self, why_not: str = "", packed_only: str = ""):
         self.fixed = why_not  # a reason that holds for every micro-batch ("" while sharing is possible)
+        self.packed_only = packed_only  # why only the packed layout may run ("": both may), e.g. checkpointing
         self.why_not: dict[str, int] = {}  # reason -> micro-batches that took the unshared path for it
         self.shared = self.batches = self.prefix_tokens = self.tokens_computed = 0
         self.checked = False  # whether the model's own reason (prefix.why_not) was asked
@@ -103,6 +105,8 @@ class PrefixSharing:
         n = 0 if why else shared_length(items)
         if not why and (n < prefix.MIN_PREFIX or (len(items) - 1) * n < FORWARD_COST):
             why = f"common prefix too short: it saves less than one forward pass ({FORWARD_COST} tokens)"
+        if not why and self.packed_only and not packs(items, n):
+            why = f"{self.packed_only}, and the micro-batch is over {PACK_TOKENS} tokens packed"
         if why:
             self.note(items, why)
             return 0
@@ -145,12 +149,17 @@ def shared_length(items: Sequence[Encoded]) -> int:
 PACK_TOKENS = 2048
 
 
+def packs(items: Sequence[Encoded], length: int) -> bool:
+    """Whether a micro-batch sharing its first `length` tokens runs as one packed row (at most PACK_TOKENS)."""
+    return length + sum(len(it.input_ids) - length for it in items) <= PACK_TOKENS
+
+
 def shared_prefix_loss(model: Any, items: Sequence[Encoded], pad_id: int,
                        length: int) -> tuple[torch.Tensor, int] | None:
     """causal_loss of `items` with their first `length` tokens run once: as one packed row where it fits in
     PACK_TOKENS (`packed_prefix_loss`), else as one row whose keys and values the suffixes run against
     (harness/models/prefix.py). None when the model's cache cannot be expanded."""
-    if length + sum(len(it.input_ids) - length for it in items) <= PACK_TOKENS:
+    if packs(items, length):
         return packed_prefix_loss(model, items, length)
     body, head = body_and_head(model)
     shared = prefix.run_prefix(body, items[0].input_ids[:length])
@@ -303,7 +312,9 @@ class _Training:
         self.per_step = recipe.batch_size * recipe.grad_accum  # the effective batch of one optimizer step
         self.total_steps = math.ceil(len(train) / self.per_step) * recipe.epochs
         self.optimizer, self.schedule = optimizer_and_schedule(params, recipe, learning_rate, self.total_steps)
-        self.sharing = PrefixSharing("turned off" if not share_prefix else "gradient checkpointing: transformers "
+        # gradient checkpointing: transformers drops the cache inside checkpointed layers, so only the packed layout
+        # (no cache: one row, a block mask) shares the prefix
+        self.sharing = PrefixSharing("" if share_prefix else "turned off", "gradient checkpointing: transformers "
                                      "drops the cache inside checkpointed layers" if recipe.gradient_checkpointing
                                      else "")
         self.scaler = torch.amp.GradScaler(placement.kind) if placement.precision == "fp16" else None

@@ -111,14 +111,25 @@ def test_fit_with_and_without_sharing_agree_and_record_the_path(tiny_llama):
     assert unshared.prefix["path"] == "unshared" and unshared.prefix["unshared_why"] == {"turned off": 4}
 
 
-def test_gradient_checkpointing_and_classifiers_take_the_unshared_path(tiny_llama, tiny_bert):
+def test_gradient_checkpointing_shares_only_packed_rows_and_classifiers_do_not_share(tiny_llama, tiny_bert,
+                                                                                      monkeypatch):
+    """Under gradient checkpointing transformers drops the cache inside checkpointed layers, so the expanded layout
+    cannot run, but a packed row needs no cache: it shares, with the loss and gradients of the unshared path; a
+    micro-batch too long to pack takes the unshared path and says why."""
+    import harness.training.loop as loop
+
     items, _, pad_id = rows(tiny_llama, n=8)
     recipe = RecipeConfig(options={"dropout": 0.0}, bf16="off", max_length=LENGTH, epochs=1,
                           gradient_checkpointing=True)
+    checkpointed = fit(lora(tiny_llama), items, [], recipe, 1e-2, pad_id)
+    plain = fit(lora(tiny_llama), items, [], recipe, 1e-2, pad_id, share_prefix=False)
+    assert checkpointed.prefix["path"] == "shared" and checkpointed.tokens_computed < 0.7 * checkpointed.tokens
+    torch.testing.assert_close(checkpointed.train_loss, plain.train_loss, rtol=1e-4, atol=0)
+    monkeypatch.setattr(loop, "PACK_TOKENS", 100)
     result = fit(lora(tiny_llama), items, [], recipe, 1e-2, pad_id)
     assert result.prefix["path"] == "unshared" and result.tokens_computed == result.tokens
     assert list(result.prefix["unshared_why"]) == ["gradient checkpointing: transformers drops the cache inside "
-                                                   "checkpointed layers"]
+                                                   "checkpointed layers, and the micro-batch is over 100 tokens packed"]
     handle = resolve(str(tiny_bert))
     spec, splits = load_benchmark(SuiteRef("support_intents", max_train=8), ROOT)
     encoded = training_items(spec, splits["train"].examples, load_tokenizer(handle), "encoder", 64)
