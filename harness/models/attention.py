@@ -13,12 +13,13 @@ Grouped-query attention reshapes the query to (batch, kv_heads, group * query, h
 so keys and values are never repeated (no copy). The result is cast back to the query's dtype, as `sdpa` returns it.
 
 Everything else goes to transformers' own `sdpa_attention_forward` unchanged (`delegates` says when): no gradient
-(above), a tensor not on the CPU, a shape above SMALL elements of scores (training keeps each layer's probabilities
-for the backward pass), dropout, a position bias, softcap or attention sinks, a float mask, a mask that does not
-broadcast as (batch, 1 or heads, query, key), and no mask with a causal query shorter than its keys (`sdpa`'s own
-alignment rule applies). Masks are `sdpa`'s (the same boolean mask function is registered under this name), so a
-model's mask and every caller that builds one (harness/models/prefix.py `model_mask`) treat this name as `sdpa`. A
-query row that may see no key gives zeros, as `sdpa` does on the CPU (never NaN).
+(above), a tensor not on the CPU, rows of more than MAX_KEYS keys (the flash kernel is faster there), a shape
+above SMALL elements of scores (training keeps each layer's probabilities for the backward pass), dropout, a
+position bias, softcap or attention sinks, a float mask, a mask that does not broadcast as (batch, 1 or heads,
+query, key), and no mask with a causal query shorter than its keys (`sdpa`'s own alignment rule applies). Masks are
+`sdpa`'s (the same boolean mask function is registered under this name), so a model's mask and every caller that
+builds one (harness/models/prefix.py `model_mask`) treat this name as `sdpa`. A query row that may see no key gives
+zeros, as `sdpa` does on the CPU (never NaN).
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ NAME = "sdpa_small"
 BOOLEAN_MASK = ("sdpa", NAME, "flash_attention_2")
 # Scores above this many elements (batch * heads * query * key, 16 MB in fp32 per layer) go to sdpa.
 SMALL = 4_000_000
+# Rows with more keys than this go to sdpa: forward + backward of one SmolLM2-shaped call (9 query, 3 key/value heads,
+# bf16 autocast, 2 threads) took sdpa/this 2.75x at 8 rows x 35 queries x 92 keys, 1.59x at 8 x 92 x 92, 1.49x at
+# 1 x 128 x 128, 1.37x at 4 x 150 x 150, 1.01x at 1 x 200 x 200 and 0.73x at 1 x 337 x 337 (a micro-batch packed in
+# one row, harness/training/loop.py): the flash kernel's blocks pay off on longer rows.
+MAX_KEYS = 192
 # Keyword arguments some models pass that this path does not implement: sdpa takes (or refuses) them.
 NOT_HERE = ("position_bias", "softcap", "s_aux", "sinks")
 
@@ -44,7 +50,7 @@ def delegates(query: Any, key: Any, value: Any, mask: Any, dropout: float, causa
         return True
     if not (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)):
         return True  # no backward pass follows: the flash kernel's forward is as fast (module docstring)
-    if kb != b or value.shape[:3] != key.shape[:3] or h % kh or b * h * s * k_len > SMALL:
+    if kb != b or value.shape[:3] != key.shape[:3] or h % kh or k_len > MAX_KEYS or b * h * s * k_len > SMALL:
         return True
     if mask is None:
         return causal and s > 1 and s != k_len

@@ -164,13 +164,16 @@ def test_a_query_that_sees_nothing_gives_zeros_as_sdpa_does():
 
 
 @pytest.mark.parametrize("case", ["large", "dropout", "float mask", "causal, no mask, fewer queries than keys",
-                                  "position bias", "not on the CPU", "no gradient", "nothing requires grad"])
+                                  "position bias", "not on the CPU", "no gradient", "nothing requires grad",
+                                  "more keys than MAX_KEYS"])
 def test_what_it_does_not_handle_goes_to_sdpa(case, monkeypatch):
     q, k, v = qkv(s=3 if case.startswith("causal") else 5)
     mask = None if case.startswith("causal") else torch.ones(2, 1, 5, 5, dtype=torch.bool).tril()
     kwargs = {}
     if case == "large":
         monkeypatch.setattr(attention, "SMALL", 2 * 4 * 5 * 5 - 1)  # one element over the limit
+    elif case == "more keys than MAX_KEYS":
+        monkeypatch.setattr(attention, "MAX_KEYS", 4)  # 5 keys
     elif case == "dropout":
         kwargs["dropout"] = 0.1
     elif case == "float mask":
