@@ -42,7 +42,7 @@ def test_parity_accepts_bf16_noise_and_flags_a_different_verdict():
 
 def test_gpu_speed_rows_share_a_prefix_and_the_check_measures_with_and_without_it():
     from benchmarks.speed.gpu_training import rows
-    from harness.training.loop import shared_length
+    from harness.training.shared import shared_length
 
     items = rows(16, 512, (16, 48), seed=1, prefix=12)
     assert all(it.input_ids[:12] == items[0].input_ids[:12] for it in items)

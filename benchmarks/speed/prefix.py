@@ -8,19 +8,13 @@ reported, so a shared, noisy machine slows both arms alike.
   rows, the cost model's batches). Predictions (argmax over the options) must be identical.
 - probes: general_knowledge (plain-text prompts, no chat template): the same two arms.
 - bias: intent_bias, both sides of every pair through support_intents' prompt: the same two arms.
-- attention: the scoring arm's shared path (share=True) under transformers' `sdpa` attention (torch's CPU flash
-  kernel) against the attention a causal LM loaded on the CPU runs (harness/models/attention.py `sdpa_small`).
-  Without gradients that is sdpa's own kernel, so the arm checks that scoring is unchanged (a difference of 0);
-  before it handed no-gradient calls to sdpa, this arm measured its fp32 path at 1.00x and 0.97x. Not among the
-  default arms.
 - generation: ticket_summaries test prompts, greedy, max_new_tokens 40: harness/scoring/lm.py generate with
   share=True (the prefix once, then a greedy loop over the KV cache) against share=False (HF `generate` on the
   whole left-padded prompts, 8 a batch, which is what sftbench ran before; `--hf-batch 8 32` adds an arm with HF
   `generate` at the shared path's own 32 a batch). Greedy outputs must be identical (in fp32: under bf16 autocast
   HF `generate` does not agree with itself across batch sizes, benchmarks/speed/generation_floor.py).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/speed/prefix.py [--repeats 3] [--arms scoring probes bias generation
-        attention]
+    PYTHONPATH=. .venv/bin/python benchmarks/speed/prefix.py [--repeats 3] [--arms scoring probes bias generation]
         [--items N] [--model smollm2-135m] [--bf16 auto|on|off] [--hf-batch 8 32]
 """
 from __future__ import annotations
@@ -119,31 +113,6 @@ def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]],
          repeats, same)
 
 
-def attention_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]], list[list[int]], int],
-                   precision: Callable[[], Any], repeats: int) -> None:
-    """The shared scoring path under `sdpa` against harness/models/attention.py's attention (as loaded)."""
-    contexts, conts, k = inputs
-    loaded = model.config._attn_implementation
-
-    def arm(implementation: str) -> Callable[[bool], Any]:
-        def run(warm: bool) -> Any:
-            model.set_attn_implementation(implementation)
-            n = 4 * k if warm else len(contexts)
-            with precision():
-                return continuation_logprobs(model, tok.pad_token_id or 0, contexts[:n], conts[:n], share=True)
-
-        return run
-
-    def same(small: Any, sdpa: Any) -> str:
-        agree = sum(x == y for x, y in zip(argmax_per_item(small, k), argmax_per_item(sdpa, k)))
-        worst = max(abs(x[0] - y[0]) for x, y in zip(small, sdpa))
-        return f"same prediction on {agree}/{len(small) // k} items, largest log-likelihood difference {worst:.2e}"
-
-    race(f"{name} ({len(contexts) // k} items x {k} options)", {loaded: arm(loaded), "sdpa": arm("sdpa")}, repeats,
-         same)
-    model.set_attn_implementation(loaded)
-
-
 def generation_race(model: Any, tok: Any, items: int | None, precision: Callable[[], Any], repeats: int,
                     hf_batches: list[int]) -> None:
     spec, splits = load_benchmark(SuiteRef("ticket_summaries", max_test=items), BUNDLED_DIR)
@@ -223,8 +192,7 @@ def main() -> None:
     handle = resolve(args.model)
     model, tok = load_model(handle), load_tokenizer(handle)
     bf16 = use_bf16(args.bf16)
-    print(f"{args.model}, {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, {args.repeats} repeats, "
-          f"attention {model.config._attn_implementation}")
+    print(f"{args.model}, {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, {args.repeats} repeats")
 
     def precision() -> Any:
         return autocast(bf16)
@@ -242,10 +210,6 @@ def main() -> None:
         side_a, side_b = render_pair_inputs(spec, pairs[: args.items])
         scoring_race("bias intent_bias (both sides)", model, tok, scoring_inputs(tok, side_a + side_b, spec),
                      precision, args.repeats)
-    if "attention" in args.arms:
-        spec, splits = load_benchmark(SuiteRef("support_intents", max_test=args.items), BUNDLED_DIR)
-        attention_race("attention, scoring support_intents test (shared prefix)", model, tok,
-                       scoring_inputs(tok, splits["test"].examples, spec), precision, args.repeats)
     if "generation" in args.arms:
         generation_race(model, tok, args.items, precision, args.repeats, args.hf_batch)
     write(args.json)

@@ -15,10 +15,6 @@ Arms, each on freshly loaded base weights with the same LoRA init (tuners/lora, 
                    length-grouped batches, LM head applied at answer positions only), each micro-batch's
                    common prompt prefix run once (the loop's shared-prefix path)
   sftbench-unshared  the same fit with share_prefix=False: every row runs its whole prompt
-  sftbench-sdpa    the sftbench arm with transformers' `sdpa` attention (torch's CPU flash kernel) instead of the
-                   short-row attention a causal LM loaded on the CPU runs (harness/models/attention.py): the
-                   ratio sftbench / sftbench-sdpa is what that attention saves (--arms ce)
-  sftbench-unshared-sdpa  the same for the sftbench-unshared arm (--arms df)
 The recipe is the demo's for SmolLM2 (benchmarks/demo.yaml: LoRA r8 alpha 16 on q/v, dropout 0.05, batch 8,
 lr 1e-3, 1 epoch, max_length 192). Schedule in all arms: AdamW with linear decay after int(steps * 0.06)
 warm-up steps, gradient clipping at 1.0, weight decay 0, seed 0. Only the training call is timed. The arms run
@@ -65,11 +61,11 @@ from harness.models.device import resolve as placement_for  # noqa: E402
 from harness.models.device import set_threads, use_bf16  # noqa: E402
 from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from harness.scoring.tasks import training_items  # noqa: E402
-from harness.training.loop import evaluate_loss, fit, shared_length  # noqa: E402
+from harness.training.loop import evaluate_loss, fit  # noqa: E402
+from harness.training.shared import shared_length  # noqa: E402
 from tuners import load_all  # noqa: E402
 
-ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench", "d": "sftbench-unshared", "e": "sftbench-sdpa",
-        "f": "sftbench-unshared-sdpa"}
+ARMS = {"a": "trainer", "b": "trainer-best", "c": "sftbench", "d": "sftbench-unshared"}
 
 
 @dataclass(frozen=True)
@@ -121,13 +117,10 @@ def train_with_fit(model, items: list[Encoded], recipe: RecipeConfig, pad_id: in
 
 def run_arm(arm: str, handle, tokenizer, items: list[Encoded], recipe: RecipeConfig, round_: int) -> ArmRun:
     model = fresh_lora(handle, recipe)
-    if arm.endswith("-sdpa"):
-        model.get_base_model().set_attn_implementation("sdpa")
     path = ""
     start, cpu = time.perf_counter(), time.process_time()
     if arm.startswith("sftbench"):
-        own, path = train_with_fit(model, items, recipe, tokenizer.pad_token_id, share="unshared" not in arm)
-        path += f", attention {model.config._attn_implementation}"
+        own, path = train_with_fit(model, items, recipe, tokenizer.pad_token_id, share=arm == "sftbench")
     else:
         own = train_with_trainer(model, tokenizer, items, recipe, best=arm == "trainer-best")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
@@ -236,8 +229,7 @@ def ratios(runs: list[ArmRun], tokens_per_run: int) -> None:
     arms = sorted({r.arm for r in runs}, key=list(ARMS.values()).index)
     for mine in ("sftbench", "sftbench-unshared"):
         for other in arms:
-            if mine not in arms or other == mine or (mine == "sftbench-unshared" and other in ("sftbench",
-                                                                                               "sftbench-sdpa")):
+            if mine not in arms or other == mine or (mine == "sftbench-unshared" and other == "sftbench"):
                 continue
             pairs = [(a, b) for a in runs for b in runs if a.round == b.round and a.arm == mine and b.arm == other]
             wall = [b.seconds / a.seconds for a, b in pairs]
@@ -259,14 +251,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=96, help="support_intents training rows")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--arms", default="abcd",
-                        help="arms of a round: a=trainer, b=trainer-best, c=sftbench, d=sftbench-unshared, "
-                        "e=sftbench-sdpa, f=sftbench-unshared-sdpa")
+                        help="arms of a round: a=trainer, b=trainer-best, c=sftbench, d=sftbench-unshared")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, every other one in reverse order")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--no-bakeoff-rss", action="store_true", help="skip the child bake-off that measures peak RSS")
     args = parser.parse_args()
     if not args.arms or set(args.arms) - set(ARMS) or args.rounds < 1:
-        parser.error("--arms takes letters a to f; --rounds at least 1")
+        parser.error("--arms takes letters a, b, c, d; --rounds at least 1")
     threads = set_threads()
     handle = resolve(args.model)
     tokenizer = load_tokenizer(handle)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from harness.data.specs import BenchmarkSpec
 from harness.errors import RunFailure
-from harness.models.attention import choose as choose_attention
 from harness.models.device import Placement, check_here
 from harness.models.loading import ModelHandle, load_model, load_tokenizer
 
@@ -87,10 +86,7 @@ class Workspace:
             options = tuner.load_options(self.placement) if tuner.load_options else {}
             model = load_model(self.handle, head_labels=head, dtype=self.placement.weights_dtype(tuner.frozen_base),
                                **options)
-            if "device_map" not in options:  # a causal LM runs sdpa again on an accelerator (load_model chose CPU's)
-                model = model.to(self.placement.device)
-                choose_attention(model, self.placement.device)
-            self.model = model
+            self.model = model if "device_map" in options else model.to(self.placement.device)
             self.holding = BASE
         return self.model
 

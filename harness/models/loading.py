@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError, did_you_mean
-from harness.models.attention import choose as choose_attention
 from harness.models.gguf import convert_gguf, gguf_folder
 from harness.models.hashing import cache_dir, file_hash
 from harness.models.hub import download, looks_like_hub_id
@@ -265,8 +264,7 @@ def load_tokenizer(handle: ModelHandle) -> Any:
 def load_model(handle: ModelHandle, head_labels: int | None = None, dtype: Any = None, **options: Any) -> Any:
     """Causal LM, or an encoder with a fresh classification head when `head_labels` is given. `dtype`: the training
     dtype the weights load in (fp32 by default); `options`: more `from_pretrained` arguments (a tuner's
-    `quantization_config`, say). A causal LM on the CPU that would run `sdpa` runs harness/models/attention.py's
-    short-row attention instead (`choose` gives it `sdpa` back on an accelerator)."""
+    `quantization_config`, say)."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -286,8 +284,6 @@ def load_model(handle: ModelHandle, head_labels: int | None = None, dtype: Any =
                          handle.path) from None
     except (OSError, ValueError, SafetensorError) as err:  # SafetensorError: a truncated or corrupt file
         raise ModelError(f"cannot load weights: {str(err).splitlines()[0]}", handle.path) from None
-    if handle.kind == "causal":
-        choose_attention(model, model.device)
     model.eval()
     return model
 

@@ -17,8 +17,6 @@ from typing import Any
 
 import torch
 
-from harness.models.attention import BOOLEAN_MASK
-
 # Below this many shared tokens the extra pass over the prefix costs about what it saves (a pass's fixed cost on
 # a CPU is worth dozens of tokens, harness/scoring/lm.py FORWARD_COST); callers may ask for more.
 MIN_PREFIX = 4
@@ -114,9 +112,8 @@ def run_prefix(body: Any, ids: Sequence[int] | torch.Tensor) -> SharedPrefix | N
 
 
 def is_eager(body: Any) -> bool:
-    """Eager attention takes an additive float mask; SDPA (and harness/models/attention.py's short-row attention,
-    which takes SDPA's masks) and flash attention take a boolean one."""
-    return getattr(body.config, "_attn_implementation", None) not in BOOLEAN_MASK
+    """Eager attention takes an additive float mask; SDPA and flash attention take a boolean one."""
+    return getattr(body.config, "_attn_implementation", None) not in ("sdpa", "flash_attention_2")
 
 
 def model_mask(body: Any, allowed: torch.Tensor) -> torch.Tensor:

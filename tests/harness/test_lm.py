@@ -111,12 +111,11 @@ def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes(
 
 
 def tiny(arch: str, tiny_llama, tiny_gpt2):
-    """A tiny model ("llama": as loaded on the CPU, harness/models/attention.py; "llama-eager", "llama-sdpa": that
-    attention; "gpt2"), its tokenizer and padding id."""
+    """A tiny model ("llama", "llama-eager": eager attention, "gpt2"), its tokenizer and padding id."""
     handle = resolve(str(tiny_gpt2 if arch == "gpt2" else tiny_llama))
     model, tok = load_model(handle), load_tokenizer(handle)
-    if arch.startswith("llama-"):
-        model.set_attn_implementation(arch.split("-")[1])
+    if arch == "llama-eager":
+        model.set_attn_implementation("eager")
     return model, tok, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
@@ -138,7 +137,7 @@ def test_packed_options_match_one_sequence_at_a_time_with_an_additive_mask_and_l
 INSTRUCTION = "classify the support ticket into one intent and answer with its name only. ticket:"
 
 
-@pytest.mark.parametrize("arch", ["llama", "llama-sdpa", "llama-eager", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "llama-eager", "gpt2"])
 def test_a_prefix_shared_by_every_context_runs_once_and_changes_no_score(arch, tiny_llama, tiny_gpt2):
     """Contexts that all begin with an instruction: the instruction runs once (tokens computed drop by it, once per
     context but one), and every pair's log-likelihood equals scoring it alone, whatever the batching."""

@@ -1,6 +1,5 @@
 """harness/models/prefix.py: a shared prefix run once gives the hidden states, losses and gradients of running every
-row whole, on tiny models built from configs (Llama with grouped-query attention: eager, SDPA and the short-row CPU
-attention a loaded causal LM runs, harness/models/attention.py; GPT-2)."""
+row whole, on tiny models built from configs (Llama with grouped-query attention, eager and SDPA; GPT-2)."""
 from __future__ import annotations
 
 import pytest
@@ -21,11 +20,11 @@ PREFIX = [1, 17, 23, 42, 8, 8, 99, 5]  # a "system turn" every row starts with
 ROWS = [PREFIX + [11, 12, 13], PREFIX + [30], PREFIX + [7, 7, 7, 7, 7, 9], PREFIX + [40, 41]]
 
 
-@pytest.fixture(params=["llama", "llama-sdpa", "llama-eager", "gpt2"])
+@pytest.fixture(params=["llama-sdpa", "llama-eager", "gpt2"])
 def body(request, tiny_llama, tiny_gpt2):
     model = load_model(resolve(str(tiny_gpt2 if request.param == "gpt2" else tiny_llama)))
-    if "-" in request.param:
-        model.set_attn_implementation(request.param.split("-")[1])
+    if request.param == "llama-eager":
+        model.set_attn_implementation("eager")
     return body_and_head(model)[0].eval()
 
 

@@ -17,7 +17,8 @@ from harness.data.specs import load_benchmark
 from harness.models.device import resolve as placement_for
 from harness.models.loading import load_model, load_tokenizer, resolve
 from harness.scoring.tasks import training_items
-from harness.training.loop import PrefixSharing, batch_loss, evaluate_loss, fit, shared_length
+from harness.training.loop import batch_loss, evaluate_loss, fit
+from harness.training.shared import PrefixSharing, shared_length
 from tests.conftest import ROOT
 from tuners import load_all
 
@@ -69,7 +70,7 @@ def test_shared_length_stops_before_the_first_learned_token():
 def test_shared_prefix_equals_the_unshared_loss_and_gradients(kind, layout, request, monkeypatch):
     """Both layouts of the shared prefix: one packed row (the prefix, then every suffix, a block mask), and, for a
     micro-batch over PACK_TOKENS, the prefix as its own pass with the suffixes against its expanded keys and values."""
-    import harness.training.loop as loop
+    import harness.training.shared as loop
 
     folder = request.getfixturevalue(kind)
     items, _, pad_id = rows(folder)
@@ -116,7 +117,7 @@ def test_gradient_checkpointing_shares_only_packed_rows_and_classifiers_do_not_s
     """Under gradient checkpointing transformers drops the cache inside checkpointed layers, so the expanded layout
     cannot run, but a packed row needs no cache: it shares, with the loss and gradients of the unshared path; a
     micro-batch too long to pack takes the unshared path and says why."""
-    import harness.training.loop as loop
+    import harness.training.shared as loop
 
     items, _, pad_id = rows(tiny_llama, n=8)
     recipe = RecipeConfig(options={"dropout": 0.0}, bf16="off", max_length=LENGTH, epochs=1,
