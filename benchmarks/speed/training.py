@@ -240,10 +240,12 @@ def ratios(runs: list[ArmRun], tokens_per_run: int) -> None:
                   f"[per round {', '.join(f'{w:.2f}' for w in wall)}; summed times {pooled:.2f}x]")
 
 
-def demo_recipe(epochs: int) -> RecipeConfig:
-    """benchmarks/demo.yaml's recipe and SmolLM2's learning rate there."""
-    return replace(RecipeConfig(), options={"r": 8, "alpha": 16}, epochs=epochs, batch_size=8, max_length=192,
-                   seed=0, learning_rate=1e-3)
+def demo_recipe(epochs: int, dropout: float | None = None) -> RecipeConfig:
+    """benchmarks/demo.yaml's recipe and SmolLM2's learning rate there; `dropout` replaces LoRA's (0.05) in every arm
+    (0: the arms' final losses can then agree to bf16 noise, with no dropout masks drawn differently)."""
+    options: dict[str, float] = {"r": 8, "alpha": 16} | ({} if dropout is None else {"dropout": dropout})
+    return replace(RecipeConfig(), options=options, epochs=epochs, batch_size=8, max_length=192, seed=0,
+                   learning_rate=1e-3)
 
 
 def main() -> None:
@@ -254,6 +256,7 @@ def main() -> None:
                         help="arms of a round: a=trainer, b=trainer-best, c=sftbench, d=sftbench-unshared")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, every other one in reverse order")
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dropout", type=float, default=None, help="LoRA dropout in every arm (default: the demo's)")
     parser.add_argument("--no-bakeoff-rss", action="store_true", help="skip the child bake-off that measures peak RSS")
     args = parser.parse_args()
     if not args.arms or set(args.arms) - set(ARMS) or args.rounds < 1:
@@ -261,14 +264,15 @@ def main() -> None:
     threads = set_threads()
     handle = resolve(args.model)
     tokenizer = load_tokenizer(handle)
-    recipe = demo_recipe(args.epochs)
+    recipe = demo_recipe(args.epochs, args.dropout)
     items = load_items(args.rows, tokenizer, recipe.max_length)
     tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
     flops, formula = model_flops(handle, tokenizer, items, recipe)
     peaks: dict[str, tuple[float, float]] = {}
     measure_peaks(peaks)
     bf16 = use_bf16(recipe.bf16)
-    print(f"{args.model}, LoRA r{recipe.options.r} on q/v, {len(items)} support_intents rows x {recipe.epochs} epoch(s), "
+    print(f"{args.model}, LoRA r{recipe.options.r} on q/v, dropout {recipe.options.dropout:g}, {len(items)} "
+          f"support_intents rows x {recipe.epochs} epoch(s), "
           f"batch {recipe.batch_size}, lr {recipe.learning_rate:g}, {tokens} non-padding tokens per run, "
           f"{threads} threads, sftbench bf16={bf16}")
     print(f"rows through the chat template: {uses_chat(tokenizer)}; {shared_length(items)} leading tokens common to "
