@@ -102,15 +102,38 @@ def train_with_trainer(model, tokenizer, items: list[Encoded], recipe: RecipeCon
             learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay, warmup_steps=warmup,
             seed=recipe.seed, report_to=[], save_strategy="no", disable_tqdm=True, **settings)
         # Pads input_ids, attention_mask and labels (with -100) to the longest row of each batch.
-        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        index = {id(row["input_ids"]): i for i, row in enumerate(rows)}
+        TRAINER_ORDER.clear()
+
+        def collator(features):  # records the rows of every batch the Trainer's sampler drew (--same-order)
+            TRAINER_ORDER.append([index[id(f["input_ids"])] for f in features])
+            return pad(features)
+
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator,
                           processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # terminal output only
         return float(trainer.train().training_loss)
 
 
+TRAINER_ORDER: list[list[int]] = []  # the Trainer arm's batches as row indices, in the order it trained them
+SAME_ORDER = False  # --same-order: sftbench's arms train the Trainer arm's last batches in its order
+
+
 def train_with_fit(model, items: list[Encoded], recipe: RecipeConfig, pad_id: int, share: bool) -> tuple[float, str]:
     # no validation rows: nothing untimed
+    if SAME_ORDER:
+        import harness.training.loop as loop
+
+        if not TRAINER_ORDER:
+            raise SystemExit("--same-order: run a Trainer arm first in each round (--arms bc)")
+        own = loop.batches
+        loop.batches = lambda *args, **kwargs: [list(b) for b in TRAINER_ORDER]  # type: ignore[assignment]
+        try:
+            result = fit(model, items, [], recipe, recipe.learning_rate, pad_id, share_prefix=share)
+        finally:
+            loop.batches = own
+        return result.train_loss[-1], f"{result.prefix['path']} ({result.tokens_computed} tokens computed)"
     result = fit(model, items, [], recipe, recipe.learning_rate, pad_id, share_prefix=share)
     return result.train_loss[-1], f"{result.prefix['path']} ({result.tokens_computed} tokens computed)"
 
@@ -257,6 +280,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds, every other one in reverse order")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dropout", type=float, default=None, help="LoRA dropout in every arm (default: the demo's)")
+    parser.add_argument("--same-order", action="store_true", help="sftbench's arms train the batches the Trainer arm "
+                        "before them drew, in its order (its length-grouped sampler draws another order than fit's)")
     parser.add_argument("--no-bakeoff-rss", action="store_true", help="skip the child bake-off that measures peak RSS")
     args = parser.parse_args()
     if not args.arms or set(args.arms) - set(ARMS) or args.rounds < 1:
@@ -265,6 +290,8 @@ def main() -> None:
     handle = resolve(args.model)
     tokenizer = load_tokenizer(handle)
     recipe = demo_recipe(args.epochs, args.dropout)
+    global SAME_ORDER
+    SAME_ORDER = args.same_order
     items = load_items(args.rows, tokenizer, recipe.max_length)
     tokens = sum(len(it.input_ids) for it in items) * recipe.epochs
     flops, formula = model_flops(handle, tokenizer, items, recipe)
