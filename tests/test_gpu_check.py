@@ -62,5 +62,5 @@ def test_the_prefix_arm_runs_its_gpu_command_on_the_cpu(tmp_path):
                     "--repeats", "1", "--json", str(out)], check=True, cwd=ROOT, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     [race] = json.loads(out.read_text())
-    assert len(race["shared"]) == len(race["unshared"]) == len(race["ratios"]) == 1 and race["median_ratio"] > 0
+    assert len(race["pipeline"]) == len(race["today"]) == len(race["ratios"]) == 1 and race["median_ratio"] > 0
     assert race["agreement"].startswith("same prediction on 64/64 items") and "path shared prefix" in race["agreement"]

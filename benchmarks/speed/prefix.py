@@ -3,11 +3,15 @@ and generation, each against the same code with sharing off, on the same model, 
 process. The arms are interleaved (A B, B A, A B ...) `--repeats` times and the median of the per-repeat ratios is
 reported, so a shared, noisy machine slows both arms alike.
 
-- scoring: the demo's test split (support_intents test, every item x 7 label options through the chat template),
-  harness/scoring/lm.py continuation_logprobs with share=True against share=False (today's scorer: packed option
-  rows, the cost model's batches). Predictions (argmax over the options) must be identical.
-- probes: general_knowledge (plain-text prompts, no chat template): the same two arms.
-- bias: intent_bias, both sides of every pair through support_intents' prompt: the same two arms.
+- scoring: the demo's test split (support_intents test, every item x 7 label options through the chat template).
+  Arms: `pipeline`, what a scoring unit runs now (harness/scoring/ranking.py best_continuations: the shared prefix,
+  the losing options stopped at a bound; under bf16 every linear weight as a bf16 copy for the unit); `today`, the
+  scorer before issue 29 (harness/scoring/lm.py continuation_logprobs with share=False: packed option rows, the
+  cost model's batches, autocast re-casting the weights every pass); `session 11` (continuation_logprobs with
+  share=True, no copies). Predictions (argmax over the options) must be identical. `--adapter` scores a tuned model.
+- probes: general_knowledge (plain-text prompts, no chat template): the same arms, the pipeline's being
+  continuation_logprobs with share=True (probes need every option's log-likelihood: the margin).
+- bias: intent_bias, both sides of every pair through support_intents' prompt: as probes.
 - generation: ticket_summaries test prompts, greedy, max_new_tokens 40: harness/scoring/lm.py generate with
   share=True (the prefix once, then a greedy loop over the KV cache) against share=False (HF `generate` on the
   whole left-padded prompts, 8 a batch, which is what sftbench ran before; `--hf-batch 8 32` adds an arm with HF
@@ -15,7 +19,7 @@ reported, so a shared, noisy machine slows both arms alike.
   HF `generate` does not agree with itself across batch sizes, benchmarks/speed/generation_floor.py).
 
     PYTHONPATH=. .venv/bin/python benchmarks/speed/prefix.py [--repeats 3] [--arms scoring probes bias generation]
-        [--items N] [--model smollm2-135m] [--bf16 auto|on|off] [--hf-batch 8 32]
+        [--items N] [--model smollm2-135m] [--adapter FOLDER] [--bf16 auto|on|off] [--hf-batch 8 32]
 """
 from __future__ import annotations
 
@@ -34,12 +38,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see h
 from harness.config import BUNDLED_DIR, SuiteRef  # noqa: E402
 from harness.data.encode import prompt_ids, uses_chat  # noqa: E402
 from harness.data.specs import load_benchmark, load_benchmark_spec  # noqa: E402
-from harness.models.device import autocast, set_threads, use_bf16  # noqa: E402
-from harness.models.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from harness.models.device import autocast, frozen_linears_in_bf16, set_threads, use_bf16  # noqa: E402
+from harness.models.loading import load_adapter, load_model, load_tokenizer, resolve  # noqa: E402
 from harness.scoring.bias import load_bias_suite, render_pair_inputs  # noqa: E402
 from harness.scoring.generation import generate  # noqa: E402
 from harness.scoring.lm import Tokens, continuation_logprobs  # noqa: E402
 from harness.scoring.probes import choice_pairs, load_probe  # noqa: E402
+from harness.scoring.ranking import best_continuations  # noqa: E402
 from harness.scoring.tasks import label_pairs  # noqa: E402
 
 MAX_LENGTH = 192  # the demo recipe's max_length
@@ -88,29 +93,38 @@ def race(name: str, arms: dict[str, Callable[[bool], Any]], repeats: int, same: 
 
 
 def scoring_race(name: str, model: Any, tok: Any, inputs: tuple[list[list[int]], list[list[int]], int],
-                 precision: Callable[[], Any], repeats: int) -> None:
+                 precision: Callable[[], Any], repeats: int, bf16: bool = False, ranked: bool = False) -> None:
+    """The pipeline's scorer against today's (before issue 29: every option of every row, no shared prefix, autocast
+    re-casting the weights on every pass), and against the pipeline's without its bf16 weight copies (session 11's
+    scorer). The pipeline's: the shared prefix, every linear weight as a bf16 copy for the unit when it scores under
+    bf16 (harness/execution/compute.py), and for a classifier's labels (`ranked`) harness/scoring/ranking.py
+    (the losing options stop at a bound: only the predictions and the winners' log-likelihoods are compared)."""
     contexts, conts, k = inputs
 
-    def arm(share: bool) -> Callable[[bool], Any]:
+    def arm(share: bool, copies: bool, rank: bool) -> Callable[[bool], Any]:
         def run(warm: bool) -> Any:
             tokens, n = Tokens(), 4 * k if warm else len(contexts)
-            with precision():
-                scores = continuation_logprobs(model, tok.pad_token_id or 0, contexts[:n], conts[:n], share=share,
-                                               tokens=tokens)
+            scorer = best_continuations if rank else continuation_logprobs
+            with precision(), frozen_linears_in_bf16(model, copies and bf16, trainable=True):
+                scores = scorer(model, tok.pad_token_id or 0, contexts[:n], conts[:n], share=share, tokens=tokens)
             return scores, tokens
 
         return run
 
-    def same(shared: Any, plain: Any) -> str:
-        (s, ts), (p, tp) = shared, plain
-        agree = sum(x == y for x, y in zip(argmax_per_item(s, k), argmax_per_item(p, k)))
-        worst = max(abs(x[0] - y[0]) for x, y in zip(s, p))
-        return (f"same prediction on {agree}/{len(s) // k} items, largest log-likelihood difference {worst:.2e}; "
-                f"tokens in the data {ts.data}, computed {ts.computed} shared vs {tp.computed} unshared; "
-                f"path {', '.join(ts.paths)}")
+    def same(new: Any, old: Any) -> str:
+        (s, ts), (p, tp) = new, old
+        mine, theirs = argmax_per_item(s, k), argmax_per_item(p, k)
+        agree = sum(x == y for x, y in zip(mine, theirs))
+        winners = [i * k + j for i, j in enumerate(theirs)] if ranked else range(len(p))
+        worst = max(abs(s[i][0] - p[i][0]) for i in winners)
+        return (f"same prediction on {agree}/{len(s) // k} items, largest log-likelihood difference "
+                f"{'(the winners) ' if ranked else ''}{worst:.2e}; tokens in the data {ts.data}, computed "
+                f"{ts.computed} vs {tp.computed}; path {', '.join(ts.paths)}")
 
-    race(f"{name} ({len(contexts) // k} items x {k} options)", {"shared": arm(True), "unshared": arm(False)},
-         repeats, same)
+    arms = {"pipeline": arm(True, True, ranked), "today": arm(False, False, False)}  # names: see the docstring
+    if bf16 or ranked:
+        arms["session 11"] = arm(True, False, False)
+    race(f"{name} ({len(contexts) // k} items x {k} options)", arms, repeats, same)
 
 
 def generation_race(model: Any, tok: Any, items: int | None, precision: Callable[[], Any], repeats: int,
@@ -179,6 +193,8 @@ def main() -> None:
     parser.add_argument("--synthetic", choices=["tiny", "1b"], help="scoring only, on a random Llama-shaped model "
                         "and chat-shaped rows (tools/gpu_check.sh: 1b on CUDA; tiny checks the script on the CPU)")
     parser.add_argument("--device", default="cpu", help="with --synthetic: where the model runs")
+    parser.add_argument("--adapter", help="a peft adapter folder on the model (a tuned model, as the pipeline scores "
+                        "it: e.g. a kept unit's .sftbench/units/tune-.../adapter)")
     parser.add_argument("--json", help="also write every race's times, ratios and agreement here")
     parser.add_argument("--hf-batch", type=int, nargs="+", default=[8], help="generation: HF generate's prompts a "
                         "batch, one arm each (8: what sftbench ran before issue 29; 32: the shared path's own)")
@@ -189,10 +205,13 @@ def main() -> None:
         print(f"synthetic {args.synthetic} on {args.device}, {next(model.parameters()).dtype}, {args.repeats} repeats")
         scoring_race("scoring synthetic", model, tok, inputs, contextlib.nullcontext, args.repeats)
         return write(args.json)
-    handle = resolve(args.model)
+    handle = resolve(args.model, adapter=args.adapter)
     model, tok = load_model(handle), load_tokenizer(handle)
+    if handle.adapter:
+        model = load_adapter(model, handle)
     bf16 = use_bf16(args.bf16)
-    print(f"{args.model}, {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, {args.repeats} repeats")
+    tuned = f" + adapter {handle.adapter}" if handle.adapter else ""
+    print(f"{args.model}{tuned}, {'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, {args.repeats} repeats")
 
     def precision() -> Any:
         return autocast(bf16)
@@ -200,16 +219,16 @@ def main() -> None:
     if "scoring" in args.arms:
         spec, splits = load_benchmark(SuiteRef("support_intents", max_test=args.items), BUNDLED_DIR)
         scoring_race("scoring support_intents test", model, tok, scoring_inputs(tok, splits["test"].examples, spec),
-                     precision, args.repeats)
+                     precision, args.repeats, bf16, ranked=True)
     if "probes" in args.arms:
         _, items, _ = load_probe(SuiteRef("general_knowledge", max_items=args.items), BUNDLED_DIR)
-        scoring_race("probe general_knowledge", model, tok, probe_inputs(tok, items), precision, args.repeats)
+        scoring_race("probe general_knowledge", model, tok, probe_inputs(tok, items), precision, args.repeats, bf16)
     if "bias" in args.arms:
         suite, pairs, _ = load_bias_suite("intent_bias", BUNDLED_DIR)
         spec = load_benchmark_spec(suite.benchmark, BUNDLED_DIR)
         side_a, side_b = render_pair_inputs(spec, pairs[: args.items])
         scoring_race("bias intent_bias (both sides)", model, tok, scoring_inputs(tok, side_a + side_b, spec),
-                     precision, args.repeats)
+                     precision, args.repeats, bf16)
     if "generation" in args.arms:
         generation_race(model, tok, args.items, precision, args.repeats, args.hf_batch)
     write(args.json)

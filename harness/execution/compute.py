@@ -7,6 +7,7 @@ carried it back) is the executor's choice; `keep` writes it whole or not at all.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -22,7 +23,13 @@ from harness.errors import RunFailure
 from harness.execution.plan import Unit, scoring_unit_key
 from harness.execution.suites import Benchmark, Suites
 from harness.execution.workspace import Workspace
-from harness.models.device import accelerator_peak, peak_rss_mb, reset_peak_gpu, reset_peak_rss
+from harness.models.device import (
+    accelerator_peak,
+    frozen_linears_in_bf16,
+    peak_rss_mb,
+    reset_peak_gpu,
+    reset_peak_rss,
+)
 from harness.models.loading import ModelHandle, count_parameters
 from harness.results.model import MetricScore
 from harness.scoring.bias import render_pair_inputs
@@ -31,7 +38,7 @@ from harness.scoring.metrics import METRICS, per_class_f1, score, score_losses
 from harness.scoring.probes import score_probe
 from harness.scoring.tasks import metric_while_training, predict, reference_losses, training_items, validation_answers
 from harness.storage.units import UnitCache
-from harness.training.loop import ValidationMetric, fit
+from harness.training.loop import ValidationMetric, fit, half_dtype
 
 
 class Progress(Protocol):
@@ -129,8 +136,9 @@ def _compute(unit: Unit, inputs: dict[str, Output], ctx: Context, ws: Workspace,
         if unit.kind == "zero-shot":  # its size, no training: kept so a re-run does not load the model to count
             record: dict[str, Any] = {"params": count_parameters(ws.base())[0]}
         else:
-            model = _model(unit, inputs, ws, cache)
-            record = {"score": score_split, "probe": probe, "bias": bias}[unit.kind](unit, ctx, ws, model, tell)
+            with contextlib.ExitStack() as unit_scope:
+                model = _half_copies(_model(unit, inputs, ws, cache), ws, unit_scope)
+                record = {"score": score_split, "probe": probe, "bias": bias}[unit.kind](unit, ctx, ws, model, tell)
     return Output(record | {"peak_rss_mb": peak_rss_mb(), **accelerator_peak()})
 
 
@@ -147,6 +155,24 @@ class Tell:
     def step(self, done: int, total: int, info: dict[str, float] | None = None) -> None:
         interrupts.check()  # every training step and scoring batch passes here
         self.progress.step(done, total, info)
+
+
+def _half_copies(load: Callable[[], Any], ws: Workspace, scope: contextlib.ExitStack) -> Callable[[], Any]:
+    """`load`, and from its first call until `scope` ends, every linear weight of the model it returns as a copy in
+    the autocast's half precision (bf16, fp16 on a GPU without it): no gradient flows in a scoring unit, and autocast
+    rounds the same weights to the same values on every pass (under inference mode it caches none), so the scores
+    are bit-identical and each pass skips re-casting the weights (harness/models/device.py)."""
+    copied: list[Any] = []
+
+    def loaded() -> Any:
+        model = load()
+        if not any(model is m for m in copied):
+            half = ws.placement.precision != "fp32"
+            scope.enter_context(frozen_linears_in_bf16(model, half, half_dtype(ws.placement), trainable=True))
+            copied.append(model)
+        return model
+
+    return loaded
 
 
 def _model(unit: Unit, inputs: dict[str, Output], ws: Workspace, cache: UnitCache) -> Callable[[], Any]:

@@ -80,10 +80,12 @@ def reset_peak_rss() -> bool:
 
 
 @contextlib.contextmanager
-def frozen_linears_in_bf16(model: Any, enabled: bool, dtype: Any = None) -> Any:
+def frozen_linears_in_bf16(model: Any, enabled: bool, dtype: Any = None, trainable: bool = False) -> Any:
     """Inside the block, every frozen fp32 weight and bias of an nn.Linear (a LoRA or IA3 base layer, a
     frozen block under `freeze`, a tied LM head) is a bf16 copy; on exit the original fp32 parameters are put
-    back, untouched. `dtype`: the autocast's half precision (bf16, or fp16 on a GPU without bf16).
+    back, untouched. `dtype`: the autocast's half precision (bf16, or fp16 on a GPU without bf16). With
+    `trainable`, the weights that require grad get copies too: only where no gradient flows (scoring, where
+    autocast's cache of casts does not work under inference mode either).
 
     Autocast rounds the same weights to bf16 for every matmul anyway, but it caches those casts only for
     parameters that require grad: frozen ones are re-cast on every forward, a pass over all frozen weights
@@ -100,7 +102,7 @@ def frozen_linears_in_bf16(model: Any, enabled: bool, dtype: Any = None) -> Any:
         if isinstance(module, torch.nn.Linear):
             for name in ("weight", "bias"):
                 p = getattr(module, name)
-                if p is not None and not p.requires_grad and p.dtype == torch.float32:
+                if p is not None and (trainable or not p.requires_grad) and p.dtype == torch.float32:
                     swapped.append((module, name, p))
                     setattr(module, name, torch.nn.Parameter(p.detach().to(dtype or torch.bfloat16),
                                                              requires_grad=False))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from harness.models.prefix import MIN_PREFIX, SharedPrefix, common_prefix, run_prefix, run_suffix, why_not
-from harness.scoring.lm import SHARED, OnStep, Tokens, body_and_head, on_device, pad, unwrap
+from harness.scoring.lm import NO_CACHE, SHARED, OnStep, Tokens, body_and_head, on_device, pad, unwrap
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_n
     skip, path = _generation_plan(model, body, prompts) if share else (0, "unshared: not asked to share")
     prefix = run_prefix(body, prompts[order[0]][:skip]) if skip else None
     if skip and prefix is None:
-        skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
+        skip, path = 0, NO_CACHE
     data, computed, ends = 0, skip, _stops(tokenizer, stop)
     batch_size = batch_size or (GREEDY_ROWS if prefix is not None else GENERATE_ROWS)
     for start in range(0, len(order), batch_size):

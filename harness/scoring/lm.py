@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from harness.models.device import model_device
 from harness.models.prefix import (
     MIN_PREFIX,
+    SharedPrefix,
     common_prefix,
     model_mask,
     run_prefix,
@@ -87,6 +88,7 @@ class Tokens:
 
 
 SHARED = "shared prefix"
+NO_CACHE = "unshared: the model's cache cannot be expanded over a batch"
 ENCODER_PATH = "unshared: an encoder reads the whole sequence at once"
 
 
@@ -113,64 +115,106 @@ def continuation_logprobs(model: Any, pad_id: int, contexts: Sequence[Sequence[i
     """
     if any(len(c) == 0 for c in continuations):
         raise ValueError("an empty continuation has no likelihood to score")
+    lay = layout(model, contexts, continuations, max_batch, max_tokens, share)
+    totals = torch.zeros(len(contexts), dtype=torch.float64)
+    done = 0
+    for span in lay.spans:
+        chunk = lay.lines[span.start:span.stop]
+        rows = pack_rows(chunk, lay.groups, continuations, lay.widths[span.stop - 1], pad_id, lay.skip)
+        hidden = lay.forward(model, rows).last_hidden_state
+        totals.index_add_(0, torch.tensor(rows.owners), scored_logprobs(model, lay.head, hidden, rows).double().cpu())
+        done += sum(len(lay.groups[ctx]) for line in chunk for ctx in line)
+        if on_step:
+            on_step(done, len(contexts))
+    if tokens is not None:
+        tokens.ran(lay.path, data_tokens(contexts, continuations), lay.computed)
+    return [(float(t), len(c)) for t, c in zip(totals, continuations)]
+
+
+def data_tokens(contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> int:
+    """The tokens of the pairs as the data has them: every context with its continuation."""
+    return sum(len(c) + len(k) for c, k in zip(contexts, continuations))
+
+
+@dataclass
+class Layout:
+    """How a call's contexts run: grouped (pairs that share a context), the shared prefix (`skip` tokens, run once
+    as `prefix`, or None), laid out in rows (`lines`, each a list of contexts, `widths` their packed tokens after
+    the prefix) and batches (`spans` of lines); `computed` counts the tokens that run (the prefix once, every row's
+    real tokens), `path` names the path that ran."""
+    groups: dict[tuple[int, ...], list[int]]
+    skip: int
+    path: str
+    prefix: SharedPrefix | None
+    body: Any
+    head: Any
+    lines: list[list[tuple[int, ...]]]
+    widths: list[int]
+    spans: list[range]
+    computed: int
+
+    def forward(self, model: Any, rows: Packed, use_cache: bool = False) -> Any:
+        """The decoder's output for packed rows (after the shared prefix when there is one); with `use_cache`,
+        out.cache holds the prefix and the rows' keys and values."""
+        ids, allowed, positions = on_device(model, rows.ids, rows.mask, rows.positions)
+        if self.prefix is not None:
+            return run_suffix(self.body, self.prefix, ids, allowed, positions, use_cache=use_cache)
+        return self.body(input_ids=ids, attention_mask=model_mask(self.body, allowed), position_ids=positions,
+                         use_cache=use_cache)
+
+
+def layout(model: Any, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], max_batch: int,
+           max_tokens: int, share: bool, placed: Callable[[int], bool] = lambda i: True) -> Layout:
+    """Group the pairs by context, plan the shared prefix and lay the contexts out in rows and batches. A
+    context's packed length is its tokens plus, for every pair `placed` says runs in its row, the continuation's
+    tokens but the last (whose output predicts nothing)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, ctx in enumerate(contexts):
         groups.setdefault(tuple(ctx), []).append(i)
-    packed = {ctx: len(ctx) + sum(len(continuations[i]) - 1 for i in members) for ctx, members in groups.items()}
+    packed = {ctx: len(ctx) + sum(len(continuations[i]) - 1 for i in members if placed(i))
+              for ctx, members in groups.items()}
     body, head = body_and_head(model)
     ordered = sorted(groups, key=lambda c: packed[c])
     skip, path = _prefix_plan(body, ordered, [packed[c] for c in ordered], max_batch, max_tokens) if share \
         else (0, "unshared: not asked to share")
     prefix = run_prefix(body, ordered[0][:skip]) if skip else None
     if skip and prefix is None:
-        skip, path = 0, "unshared: the model's cache cannot be expanded over a batch"
-    totals = torch.zeros(len(contexts), dtype=torch.float64)
-    done = 0
+        skip, path = 0, NO_CACHE
     lines = _rows(ordered, {c: packed[c] - skip for c in ordered})
     widths = [sum(packed[c] - skip for c in line) for line in lines]
-    for span in _batches(widths, max_batch, max_tokens, FORWARD_COST):
-        chunk = lines[span.start:span.stop]
-        rows = _pack(chunk, groups, continuations, widths[span.stop - 1], pad_id, skip)
-        ids, allowed, positions = on_device(model, rows.ids, rows.mask, rows.positions)
-        if prefix is not None:
-            hidden = run_suffix(body, prefix, ids, allowed, positions).last_hidden_state
-        else:
-            hidden = body(input_ids=ids, attention_mask=model_mask(body, allowed), position_ids=positions
-                          ).last_hidden_state
-        at, source, targets = on_device(model, torch.tensor(rows.scored), torch.tensor(rows.source),
-                                        torch.tensor(rows.targets))  # at (n, 2): the distinct positions scored
-        logprobs = _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), source, targets)
-        totals.index_add_(0, torch.tensor(rows.owners), logprobs.double().cpu())
-        done += sum(len(groups[ctx]) for line in chunk for ctx in line)
-        if on_step:
-            on_step(done, len(contexts))
-    if tokens is not None:
-        tokens.ran(path, sum(len(c) + len(k) for c, k in zip(contexts, continuations)),
-                   skip + sum(packed[c] - skip for c in ordered))
-    return [(float(t), len(c)) for t, c in zip(totals, continuations)]
+    return Layout(groups, skip, path, prefix, body, head, lines, widths,
+                  split_batches(widths, max_batch, max_tokens, FORWARD_COST), skip + sum(widths))
+
+
+def scored_logprobs(model: Any, head: Any, hidden: torch.Tensor, rows: Packed) -> torch.Tensor:
+    """log p of every target token of packed rows, from the decoder's output at the scored positions: the LM head
+    runs once per distinct position (a context's end predicts every option's first token)."""
+    at, source, targets = on_device(model, torch.tensor(rows.scored), torch.tensor(rows.source),
+                                    torch.tensor(rows.targets))  # at (n, 2): the distinct positions scored
+    return _token_logprobs(head(hidden[at[:, 0], at[:, 1]]), source, targets)
 
 
 def _prefix_plan(body: Any, contexts: list[tuple[int, ...]], lengths: list[int], max_batch: int,
                  max_tokens: int) -> tuple[int, str]:
     """How many leading tokens every context shares and will run once, and the path's name. Sharing pays when one
     pass over the prefix plus the batches of what follows it cost less than the batches of whole rows (the cost
-    model of `_batches`: padded tokens plus FORWARD_COST a pass). Every context keeps at least its last token: its
+    model of `split_batches`: padded tokens plus FORWARD_COST a pass). Every context keeps at least its last token: its
     output predicts the options' first tokens."""
     skip = common_prefix(contexts, limit=min(len(c) for c in contexts) - 1)
     if skip < MIN_PREFIX:
         return 0, f"unshared: the common prefix is {skip} tokens (under {MIN_PREFIX})"
     if reason := why_not(body):
         return 0, f"unshared: {reason}"
-    whole = _cost(lengths, _batches(lengths, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
+    whole = _cost(lengths, split_batches(lengths, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
     rest = [n - skip for n in lengths]
-    shared = skip + FORWARD_COST + _cost(rest, _batches(rest, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
+    shared = skip + FORWARD_COST + _cost(rest, split_batches(rest, max_batch, max_tokens, FORWARD_COST), FORWARD_COST)
     if shared >= whole:
         return 0, f"unshared: a {skip}-token prefix saves less than its own pass costs"
     return skip, SHARED
 
 
 @dataclass
-class _Packed:
+class Packed:
     ids: torch.Tensor  # (b, width), left-padded
     positions: torch.Tensor  # (b, width): an option's positions continue from its context's end
     mask: torch.Tensor  # (b, width, width) bool: query may attend to key
@@ -178,6 +222,8 @@ class _Packed:
     source: list[int] = field(default_factory=list)  # per target token: its index into `scored`
     targets: list[int] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)  # per target token: its pair
+    segment: torch.Tensor | None = None  # (b, width): -1 padding, 0 a context's tokens, s its s-th option's
+    block: torch.Tensor | None = None  # (b, width): which context of the row a column belongs to (-1 padding)
 
 
 PACK_WIDTH = 64  # contexts packed shorter than this share rows of up to this many tokens
@@ -201,34 +247,38 @@ def _rows(ordered: list[tuple[int, ...]], length: dict[tuple[int, ...], int]) ->
     return sorted(packed, key=lambda line: sum(length[c] for c in line)) + lines
 
 
-def _pack(chunk: list[list[tuple[int, ...]]], groups: dict[tuple[int, ...], list[int]],
-          continuations: Sequence[Sequence[int]], width: int, pad_id: int, skip: int = 0) -> _Packed:
+def pack_rows(chunk: list[list[tuple[int, ...]]], groups: dict[tuple[int, ...], list[int]],
+          continuations: Sequence[Sequence[int]], width: int, pad_id: int, skip: int = 0,
+          placed: Callable[[int], bool] = lambda i: True) -> Packed:
     """Rows of contexts: [padding] context, option 1 but its last token, option 2 ..., then the row's next context
     and its options, with a mask in which each context is causal, each option sees its context and its own earlier
     tokens, nothing sees another context's tokens, and padding sees itself. The first `skip` tokens of every context
-    are left out (a shared prefix run once): each context's positions start at `skip`."""
+    are left out (a shared prefix run once): each context's positions start at `skip`. A pair `placed` says no to
+    keeps only its first token's target (scored at its context's end): its other tokens are not in the row."""
     b = len(chunk)
-    rows = _Packed(torch.full((b, width), pad_id, dtype=torch.long), torch.zeros((b, width), dtype=torch.long),
+    rows = Packed(torch.full((b, width), pad_id, dtype=torch.long), torch.zeros((b, width), dtype=torch.long),
                    torch.zeros(0))
     segment = torch.full((b, width), -1, dtype=torch.long)  # -1 padding, 0 the context, s option s
     block = torch.full((b, width), -1, dtype=torch.long)  # which context of the row a token belongs to
     for r, line in enumerate(chunk):
-        start = width - sum(len(w) - skip + sum(len(continuations[i]) - 1 for i in groups[w]) for w in line)
+        start = width - sum(len(w) - skip + sum(len(continuations[i]) - 1 for i in groups[w] if placed(i))
+                            for w in line)
         for k, whole in enumerate(line):
-            start = _place(rows, segment, block, r, k, start, whole, groups, continuations, skip)
+            start = _place(rows, segment, block, r, k, start, whole, groups, continuations, skip, placed)
     real = segment >= 0
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     same = block[:, None, :] == block[:, :, None]
     visible = same & ((segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None]))
     rows.mask = (causal & visible & real[:, None, :] & real[:, :, None]) | torch.eye(width, dtype=torch.bool)
+    rows.segment, rows.block = segment, block
     return rows
 
 
-def _place(rows: _Packed, segment: torch.Tensor, block: torch.Tensor, r: int, k: int, start: int,
+def _place(rows: Packed, segment: torch.Tensor, block: torch.Tensor, r: int, k: int, start: int,
            whole: tuple[int, ...], groups: dict[tuple[int, ...], list[int]], continuations: Sequence[Sequence[int]],
-           skip: int) -> int:
-    """One context and its options into row r from column `start` (the row's k-th context); returns the next
-    free column."""
+           skip: int, placed: Callable[[int], bool]) -> int:
+    """One context and its options (those `placed`; the others' first tokens only) into row r from column `start`
+    (the row's k-th context); returns the next free column."""
     ctx = whole[skip:]
     tokens, segments, positions = list(ctx), [0] * len(ctx), list(range(skip, len(whole)))
     rows.scored.append((r, start + len(ctx) - 1))  # predicts every option's first token
@@ -238,6 +288,8 @@ def _place(rows: _Packed, segment: torch.Tensor, block: torch.Tensor, r: int, k:
         rows.source.append(last)
         rows.targets.append(option[0])
         rows.owners.append(i)
+        if not placed(i):
+            continue
         for j, token in enumerate(option[:-1]):  # token j predicts token j + 1
             rows.scored.append((r, start + len(tokens)))
             rows.source.append(len(rows.scored) - 1)
@@ -258,7 +310,7 @@ def _place(rows: _Packed, segment: torch.Tensor, block: torch.Tensor, r: int, k:
 FORWARD_COST = 64
 
 
-def _batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: int) -> list[range]:
+def split_batches(lengths: list[int], max_batch: int, max_tokens: int, batch_cost: int) -> list[range]:
     """Split ascending `lengths` into consecutive batches, each within `max_batch` rows and `max_tokens` padded
     tokens, minimising padded tokens plus `batch_cost` per batch: neither many small batches nor short
     sequences padded to long ones."""

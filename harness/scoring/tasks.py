@@ -151,16 +151,18 @@ def _causal_labels(spec: BenchmarkSpec, examples: list[Example], model: Any, tok
     (the examples' training items), their mean answer-token loss when every row is exactly its gold label's scoring
     pair (the prompt as scored, then the label's text + EOS as the only learned tokens): the scoring pass then
     computed that loss already. None when any row differs (chat-format data, truncation, a prompt with shots)."""
-    from harness.scoring.lm import continuation_logprobs
+    from harness.scoring.ranking import best_continuations
 
     keys = list(spec.labels)
     contexts, conts = label_pairs(spec, examples, tokenizer, max_length)
-    scores = continuation_logprobs(model, tokenizer.pad_token_id, contexts, conts, on_step=on_step, tokens=tokens)
     k = len(keys)
+    gold = [i * k + keys.index(ex.target) if ex.target in keys else -1 for i, ex in enumerate(examples)]
+    # only the winners are used, and with `rows` the gold labels' log-likelihoods: the rest stop at a bound
+    exact = [g for g in gold if g >= 0] if rows else []
+    scores = best_continuations(model, tokenizer.pad_token_id, contexts, conts, exact, on_step=on_step, tokens=tokens)
     preds = [keys[max(range(k), key=lambda j: scores[i * k + j][0])] for i in range(len(examples))]
     if rows is None or len(rows) != len(examples):
         return preds, None
-    gold = [i * k + keys.index(ex.target) if ex.target in keys else -1 for i, ex in enumerate(examples)]
     if any(g < 0 or row.input_ids != contexts[g] + conts[g] or row.labels != [-100] * len(contexts[g]) + conts[g]
            for g, row in zip(gold, rows)):
         return preds, None

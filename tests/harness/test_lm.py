@@ -75,14 +75,14 @@ def allowed(lengths: list[int], s: range, max_batch: int, max_tokens: int) -> bo
 def test_batches_are_the_cheapest_split_by_brute_force(seed):
     """Against every split of short random length lists (up to 10 rows: 512 splits), under assorted limits: the
     chosen split is allowed and no allowed split costs less."""
-    from harness.scoring.lm import _batches
+    from harness.scoring.lm import split_batches
 
     rng = random.Random(seed)
     for _ in range(50):
         lengths = sorted(rng.choice([rng.randint(1, 8), rng.randint(1, 80)]) for _ in range(rng.randint(1, 10)))
         max_batch, max_tokens = rng.choice([1, 2, 3, 5, 64]), rng.choice([1, 16, 64, 256, 10_000])
         batch_cost = rng.choice([0, 1, 8, 64, 500])
-        spans = _batches(lengths, max_batch, max_tokens, batch_cost)
+        spans = split_batches(lengths, max_batch, max_tokens, batch_cost)
         assert [i for s in spans for i in s] == list(range(len(lengths)))
         assert all(allowed(lengths, s, max_batch, max_tokens) for s in spans)
         best = min(batching_cost(lengths, split, batch_cost) for split in all_splits(len(lengths))
@@ -91,10 +91,10 @@ def test_batches_are_the_cheapest_split_by_brute_force(seed):
 
 
 def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes():
-    from harness.scoring.lm import _batches
+    from harness.scoring.lm import split_batches
 
     lengths = sorted([3] * 50 + [4] + [9] * 10 + [40] * 3)
-    spans = _batches(lengths, max_batch=32, max_tokens=256, batch_cost=64)
+    spans = split_batches(lengths, max_batch=32, max_tokens=256, batch_cost=64)
     assert [i for s in spans for i in s] == list(range(len(lengths)))  # consecutive, complete, in order
     assert all(allowed(lengths, s, 32, 256) for s in spans)
     # Too many rows (2^63 splits) for the brute force above; the split, its cost by hand, and the two nearest
@@ -106,8 +106,8 @@ def test_batches_cover_every_row_within_limits_and_trade_padding_against_passes(
     four_with_the_short_rows = [range(0, 32), range(32, 51), range(51, 61), range(61, 64)]
     assert all(allowed(lengths, s, 32, 256) for s in three_passes)
     assert batching_cost(lengths, three_passes, 64) == 762 and batching_cost(lengths, four_with_the_short_rows, 64) == 638
-    assert len(_batches([1, 50], max_batch=2, max_tokens=1000, batch_cost=0)) == 2  # padding 1 to 50 never pays
-    assert _batches([7], max_batch=1, max_tokens=1, batch_cost=64) == [range(0, 1)]  # a row longer than the budget
+    assert len(split_batches([1, 50], max_batch=2, max_tokens=1000, batch_cost=0)) == 2  # padding 1 to 50 never pays
+    assert split_batches([7], max_batch=1, max_tokens=1, batch_cost=64) == [range(0, 1)]  # a row longer than the budget
 
 
 def tiny(arch: str, tiny_llama, tiny_gpt2):

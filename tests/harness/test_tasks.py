@@ -12,6 +12,7 @@ import torch
 
 import harness.scoring.generation
 import harness.scoring.lm
+import harness.scoring.ranking
 from harness.config import RecipeConfig, SuiteRef
 from harness.data.specs import load_benchmark
 from harness.models.loading import load_model, load_tokenizer, resolve
@@ -55,11 +56,12 @@ def test_a_chat_template_reaches_training_scoring_and_generation(chat_llama, mon
 
     seen: list[tuple[list[list[int]], list[list[int]]]] = []
 
-    def record(model, pad_id, contexts, continuations, **kwargs):
+    def record(model, pad_id, contexts, continuations, *args, **kwargs):
         seen.append(([list(c) for c in contexts], [list(c) for c in continuations]))
         return [(float(-len(c)), len(c)) for c in continuations]
 
     monkeypatch.setattr(harness.scoring.lm, "continuation_logprobs", record)
+    monkeypatch.setattr(harness.scoring.ranking, "best_continuations", record)  # a classifier's labels
     predict(spec, examples, model, tok, "causal", 256)
     contexts, conts = seen.pop()
     labels = [answer_ids(tok, text) for text in spec.labels.values()]
