@@ -7,7 +7,7 @@ bounds it from above. The first pass runs every context once, with the KV cache 
 the shared prefix once, contexts packed in rows), and scores every option's first token at the context's end, and
 the options in `exact` whole; each context that still has an open option keeps its own keys and values (the shared
 prefix's stay one copy). Later passes run the rest of the options that could still win, after those keys and values,
-for up to `max_batch` kept contexts at a time, batched by the cost model: an option is open while its bound is not
+for as many kept contexts as KEPT_BYTES holds, batched by the cost model: an option is open while its bound is not
 below the best exact total of its context, and each pass runs the open options within MARGIN nats of the highest
 open bound, until none is open. An option whose bound falls below an exact
 total cannot be the likeliest, and its other tokens never run. So every context's likeliest continuation (the first
@@ -47,6 +47,9 @@ from harness.scoring.lm import (
 # The second pass runs every open option whose bound is within this many nats of the highest: the likeliest
 # option's later tokens (a label's second word, EOS) usually cost it well under this, so a third look is rare.
 MARGIN = 0.5
+# The memory the later passes may hold: the kept contexts' keys and values (the first passes run ahead until they
+# fill it), and each later pass's cache (its rows are capped to fit). SmolLM2-135M: 0.7 MB a demo context.
+KEPT_BYTES = 256 * 2**20
 
 
 @torch.inference_mode()
@@ -77,7 +80,7 @@ def best_continuations(model: Any, pad_id: int, contexts: Sequence[Sequence[int]
         out = lay.forward(model, rows, use_cache=True)
         state.add(rows.owners, scored_logprobs(model, lay.head, out.last_hidden_state, rows))
         later.keep(rows, out.cache, chunk)
-        if len(later.pending) >= max_batch:
+        if later.kept_bytes() >= KEPT_BYTES:
             later.run()
         done += sum(len(lay.groups[ctx]) for line in chunk for ctx in line)
         if on_step:
@@ -162,10 +165,21 @@ class _Later:
                 self.pending = []
                 return
             widths = [self._width(picks) for _, picks in work]
+            rows = max(1, min(self.max_batch, KEPT_BYTES // self._row_bytes(work, max(widths))))
             with _grouped_query_sdpa(self.lay.body):
-                for span in split_batches(widths, self.max_batch, self.max_tokens, FORWARD_COST):
+                for span in split_batches(widths, rows, self.max_tokens, FORWARD_COST):
                     self._pass(work[span.start:span.stop], widths[span.stop - 1])
             self.pending = [kept for kept, _ in work]
+
+    def kept_bytes(self) -> int:
+        return sum(kept.kv.numel() * kept.kv.element_size() for kept in self.pending)
+
+    def _row_bytes(self, work: list[tuple[_Kept, list[int]]], width: int) -> int:
+        """The cache bytes of one row of a later pass: the shared prefix, the longest kept context, the queries."""
+        kv = work[0][0].kv  # (2, layers, kv_heads, length, head_dim)
+        ahead = self.shared_kv.shape[-2] if self.shared_kv is not None else 0
+        columns = ahead + max(kept.kv.shape[3] for kept, _ in work) + width
+        return 2 * kv.shape[1] * kv.shape[2] * columns * kv.shape[4] * kv.element_size()
 
     def _width(self, picks: list[int]) -> int:
         return sum(len(self.continuations[i]) - 1 for i in picks)

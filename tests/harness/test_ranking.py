@@ -59,19 +59,23 @@ def test_the_likeliest_continuation_and_the_exact_pairs_are_what_scoring_every_o
     winners = argmax(full, k)
     pruned = False
     for share in (True, False):
-        for margin in (0.0, ranking.MARGIN, math.inf):  # one option a pass, the default, every open one at once
+        # one option a pass, the default, every open one at once; and a memory budget of one byte (the later passes
+        # run after every first pass, one kept context a row)
+        for margin, budget in ((0.0, ranking.KEPT_BYTES), (ranking.MARGIN, ranking.KEPT_BYTES),
+                               (math.inf, ranking.KEPT_BYTES), (ranking.MARGIN, 1)):
             monkeypatch.setattr(ranking, "MARGIN", margin)
+            monkeypatch.setattr(ranking, "KEPT_BYTES", budget)
             tokens = Tokens()
             got = best_continuations(model, pad, contexts, conts, exact=gold, share=share, max_batch=4,
                                      tokens=tokens)
-            assert argmax(got, k) == winners, (share, margin)
+            assert argmax(got, k) == winners, (share, margin, budget)
             for c, w in enumerate(winners):
                 torch.testing.assert_close(got[c * k + w][0], full[c * k + w][0], rtol=1e-5, atol=1e-5)
             for g in gold:
                 torch.testing.assert_close(got[g][0], full[g][0], rtol=1e-5, atol=1e-5)
             for (bound, count), (value, n), cont in zip(got, full, conts):
                 assert count == n == len(cont)
-                assert bound >= value - 1e-5  # never below the exact log-likelihood
+                assert bound >= value - 1e-5 * max(1.0, abs(value))  # never below the exact log-likelihood
             pruned |= any(b - v > 1e-3 for (b, _), (v, _) in zip(got, full))
             assert tokens.data == sum(len(c) + len(o) for c, o in zip(contexts, conts))
             assert ("shared prefix" in tokens.paths) == share
