@@ -158,8 +158,8 @@ class Tell:
 
 
 def _half_copies(load: Callable[[], Any], ws: Workspace, scope: contextlib.ExitStack) -> Callable[[], Any]:
-    """`load`, and from its first call until `scope` ends, every linear weight of the model it returns as a copy in
-    the autocast's half precision (bf16, fp16 on a GPU without it): no gradient flows in a scoring unit, and autocast
+    """`load`, and from its first call until `scope` ends, every linear weight of the model it returns as a bf16 copy
+    (on a CPU under bf16 autocast): no gradient flows in a scoring unit, and autocast
     rounds the same weights to the same values on every pass (under inference mode it caches none), so the scores
     are bit-identical and each pass skips re-casting the weights (harness/models/device.py)."""
     copied: list[Any] = []
@@ -167,7 +167,8 @@ def _half_copies(load: Callable[[], Any], ws: Workspace, scope: contextlib.ExitS
     def loaded() -> Any:
         model = load()
         if not any(model is m for m in copied):
-            half = ws.placement.precision != "fp32"
+            # on a CPU only: an accelerator re-casts fast, and copies of a fully tuned model could not fit beside it
+            half = ws.placement.precision != "fp32" and not ws.placement.accelerated
             scope.enter_context(frozen_linears_in_bf16(model, half, half_dtype(ws.placement), trainable=True))
             copied.append(model)
         return model
