@@ -44,8 +44,9 @@ from harness.scoring.lm import (
     split_batches,
 )
 
-# The second pass runs every open option whose bound is within this many nats of the highest: the likeliest
-# option's later tokens (a label's second word, EOS) usually cost it well under this, so a third look is rare.
+# Each later pass runs a context's open options whose bound is within this many nats of its highest open bound. Wider
+# runs more options a pass, narrower more passes: on the demo's tuned model 0, 0.25, 0.5, 1 and 2 took about the same
+# time (docs/benchmarks.md); 0.5 keeps the passes few without running labels the best one will rule out.
 MARGIN = 0.5
 # The memory the later passes may hold: the kept contexts' keys and values (the first passes run ahead until they
 # fill it), and each later pass's cache (its rows are capped to fit). SmolLM2-135M: 0.7 MB a demo context.
