@@ -13,17 +13,22 @@ from typing import Any
 from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricScore, ProbeRow, Results
 from harness.results.render import renderer
 from reports.confusion import per_class
-from reports.format import (
-    BIAS_NOTE,
+from reports.costs import (
     GPU_COSTS,
     TOKEN_COSTS,
-    adaptive_lines,
-    bias_measured,
     cost_lines,
-    count_text,
     gpu_cells,
     gpu_costs,
     hardware_text,
+    token_cells,
+    token_costs,
+    trained_text,
+)
+from reports.format import (
+    BIAS_NOTE,
+    adaptive_lines,
+    bias_measured,
+    count_text,
     in_percent,
     learning_lines,
     main_metric_of,
@@ -36,9 +41,6 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
-    token_cells,
-    token_costs,
-    trained_text,
     verdict,
     warning_lines,
 )

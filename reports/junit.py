@@ -10,7 +10,8 @@ from typing import Any
 
 from harness.results.model import Results
 from harness.results.render import renderer
-from reports.format import hardware_text, per_benchmark_text, reliability_text
+from reports.costs import hardware_text
+from reports.format import per_benchmark_text, reliability_text
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 

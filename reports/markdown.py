@@ -12,18 +12,24 @@ from typing import Any
 
 from harness.results.model import CandidateRow, MetricScore, Results
 from harness.results.render import renderer
-from reports.format import (
-    BIAS_NOTE,
+from reports.costs import (
     GPU_COSTS,
     TOKEN_COSTS,
-    adaptive_lines,
-    bias_measured,
-    bias_reports,
     cost_lines,
-    count_text,
     gpu_cells,
     gpu_costs,
     hardware_text,
+    token_cells,
+    token_costs,
+    trained_text,
+)
+from reports.costs import params_text as _params
+from reports.format import (
+    BIAS_NOTE,
+    adaptive_lines,
+    bias_measured,
+    bias_reports,
+    count_text,
     in_percent,
     learning_lines,
     main_metrics,
@@ -36,13 +42,9 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
-    token_cells,
-    token_costs,
-    trained_text,
     verdict,
     warning_lines,
 )
-from reports.format import params_text as _params
 
 _MD = re.compile(r"([\\`*_\[\]|])")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # ANSI escapes and NULs in error messages

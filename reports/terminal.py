@@ -19,13 +19,13 @@ from rich.text import Text
 
 from harness.results.model import BenchmarkRow, CandidateRow, MetricScore, Results
 from harness.results.render import renderer
+from reports.costs import cost_lines, hardware_text, token_cells, token_costs, tokens_text, trained_text
+from reports.costs import params_text as _params
 from reports.format import (
     BIAS_NOTE,
     adaptive_lines,
     bias_measured,
     bias_reports,
-    cost_lines,
-    hardware_text,
     in_percent,
     learning_lines,
     main_metrics,
@@ -36,15 +36,10 @@ from reports.format import (
     seed_note,
     sweep_lines,
     tie_notes,
-    token_cells,
-    token_costs,
-    tokens_text,
-    trained_text,
     verdict,
     warning_lines,
 )
 from reports.format import metric_text as _metric
-from reports.format import params_text as _params
 
 
 def _value(name: str, entry: MetricScore, results: Results) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from harness.cli import main
-from reports.format import params_text
+from reports.costs import params_text
 
 
 def _binary_benchmark(folder):
@@ -48,7 +48,7 @@ def test_trained_parameters_are_per_benchmark_and_do_not_depend_on_order(tiny_co
 
 
 def test_a_row_scored_as_it_is_trains_nothing_and_says_0():
-    from reports.format import trained_text
+    from reports.costs import trained_text
     from tests.reports.sample import typed
 
     bench = {"benchmark": "t", "status": "ok", "scores": {}, "trainable_params": 0}

@@ -14,7 +14,7 @@ from rich.console import Console
 from harness.execution.merge import merge_prefix, merge_tokens
 from harness.results.model import Results
 from harness.scoring.lm import ENCODER_PATH, SHARED
-from reports.format import count_short, tokens_text
+from reports.costs import count_short, tokens_text
 from reports.terminal import cost_table, leaderboard
 
 
