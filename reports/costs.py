@@ -150,3 +150,14 @@ GPU_COSTS = ("peak GPU MB", "GPU-s")
 def gpu_cells(c: CandidateRow) -> list[str]:
     k = c.cost
     return ["-" if v is None else f"{v:.0f}" for v in (k.peak_gpu_mb, k.gpu_seconds)]
+
+
+def optional_columns(results: Results) -> tuple[str, ...]:
+    """The cost columns a run has numbers for: GPU peak and seconds where a unit ran on a GPU, tokens run against
+    tokens in the data where they were counted."""
+    return (GPU_COSTS if gpu_costs(results) else ()) + (TOKEN_COSTS if token_costs(results) else ())
+
+
+def optional_cells(c: CandidateRow, results: Results) -> list[str]:
+    """A candidate's cells under `optional_columns`."""
+    return (gpu_cells(c) if gpu_costs(results) else []) + (token_cells(c) if token_costs(results) else [])

@@ -13,17 +13,7 @@ from typing import Any
 from harness.results.model import BenchmarkRow, BiasRow, CandidateRow, MetricScore, ProbeRow, Results
 from harness.results.render import renderer
 from reports.confusion import per_class
-from reports.costs import (
-    GPU_COSTS,
-    TOKEN_COSTS,
-    cost_lines,
-    gpu_cells,
-    gpu_costs,
-    hardware_text,
-    token_cells,
-    token_costs,
-    trained_text,
-)
+from reports.costs import cost_lines, hardware_text, optional_cells, optional_columns, trained_text
 from reports.format import (
     BIAS_NOTE,
     adaptive_lines,
@@ -188,9 +178,8 @@ def leaderboard(results: Results) -> str:
         heads = _bench_heads(results, metric, bool(others[bench]), bias)
         top.append(f'<th colspan="{len(heads)}">{_e(bench)}</th>')
         sub += [f"<th>{h}</th>" for h in heads]
-    gpu, tokens = gpu_costs(results), token_costs(results)
-    cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB"] + \
-        list(GPU_COSTS) * gpu + list(TOKEN_COSTS) * tokens
+    cost = ["params (trained)", "train s", "train tokens/s", "latency ms/item", "peak RSS MB",
+            *optional_columns(results)]
     top += [f'<th colspan="{len(cost)}">cost</th>', '<th rowspan="2">gate</th>']
     sub += [f"<th>{h}</th>" for h in cost]
     rows = []
@@ -205,7 +194,7 @@ def leaderboard(results: Results) -> str:
         cells += [_td(_count(c.params) + (f' <span class="ci">({trained})</span>' if trained != "-" else "")),
                   _td(_num(k.train_seconds)), _td(_num(k.train_tokens_per_second)),
                   _td(_num(k.latency_ms_per_item, ".1f")), _td(_num(k.peak_rss_mb))] + \
-            [_td(v) for v in gpu_cells(c)] * gpu + [_td(v) for v in token_cells(c)] * tokens
+            [_td(v) for v in optional_cells(c, results)]
         label, detail = verdict(results, c)
         cells.append(_td(_e(label) + (f"<br>{_e(detail)}" if detail else ""),
                          "pass-cell" if label == "pass" else "muted" if label == "reference" else "fail-cell"))

@@ -12,17 +12,7 @@ from typing import Any
 
 from harness.results.model import CandidateRow, MetricScore, Results
 from harness.results.render import renderer
-from reports.costs import (
-    GPU_COSTS,
-    TOKEN_COSTS,
-    cost_lines,
-    gpu_cells,
-    gpu_costs,
-    hardware_text,
-    token_cells,
-    token_costs,
-    trained_text,
-)
+from reports.costs import cost_lines, hardware_text, optional_cells, optional_columns, trained_text
 from reports.costs import params_text as _params
 from reports.format import (
     BIAS_NOTE,
@@ -91,8 +81,7 @@ def _candidate_cells(results: Results, c: CandidateRow, bias: bool) -> list[str]
     return cells + [f"{_params(c.params)} ({trained_text(c)})" if c.params else "-",
                     _num(cost.train_seconds), _num(cost.train_tokens_per_second),
                     _num(cost.latency_ms_per_item, ".1f"), _num(cost.peak_rss_mb),
-                    *(gpu_cells(c) if gpu_costs(results) else []),
-                    *(token_cells(c) if token_costs(results) else []),
+                    *optional_cells(c, results),
                     (f"**{label}**" if label != "pass" else label) + (f": {escape(detail)}" if detail else "")]
 
 
@@ -103,7 +92,7 @@ def _header(results: Results, bias: bool) -> list[str]:
         header += [f"{escape(bench)} {escape(metric)}{unit} [95% CI]", "tie group", "shifted"]
     header += ["forgetting pts [95% CI]"] + ["bias change, flip pts [95% CI]"] * bias
     return header + ["params (trained)", "train s", "train tok/s", "ms/item", "peak MB",
-                     *(GPU_COSTS if gpu_costs(results) else ()), *(TOKEN_COSTS if token_costs(results) else ()),
+                     *optional_columns(results),
                      "gate"]
 
 
